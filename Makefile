@@ -1,0 +1,53 @@
+# Thalian developer commands. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup run test test-fast lint bench migrate demo worker beat check-deploy clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(VENV)/.installed
+
+setup: $(VENV)/.installed
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py loaddemo
+
+## Set up, migrate, load the demo and serve Thalian at http://127.0.0.1:8000 (embedded default: SQLite, eager tasks).
+run: demo
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## Set up and run the whole test suite (PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set).
+test: setup
+	$(PY) -m playwright --version >/dev/null
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+## Benchmarks against raw SQL on PostgreSQL (needs DATABASE_URL; REDIS_URL for the ITSM benchmark).
+bench: migrate
+	$(PY) manage.py bench $(BENCH_ARGS)
+
+worker: setup
+	$(VENV)/bin/celery -A thalian worker -l INFO
+
+beat: setup
+	$(VENV)/bin/celery -A thalian beat -l INFO
+
+check-deploy: setup
+	DEBUG=false SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(64))') \
+	ENCRYPTION_KEY=$$($(PY) -c 'from cryptography.fernet import Fernet;print(Fernet.generate_key().decode())') \
+	ALLOWED_HOSTS=thalian.example.com $(PY) manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

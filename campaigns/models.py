@@ -1,0 +1,238 @@
+"""Review campaigns: a frozen snapshot of entitlements, each item assigned to a reviewer and decided."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from entitlements.models import FindingsMixin
+from thalian.tenancy import TenantModel
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    LAUNCHING = "launching", "Launching"
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    ARCHIVED = "archived", "Archived"
+
+
+class ReviewerStrategy(models.TextChoices):
+    APPLICATION_OWNER = "application_owner", "Application owner"
+    MANAGER = "manager", "Identity's manager"
+    MEMBERS = "members", "Named members"
+
+
+class DefaultOutcome(models.TextChoices):
+    NONE = "none", "Leave undecided"
+    APPROVE = "approve", "Approve"
+    REVOKE = "revoke", "Revoke"
+    RECOMMENDATION = "recommendation", "Follow the recommendation"
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REVOKE = "revoke", "Revoke"
+    EXCEPTION = "exception", "Exception"
+
+
+class Recurrence(models.TextChoices):
+    NONE = "", "Does not recur"
+    MONTHLY = "monthly", "Monthly"
+    QUARTERLY = "quarterly", "Quarterly"
+    SEMIANNUAL = "semiannual", "Semi-annually"
+    YEARLY = "yearly", "Yearly"
+    EVERY_DAYS = "every_days", "Every N days"
+
+
+def default_scope() -> dict:
+    return {
+        "applications": [],
+        "categories": [],
+        "sanctioned_only": False,
+        "min_users": None,
+        "departments": [],
+        "identity_kinds": [],
+        "preset": None,
+        "privileged_only": False,
+    }
+
+
+class Campaign(TenantModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    due_date = models.DateField()
+    status = models.CharField(max_length=20, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
+    scope = models.JSONField(default=default_scope)
+    reviewer_strategy = models.CharField(
+        max_length=30, choices=ReviewerStrategy.choices, default=ReviewerStrategy.APPLICATION_OWNER
+    )
+    # For the `members` strategy: {"*": ["a@x"], "<application name>": ["b@x", "c@x"]}.
+    reviewers = models.JSONField(default=dict, blank=True)
+    fallback_reviewer = models.ForeignKey(
+        "thalian.Membership", null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason_required = models.BooleanField(default=True)
+    default_outcome = models.CharField(max_length=20, choices=DefaultOutcome.choices, default=DefaultOutcome.NONE)
+    # Data freshness override recorded at launch.
+    freshness_override_reason = models.TextField(blank=True)
+    freshness_override_by = models.ForeignKey(
+        "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stale_applications = models.JSONField(default=list, blank=True)
+    # Lifecycle.
+    created_by = models.ForeignKey("thalian.User", null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    launched_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    launched_at = models.DateTimeField(null=True, blank=True)
+    snapshot_at = models.DateTimeField(null=True, blank=True)
+    launch_progress = models.PositiveIntegerField(default=0)  # percent while launching
+    launch_error = models.TextField(blank=True)
+    item_count = models.PositiveIntegerField(default=0)
+    closed_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.TextField(blank=True)
+    # Scheduling and recurrence.
+    launch_at = models.DateTimeField(null=True, blank=True)
+    recurrence = models.CharField(max_length=20, choices=Recurrence.choices, default=Recurrence.NONE, blank=True)
+    recurrence_every_days = models.PositiveIntegerField(null=True, blank=True)
+    duration_days = models.PositiveIntegerField(null=True, blank=True)
+    series = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="occurrences")
+    archived_reason = models.TextField(blank=True)
+    # Head of the decision hash chain (hash of the last Decision row of this campaign).
+    chain_head = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "status", "-created_at"], name="campaign_org_status"),
+            models.Index(fields=["organization", "launch_at"], name="campaign_org_launch_at"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.status == CampaignStatus.ACTIVE and self.due_date < timezone.localdate()
+
+
+class RemediationStatus(models.TextChoices):
+    NONE = "", "—"
+    PENDING = "pending", "Pending removal"
+    VERIFIED_REMOVED = "verified_removed", "Verified removed"
+    ACTION_REQUIRED = "action_required", "Action required"
+
+
+class TicketStatus(models.TextChoices):
+    NONE = "", "—"
+    PENDING = "pending", "Pending"
+    OPEN = "open", "Open"
+    IN_PROGRESS = "in_progress", "In progress"
+    RESOLVED = "resolved", "Resolved"
+    FAILED = "failed", "Failed"
+
+
+class ReviewItem(FindingsMixin, TenantModel):
+    """One entitlement in a campaign, frozen at snapshot time. Later inventory changes never alter it."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    entitlement = models.ForeignKey(
+        "entitlements.Entitlement", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    application = models.ForeignKey(
+        "entitlements.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Frozen copy of what the reviewer sees.
+    identity_email = models.CharField(max_length=254)
+    identity_name = models.CharField(max_length=200, blank=True)
+    identity_department = models.CharField(max_length=200, blank=True)
+    identity_manager_email = models.CharField(max_length=254, blank=True)
+    identity_kind = models.CharField(max_length=20)
+    identity_status = models.CharField(max_length=20)
+    application_name = models.CharField(max_length=200)
+    application_category = models.CharField(max_length=100, blank=True)
+    application_sanctioned = models.BooleanField(default=True)
+    role = models.CharField(max_length=255)
+    last_used = models.DateTimeField(null=True, blank=True)
+    recommendation = models.CharField(max_length=20, choices=Decision.choices)
+    recommendation_reason = models.CharField(max_length=300, blank=True)
+    # Assignment.
+    reviewer = models.ForeignKey("thalian.Membership", null=True, on_delete=models.SET_NULL, related_name="+")
+    reviewer_email = models.CharField(max_length=254, blank=True)  # kept if the member is later removed
+    assignment_note = models.CharField(max_length=300, blank=True)  # e.g. why it went to the fallback reviewer
+    # Current decision (the history is in DecisionEvent).
+    decision = models.CharField(max_length=20, choices=Decision.choices, blank=True, default="")
+    decision_reason = models.TextField(blank=True)
+    decision_comment = models.TextField(blank=True)
+    decided_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by_email = models.CharField(max_length=254, blank=True)  # "system" for default outcomes
+    decided_by_role = models.CharField(max_length=20, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    signed_off_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=0)
+    # Remediation (filled by the ITSM area).
+    ticket_key = models.CharField(max_length=100, blank=True)
+    ticket_url = models.CharField(max_length=500, blank=True)
+    ticket_status = models.CharField(max_length=20, choices=TicketStatus.choices, blank=True, default="")
+    ticket_error = models.TextField(blank=True)
+    remediation_status = models.CharField(
+        max_length=20, choices=RemediationStatus.choices, blank=True, default=""
+    )
+    remediation_checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Keyset pagination of one campaign's items, optionally per reviewer and per decision state.
+            models.Index(fields=["organization", "campaign", "id"], name="item_org_campaign_id"),
+            models.Index(fields=["organization", "campaign", "reviewer", "id"], name="item_org_campaign_reviewer"),
+            models.Index(fields=["organization", "campaign", "decision", "id"], name="item_org_campaign_decision"),
+            models.Index(fields=["organization", "campaign", "application_name", "id"], name="item_org_campaign_app"),
+            models.Index(fields=["organization", "campaign", "identity_department", "id"], name="item_org_campaign_dept"),
+            models.Index(fields=["organization", "remediation_status"], name="item_org_remediation"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity_email} / {self.application_name} / {self.role}"
+
+
+class DecisionEvent(TenantModel):
+    """Append-only decision history, hash-chained per campaign: each row stores the previous row's hash."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="decision_events")
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="history")
+    decision = models.CharField(max_length=20, choices=Decision.choices)
+    reason = models.TextField(blank=True)
+    comment = models.TextField(blank=True)
+    actor = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_email = models.CharField(max_length=254)  # "system" for default outcomes
+    actor_role = models.CharField(max_length=20, blank=True)
+    kind = models.CharField(max_length=20, default="single")  # single | bulk | system
+    bulk_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "campaign", "id"], name="decision_org_campaign_id"),
+            models.Index(fields=["organization", "item", "id"], name="decision_org_item_id"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise RuntimeError("decision history is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("decision history is append-only")

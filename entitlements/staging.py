@@ -1,0 +1,393 @@
+"""Set-based loading of validated inventory rows through a PostgreSQL staging table.
+
+Rows are COPYed into a temporary table (dropped at commit), checked as a set (duplicate
+keys, unknown managers), then merged into the inventory with a handful of INSERT ...
+SELECT / UPDATE ... FROM statements. Nothing here loops over rows in Python, so a
+million-row file costs a few statements, not a million round trips.
+
+Everything runs inside the caller's transaction: any error rolls the whole import back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection
+
+from .csv_import import MAX_ERRORS, RowError, copy_lines
+from .models import Application, Entitlement, Identity
+
+IDENTITY = Identity._meta.db_table
+APPLICATION = Application._meta.db_table
+ENTITLEMENT = Entitlement._meta.db_table
+
+
+@dataclass
+class MergeCounts:
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    identities_created: int = 0
+    application_ids: list[int] = field(default_factory=list)
+
+
+def _copy(cursor, table: str, columns: Iterable[str], rows: Iterator[tuple[Any, ...]]) -> None:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for block in copy_lines(rows):
+            copy.write(block)
+
+
+def _like_patterns(patterns: Iterable[str]) -> list[str]:
+    escaped = []
+    for pattern in patterns:
+        pattern = pattern.strip().lower()
+        if pattern:
+            escaped.append("%" + pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    return escaped
+
+
+def findings_sql(*, role: str, last_used: str, status: str) -> str:
+    """SQL select-list of the five finding flags, from column expressions of one row.
+
+    Parameters it needs: %(dormant_before)s, %(privileged)s (LIKE patterns).
+    """
+    return (
+        f"({last_used} IS NOT NULL AND {last_used} < %(dormant_before)s) AS is_dormant, "
+        f"({status} = 'terminated') AS is_terminated, "
+        f"(lower({role}) LIKE ANY(%(privileged)s::text[])) AS is_privileged, "
+        f"({status} = 'unknown') AS is_orphaned, "
+        f"({last_used} IS NULL) AS is_never_used"
+    )
+
+
+def findings_params(organization, now: datetime) -> dict[str, Any]:
+    return {
+        "dormant_before": now - timedelta(days=organization.dormant_days),
+        "privileged": _like_patterns(organization.privileged_patterns or []),
+    }
+
+
+FINDING_COLUMNS = ("is_dormant", "is_terminated", "is_privileged", "is_orphaned", "is_never_used")
+
+
+def _duplicates(cursor, key_sql: str, column: str, label: Callable[[tuple], str]) -> list[RowError]:
+    cursor.execute(
+        f"SELECT {key_sql}, array_agg(row_no ORDER BY row_no) FROM inv_stage "
+        f"GROUP BY {key_sql} HAVING count(*) > 1 ORDER BY min(row_no) LIMIT {MAX_ERRORS}"
+    )
+    errors = []
+    for record in cursor.fetchall():
+        rows = record[-1]
+        for row in rows[1:]:
+            errors.append(RowError(row, column, f"duplicate of row {rows[0]} ({label(record[:-1])})"))
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Entitlements
+
+
+def stage_entitlements(rows: Iterator[tuple[Any, ...]]) -> list[RowError]:
+    """COPY validated entitlement rows into inv_stage and return the set-level errors."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE inv_stage (row_no integer NOT NULL, application_id bigint NOT NULL, "
+            "email text NOT NULL, role text NOT NULL, last_used timestamptz) ON COMMIT DROP"
+        )
+        _copy(cursor.cursor, "inv_stage", ("row_no", "application_id", "email", "role", "last_used"), rows)
+        cursor.execute("ANALYZE inv_stage")
+        return _duplicates(cursor, "application_id, email, role", "role", lambda r: f"{r[1]} / {r[2]}")
+
+
+def merge_entitlements(
+    *,
+    organization,
+    now: datetime,
+    replace: bool,
+    source: str,
+    run_id: int,
+    keep_last_used: bool = False,
+) -> MergeCounts:
+    counts = MergeCounts()
+    params = {"org": organization.pk, "now": now, "source": source, "run": run_id, **findings_params(organization, now)}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM inv_stage")
+        staged = cursor.fetchone()[0]
+        cursor.execute("SELECT DISTINCT application_id FROM inv_stage")
+        counts.application_ids = sorted(r[0] for r in cursor.fetchall())
+
+        # Accounts of people the inventory does not know become identities of unknown status,
+        # so orphaned access shows up as a finding instead of being dropped.
+        cursor.execute(
+            f"""
+            INSERT INTO {IDENTITY} (organization_id, email, name, department, title, kind, status,
+                                    external_ids, created_at, updated_at)
+            SELECT %(org)s, s.email, '', '', '', 'human', 'unknown', '{{}}'::jsonb, %(now)s, %(now)s
+            FROM (SELECT DISTINCT email FROM inv_stage) s
+            ON CONFLICT (organization_id, email) DO NOTHING
+            """,
+            params,
+        )
+        counts.identities_created = cursor.rowcount
+
+        last_used = (
+            f"COALESCE(EXCLUDED.last_used, {ENTITLEMENT}.last_used)" if keep_last_used else "EXCLUDED.last_used"
+        )
+        findings = findings_sql(role="s.role", last_used="s.last_used", status="i.status")
+        cursor.execute(
+            f"""
+            WITH up AS (
+                INSERT INTO {ENTITLEMENT} AS e (organization_id, identity_id, application_id, role, last_used,
+                    source, first_seen, last_seen, present, removed_at, removed_by_run_id, {", ".join(FINDING_COLUMNS)})
+                SELECT %(org)s, i.id, s.application_id, s.role, s.last_used, %(source)s, %(now)s, %(now)s, true,
+                       NULL, NULL, {findings}
+                FROM inv_stage s
+                JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
+                ON CONFLICT (organization_id, application_id, identity_id, role) DO UPDATE SET
+                    last_used = {last_used.replace(ENTITLEMENT, "e")},
+                    source = EXCLUDED.source,
+                    last_seen = EXCLUDED.last_seen,
+                    present = true,
+                    removed_at = NULL,
+                    removed_by_run_id = NULL,
+                    {", ".join(f"{c} = EXCLUDED.{c}" for c in FINDING_COLUMNS)}
+                -- Unchanged rows are not rewritten: a re-import of the same file writes nothing.
+                WHERE (e.last_used, e.present, {", ".join(f"e.{c}" for c in FINDING_COLUMNS)})
+                      IS DISTINCT FROM ({last_used.replace(ENTITLEMENT, "e")}, true,
+                                        {", ".join(f"EXCLUDED.{c}" for c in FINDING_COLUMNS)})
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+            """,
+            params,
+        )
+        counts.created, counts.updated = cursor.fetchone()
+        counts.unchanged = staged - counts.created - counts.updated
+
+        if replace and counts.application_ids:
+            cursor.execute(
+                f"""
+                UPDATE {ENTITLEMENT} e SET present = false, removed_at = %(now)s, removed_by_run_id = %(run)s
+                WHERE e.organization_id = %(org)s AND e.application_id = ANY(%(apps)s) AND e.present
+                  AND NOT EXISTS (
+                      SELECT 1 FROM inv_stage s JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
+                      WHERE s.application_id = e.application_id AND s.role = e.role AND i.id = e.identity_id)
+                """,
+                {**params, "apps": counts.application_ids},
+            )
+            counts.removed = cursor.rowcount
+    return counts
+
+
+def remove_all_for_applications(*, organization, application_ids: list[int], now: datetime, run_id: int) -> int:
+    """Replace with an empty set: every present grant of these applications is removed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ENTITLEMENT} SET present = false, removed_at = %s, removed_by_run_id = %s "
+            f"WHERE organization_id = %s AND application_id = ANY(%s) AND present",
+            [now, run_id, organization.pk, application_ids],
+        )
+        return cursor.rowcount
+
+
+# ---------------------------------------------------------------------------------------------
+# Identities
+
+
+def stage_identities(rows: Iterator[tuple[Any, ...]], *, organization) -> list[RowError]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE inv_stage (row_no integer NOT NULL, email text NOT NULL, name text NOT NULL, "
+            "department text NOT NULL, manager_email text NOT NULL, title text, kind text NOT NULL, "
+            "status text NOT NULL) ON COMMIT DROP"
+        )
+        _copy(
+            cursor.cursor,
+            "inv_stage",
+            ("row_no", "email", "name", "department", "manager_email", "title", "kind", "status"),
+            rows,
+        )
+        cursor.execute("ANALYZE inv_stage")
+        errors = _duplicates(cursor, "email", "email", lambda r: r[0])
+        cursor.execute(
+            f"""
+            SELECT s.row_no, s.manager_email FROM inv_stage s
+            WHERE s.manager_email <> ''
+              AND NOT EXISTS (SELECT 1 FROM inv_stage m WHERE m.email = s.manager_email)
+              AND NOT EXISTS (SELECT 1 FROM {IDENTITY} i WHERE i.organization_id = %s AND i.email = s.manager_email)
+            ORDER BY s.row_no LIMIT {MAX_ERRORS}
+            """,
+            [organization.pk],
+        )
+        errors += [
+            RowError(row, "manager_email", f"manager {email!r} is neither in this file nor in the inventory")
+            for row, email in cursor.fetchall()
+        ]
+    return errors
+
+
+def merge_identities(*, organization, now: datetime) -> MergeCounts:
+    counts = MergeCounts()
+    params = {"org": organization.pk, "now": now}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM inv_stage")
+        staged = cursor.fetchone()[0]
+        # Counted before writing: "changed" compares every column the file carries, the manager by e-mail.
+        cursor.execute(
+            f"""
+            SELECT count(*) FILTER (WHERE i.id IS NULL),
+                   count(*) FILTER (WHERE i.id IS NOT NULL AND (
+                       (i.name, i.department, i.kind, i.status, COALESCE(s.title, i.title), COALESCE(m.email, ''))
+                       IS DISTINCT FROM (s.name, s.department, s.kind, s.status, i.title, s.manager_email)))
+            FROM inv_stage s
+            LEFT JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
+            LEFT JOIN {IDENTITY} m ON m.id = i.manager_id
+            """,
+            params,
+        )
+        counts.created, counts.updated = cursor.fetchone()
+        counts.unchanged = staged - counts.created - counts.updated
+        cursor.execute(
+            f"""
+            INSERT INTO {IDENTITY} AS i (organization_id, email, name, department, title, kind, status,
+                                         external_ids, created_at, updated_at)
+            SELECT %(org)s, s.email, s.name, s.department, COALESCE(s.title, ''), s.kind, s.status, '{{}}'::jsonb,
+                   %(now)s, %(now)s
+            FROM inv_stage s
+            ON CONFLICT (organization_id, email) DO UPDATE SET
+                name = EXCLUDED.name, department = EXCLUDED.department, kind = EXCLUDED.kind,
+                status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+                title = CASE WHEN (SELECT s2.title FROM inv_stage s2 WHERE s2.email = EXCLUDED.email) IS NULL
+                             THEN i.title ELSE EXCLUDED.title END
+            WHERE (i.name, i.department, i.kind, i.status) IS DISTINCT FROM
+                  (EXCLUDED.name, EXCLUDED.department, EXCLUDED.kind, EXCLUDED.status)
+               OR (SELECT s2.title FROM inv_stage s2 WHERE s2.email = EXCLUDED.email) IS DISTINCT FROM i.title
+                  AND (SELECT s2.title FROM inv_stage s2 WHERE s2.email = EXCLUDED.email) IS NOT NULL
+            """,
+            params,
+        )
+        cursor.execute(
+            f"""
+            UPDATE {IDENTITY} i SET manager_id = m.id, updated_at = %(now)s
+            FROM inv_stage s LEFT JOIN {IDENTITY} m ON m.organization_id = %(org)s AND m.email = s.manager_email
+            WHERE i.organization_id = %(org)s AND i.email = s.email AND i.manager_id IS DISTINCT FROM m.id
+            """,
+            params,
+        )
+    return counts
+
+
+def staged_identity_ids(*, organization) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT i.id FROM inv_stage s JOIN {IDENTITY} i ON i.organization_id = %s AND i.email = s.email",
+            [organization.pk],
+        )
+        return [r[0] for r in cursor.fetchall()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Applications
+
+
+def stage_applications(rows: Iterator[tuple[Any, ...]]) -> list[RowError]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE inv_stage (row_no integer NOT NULL, name text NOT NULL, category text NOT NULL, "
+            "sanctioned boolean NOT NULL, owner_email text NOT NULL, remediation_owner_email text) ON COMMIT DROP"
+        )
+        _copy(
+            cursor.cursor,
+            "inv_stage",
+            ("row_no", "name", "category", "sanctioned", "owner_email", "remediation_owner_email"),
+            rows,
+        )
+        # Names are matched without regard to case, as the entitlements files refer to them.
+        return _duplicates(cursor, "lower(name)", "name", lambda r: r[0])
+
+
+def merge_applications(*, organization, now: datetime) -> MergeCounts:
+    counts = MergeCounts()
+    params = {"org": organization.pk, "now": now}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM inv_stage")
+        staged = cursor.fetchone()[0]
+        match = f"a.organization_id = %(org)s AND lower(a.name) = lower(s.name)"
+        changed = (
+            "(a.name, a.category, a.sanctioned, a.owner_email, a.remediation_owner_email) IS DISTINCT FROM "
+            "(s.name, s.category, s.sanctioned, s.owner_email, COALESCE(s.remediation_owner_email, "
+            "a.remediation_owner_email))"
+        )
+        cursor.execute(
+            f"""
+            SELECT count(*) FILTER (WHERE a.id IS NULL), count(*) FILTER (WHERE a.id IS NOT NULL AND {changed})
+            FROM inv_stage s LEFT JOIN {APPLICATION} a ON {match}
+            """,
+            params,
+        )
+        counts.created, counts.updated = cursor.fetchone()
+        counts.unchanged = staged - counts.created - counts.updated
+        cursor.execute(
+            f"""
+            UPDATE {APPLICATION} a SET name = s.name, category = s.category, sanctioned = s.sanctioned,
+                owner_email = s.owner_email,
+                remediation_owner_email = COALESCE(s.remediation_owner_email, a.remediation_owner_email),
+                updated_at = %(now)s
+            FROM inv_stage s WHERE {match} AND {changed}
+            """,
+            params,
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO {APPLICATION} (organization_id, name, category, sanctioned, owner_email,
+                remediation_owner_email, feed, created_at, updated_at)
+            SELECT %(org)s, s.name, s.category, s.sanctioned, s.owner_email, COALESCE(s.remediation_owner_email, ''),
+                   'file', %(now)s, %(now)s
+            FROM inv_stage s WHERE NOT EXISTS (SELECT 1 FROM {APPLICATION} a WHERE {match})
+            """,
+            params,
+        )
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Findings
+
+
+def findings_recompute(
+    *,
+    organization,
+    now: datetime,
+    application_ids: list[int] | None = None,
+    identity_ids: list[int] | None = None,
+) -> int:
+    """Recompute the finding flags; only rows whose flags change are written. Returns that count."""
+    params: dict[str, Any] = {"org": organization.pk, **findings_params(organization, now)}
+    where = ""
+    if application_ids is not None:
+        where += " AND e.application_id = ANY(%(apps)s)"
+        params["apps"] = application_ids
+    if identity_ids is not None:
+        where += " AND e.identity_id = ANY(%(idents)s)"
+        params["idents"] = identity_ids
+    findings = findings_sql(role="e.role", last_used="e.last_used", status="i.status")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {ENTITLEMENT} t SET {", ".join(f"{c} = f.{c}" for c in FINDING_COLUMNS)}
+            FROM (
+                SELECT e.id, {findings}
+                FROM {ENTITLEMENT} e JOIN {IDENTITY} i ON i.id = e.identity_id
+                WHERE e.organization_id = %(org)s {where}
+            ) f
+            WHERE t.id = f.id
+              AND ({", ".join(f"t.{c}" for c in FINDING_COLUMNS)})
+                  IS DISTINCT FROM ({", ".join(f"f.{c}" for c in FINDING_COLUMNS)})
+            """,
+            params,
+        )
+        return cursor.rowcount

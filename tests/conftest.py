@@ -1,0 +1,196 @@
+"""Shared fixtures: two organizations (acme, globex), one member per role in acme, an outsider in globex.
+
+Per-area fixtures live in tests/<area>/conftest.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from thalian.models import ApiToken, Membership, hash_token, new_raw_token
+from thalian.permissions import Role
+from thalian.tenancy import scope, scopes_disabled
+
+from .factories import MembershipFactory, OrganizationFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords_and_clean_cache(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def org(db):
+    return OrganizationFactory(slug="acme", name="Acme", plan="pro")
+
+
+@pytest.fixture
+def other_org(db):
+    return OrganizationFactory(slug="globex", name="Globex", plan="pro")
+
+
+@pytest.fixture
+def free_org(db):
+    return OrganizationFactory(slug="initech", name="Initech", plan="free")
+
+
+@pytest.fixture
+def member(org):
+    """member("admin") -> Membership with that role in acme (one user per role, reused)."""
+
+    def make(role: str = Role.ADMIN, organization=None, email: str | None = None) -> Membership:
+        organization = organization or org
+        email = email or f"{role}@{organization.slug}.test"
+        user = UserFactory(email=email)
+        membership, _ = Membership.objects.get_or_create(
+            user=user, organization=organization, defaults={"role": role}
+        )
+        return membership
+
+    return make
+
+
+@pytest.fixture
+def outsider(other_org):
+    """An admin of globex: must get 404 for everything of acme."""
+    user = UserFactory(email="admin@globex.test")
+    return MembershipFactory(user=user, organization=other_org, role=Role.ADMIN)
+
+
+@pytest.fixture
+def client_for(client):
+    """client_for(membership) -> a Django test client signed in as that membership's user."""
+
+    def make(membership: Membership):
+        client.force_login(membership.user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api_for(db):
+    """api_for(membership) -> a DRF APIClient authenticating with a fresh Bearer token of that membership."""
+
+    def make(membership: Membership) -> APIClient:
+        raw = new_raw_token()
+        with scopes_disabled():
+            ApiToken.objects.create(
+                organization=membership.organization,
+                membership=membership,
+                name="test",
+                prefix=raw[:10],
+                token_hash=hash_token(raw),
+            )
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return api
+
+    return make
+
+
+@pytest.fixture
+def in_org(org):
+    """Activate acme's tenant scope for direct ORM use in a test."""
+    with scope(org):
+        yield org
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager_by_default():
+    """Tests run tasks in process unless they ask for a real worker (the `celery_worker` fixture)."""
+    from thalian.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
+def _worker_env() -> dict:
+    import os
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
+        pytest.skip("needs DATABASE_URL (PostgreSQL) and REDIS_URL: a real worker cannot share SQLite/eager mode")
+    env = dict(os.environ)
+    name = connection.settings_dict["NAME"]  # the test database pytest-django created
+    env["DATABASE_URL"] = f"postgres://{db.get('USER') or 'postgres'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{name}"
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["DEBUG"] = "true"
+    env["SECRET_KEY"] = settings.SECRET_KEY
+    env["ENCRYPTION_KEY"] = settings.ENCRYPTION_KEY
+    env["THALIAN_DATA_DIR"] = str(settings.DATA_DIR)
+    return env
+
+
+@pytest.fixture
+def celery_worker_factory(transactional_db, tmp_path):
+    """celery_worker_factory(concurrency=1, count=1) starts real `celery worker` processes on Redis against
+    the test database and stops them at teardown. Tasks sent from the test are no longer run eagerly."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from thalian.celery import app
+
+    env = _worker_env()
+    procs: list[subprocess.Popen] = []
+    app.conf.task_always_eager = False
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("celery")
+
+    def start(concurrency: int = 1, count: int = 1) -> list[str]:
+        names = []
+        for i in range(count):
+            name = f"w{len(procs)}-{i}@{tmp_path.name}"
+            log = open(tmp_path / f"{name.split('@')[0]}.log", "w")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "thalian", "worker", "-n", name, "-c", str(concurrency),
+                     "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
+                    cwd=Path(__file__).resolve().parent.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
+                )
+            )
+            names.append(name)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            replies = app.control.ping(destination=names, timeout=1.0) or []
+            if len(replies) >= len(names):
+                return names
+            if any(p.poll() is not None for p in procs):
+                break
+        logs = "\n".join(p.read_text()[-3000:] for p in tmp_path.glob("*.log"))
+        raise RuntimeError(f"celery worker did not start:\n{logs}")
+
+    yield start
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    app.conf.task_always_eager = True
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2):
+    """Poll until predicate() is truthy (used with real workers); returns its value or fails the test."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s")
