@@ -27,8 +27,10 @@ run: demo
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## Set up and run the whole test suite (PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thalian_test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 test: setup
-	$(PY) -m playwright --version >/dev/null
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: setup

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import os
 import tempfile
@@ -76,6 +77,7 @@ def neutralize_cell(value: Any) -> str:
 # --------------------------------------------------------------------------------------------------
 
 CSV_CHUNK_SIZE = 64 * 1024
+CSV_BATCH_ROWS = 500
 
 
 def csv_stream(
@@ -83,22 +85,29 @@ def csv_stream(
     *,
     header: Sequence[str] | None = None,
     chunk_size: int = CSV_CHUNK_SIZE,
+    neutralize: bool = True,
+    lineterminator: str = "\n",
 ) -> Iterator[bytes]:
-    """Encode rows as UTF-8 CSV (RFC 4180, CRLF line ends), every cell neutralised.
+    """Encode rows as UTF-8 CSV (RFC 4180 quoting, LF line ends), every cell neutralised (callers whose rows are
+    already neutralised text pass ``neutralize=False``).
 
     Memory stays constant: one reusable ``StringIO`` buffer is filled up to ``chunk_size`` characters,
     yielded and emptied. The header (when given) is yielded on its own straight away so an HTTP client
     sees the first byte before the first database row arrives.
     """
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, lineterminator=lineterminator)
     if header is not None:
         writer.writerow(header)
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate(0)
-    for row in rows:
-        writer.writerow([neutralize_cell(value) for value in row])
+    rows = iter(rows)
+    # Rows go to the C writer in batches; a batch is small enough that the first rows still leave early.
+    while batch := list(itertools.islice(rows, CSV_BATCH_ROWS)):
+        if neutralize:
+            batch = [[neutralize_cell(value) for value in row] for row in batch]
+        writer.writerows(batch)
         if buffer.tell() >= chunk_size:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
@@ -281,7 +290,8 @@ def decisions_log_rows(
 ) -> Iterator[list[Any]]:
     """Rows of ``decisions_log.csv`` from ``(prev_hash, hash, fields)`` events in chain order.
 
-    ``columns`` names the hashed fields; the log's header is ``[*columns, "prev_hash", "hash"]``.
+    ``columns`` names the fields written (hashed ones and any context); the header is
+    ``[*columns, "prev_hash", "hash"]``.
     """
     for prev_hash, hash_, fields in events:
         yield [fields.get(name) for name in columns] + [prev_hash or GENESIS_HASH, hash_]
@@ -298,8 +308,17 @@ class ChainCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def check_chain(reader: Iterable[dict[str, str]], *, file_name: str = "decisions_log.csv") -> ChainCheck:
-    """Recompute the chain over log rows (dicts as read by ``csv.DictReader``)."""
+def check_chain(
+    reader: Iterable[dict[str, str]],
+    *,
+    hashed_columns: Sequence[str] | None = None,
+    file_name: str = "decisions_log.csv",
+) -> ChainCheck:
+    """Recompute the chain over log rows (dicts as read by ``csv.DictReader``).
+
+    ``hashed_columns`` names the columns covered by each hash (the manifest's ``decisions_log_hashed_columns``);
+    without it every column except ``prev_hash`` and ``hash`` is.
+    """
     result = ChainCheck()
     expected_prev = GENESIS_HASH
     for line_no, row in enumerate(reader, start=2):
@@ -310,7 +329,14 @@ def check_chain(reader: Iterable[dict[str, str]], *, file_name: str = "decisions
         if None in row:
             result.problems.append(f"{file_name} line {line_no}: more cells than header columns")
         prev_hash = row["prev_hash"] or GENESIS_HASH
-        fields = {k: v for k, v in row.items() if k not in ("prev_hash", "hash") and k is not None}
+        if hashed_columns is None:
+            fields = {k: v for k, v in row.items() if k not in ("prev_hash", "hash") and k is not None}
+        else:
+            missing = [name for name in hashed_columns if name not in row]
+            if missing:
+                result.problems.append(f"{file_name}: hashed columns {missing} are missing from the header")
+                return result
+            fields = {name: row[name] for name in hashed_columns}
         if prev_hash != expected_prev:
             result.problems.append(
                 f"{file_name} line {line_no}: prev_hash is {prev_hash} but the previous decision's hash is "
@@ -574,7 +600,10 @@ def verify_package(
             try:
                 with archive.open(DECISIONS_LOG_NAME) as raw:
                     text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-                    chain = check_chain(csv.DictReader(text))
+                    hashed = manifest.get("decisions_log_hashed_columns")
+                    chain = check_chain(
+                        csv.DictReader(text), hashed_columns=hashed if isinstance(hashed, list) else None
+                    )
             except (zipfile.BadZipFile, zlib.error, UnicodeDecodeError, csv.Error, EOFError) as exc:
                 problems.append(f"{DECISIONS_LOG_NAME} cannot be read: {exc}")
             else:

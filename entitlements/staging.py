@@ -23,6 +23,7 @@ from .models import Application, Entitlement, Identity
 IDENTITY = Identity._meta.db_table
 APPLICATION = Application._meta.db_table
 ENTITLEMENT = Entitlement._meta.db_table
+ADVISORY_LOCK_SPACE = 7341  # first key of pg_advisory_xact_lock(space, organization id) for imports
 
 
 @dataclass
@@ -75,9 +76,20 @@ FINDING_COLUMNS = ("is_dormant", "is_terminated", "is_privileged", "is_orphaned"
 
 
 def _duplicates(cursor, key_sql: str, column: str, label: Callable[[tuple], str]) -> list[RowError]:
+    """Rows whose natural key repeats an earlier row. The keys are found with one hash aggregate;
+    only the (few) repeated keys are then looked up row by row."""
+    cursor.execute(
+        f"SELECT {key_sql} FROM inv_stage GROUP BY {key_sql} HAVING count(*) > 1 LIMIT {MAX_ERRORS}"
+    )
+    keys = cursor.fetchall()
+    if not keys:
+        return []
+    width = len(keys[0])
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(keys))
     cursor.execute(
         f"SELECT {key_sql}, array_agg(row_no ORDER BY row_no) FROM inv_stage "
-        f"GROUP BY {key_sql} HAVING count(*) > 1 ORDER BY min(row_no) LIMIT {MAX_ERRORS}"
+        f"WHERE ({key_sql}) IN ({placeholders}) GROUP BY {key_sql} ORDER BY min(row_no)",
+        [value for key in keys for value in key],
     )
     errors = []
     for record in cursor.fetchall():
@@ -91,9 +103,18 @@ def _duplicates(cursor, key_sql: str, column: str, label: Callable[[tuple], str]
 # Entitlements
 
 
+def prepare_session(organization) -> None:
+    """Per import transaction: one import at a time per organization, and memory for hashing a
+    million staged rows instead of spilling sorts to disk (server memory, freed at commit)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ADVISORY_LOCK_SPACE, organization.pk])
+        cursor.execute("SET LOCAL work_mem = '128MB'")
+
+
 def stage_entitlements(rows: Iterator[tuple[Any, ...]]) -> list[RowError]:
     """COPY validated entitlement rows into inv_stage and return the set-level errors."""
     with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS inv_stage")
         cursor.execute(
             "CREATE TEMP TABLE inv_stage (row_no integer NOT NULL, application_id bigint NOT NULL, "
             "email text NOT NULL, role text NOT NULL, last_used timestamptz) ON COMMIT DROP"
@@ -134,52 +155,68 @@ def merge_entitlements(
         )
         counts.identities_created = cursor.rowcount
 
-        last_used = (
-            f"COALESCE(EXCLUDED.last_used, {ENTITLEMENT}.last_used)" if keep_last_used else "EXCLUDED.last_used"
-        )
-        findings = findings_sql(role="s.role", last_used="s.last_used", status="i.status")
+        # One pass resolves every staged row: its identity, the grant it matches (if any) and
+        # whether that grant changes. The writes below are then plain joins on ids, and a fresh
+        # load is a straight INSERT with no per-row conflict handling.
+        # Connectors do not report usage: they keep the last-used date a file gave.
+        last_used = "COALESCE(s.last_used, e.last_used)" if keep_last_used else "s.last_used"
+        findings = findings_sql(role="s.role", last_used=last_used, status="i.status")
+        flags = ", ".join(FINDING_COLUMNS)
+        cursor.execute("DROP TABLE IF EXISTS inv_merge")
         cursor.execute(
             f"""
-            WITH up AS (
-                INSERT INTO {ENTITLEMENT} AS e (organization_id, identity_id, application_id, role, last_used,
-                    source, first_seen, last_seen, present, removed_at, removed_by_run_id, {", ".join(FINDING_COLUMNS)})
-                SELECT %(org)s, i.id, s.application_id, s.role, s.last_used, %(source)s, %(now)s, %(now)s, true,
-                       NULL, NULL, {findings}
+            CREATE TEMP TABLE inv_merge ON COMMIT DROP AS
+            SELECT r.*, (r.existing_id IS NOT NULL AND (r.old_last_used, r.old_present, {", ".join(f"r.old_{c}" for c in FINDING_COLUMNS)})
+                         IS DISTINCT FROM (r.last_used, true, {", ".join(f"r.{c}" for c in FINDING_COLUMNS)})) AS changed
+            FROM (
+                SELECT s.application_id, i.id AS identity_id, s.role, {last_used} AS last_used, {findings},
+                       e.id AS existing_id, e.last_used AS old_last_used, e.present AS old_present,
+                       {", ".join(f"e.{c} AS old_{c}" for c in FINDING_COLUMNS)}
                 FROM inv_stage s
                 JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
-                ON CONFLICT (organization_id, application_id, identity_id, role) DO UPDATE SET
-                    last_used = {last_used.replace(ENTITLEMENT, "e")},
-                    source = EXCLUDED.source,
-                    last_seen = EXCLUDED.last_seen,
-                    present = true,
-                    removed_at = NULL,
-                    removed_by_run_id = NULL,
-                    {", ".join(f"{c} = EXCLUDED.{c}" for c in FINDING_COLUMNS)}
-                -- Unchanged rows are not rewritten: a re-import of the same file writes nothing.
-                WHERE (e.last_used, e.present, {", ".join(f"e.{c}" for c in FINDING_COLUMNS)})
-                      IS DISTINCT FROM ({last_used.replace(ENTITLEMENT, "e")}, true,
-                                        {", ".join(f"EXCLUDED.{c}" for c in FINDING_COLUMNS)})
-                RETURNING (xmax = 0) AS inserted
-            )
-            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+                LEFT JOIN {ENTITLEMENT} e ON e.organization_id = %(org)s AND e.application_id = s.application_id
+                     AND e.identity_id = i.id AND e.role = s.role
+            ) r
             """,
             params,
         )
-        counts.created, counts.updated = cursor.fetchone()
-        counts.unchanged = staged - counts.created - counts.updated
 
         if replace and counts.application_ids:
+            # Before the inserts, so only grants that existed before this run can be removed.
             cursor.execute(
                 f"""
                 UPDATE {ENTITLEMENT} e SET present = false, removed_at = %(now)s, removed_by_run_id = %(run)s
                 WHERE e.organization_id = %(org)s AND e.application_id = ANY(%(apps)s) AND e.present
-                  AND NOT EXISTS (
-                      SELECT 1 FROM inv_stage s JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
-                      WHERE s.application_id = e.application_id AND s.role = e.role AND i.id = e.identity_id)
+                  AND NOT EXISTS (SELECT 1 FROM inv_merge m WHERE m.existing_id = e.id)
                 """,
                 {**params, "apps": counts.application_ids},
             )
             counts.removed = cursor.rowcount
+
+        # Unchanged rows are not rewritten: a re-import of the same file writes nothing.
+        cursor.execute(
+            f"""
+            UPDATE {ENTITLEMENT} e SET last_used = m.last_used, source = %(source)s, last_seen = %(now)s,
+                present = true, removed_at = NULL, removed_by_run_id = NULL,
+                {", ".join(f"{c} = m.{c}" for c in FINDING_COLUMNS)}
+            FROM inv_merge m WHERE e.id = m.existing_id AND m.changed
+            """,
+            params,
+        )
+        counts.updated = cursor.rowcount
+        cursor.execute(
+            f"""
+            INSERT INTO {ENTITLEMENT} (organization_id, identity_id, application_id, role, last_used, source,
+                first_seen, last_seen, present, removed_at, removed_by_run_id, {flags})
+            SELECT %(org)s, m.identity_id, m.application_id, m.role, m.last_used, %(source)s, %(now)s, %(now)s, true,
+                   NULL, NULL, {", ".join(f"m.{c}" for c in FINDING_COLUMNS)}
+            FROM inv_merge m WHERE m.existing_id IS NULL
+            ORDER BY m.application_id, m.identity_id, m.role
+            """,
+            params,
+        )
+        counts.created = cursor.rowcount
+        counts.unchanged = staged - counts.created - counts.updated
     return counts
 
 
@@ -200,6 +237,7 @@ def remove_all_for_applications(*, organization, application_ids: list[int], now
 
 def stage_identities(rows: Iterator[tuple[Any, ...]], *, organization) -> list[RowError]:
     with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS inv_stage")
         cursor.execute(
             "CREATE TEMP TABLE inv_stage (row_no integer NOT NULL, email text NOT NULL, name text NOT NULL, "
             "department text NOT NULL, manager_email text NOT NULL, title text, kind text NOT NULL, "
@@ -231,6 +269,8 @@ def stage_identities(rows: Iterator[tuple[Any, ...]], *, organization) -> list[R
 
 
 def merge_identities(*, organization, now: datetime) -> MergeCounts:
+    """Upsert staged identities by e-mail. A NULL staged title means the file has no title column:
+    the stored title is kept."""
     counts = MergeCounts()
     params = {"org": organization.pk, "now": now}
     with connection.cursor() as cursor:
@@ -241,8 +281,9 @@ def merge_identities(*, organization, now: datetime) -> MergeCounts:
             f"""
             SELECT count(*) FILTER (WHERE i.id IS NULL),
                    count(*) FILTER (WHERE i.id IS NOT NULL AND (
-                       (i.name, i.department, i.kind, i.status, COALESCE(s.title, i.title), COALESCE(m.email, ''))
-                       IS DISTINCT FROM (s.name, s.department, s.kind, s.status, i.title, s.manager_email)))
+                       (i.name, i.department, i.kind, i.status, i.title, COALESCE(m.email, ''))
+                       IS DISTINCT FROM
+                       (s.name, s.department, s.kind, s.status, COALESCE(s.title, i.title), s.manager_email)))
             FROM inv_stage s
             LEFT JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
             LEFT JOIN {IDENTITY} m ON m.id = i.manager_id
@@ -253,23 +294,27 @@ def merge_identities(*, organization, now: datetime) -> MergeCounts:
         counts.unchanged = staged - counts.created - counts.updated
         cursor.execute(
             f"""
-            INSERT INTO {IDENTITY} AS i (organization_id, email, name, department, title, kind, status,
-                                         external_ids, created_at, updated_at)
-            SELECT %(org)s, s.email, s.name, s.department, COALESCE(s.title, ''), s.kind, s.status, '{{}}'::jsonb,
-                   %(now)s, %(now)s
+            UPDATE {IDENTITY} i SET name = s.name, department = s.department, kind = s.kind, status = s.status,
+                title = COALESCE(s.title, i.title), updated_at = %(now)s
             FROM inv_stage s
-            ON CONFLICT (organization_id, email) DO UPDATE SET
-                name = EXCLUDED.name, department = EXCLUDED.department, kind = EXCLUDED.kind,
-                status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
-                title = CASE WHEN (SELECT s2.title FROM inv_stage s2 WHERE s2.email = EXCLUDED.email) IS NULL
-                             THEN i.title ELSE EXCLUDED.title END
-            WHERE (i.name, i.department, i.kind, i.status) IS DISTINCT FROM
-                  (EXCLUDED.name, EXCLUDED.department, EXCLUDED.kind, EXCLUDED.status)
-               OR (SELECT s2.title FROM inv_stage s2 WHERE s2.email = EXCLUDED.email) IS DISTINCT FROM i.title
-                  AND (SELECT s2.title FROM inv_stage s2 WHERE s2.email = EXCLUDED.email) IS NOT NULL
+            WHERE i.organization_id = %(org)s AND i.email = s.email
+              AND (i.name, i.department, i.kind, i.status, i.title)
+                  IS DISTINCT FROM (s.name, s.department, s.kind, s.status, COALESCE(s.title, i.title))
             """,
             params,
         )
+        cursor.execute(
+            f"""
+            INSERT INTO {IDENTITY} (organization_id, email, name, department, title, kind, status,
+                                    external_ids, created_at, updated_at)
+            SELECT %(org)s, s.email, s.name, s.department, COALESCE(s.title, ''), s.kind, s.status, '{{}}'::jsonb,
+                   %(now)s, %(now)s
+            FROM inv_stage s
+            WHERE NOT EXISTS (SELECT 1 FROM {IDENTITY} i WHERE i.organization_id = %(org)s AND i.email = s.email)
+            """,
+            params,
+        )
+        # Managers are linked once every identity of the file exists, so order in the file does not matter.
         cursor.execute(
             f"""
             UPDATE {IDENTITY} i SET manager_id = m.id, updated_at = %(now)s
@@ -296,6 +341,7 @@ def staged_identity_ids(*, organization) -> list[int]:
 
 def stage_applications(rows: Iterator[tuple[Any, ...]]) -> list[RowError]:
     with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS inv_stage")
         cursor.execute(
             "CREATE TEMP TABLE inv_stage (row_no integer NOT NULL, name text NOT NULL, category text NOT NULL, "
             "sanctioned boolean NOT NULL, owner_email text NOT NULL, remediation_owner_email text) ON COMMIT DROP"
@@ -316,7 +362,7 @@ def merge_applications(*, organization, now: datetime) -> MergeCounts:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM inv_stage")
         staged = cursor.fetchone()[0]
-        match = f"a.organization_id = %(org)s AND lower(a.name) = lower(s.name)"
+        match = "a.organization_id = %(org)s AND lower(a.name) = lower(s.name)"
         changed = (
             "(a.name, a.category, a.sanctioned, a.owner_email, a.remediation_owner_email) IS DISTINCT FROM "
             "(s.name, s.category, s.sanctioned, s.owner_email, COALESCE(s.remediation_owner_email, "
@@ -352,6 +398,65 @@ def merge_applications(*, organization, now: datetime) -> MergeCounts:
             params,
         )
     return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# SCIM users
+
+
+def upsert_scim_identities(
+    *, organization, now: datetime, rows: list[tuple], connector_id: int
+) -> tuple[int, list[int]]:
+    """Make identities of SCIM users, matched by e-mail.
+
+    Users the inventory does not know are created with status unknown (no HR record: orphaned),
+    or terminated when the provider says they are inactive; an inactive user marks a known
+    identity terminated. Returns (identities created, ids whose status changed).
+    """
+    key = f"scim:{connector_id}"
+    params = {"org": organization.pk, "now": now, "key": key}
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS scim_stage")
+        cursor.execute(
+            "CREATE TEMP TABLE scim_stage (row_no integer, email text NOT NULL, name text NOT NULL, "
+            "active boolean NOT NULL, scim_id text NOT NULL) ON COMMIT DROP"
+        )
+        _copy(cursor.cursor, "scim_stage", ("row_no", "email", "name", "active", "scim_id"), iter(rows))
+        # Two accounts can share an e-mail; the active one speaks for the person.
+        users = "(SELECT DISTINCT ON (email) * FROM scim_stage ORDER BY email, active DESC, row_no) s"
+        cursor.execute(
+            f"""
+            UPDATE {IDENTITY} i SET status = 'terminated', updated_at = %(now)s FROM {users}
+            WHERE i.organization_id = %(org)s AND i.email = s.email AND NOT s.active AND i.status <> 'terminated'
+            RETURNING i.id
+            """,
+            params,
+        )
+        changed = [r[0] for r in cursor.fetchall()]
+        cursor.execute(
+            f"""
+            UPDATE {IDENTITY} i SET
+                name = CASE WHEN i.name = '' THEN s.name ELSE i.name END,
+                external_ids = i.external_ids || jsonb_build_object(%(key)s::text, s.scim_id)
+            FROM {users}
+            WHERE i.organization_id = %(org)s AND i.email = s.email
+              AND ((i.name = '' AND s.name <> '') OR (i.external_ids ->> %(key)s) IS DISTINCT FROM s.scim_id)
+            """,
+            params,
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO {IDENTITY} (organization_id, email, name, department, title, kind, status,
+                                    external_ids, created_at, updated_at)
+            SELECT %(org)s, s.email, s.name, '', '', 'human',
+                   CASE WHEN s.active THEN 'unknown' ELSE 'terminated' END,
+                   jsonb_build_object(%(key)s::text, s.scim_id), %(now)s, %(now)s
+            FROM {users}
+            WHERE NOT EXISTS (SELECT 1 FROM {IDENTITY} i WHERE i.organization_id = %(org)s AND i.email = s.email)
+            """,
+            params,
+        )
+        return cursor.rowcount, changed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -194,3 +194,26 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2):
             return value
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def browser_page(live_server):
+    """A Playwright page in real headless Chromium (Debian's `chromium`) with base_url = live_server.url.
+    Skips when Chromium is missing, except with CI=true where that fails the test."""
+    from django.db import connections
+
+    from .browser_support import chromium_page
+
+    # The live server's request threads would otherwise keep their database connection across keep-alive
+    # requests (CONN_MAX_AGE) and hold the test database open when the session ends.
+    db_settings = connections.settings["default"]
+    previous_max_age = db_settings.get("CONN_MAX_AGE", 0)
+    db_settings["CONN_MAX_AGE"] = 0
+    try:
+        with chromium_page(live_server.url) as page:
+            yield page
+            # Connections opened by the test body while Playwright ran live in that context; close them
+            # here or they outlive the test.
+            connections.close_all()
+    finally:
+        db_settings["CONN_MAX_AGE"] = previous_max_age

@@ -97,3 +97,281 @@ def exception_handler(exc, context):
     elif isinstance(response.data, dict) and "detail" not in response.data:
         response.data = {"detail": str(exc), **response.data}
     return response
+
+
+# Platform endpoints: me, members, invitations, tokens, audit events -------------------------------------
+
+from django.core.exceptions import ValidationError as DjangoValidationError  # noqa: E402
+from django.shortcuts import get_object_or_404  # noqa: E402
+from drf_spectacular.types import OpenApiTypes  # noqa: E402
+from drf_spectacular.utils import OpenApiParameter, extend_schema  # noqa: E402
+from rest_framework import serializers, status  # noqa: E402
+from rest_framework.pagination import CursorPagination  # noqa: E402
+from rest_framework.response import Response  # noqa: E402
+
+from . import selectors, services  # noqa: E402
+from .models import AuditEvent, Invitation  # noqa: E402
+from .permissions import ROLE_CHOICES, Role, perms_for  # noqa: E402
+
+
+def _as_api_error(exc: DjangoValidationError) -> exceptions.ValidationError:
+    if hasattr(exc, "error_dict"):
+        return exceptions.ValidationError(exc.message_dict)
+    return exceptions.ValidationError({"non_field_errors": exc.messages})
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    email = serializers.EmailField(source="user.email", read_only=True)
+    name = serializers.CharField(source="user.name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "name", "role", "created_at"]
+        read_only_fields = fields
+
+
+class RoleChangeSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=ROLE_CHOICES)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    invited_by = serializers.EmailField(source="invited_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "invited_by", "created_at", "expires_at"]
+        read_only_fields = fields
+
+
+class InviteSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=ROLE_CHOICES, default=Role.VIEWER)
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    active = serializers.BooleanField(source="is_active", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at", "active"]
+        read_only_fields = fields
+
+
+class TokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The token itself. Shown once; only its hash is kept.")
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class OrganizationBriefSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    plan = serializers.CharField()
+    access_reviews = serializers.BooleanField(source="has_access_reviews")
+
+
+class MeSerializer(serializers.Serializer):
+    email = serializers.EmailField(source="user.email")
+    name = serializers.CharField(source="user.name")
+    role = serializers.CharField()
+    organization = OrganizationBriefSerializer()
+    permissions = serializers.ListField(child=serializers.CharField())
+    auth = serializers.ChoiceField(choices=["token", "session"])
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_email")
+    target = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "actor", "action", "target", "ip_address", "details"]
+        read_only_fields = fields
+
+    def get_target(self, obj) -> dict:
+        return {"type": obj.target_type, "id": obj.target_id, "label": obj.target_label}
+
+
+class AuditFilterSerializer(serializers.Serializer):
+    action = serializers.CharField(required=False, allow_blank=True, max_length=80)
+    actor = serializers.CharField(required=False, allow_blank=True, max_length=254)
+    date_from = serializers.DateField(required=False, allow_null=True)
+    date_to = serializers.DateField(required=False, allow_null=True)
+
+    def validate(self, data):
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise serializers.ValidationError({"date_to": "The end date is before the start date."})
+        return data
+
+
+class AuditEventPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="URL of the next (older) page, or null")
+    previous = serializers.URLField(allow_null=True, help_text="URL of the previous (newer) page, or null")
+    results = AuditEventSerializer(many=True)
+
+
+class AuditCursorPagination(CursorPagination):
+    """Keyset pages newest first; (organization, -created_at) index serves it at any depth."""
+
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class MeView(OrgAPIView):
+    @extend_schema(responses=MeSerializer, summary="Who am I in this organization", tags=["platform"])
+    def get(self, request, org_slug):
+        m = request.membership
+        data = {
+            "user": m.user,
+            "role": m.role,
+            "organization": m.organization,
+            "permissions": sorted(p for p, ok in perms_for(m.role).items() if ok),
+            "auth": "token" if isinstance(request.auth, ApiToken) else "session",
+        }
+        return Response(MeSerializer(data).data)
+
+
+class MemberListView(OrgAPIView):
+    required_perms = {"GET": Perm.MANAGE_SETTINGS}
+
+    @extend_schema(responses=MemberSerializer(many=True), summary="List members", tags=["platform"])
+    def get(self, request, org_slug):
+        members = selectors.members_for_organization(organization=request.organization)
+        return Response(MemberSerializer(members, many=True).data)
+
+
+class InvitationListView(OrgAPIView):
+    required_perms = {"GET": Perm.MANAGE_SETTINGS, "POST": Perm.MANAGE_SETTINGS}
+
+    @extend_schema(responses=InvitationSerializer(many=True), summary="List open invitations", tags=["platform"])
+    def get(self, request, org_slug):
+        invitations = selectors.open_invitations(organization=request.organization)
+        return Response(InvitationSerializer(invitations, many=True).data)
+
+    @extend_schema(
+        request=InviteSerializer,
+        responses={201: InvitationSerializer},
+        summary="Invite a person by e-mail (the invitation link is e-mailed to them)",
+        tags=["platform"],
+    )
+    def post(self, request, org_slug):
+        ser = InviteSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        try:
+            invitation, _raw = services.invitation_create(
+                actor=request.membership, email=ser.validated_data["email"], role=ser.validated_data["role"],
+                request=request,
+            )
+        except DjangoValidationError as exc:
+            raise _as_api_error(exc) from None
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
+
+
+def _member(request, pk: int) -> Membership:
+    return get_object_or_404(
+        Membership.objects.select_related("user", "organization"), pk=pk, organization=request.organization
+    )
+
+
+class MemberDetailView(OrgAPIView):
+    required_perms = {"GET": Perm.MANAGE_SETTINGS, "PATCH": Perm.MANAGE_SETTINGS, "DELETE": Perm.MANAGE_SETTINGS}
+
+    @extend_schema(responses=MemberSerializer, summary="One member", tags=["platform"])
+    def get(self, request, org_slug, pk):
+        return Response(MemberSerializer(_member(request, pk)).data)
+
+    @extend_schema(
+        request=RoleChangeSerializer, responses=MemberSerializer, summary="Change a member's role", tags=["platform"]
+    )
+    def patch(self, request, org_slug, pk):
+        member = _member(request, pk)
+        ser = RoleChangeSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        try:
+            services.membership_role_change(
+                actor=request.membership, membership=member, role=ser.validated_data["role"], request=request
+            )
+        except DjangoValidationError as exc:
+            if exc.code in ("cannot_grant", "cannot_manage", "forbidden"):
+                raise exceptions.PermissionDenied(" ".join(exc.messages)) from None
+            raise _as_api_error(exc) from None
+        return Response(MemberSerializer(member).data)
+
+    @extend_schema(responses={204: None}, summary="Remove a member", tags=["platform"])
+    def delete(self, request, org_slug, pk):
+        member = _member(request, pk)
+        try:
+            services.membership_remove(actor=request.membership, membership=member, request=request)
+        except DjangoValidationError as exc:
+            if exc.code in ("cannot_manage", "forbidden"):
+                raise exceptions.PermissionDenied(" ".join(exc.messages)) from None
+            raise _as_api_error(exc) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenListView(OrgAPIView):
+    @extend_schema(responses=TokenSerializer(many=True), summary="List your API tokens", tags=["platform"])
+    def get(self, request, org_slug):
+        tokens = selectors.tokens_for_membership(membership=request.membership)
+        return Response(TokenSerializer(tokens, many=True).data)
+
+    @extend_schema(
+        request=TokenCreateSerializer,
+        responses={201: TokenCreatedSerializer},
+        summary="Create an API token (the token is in the answer, once)",
+        tags=["platform"],
+    )
+    def post(self, request, org_slug):
+        ser = TokenCreateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        token, raw = services.apitoken_create(membership=request.membership, name=ser.validated_data["name"],
+                                              request=request)
+        data = TokenCreatedSerializer(token).data
+        data["token"] = raw
+        response = Response(data, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class TokenDetailView(OrgAPIView):
+    @extend_schema(responses={204: None}, summary="Revoke one of your API tokens", tags=["platform"])
+    def delete(self, request, org_slug, public_id):
+        token = get_object_or_404(ApiToken.objects.all(), public_id=public_id, membership=request.membership)
+        services.apitoken_revoke(token=token, actor=request.user, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditEventListView(OrgAPIView):
+    required_perms = {"GET": Perm.VIEW_AUDIT_LOG}
+    pagination_class = AuditCursorPagination
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("action", str, description="exact action, e.g. member_role_changed"),
+            OpenApiParameter("actor", str, description="part of the actor's e-mail"),
+            OpenApiParameter("date_from", OpenApiTypes.DATE, description="on or after (UTC date)"),
+            OpenApiParameter("date_to", OpenApiTypes.DATE, description="on or before (UTC date)"),
+            OpenApiParameter("cursor", str, description="page cursor from `next` / `previous`"),
+            OpenApiParameter("page_size", int, description="events per page (max 500)"),
+        ],
+        responses=AuditEventPageSerializer,
+        summary="Audit events, newest first (cursor pagination)",
+        tags=["platform"],
+    )
+    def get(self, request, org_slug):
+        ser = AuditFilterSerializer(data=request.query_params)
+        ser.is_valid(raise_exception=True)
+        filters = selectors.AuditFilters(**{k: v for k, v in ser.validated_data.items() if v not in (None, "")})
+        qs = selectors.audit_events(organization=request.organization, filters=filters)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)

@@ -35,6 +35,7 @@ class Perm(StrEnum):
     VIEW_CAMPAIGNS = "view_campaigns"
     VIEW_ALL_CAMPAIGNS = "view_all_campaigns"
     MANAGE_CAMPAIGNS = "manage_campaigns"  # create / cancel / close
+    OVERRIDE_FRESHNESS = "override_freshness"  # launch a campaign on data older than the freshness limit
     DECIDE_ANY = "decide_any"
     DECIDE_ASSIGNED = "decide_assigned"
     EXPORT_EVIDENCE = "export_evidence"
@@ -53,6 +54,7 @@ PERMISSIONS: dict[Perm, set[Role]] = {
     Perm.VIEW_CAMPAIGNS: _ALL,
     Perm.VIEW_ALL_CAMPAIGNS: _ALL - {Role.REVIEWER},
     Perm.MANAGE_CAMPAIGNS: _STAFF,
+    Perm.OVERRIDE_FRESHNESS: {Role.SUPER_ADMIN, Role.ADMIN},
     Perm.DECIDE_ANY: _STAFF,
     Perm.DECIDE_ASSIGNED: _STAFF | {Role.REVIEWER},
     Perm.EXPORT_EVIDENCE: _STAFF | {Role.AUDITOR},

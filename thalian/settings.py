@@ -192,6 +192,8 @@ for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications"):
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Thalian <no-reply@thalian.localhost>")
+# Slack Web API base address (overridden only to point at a test server).
+SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
 
 # Security. Secure cookies, HSTS and HTTPS redirects whenever DEBUG is off.
 SESSION_COOKIE_SECURE = not DEBUG
@@ -215,6 +217,9 @@ CONTENT_SECURITY_POLICY = (
 )
 # ITSM and SCIM base URLs must be https in production unless this is set.
 ALLOW_INSECURE_HTTP_INTEGRATIONS = env.bool("ALLOW_INSECURE_HTTP_INTEGRATIONS", default=DEBUG)
+# Extra CA bundle (PEM path) trusted for ITSM connections, e.g. an internal ServiceNow; empty: system CAs.
+ITSM_CA_BUNDLE = env.str("ITSM_CA_BUNDLE", default="")
+ITSM_TIMEOUT_SECONDS = env.float("ITSM_TIMEOUT_SECONDS", default=10.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -241,6 +246,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Schema quality is tested (tests/thalian/test_api.py); `check --deploy` stays about the deployment.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
     "SECURITY": [{"bearerAuth": []}],
     "APPEND_COMPONENTS": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "Thalian API token"}}

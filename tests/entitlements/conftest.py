@@ -118,3 +118,44 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def run_import(org):
+    """run_import(kind, text, mode="merge", organization=org) -> SyncRun; raises ImportValidationError."""
+    import io
+
+    from entitlements.services import inventory_import
+    from thalian.tenancy import scope
+
+    def do(kind: str, text: str | bytes, mode: str = "merge", organization=None):
+        organization = organization or org
+        data = text.encode() if isinstance(text, str) else text
+        with scope(organization):
+            return inventory_import(
+                organization=organization, kind=kind, stream=io.BytesIO(data), mode=mode, file_name=f"{kind}.csv"
+            )
+
+    return do
+
+
+IDENTITIES_CSV = (
+    "email,name,department,manager_email,kind,status,title\n"
+    "boss@acme.test,Big Boss,Executive,,human,active,CEO\n"
+    "ann@acme.test,Ann Archer,Engineering,boss@acme.test,human,active,Engineer\n"
+    "bob@acme.test,Bob Baker,Sales,boss@acme.test,human,terminated,Rep\n"
+    "deploy-bot@acme.test,Deploy bot,Engineering,ann@acme.test,service_account,active,\n"
+)
+APPLICATIONS_CSV = (
+    "name,category,sanctioned,owner_email,remediation_owner_email\n"
+    "GitHub,Engineering,yes,owner@acme.test,it@acme.test\n"
+    "Salesforce,CRM,true,sales-owner@acme.test,\n"
+    "Dropbox,Storage,no,,\n"
+)
+
+
+@pytest.fixture
+def inventory(run_import):
+    """Identities and applications of acme loaded through the importer."""
+    run_import("identities", IDENTITIES_CSV)
+    run_import("applications", APPLICATIONS_CSV)

@@ -1,0 +1,410 @@
+"""Campaign lifecycle API under /api/v1/orgs/<slug>/campaigns/.
+
+Creating a campaign makes a draft (or a scheduled campaign when `launch_at` is in the future); `launch: true`
+creates and launches in one request, atomically: if the launch is refused (stale data without an override,
+nothing in scope) nothing is created. `POST campaigns/<id>/launch/` launches a draft; both answer 202 with the
+campaign in `launching` while the snapshot is taken in the background, and 409 with `stale_applications` when
+the data freshness check blocks the launch (an admin may pass `freshness_override_reason`).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from notifications.scheduling import CampaignNotDeletable, ScheduleError, campaign_delete, schedule_clean
+from thalian.api import OrgAPIView
+from thalian.permissions import Perm
+
+from . import selectors, services
+from .models import Campaign, CampaignStatus, DefaultOutcome, ReviewerStrategy
+
+IDENTITY_KINDS = ["human", "service_account", "bot", "ai_agent"]
+
+
+class CampaignPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ScopeSerializer(serializers.Serializer):
+    applications = serializers.ListField(child=serializers.CharField(), required=False,
+                                         help_text="Application names (case-insensitive).")
+    categories = serializers.ListField(child=serializers.CharField(), required=False)
+    sanctioned_only = serializers.BooleanField(required=False)
+    min_users = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                         help_text="Only applications with at least this many users.")
+    departments = serializers.ListField(child=serializers.CharField(), required=False)
+    identity_kinds = serializers.ListField(child=serializers.ChoiceField(choices=IDENTITY_KINDS), required=False)
+    preset = serializers.ChoiceField(choices=["non_human", "ai_agents"], required=False, allow_null=True,
+                                     help_text="non_human: service accounts, bots and AI agents; ai_agents: AI "
+                                               "agents only.")
+    privileged_only = serializers.BooleanField(required=False)
+
+
+class ProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    decided = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    approve = serializers.IntegerField()
+    revoke = serializers.IntegerField()
+    exception = serializers.IntegerField()
+    overdue = serializers.IntegerField()
+
+
+class StaleApplicationSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    last_synced_at = serializers.DateTimeField(allow_null=True)
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    fallback_reviewer = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    scope = ScopeSerializer()
+    stale_applications = StaleApplicationSerializer(many=True)
+    reviewers = serializers.JSONField(help_text="Named reviewers (members strategy): application name or \"*\" "
+                                                "to e-mails.")
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "title", "description", "status", "due_date", "scope", "reviewer_strategy", "reviewers",
+            "fallback_reviewer", "reason_required", "default_outcome", "created_at", "launch_at", "launched_at",
+            "snapshot_at", "launch_progress", "launch_error", "item_count", "stale_applications",
+            "freshness_override_reason", "completed_at", "closed_at", "cancelled_at", "cancel_reason", "progress",
+            "recurrence", "duration_days", "series", "archived_reason",
+        ]
+
+    def get_fallback_reviewer(self, obj) -> str | None:
+        fallback = obj.fallback_reviewer
+        return fallback.user.email if fallback is not None else None
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, obj) -> dict:
+        progress = self.context.get("progress", {}).get(obj.pk)
+        if progress is None:
+            progress = selectors.campaign_progress(campaign=obj)
+        return progress.as_dict()
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.recurrence == "every_days":
+            data["recurrence"] = {"every_days": instance.recurrence_every_days}
+        if instance.status == "launching":
+            data["launch_progress"] = services.campaign_launch_progress(campaign=instance)
+        return data
+
+
+class CampaignWriteSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    due_date = serializers.DateField()
+    scope = ScopeSerializer(required=False)
+    reviewer_strategy = serializers.ChoiceField(choices=ReviewerStrategy.values,
+                                                default=ReviewerStrategy.APPLICATION_OWNER)
+    reviewers = serializers.JSONField(
+        required=False, default=None,
+        help_text="members strategy: a list of member e-mails for every application, or an object mapping an "
+                  "application name (or \"*\" for the others) to e-mails; several reviewers share an application.",
+    )
+    fallback_reviewer = serializers.EmailField(help_text="Member who gets items the strategy cannot resolve.")
+    reason_required = serializers.BooleanField(required=False, default=True)
+    default_outcome = serializers.ChoiceField(choices=DefaultOutcome.values, default=DefaultOutcome.NONE)
+    launch_at = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                          help_text="Launch automatically at this time (status scheduled).")
+    recurrence = serializers.JSONField(
+        required=False, default="",
+        help_text='"monthly", "quarterly", "semiannual", "yearly", or {"every_days": N}; empty: does not recur.',
+    )
+    recurrence_every_days = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
+    duration_days = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
+
+
+    def validate(self, attrs):
+        try:
+            return schedule_clean(attrs, creating=not isinstance(self, CampaignUpdateSerializer))
+        except ScheduleError as exc:
+            raise exceptions.ValidationError({exc.field: [exc.message]}) from exc
+
+
+class CampaignCreateSerializer(CampaignWriteSerializer):
+    launch = serializers.BooleanField(required=False, default=False,
+                                      help_text="Launch immediately after creating (all or nothing).")
+    freshness_override_reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # With duration_days the due date follows from the launch date.
+        self.fields["due_date"].required = False
+
+
+class CampaignUpdateSerializer(CampaignWriteSerializer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for f in self.fields.values():
+            f.required = False
+            f.default = serializers.empty
+
+
+class LaunchSerializer(serializers.Serializer):
+    freshness_override_reason = serializers.CharField(
+        required=False, allow_blank=True, default="",
+        help_text="Admins only: launch although some applications' data is stale; recorded and audited.",
+    )
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=True)
+
+
+class ReassignSerializer(serializers.Serializer):
+    from_reviewer = serializers.EmailField(allow_null=True, help_text="Current reviewer; null for unassigned items.")
+    to_reviewer = serializers.EmailField()
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class PreviewRequestSerializer(serializers.Serializer):
+    scope = ScopeSerializer()
+
+
+PREVIEW_RESPONSE = inline_serializer(
+    "CampaignScopePreview",
+    {
+        "applications": serializers.IntegerField(),
+        "identities": serializers.IntegerField(),
+        "items": serializers.IntegerField(),
+        "application_list": serializers.ListField(child=serializers.DictField()),
+        "stale_applications": StaleApplicationSerializer(many=True),
+    },
+)
+REASSIGN_RESPONSE = inline_serializer(
+    "CampaignReassignResult",
+    {"reassigned": serializers.IntegerField(), "skipped_self_review": serializers.IntegerField()},
+)
+PROGRESS_DETAIL_RESPONSE = inline_serializer(
+    "CampaignProgressDetail",
+    {
+        "progress": ProgressSerializer(),
+        "by_application": serializers.ListField(child=serializers.DictField()),
+        "by_reviewer": serializers.ListField(child=serializers.DictField()),
+    },
+)
+ERROR_RESPONSE = inline_serializer("CampaignError", {"detail": serializers.CharField()})
+FRESHNESS_RESPONSE = inline_serializer(
+    "CampaignFreshnessBlocked",
+    {"detail": serializers.CharField(), "stale_applications": StaleApplicationSerializer(many=True)},
+)
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The campaign's state does not allow this."
+
+
+def api_error(exc: services.CampaignError) -> Response:
+    """CampaignError -> 409 for state conflicts and blocked launches (with the stale list), 400 otherwise."""
+    if isinstance(exc, services.FreshnessError):
+        return Response({"detail": exc.message, "stale_applications": [s.as_dict() for s in exc.stale]},
+                        status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, services.CampaignLocked) or exc.field == "status":
+        return Response({"detail": exc.message}, status=status.HTTP_409_CONFLICT)
+    field = exc.field or "non_field_errors"
+    return Response({"detail": f"Invalid input. {field}: {exc.message}", "errors": {field: [exc.message]}},
+                    status=status.HTTP_400_BAD_REQUEST)
+
+
+def _validated(serializer_class, request, **kwargs) -> dict:
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class CampaignBaseAPI(OrgAPIView):
+    requires_plan = True
+
+    def get_campaign(self, campaign_id, perm: Perm = Perm.VIEW_CAMPAIGNS) -> Campaign:
+        return selectors.campaign_access(membership=self.request.membership, campaign_id=campaign_id, perm=perm)
+
+    def campaign_response(self, campaign: Campaign, code: int = status.HTTP_200_OK) -> Response:
+        campaign = Campaign.objects.select_related("fallback_reviewer__user").get(pk=campaign.pk)
+        return Response(CampaignSerializer(campaign).data, status=code)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, services.CampaignError):
+            return api_error(exc)
+        if isinstance(exc, PermissionDenied):
+            exc = exceptions.PermissionDenied(str(exc) or None)
+        return super().handle_exception(exc)
+
+
+class CampaignListAPI(CampaignBaseAPI):
+    required_perms = {"GET": Perm.VIEW_CAMPAIGNS, "POST": Perm.MANAGE_CAMPAIGNS}
+
+    @extend_schema(
+        operation_id="campaigns_list",
+        parameters=[OpenApiParameter("status", str, description="Filter by status (draft, scheduled, launching, "
+                                                                "active, completed, cancelled, archived).")],
+        responses=CampaignSerializer(many=True),
+    )
+    def get(self, request, org_slug):
+        qs = selectors.campaigns_visible(membership=request.membership).select_related("fallback_reviewer__user")
+        wanted = request.query_params.get("status")
+        if wanted:
+            valid = CampaignStatus.values
+            if wanted not in valid:
+                raise exceptions.ValidationError({"status": [f"unknown status {wanted!r}; choose from "
+                                                             f"{', '.join(valid)}"]})
+            qs = qs.filter(status=wanted)
+        paginator = CampaignPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        progress = selectors.campaign_progress_many(campaigns=page)
+        data = CampaignSerializer(page, many=True, context={"progress": progress}).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(
+        operation_id="campaigns_create",
+        request=CampaignCreateSerializer,
+        responses={201: CampaignSerializer, 202: CampaignSerializer, 400: ERROR_RESPONSE, 409: FRESHNESS_RESPONSE},
+    )
+    def post(self, request, org_slug):
+        data = dict(_validated(CampaignCreateSerializer, request))
+        launch = data.pop("launch")
+        override = data.pop("freshness_override_reason")
+        with transaction.atomic():
+            campaign = services.campaign_create(organization=request.organization, actor=request.membership,
+                                                request=request, **data)
+            if launch:
+                campaign = services.campaign_launch(campaign=campaign, actor=request.membership,
+                                                    freshness_override_reason=override, request=request)
+        return self.campaign_response(campaign, status.HTTP_201_CREATED)
+
+
+class CampaignPreviewAPI(CampaignBaseAPI):
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+
+    @extend_schema(operation_id="campaigns_preview", request=PreviewRequestSerializer,
+                   responses={200: PREVIEW_RESPONSE, 400: ERROR_RESPONSE})
+    def post(self, request, org_slug):
+        data = _validated(PreviewRequestSerializer, request)
+        scope = services.scope_clean(organization=request.organization, scope=data["scope"])
+        preview = selectors.campaign_scope_preview(organization=request.organization, scope=scope)
+        return Response({
+            "applications": preview.application_count,
+            "identities": preview.identity_count,
+            "items": preview.item_count,
+            "application_list": preview.applications,
+            "stale_applications": [s.as_dict() for s in preview.stale],
+        })
+
+
+class CampaignDetailAPI(CampaignBaseAPI):
+    required_perms = {"GET": Perm.VIEW_CAMPAIGNS, "PATCH": Perm.MANAGE_CAMPAIGNS, "DELETE": Perm.MANAGE_CAMPAIGNS}
+
+    @extend_schema(operation_id="campaigns_retrieve", responses=CampaignSerializer)
+    def get(self, request, org_slug, campaign_id):
+        return self.campaign_response(self.get_campaign(campaign_id))
+
+    @extend_schema(operation_id="campaigns_update", request=CampaignUpdateSerializer,
+                   responses={200: CampaignSerializer, 400: ERROR_RESPONSE, 409: ERROR_RESPONSE})
+    def patch(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.MANAGE_CAMPAIGNS)
+        changes = _validated(CampaignUpdateSerializer, request)
+        campaign = services.campaign_update(campaign=campaign, actor=request.membership, request=request, **changes)
+        return self.campaign_response(campaign)
+
+    @extend_schema(operation_id="campaigns_delete", responses={204: None, 409: ERROR_RESPONSE})
+    def delete(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.MANAGE_CAMPAIGNS)
+        try:
+            campaign_delete(campaign=campaign, actor=request.membership, request=request)
+        except CampaignNotDeletable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CampaignLaunchAPI(CampaignBaseAPI):
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+
+    @extend_schema(operation_id="campaigns_launch", request=LaunchSerializer,
+                   responses={202: CampaignSerializer, 400: ERROR_RESPONSE, 409: FRESHNESS_RESPONSE})
+    def post(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.MANAGE_CAMPAIGNS)
+        data = _validated(LaunchSerializer, request)
+        campaign = services.campaign_launch(campaign=campaign, actor=request.membership, request=request,
+                                            freshness_override_reason=data["freshness_override_reason"])
+        return self.campaign_response(campaign, status.HTTP_202_ACCEPTED)
+
+
+class CampaignCancelAPI(CampaignBaseAPI):
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+
+    @extend_schema(operation_id="campaigns_cancel", request=CancelSerializer,
+                   responses={200: CampaignSerializer, 400: ERROR_RESPONSE, 409: ERROR_RESPONSE})
+    def post(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.MANAGE_CAMPAIGNS)
+        data = _validated(CancelSerializer, request)
+        campaign = services.campaign_cancel(campaign=campaign, actor=request.membership, reason=data["reason"],
+                                            request=request)
+        return self.campaign_response(campaign)
+
+
+class CampaignCloseAPI(CampaignBaseAPI):
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+
+    @extend_schema(operation_id="campaigns_close", request=None,
+                   responses={200: CampaignSerializer, 409: ERROR_RESPONSE})
+    def post(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.MANAGE_CAMPAIGNS)
+        campaign = services.campaign_close(campaign=campaign, actor=request.membership, request=request)
+        return self.campaign_response(campaign)
+
+
+class CampaignReassignAPI(CampaignBaseAPI):
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+
+    @extend_schema(operation_id="campaigns_reassign", request=ReassignSerializer,
+                   responses={200: REASSIGN_RESPONSE, 400: ERROR_RESPONSE, 409: ERROR_RESPONSE})
+    def post(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.MANAGE_CAMPAIGNS)
+        data = _validated(ReassignSerializer, request)
+        members = {}
+        for key in ("from_reviewer", "to_reviewer"):
+            email = data[key]
+            if email is None:
+                members[key] = None
+                continue
+            members[key] = selectors.membership_by_email(organization=request.organization, email=email)
+            if members[key] is None:
+                raise services.CampaignError(f"{email} is not a member of this organization", field=key)
+        result = services.items_reassign(campaign=campaign, actor=request.membership, request=request,
+                                         reason=data["reason"], **members)
+        return Response({"reassigned": result.reassigned, "skipped_self_review": result.skipped_self_review})
+
+
+class CampaignProgressAPI(CampaignBaseAPI):
+    required_perms = {"GET": Perm.VIEW_ALL_CAMPAIGNS}
+
+    @extend_schema(operation_id="campaigns_progress", responses=PROGRESS_DETAIL_RESPONSE)
+    def get(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.VIEW_ALL_CAMPAIGNS)
+        by_reviewer = [
+            {k: row[k] for k in ("reviewer_email", "total", "decided", "pending", "approve", "revoke", "exception",
+                                 "signed_off", "last_decided_at")}
+            for row in selectors.campaign_progress_by_reviewer(campaign=campaign)
+        ]
+        by_application = [
+            {k: row[k] for k in ("application_name", "total", "decided", "pending", "approve", "revoke",
+                                 "exception")}
+            for row in selectors.campaign_progress_by_application(campaign=campaign)
+        ]
+        return Response({
+            "progress": selectors.campaign_progress(campaign=campaign).as_dict(),
+            "by_application": by_application,
+            "by_reviewer": by_reviewer,
+        })

@@ -1,0 +1,31 @@
+from django.urls import include, path
+
+from . import api, evidence_api_urls, review_api
+
+urlpatterns = [
+    path("campaigns/", api.CampaignListAPI.as_view(), name="api_campaign_list"),
+    path("campaigns/preview/", api.CampaignPreviewAPI.as_view(), name="api_campaign_preview"),
+    path("campaigns/<uuid:campaign_id>/", api.CampaignDetailAPI.as_view(), name="api_campaign_detail"),
+    path("campaigns/<uuid:campaign_id>/launch/", api.CampaignLaunchAPI.as_view(), name="api_campaign_launch"),
+    path("campaigns/<uuid:campaign_id>/cancel/", api.CampaignCancelAPI.as_view(), name="api_campaign_cancel"),
+    path("campaigns/<uuid:campaign_id>/close/", api.CampaignCloseAPI.as_view(), name="api_campaign_close"),
+    path("campaigns/<uuid:campaign_id>/reassign/", api.CampaignReassignAPI.as_view(), name="api_campaign_reassign"),
+    path("campaigns/<uuid:campaign_id>/progress/", api.CampaignProgressAPI.as_view(), name="api_campaign_progress"),
+    path("my-reviews/", review_api.MyReviewsAPI.as_view(), name="api-my-reviews"),
+    path("campaigns/<uuid:campaign_id>/items/", review_api.ItemListAPI.as_view(), name="api-review-items"),
+    path(
+        "campaigns/<uuid:campaign_id>/items/<int:item_id>/", review_api.ItemDetailAPI.as_view(), name="api-review-item"
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/items/<int:item_id>/decision/",
+        review_api.ItemDecisionAPI.as_view(),
+        name="api-review-decision",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/bulk-decision/", review_api.BulkDecisionAPI.as_view(), name="api-review-bulk"
+    ),
+    path("campaigns/<uuid:campaign_id>/sign-off/", review_api.SignOffAPI.as_view(), name="api-review-sign-off"),
+    path("", include(evidence_api_urls.urlpatterns)),
+]
+
+global_urlpatterns = [*evidence_api_urls.global_urlpatterns]

@@ -1,0 +1,588 @@
+"""Review decisions: single, bulk ("selected" and "all in view"), default outcomes at close, and sign-off.
+
+Every decision updates the item's current decision and appends one DecisionEvent. Events of a campaign form a
+hash chain (``campaigns.evidence.decision_hash``); to keep the chain serial, every writer first locks the
+campaign row (``SELECT ... FOR UPDATE``), reads ``chain_head``, appends, and moves ``chain_head`` in the same
+transaction. The item row is locked after the campaign row, always in that order, so writers cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.core.exceptions import EmptyResultSet, PermissionDenied, ValidationError
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from thalian.audit import audit_record
+from thalian.models import Membership, User
+from thalian.permissions import Perm, has_perm
+from thalian.tenancy import assert_same_organization
+
+from .evidence import GENESIS_HASH, canonical_json, decision_hash, neutralize_cell
+from .models import Campaign, CampaignStatus, Decision, DecisionEvent, DefaultOutcome, ReviewItem
+
+# The fields each DecisionEvent's hash covers, in the form ``decision_hash`` receives them. Every one of them
+# is a column of DecisionEvent, so the chain can be recomputed from the table alone.
+DECISION_HASH_FIELDS = (
+    "item_id",
+    "decision",
+    "reason",
+    "comment",
+    "actor_email",
+    "actor_role",
+    "kind",
+    "created_at",
+)
+
+KIND_SINGLE = "single"
+KIND_BULK = "bulk"
+KIND_SYSTEM = "system"
+SYSTEM_ACTOR = "system"
+REASON_REQUIRED_DECISIONS = (Decision.REVOKE, Decision.EXCEPTION)
+MAX_REASON_LENGTH = 2000
+MAX_COMMENT_LENGTH = 4000
+EVENT_BATCH_SIZE = 5000
+
+
+def decision_event_fields(event: DecisionEvent) -> dict:
+    """The hashed fields of a stored event (what a verifier recomputes the chain from)."""
+    return {name: getattr(event, name) for name in DECISION_HASH_FIELDS}
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation and authorization
+# --------------------------------------------------------------------------------------------------
+
+
+def decision_validate(*, campaign: Campaign, decision: str, reason: str, comment: str = "") -> tuple[str, str, str]:
+    """Returns the cleaned (decision, reason, comment) or raises ValidationError naming what is wrong."""
+    decision = (decision or "").strip().lower()
+    reason = (reason or "").strip()
+    comment = (comment or "").strip()
+    errors: dict[str, str] = {}
+    if decision not in Decision.values:
+        errors["decision"] = f"Decision must be one of {', '.join(Decision.values)}; got {decision!r}."
+    elif campaign.reason_required and decision in REASON_REQUIRED_DECISIONS and not reason:
+        errors["reason"] = f"A reason is required to {decision} access in this campaign."
+    if len(reason) > MAX_REASON_LENGTH:
+        errors["reason"] = f"The reason is {len(reason)} characters long; at most {MAX_REASON_LENGTH} are allowed."
+    if len(comment) > MAX_COMMENT_LENGTH:
+        errors["comment"] = (
+            f"The comment is {len(comment)} characters long; at most {MAX_COMMENT_LENGTH} are allowed."
+        )
+    if errors:
+        raise ValidationError(errors)
+    return decision, reason, comment
+
+
+def _require_decidable_campaign(campaign: Campaign) -> None:
+    if campaign.status != CampaignStatus.ACTIVE:
+        raise ValidationError(
+            f"Decisions can only be made while the campaign is active; this campaign is {campaign.status}."
+        )
+
+
+def membership_can_decide_any(membership: Membership) -> bool:
+    return has_perm(membership.role, Perm.DECIDE_ANY)
+
+
+def _require_can_decide(membership: Membership) -> None:
+    if not has_perm(membership.role, Perm.DECIDE_ASSIGNED):
+        raise PermissionDenied(f"Your role ({membership.role}) does not allow deciding review items.")
+
+
+def _lock_campaign(campaign: Campaign) -> Campaign:
+    return Campaign.objects.select_for_update().get(pk=campaign.pk)
+
+
+# --------------------------------------------------------------------------------------------------
+# The hash chain
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _EventTemplate:
+    """What all events of one write share; only the item differs."""
+
+    organization_id: int
+    campaign_id: uuid.UUID
+    decision: str
+    reason: str
+    comment: str
+    actor_id: int | None
+    actor_email: str
+    actor_role: str
+    kind: str
+    created_at: dt.datetime
+    bulk_id: uuid.UUID | None = None
+
+    def fields(self, item_id: int) -> dict:
+        return {
+            "item_id": item_id,
+            "decision": self.decision,
+            "reason": self.reason,
+            "comment": self.comment,
+            "actor_email": self.actor_email,
+            "actor_role": self.actor_role,
+            "kind": self.kind,
+            "created_at": self.created_at,
+        }
+
+    def hasher(self):
+        """A function (prev_hash, item_id) -> hash equal to ``decision_hash(prev_hash, self.fields(item_id))``.
+
+        Events of one write differ only in item id and previous hash, so the canonical JSON is encoded once
+        with two unique markers and split around them; each event then costs one concatenation and one
+        SHA-256. Both values are digits or hex, which JSON encodes verbatim. If the markers cannot be found
+        exactly once (they are random, so only in theory), it falls back to the general function.
+        """
+        item_marker, prev_marker = f"i{uuid.uuid4().hex}", f"p{uuid.uuid4().hex}"
+        payload = {name: neutralize_cell(value) for name, value in self.fields(0).items()}
+        payload["item_id"], payload["prev_hash"] = item_marker, prev_marker
+        text = canonical_json(payload)
+        item_b, prev_b = item_marker.encode(), prev_marker.encode()
+        if text.count(item_b) != 1 or text.count(prev_b) != 1:
+            return lambda prev_hash, item_id: decision_hash(prev_hash, self.fields(item_id))
+        item_first = text.index(item_b) < text.index(prev_b)
+        first_b, second_b = (item_b, prev_b) if item_first else (prev_b, item_b)
+        a, rest = text.split(first_b)
+        b, c = rest.split(second_b)
+        sha256 = hashlib.sha256
+
+        if item_first:
+
+            def digest(prev_hash: str, item_id: int) -> str:
+                return sha256(b"".join((a, str(item_id).encode(), b, (prev_hash or GENESIS_HASH).encode(), c))).hexdigest()
+
+        else:
+
+            def digest(prev_hash: str, item_id: int) -> str:
+                return sha256(b"".join((a, (prev_hash or GENESIS_HASH).encode(), b, str(item_id).encode(), c))).hexdigest()
+
+        return digest
+
+
+def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Sequence[int]) -> str:
+    """Appends one event per item (in the given order) to the campaign's chain, moves chain_head, returns it.
+
+    The caller holds the campaign row lock. On PostgreSQL the rows go in with COPY; elsewhere bulk_create.
+    """
+    digest = template.hasher()
+    prev = campaign.chain_head or GENESIS_HASH
+    if connection.vendor == "postgresql":
+        table = DecisionEvent._meta.db_table
+        columns = [
+            "organization_id", "campaign_id", "item_id", "decision", "reason", "comment", "actor_id",
+            "actor_email", "actor_role", "kind", "bulk_id", "created_at", "prev_hash", "hash",
+        ]
+        t = template
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for item_id in item_ids:
+                    current = digest(prev, item_id)
+                    copy.write_row(
+                        (
+                            t.organization_id, t.campaign_id, item_id, t.decision, t.reason, t.comment, t.actor_id,
+                            t.actor_email, t.actor_role, t.kind, t.bulk_id, t.created_at, prev, current,
+                        )
+                    )
+                    prev = current
+    else:
+        batch: list[DecisionEvent] = []
+        for item_id in item_ids:
+            current = digest(prev, item_id)
+            batch.append(
+                DecisionEvent(
+                    organization_id=template.organization_id,
+                    campaign_id=template.campaign_id,
+                    item_id=item_id,
+                    decision=template.decision,
+                    reason=template.reason,
+                    comment=template.comment,
+                    actor_id=template.actor_id,
+                    actor_email=template.actor_email,
+                    actor_role=template.actor_role,
+                    kind=template.kind,
+                    bulk_id=template.bulk_id,
+                    created_at=template.created_at,
+                    prev_hash=prev,
+                    hash=current,
+                )
+            )
+            prev = current
+            if len(batch) >= EVENT_BATCH_SIZE:
+                DecisionEvent.objects.bulk_create(batch)
+                batch = []
+        if batch:
+            DecisionEvent.objects.bulk_create(batch)
+    if item_ids:
+        Campaign.objects.filter(pk=campaign.pk).update(chain_head=prev)
+        campaign.chain_head = prev
+    return prev
+
+
+def _item_update_values(template: _EventTemplate) -> dict:
+    return {
+        "decision": template.decision,
+        "decision_reason": template.reason,
+        "decision_comment": template.comment,
+        "decided_by_id": template.actor_id,
+        "decided_by_email": template.actor_email,
+        "decided_by_role": template.actor_role,
+        "decided_at": template.created_at,
+    }
+
+
+@dataclass
+class _Updated:
+    ids: list[int]  # every updated item, in id order (the order of their history rows in the chain)
+    remediation_ids: list[int]  # those whose ticket or remediation state may have to follow the decision
+
+
+def _update_items(items: QuerySet, template: _EventTemplate) -> _Updated:
+    """Applies the decision to every item of the queryset in one statement."""
+    values = _item_update_values(template)
+    revoke = template.decision == Decision.REVOKE
+    if connection.vendor == "postgresql":
+        # One UPDATE ... RETURNING instead of reading the ids first: the statement both locks and changes the
+        # rows, so nothing can slip in between. Filters on the item table alone are inlined as the UPDATE's own
+        # WHERE (the same plan as a hand-written UPDATE); anything else stays a subquery.
+        table = ReviewItem._meta.db_table
+        query = items.query
+        try:
+            if set(query.alias_map) == {table} and not query.extra:
+                where, where_params = query.get_compiler(connection=connection).compile(query.where)
+            else:
+                subquery, sub_params = items.values("id").query.sql_with_params()
+                where, where_params = f"id IN ({subquery})", sub_params
+        except EmptyResultSet:
+            return _Updated(ids=[], remediation_ids=[])
+        sets = ", ".join(f"{ReviewItem._meta.get_field(name).column} = %s" for name in values)
+        sql = (
+            f"UPDATE {table} SET {sets}, version = version + 1 WHERE {where} "
+            "RETURNING id, remediation_status <> '' OR ticket_status <> ''"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*values.values(), *where_params])
+            rows = cursor.fetchall()
+    else:
+        rows = [
+            (pk, bool(remediation or ticket))
+            for pk, remediation, ticket in items.values_list("id", "remediation_status", "ticket_status")
+        ]
+        ids = [pk for pk, _ in rows]
+        for start in range(0, len(ids), EVENT_BATCH_SIZE):
+            chunk = ids[start : start + EVENT_BATCH_SIZE]
+            ReviewItem.objects.filter(pk__in=chunk).update(**values, version=F("version") + 1)
+    rows.sort()
+    return _Updated(
+        ids=[pk for pk, _ in rows],
+        # A revoke may need a ticket for every item; any other decision only concerns items that already have
+        # a ticket or a pending removal (to withdraw them).
+        remediation_ids=[pk for pk, relevant in rows if revoke or relevant],
+    )
+
+
+def _on_commit_tickets(organization_id: int, item_ids: list[int]) -> None:
+    try:
+        from itsm import services as itsm_services
+    except ImportError:
+        return
+    hook = getattr(itsm_services, "tickets_on_decisions", None)
+    if hook is None or not item_ids:
+        return
+    transaction.on_commit(lambda: hook(organization_id=organization_id, item_ids=item_ids))
+
+
+# --------------------------------------------------------------------------------------------------
+# Decisions
+# --------------------------------------------------------------------------------------------------
+
+
+def review_item_decide(
+    *,
+    item: ReviewItem,
+    actor: Membership,
+    decision: str,
+    reason: str = "",
+    comment: str = "",
+    request=None,
+) -> ReviewItem:
+    """Records one decision on one item (a changed decision is a new history row) and returns the item."""
+    _require_can_decide(actor)
+    assert_same_organization(item, actor)
+    with transaction.atomic():
+        campaign = _lock_campaign(item.campaign)
+        decision, reason, comment = decision_validate(
+            campaign=campaign, decision=decision, reason=reason, comment=comment
+        )
+        _require_decidable_campaign(campaign)
+        # Locked after the campaign, re-read so a concurrent writer's change is seen and never overwritten.
+        locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        if not membership_can_decide_any(actor) and locked.reviewer_id != actor.pk:
+            raise PermissionDenied("This item is assigned to another reviewer.")
+        if locked.signed_off_at is not None:
+            raise ValidationError(
+                f"The decision on this item was signed off on {locked.signed_off_at:%Y-%m-%d %H:%M} UTC and can "
+                "no longer be changed."
+            )
+        template = _EventTemplate(
+            organization_id=campaign.organization_id,
+            campaign_id=campaign.pk,
+            decision=decision,
+            reason=reason,
+            comment=comment,
+            actor_id=actor.user_id,
+            actor_email=actor.user.email,
+            actor_role=actor.role,
+            kind=KIND_SINGLE,
+            created_at=timezone.now(),
+        )
+        previous = locked.decision
+        for field, value in _item_update_values(template).items():
+            setattr(locked, field, value)
+        locked.version += 1
+        locked.save(update_fields=[*_item_update_values(template), "version"])
+        _append_events(campaign=campaign, template=template, item_ids=[locked.pk])
+        audit_record(
+            action="campaign_decision",
+            organization_id=campaign.organization_id,
+            actor=actor.user,
+            request=request,
+            target=locked,
+            details={
+                "campaign": str(campaign.pk),
+                "item": locked.pk,
+                "decision": decision,
+                "reason": reason,
+                "previous_decision": previous,
+            },
+        )
+        _on_commit_tickets(campaign.organization_id, [locked.pk])
+    locked.campaign = campaign
+    return locked
+
+
+def decisions_bulk_apply(
+    *,
+    campaign: Campaign,
+    actor: Membership,
+    items: QuerySet,
+    decision: str,
+    reason: str = "",
+    comment: str = "",
+    scope_label: str = "selected",
+    expected_count: int | None = None,
+    request=None,
+) -> int:
+    """Applies one decision to every item of ``items`` that the actor may decide and that is not signed off,
+    in one transaction: one UPDATE, one history row per item, one audit event with the count.
+
+    ``items`` is the caller's selection (checked ids, or every item matching the filters in view); it is
+    narrowed here to the campaign and, for reviewers, to their own items. With ``expected_count`` (the number
+    a confirmation showed), a different number of matching items rolls everything back with an error, so
+    nobody decides more items than they agreed to. Returns the number updated."""
+    _require_can_decide(actor)
+    assert_same_organization(campaign, actor)
+    with transaction.atomic():
+        campaign = _lock_campaign(campaign)
+        decision, reason, comment = decision_validate(
+            campaign=campaign, decision=decision, reason=reason, comment=comment
+        )
+        _require_decidable_campaign(campaign)
+        items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
+        if not membership_can_decide_any(actor):
+            items = items.filter(reviewer_id=actor.pk)
+        template = _EventTemplate(
+            organization_id=campaign.organization_id,
+            campaign_id=campaign.pk,
+            decision=decision,
+            reason=reason,
+            comment=comment,
+            actor_id=actor.user_id,
+            actor_email=actor.user.email,
+            actor_role=actor.role,
+            kind=KIND_BULK,
+            created_at=timezone.now(),
+            bulk_id=uuid.uuid4(),
+        )
+        updated = _update_items(items, template)
+        ids = updated.ids
+        if expected_count is not None and len(ids) != expected_count:
+            raise ValidationError(
+                f"The view now matches {len(ids)} items you can decide, not the {expected_count} you "
+                "confirmed; review the count and confirm again."
+            )
+        if not ids:
+            return 0
+        _append_events(campaign=campaign, template=template, item_ids=ids)
+        audit_record(
+            action="campaign_bulk_decision",
+            organization_id=campaign.organization_id,
+            actor=actor.user,
+            request=request,
+            target=campaign,
+            details={
+                "campaign": str(campaign.pk),
+                "decision": decision,
+                "reason": reason,
+                "count": len(ids),
+                "scope": scope_label,
+                "bulk_id": str(template.bulk_id),
+            },
+        )
+        _on_commit_tickets(campaign.organization_id, updated.remediation_ids)
+    return len(ids)
+
+
+def decisions_apply_default_outcome(*, campaign: Campaign, actor: User | Membership | None = None) -> int:
+    """When a campaign is closed: applies its default outcome to every undecided item as a system decision.
+
+    ``none`` leaves items undecided. ``recommendation`` applies each item's own recommendation. Returns the
+    number of items decided."""
+    outcome = campaign.default_outcome
+    if outcome == DefaultOutcome.NONE:
+        return 0
+    user = actor.user if isinstance(actor, Membership) else actor
+    closed_by = f" closed by {user.email}" if user is not None else ""
+    decided: list[int] = []
+    remediation: list[int] = []
+    with transaction.atomic():
+        campaign = _lock_campaign(campaign)
+        pending = ReviewItem.objects.filter(campaign_id=campaign.pk, decision="")
+        if outcome == DefaultOutcome.RECOMMENDATION:
+            groups = [(d, pending.filter(recommendation=d)) for d in Decision.values]
+        else:
+            groups = [(outcome, pending)]
+        now = timezone.now()
+        for decision, items in groups:
+            reason = (
+                f"Default outcome of the campaign{closed_by}: the item was still undecided, so the recommendation "
+                f"({decision}) was applied."
+                if outcome == DefaultOutcome.RECOMMENDATION
+                else f"Default outcome of the campaign{closed_by}: the item was still undecided."
+            )
+            template = _EventTemplate(
+                organization_id=campaign.organization_id,
+                campaign_id=campaign.pk,
+                decision=decision,
+                reason=reason,
+                comment="",
+                actor_id=None,
+                actor_email=SYSTEM_ACTOR,
+                actor_role=SYSTEM_ACTOR,
+                kind=KIND_SYSTEM,
+                created_at=now,
+                bulk_id=uuid.uuid4(),
+            )
+            updated = _update_items(items, template)
+            if updated.ids:
+                _append_events(campaign=campaign, template=template, item_ids=updated.ids)
+                decided.extend(updated.ids)
+                remediation.extend(updated.remediation_ids)
+        if decided:
+            _on_commit_tickets(campaign.organization_id, remediation)
+    return len(decided)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sign-off
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewerProgress:
+    total: int
+    decided: int
+    signed_off: int
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.decided
+
+    @property
+    def can_sign_off(self) -> bool:
+        return self.total > 0 and self.pending == 0 and self.signed_off < self.total
+
+    @property
+    def is_signed_off(self) -> bool:
+        return self.total > 0 and self.signed_off == self.total
+
+
+def reviewer_progress(*, campaign: Campaign, membership: Membership) -> ReviewerProgress:
+    from django.db.models import Count, Q
+
+    row = ReviewItem.objects.filter(campaign_id=campaign.pk, reviewer_id=membership.pk).aggregate(
+        total=Count("id"),
+        decided=Count("id", filter=~Q(decision="")),
+        signed_off=Count("id", filter=Q(signed_off_at__isnull=False)),
+    )
+    return ReviewerProgress(total=row["total"], decided=row["decided"], signed_off=row["signed_off"])
+
+
+def review_sign_off(*, campaign: Campaign, actor: Membership, request=None) -> int:
+    """The reviewer confirms their decisions: every item assigned to them must be decided. Their items'
+    decisions then lock. Returns the number of items signed off."""
+    _require_can_decide(actor)
+    assert_same_organization(campaign, actor)
+    with transaction.atomic():
+        campaign = _lock_campaign(campaign)
+        _require_decidable_campaign(campaign)
+        progress = reviewer_progress(campaign=campaign, membership=actor)
+        if progress.total == 0:
+            raise ValidationError("You have no items to review in this campaign, so there is nothing to sign off.")
+        if progress.pending:
+            raise ValidationError(
+                f"{progress.pending} of your {progress.total} items are still undecided; decide them all before "
+                "signing off."
+            )
+        if progress.is_signed_off:
+            raise ValidationError("You have already signed off this campaign.")
+        now = timezone.now()
+        count = ReviewItem.objects.filter(
+            campaign_id=campaign.pk, reviewer_id=actor.pk, signed_off_at__isnull=True
+        ).update(signed_off_at=now)
+        audit_record(
+            action="campaign_signed_off",
+            organization_id=campaign.organization_id,
+            actor=actor.user,
+            request=request,
+            target=campaign,
+            details={"campaign": str(campaign.pk), "reviewer": actor.user.email, "items": progress.total},
+        )
+        _on_commit_after_sign_off(campaign, actor)
+    return count
+
+
+def _on_commit_after_sign_off(campaign: Campaign, actor: Membership) -> None:
+    organization_id, campaign_id, reviewer_id = campaign.organization_id, campaign.pk, actor.pk
+    try:
+        from itsm import services as itsm_services
+    except ImportError:
+        itsm_services = None
+    hook = getattr(itsm_services, "tickets_on_sign_off", None)
+    if hook is not None:
+        transaction.on_commit(
+            lambda: hook(organization_id=organization_id, reviewer_membership_id=reviewer_id, campaign_id=campaign_id)
+        )
+    try:
+        from . import services as lifecycle
+    except ImportError:
+        lifecycle = None
+    complete = getattr(lifecycle, "campaign_complete_if_done", None)
+    if complete is not None:
+        transaction.on_commit(lambda: _complete(complete, organization_id, campaign_id))
+
+
+def _complete(complete, organization_id: int, campaign_id) -> None:
+    from thalian.tenancy import scope
+
+    with scope(organization_id=organization_id):
+        complete(campaign=Campaign.objects.get(pk=campaign_id))
+

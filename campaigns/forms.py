@@ -1,0 +1,204 @@
+"""The campaign wizard and the lifecycle action forms."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django import forms
+from django.utils import timezone
+
+from entitlements.models import IdentityKind
+from notifications.scheduling import ScheduleError, schedule_clean
+from thalian.models import Organization
+
+from . import selectors
+from .models import DefaultOutcome, Recurrence, ReviewerStrategy
+
+PRESET_CHOICES = [("", "All identities"), ("non_human", "Non-human identities only (service accounts, bots, "
+                                                         "AI agents)"), ("ai_agents", "AI agents only")]
+
+# Service error fields -> wizard fields.
+ERROR_FIELDS = {
+    "scope.applications": "applications",
+    "scope.categories": "categories",
+    "scope.departments": "departments",
+    "scope.identity_kinds": "identity_kinds",
+    "scope.preset": "preset",
+    "scope.min_users": "min_users",
+    "scope.sanctioned_only": "sanctioned_only",
+    "scope.privileged_only": "privileged_only",
+}
+
+
+class CampaignForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    due_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    # Step 1: applications.
+    applications = forms.MultipleChoiceField(
+        required=False, widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="Leave empty to select applications by the filters below (or all of them).",
+    )
+    categories = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    sanctioned_only = forms.BooleanField(required=False, label="Sanctioned applications only")
+    min_users = forms.IntegerField(required=False, min_value=1, label="At least this many users")
+    # Step 2: identities.
+    departments = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    identity_kinds = forms.MultipleChoiceField(
+        required=False, choices=IdentityKind.choices, widget=forms.CheckboxSelectMultiple, label="Identity kinds"
+    )
+    preset = forms.ChoiceField(required=False, choices=PRESET_CHOICES, widget=forms.RadioSelect,
+                               label="Identity preset")
+    privileged_only = forms.BooleanField(required=False, label="Privileged access only")
+    # Step 3: reviewers.
+    reviewer_strategy = forms.ChoiceField(choices=ReviewerStrategy.choices, widget=forms.RadioSelect,
+                                          initial=ReviewerStrategy.APPLICATION_OWNER)
+    reviewers = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Named reviewers",
+        help_text="For named members: one line per application as “Application: a@example.com, b@example.com”; "
+                  "a line of e-mails alone applies to every other application. Several reviewers share an "
+                  "application's items.",
+    )
+    fallback_reviewer = forms.ChoiceField(
+        help_text="Gets the items the strategy cannot resolve, and items that would be self-reviews."
+    )
+    # Step 4: options.
+    reason_required = forms.BooleanField(required=False, initial=True,
+                                         label="Require a reason for revoke and exception")
+    default_outcome = forms.ChoiceField(choices=DefaultOutcome.choices, initial=DefaultOutcome.NONE,
+                                        label="When the campaign is closed, undecided items are")
+    # Step 6: schedule.
+    launch_at = forms.DateTimeField(
+        required=False, label="Launch at", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Leave empty to launch by hand; a future time schedules the campaign.",
+    )
+    recurrence = forms.ChoiceField(choices=Recurrence.choices, required=False, label="Repeat")
+    recurrence_every_days = forms.IntegerField(required=False, min_value=1, label="Every N days",
+                                               help_text="Only for “Every N days”.")
+    duration_days = forms.IntegerField(
+        required=False, min_value=1, label="Duration (days)",
+        help_text="Sets each occurrence's due date from its launch date; required when the campaign repeats.",
+    )
+
+    def __init__(self, *args, organization: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = selectors.scope_choices(organization=organization)
+        self.fields["applications"].choices = [(n, n) for n in choices["applications"]]
+        self.fields["categories"].choices = [(c, c) for c in choices["categories"]]
+        self.fields["departments"].choices = [(d, d) for d in choices["departments"]]
+        self.fields["fallback_reviewer"].choices = [("", "Choose a member")] + [
+            (m.user.email, f"{m.user.email} ({m.get_role_display()})")
+            for m in selectors.reviewer_memberships(organization=organization)
+        ]
+        if not self.is_bound and "due_date" not in self.initial:
+            self.initial["due_date"] = timezone.localdate() + dt.timedelta(days=14)
+
+    @classmethod
+    def initial_from(cls, campaign) -> dict:
+        scope = campaign.scope or {}
+        lines = []
+        for key, emails in (campaign.reviewers or {}).items():
+            lines.append(", ".join(emails) if key == "*" else f"{key}: {', '.join(emails)}")
+        return {
+            "title": campaign.title, "description": campaign.description, "due_date": campaign.due_date,
+            "applications": scope.get("applications") or [], "categories": scope.get("categories") or [],
+            "sanctioned_only": scope.get("sanctioned_only"), "min_users": scope.get("min_users"),
+            "departments": scope.get("departments") or [], "identity_kinds": scope.get("identity_kinds") or [],
+            "preset": scope.get("preset") or "", "privileged_only": scope.get("privileged_only"),
+            "reviewer_strategy": campaign.reviewer_strategy, "reviewers": "\n".join(lines),
+            "fallback_reviewer": campaign.fallback_reviewer.user.email if campaign.fallback_reviewer else "",
+            "reason_required": campaign.reason_required, "default_outcome": campaign.default_outcome,
+            "launch_at": campaign.launch_at, "recurrence": campaign.recurrence,
+            "recurrence_every_days": campaign.recurrence_every_days, "duration_days": campaign.duration_days,
+        }
+
+    def scope(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "applications": data.get("applications") or [],
+            "categories": data.get("categories") or [],
+            "sanctioned_only": bool(data.get("sanctioned_only")),
+            "min_users": data.get("min_users"),
+            "departments": data.get("departments") or [],
+            "identity_kinds": data.get("identity_kinds") or [],
+            "preset": data.get("preset") or None,
+            "privileged_only": bool(data.get("privileged_only")),
+        }
+
+    def clean_reviewers(self) -> dict[str, list[str]]:
+        text = self.cleaned_data.get("reviewers") or ""
+        named: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            app, sep, emails = line.rpartition(":")
+            key = app.strip() if sep else "*"
+            values = [e.strip() for e in emails.replace(";", ",").replace(" ", ",").split(",") if e.strip()]
+            named.setdefault(key, []).extend(values)
+        return named
+
+    def clean(self):
+        cleaned = super().clean()
+        schedule = {key: cleaned.get(key) for key in ("launch_at", "recurrence", "recurrence_every_days",
+                                                       "duration_days", "due_date")}
+        try:
+            cleaned.update(schedule_clean(schedule, creating=True))
+        except ScheduleError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return cleaned
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        strategy = data["reviewer_strategy"]
+        return {
+            "title": data["title"],
+            "description": data.get("description") or "",
+            "due_date": data["due_date"],
+            "scope": self.scope(),
+            "reviewer_strategy": strategy,
+            "reviewers": data.get("reviewers") if strategy == ReviewerStrategy.MEMBERS else None,
+            "fallback_reviewer": data["fallback_reviewer"],
+            "reason_required": bool(data.get("reason_required")),
+            "default_outcome": data["default_outcome"],
+            "launch_at": data.get("launch_at"),
+            "recurrence": data.get("recurrence") or "",
+            "recurrence_every_days": data.get("recurrence_every_days"),
+            "duration_days": data.get("duration_days"),
+        }
+
+    def add_service_error(self, exc) -> None:
+        field = ERROR_FIELDS.get(exc.field or "", exc.field)
+        self.add_error(field if field in self.fields else None, exc.message)
+
+
+class ScopePreviewForm(CampaignForm):
+    """The wizard's scope fields alone, for the live preview (other fields may still be empty)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("title", "due_date", "reviewer_strategy", "fallback_reviewer", "default_outcome"):
+            self.fields[name].required = False
+
+
+class LaunchForm(forms.Form):
+    freshness_override_reason = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Reason for launching on stale data",
+        help_text="Admins only. Recorded on the campaign and in the audit log.",
+    )
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason for cancelling")
+
+
+class ReassignForm(forms.Form):
+    from_reviewer = forms.ChoiceField(label="From")
+    to_reviewer = forms.ChoiceField(label="To")
+    reason = forms.CharField(required=False, max_length=200, label="Reason")
+
+    def __init__(self, *args, sources, targets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["from_reviewer"].choices = [("", "Choose")] + [(str(m.pk), m.user.email) for m in sources] + [
+            ("unassigned", "Unassigned items")]
+        self.fields["to_reviewer"].choices = [("", "Choose")] + [(str(m.pk), m.user.email) for m in targets]

@@ -1,0 +1,296 @@
+"""Reviewing API: a campaign's items (filtered, cursor-paginated), one item with its history, decisions (single
+and bulk), sign-off, and the caller's reviews."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+
+from thalian.api import OrgAPIView
+from thalian.pagination import IdCursorPagination
+from thalian.permissions import Perm
+
+from . import review_selectors as sel
+from .decisions import (
+    MAX_COMMENT_LENGTH,
+    MAX_REASON_LENGTH,
+    decisions_bulk_apply,
+    review_item_decide,
+    review_sign_off,
+)
+from .models import Decision, DecisionEvent
+from .selectors import campaign_access
+
+MAX_API_ITEM_IDS = 10000
+
+
+def _drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
+    if hasattr(exc, "message_dict"):
+        return serializers.ValidationError(exc.message_dict)
+    return serializers.ValidationError({"non_field_errors": exc.messages})
+
+
+# --------------------------------------------------------------------------------------------------
+# Serializers
+# --------------------------------------------------------------------------------------------------
+
+
+class IdentitySnapshotSerializer(serializers.Serializer):
+    email = serializers.CharField(source="identity_email")
+    name = serializers.CharField(source="identity_name")
+    department = serializers.CharField(source="identity_department")
+    manager_email = serializers.CharField(source="identity_manager_email")
+    kind = serializers.CharField(source="identity_kind")
+    status = serializers.CharField(source="identity_status")
+
+
+class ApplicationSnapshotSerializer(serializers.Serializer):
+    name = serializers.CharField(source="application_name")
+    category = serializers.CharField(source="application_category")
+    sanctioned = serializers.BooleanField(source="application_sanctioned")
+
+
+class RecommendationSerializer(serializers.Serializer):
+    decision = serializers.CharField(source="recommendation")
+    reason = serializers.CharField(source="recommendation_reason")
+
+
+class ReviewItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    identity = IdentitySnapshotSerializer(source="*")
+    application = ApplicationSnapshotSerializer(source="*")
+    role = serializers.CharField()
+    last_used = serializers.DateTimeField(allow_null=True)
+    findings = serializers.ListField(child=serializers.CharField())
+    recommendation = RecommendationSerializer(source="*")
+    reviewer = serializers.CharField(source="reviewer_email", help_text="The assigned reviewer's e-mail.")
+    decision = serializers.SerializerMethodField(help_text="approve, revoke or exception; null while pending.")
+    reason = serializers.CharField(source="decision_reason")
+    comment = serializers.CharField(source="decision_comment")
+    decided_by = serializers.SerializerMethodField(help_text="E-mail of who decided; \"system\" for default outcomes.")
+    decided_at = serializers.DateTimeField(allow_null=True)
+    signed_off_at = serializers.DateTimeField(allow_null=True)
+    ticket_url = serializers.CharField()
+    ticket_key = serializers.CharField()
+    ticket_status = serializers.CharField()
+    ticket_error = serializers.CharField()
+    remediation_status = serializers.CharField()
+
+    def get_decision(self, item) -> str | None:
+        return item.decision or None
+
+    def get_decided_by(self, item) -> str | None:
+        return item.decided_by_email or None
+
+
+class DecisionEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DecisionEvent
+        fields = ["id", "decision", "reason", "comment", "actor_email", "actor_role", "kind", "created_at", "hash"]
+
+
+class ReviewItemDetailSerializer(ReviewItemSerializer):
+    history = serializers.SerializerMethodField()
+    assignment_note = serializers.CharField()
+
+    @extend_schema_field(DecisionEventSerializer(many=True))
+    def get_history(self, item) -> list[dict]:
+        return DecisionEventSerializer(self.context["history"], many=True).data
+
+
+class DecisionInputSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=MAX_REASON_LENGTH, default="")
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=MAX_COMMENT_LENGTH, default="")
+
+
+class ItemFilterSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=sel.DECISION_STATES, required=False)
+    application = serializers.CharField(required=False)
+    department = serializers.CharField(required=False)
+    identity_kind = serializers.CharField(required=False)
+    status = serializers.CharField(required=False)
+    role = serializers.CharField(required=False)
+    finding = serializers.CharField(required=False)
+    recommendation = serializers.CharField(required=False)
+    reviewer = serializers.CharField(required=False)
+    search = serializers.CharField(required=False)
+
+
+class BulkDecisionInputSerializer(DecisionInputSerializer):
+    item_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, allow_empty=False, max_length=MAX_API_ITEM_IDS
+    )
+    filter = serializers.JSONField(
+        required=False,
+        help_text="The items query keys (decision, application, department, identity_kind, status, role, finding, "
+        "recommendation, reviewer, search): the decision applies to every matching item, on all pages.",
+    )
+
+    def validate(self, attrs):
+        if ("item_ids" in attrs) == ("filter" in attrs):
+            raise serializers.ValidationError("Send either item_ids or filter, not both and not neither.")
+        if "filter" in attrs:
+            try:
+                attrs["filter"] = sel.item_filter_parse_strict(attrs["filter"])
+            except DjangoValidationError as exc:
+                raise _drf_error(exc) from exc
+        return attrs
+
+
+class MyReviewSerializer(serializers.Serializer):
+    campaign_id = serializers.UUIDField(source="campaign.pk")
+    title = serializers.CharField(source="campaign.title")
+    status = serializers.CharField(source="campaign.status")
+    due_date = serializers.DateField(source="campaign.due_date")
+    total = serializers.IntegerField()
+    decided = serializers.IntegerField()
+    open = serializers.IntegerField()
+    signed_off = serializers.BooleanField(source="is_signed_off")
+
+
+# --------------------------------------------------------------------------------------------------
+# Views
+# --------------------------------------------------------------------------------------------------
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("decision", OpenApiTypes.STR, enum=sel.DECISION_STATES, description="Decision state."),
+    OpenApiParameter("application", OpenApiTypes.STR, description="Application name (exact)."),
+    OpenApiParameter("department", OpenApiTypes.STR, description="Identity department (exact)."),
+    OpenApiParameter("identity_kind", OpenApiTypes.STR, enum=sel.CHOICES["identity_kind"]),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=sel.CHOICES["status"], description="Identity status."),
+    OpenApiParameter("role", OpenApiTypes.STR, description="Role (case-insensitive exact)."),
+    OpenApiParameter("finding", OpenApiTypes.STR, enum=sel.CHOICES["finding"]),
+    OpenApiParameter("recommendation", OpenApiTypes.STR, enum=sel.CHOICES["recommendation"]),
+    OpenApiParameter("reviewer", OpenApiTypes.STR, description="\"me\" or a reviewer's e-mail."),
+    OpenApiParameter("search", OpenApiTypes.STR, description="Text in e-mail, name, application, role or department."),
+]
+
+
+class ItemCursorPagination(IdCursorPagination):
+    page_size = sel.DEFAULT_PAGE_SIZE
+    max_page_size = sel.MAX_PAGE_SIZE
+
+
+class _CampaignMixin:
+    def campaign(self, request, campaign_id):
+        return campaign_access(membership=request.membership, campaign_id=campaign_id)
+
+
+class ItemListAPI(_CampaignMixin, OrgAPIView, generics.ListAPIView):
+    """Items of a campaign the caller may see (reviewers: the items assigned to them), in id order."""
+
+    required_perms = {"GET": Perm.VIEW_CAMPAIGNS}
+    requires_plan = True
+    serializer_class = ReviewItemSerializer
+    pagination_class = ItemCursorPagination
+
+    def get_queryset(self):
+        campaign = self.campaign(self.request, self.kwargs["campaign_id"])
+        try:
+            flt = sel.item_filter_parse(self.request.query_params)
+        except DjangoValidationError as exc:
+            raise _drf_error(exc) from exc
+        return sel.review_items_matching(campaign=campaign, membership=self.request.membership, flt=flt)
+
+    @extend_schema(parameters=FILTER_PARAMETERS, operation_id="campaign_items_list")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class ItemDetailAPI(_CampaignMixin, OrgAPIView):
+    required_perms = {"GET": Perm.VIEW_CAMPAIGNS}
+    requires_plan = True
+
+    @extend_schema(responses=ReviewItemDetailSerializer, operation_id="campaign_item_retrieve")
+    def get(self, request, org_slug, campaign_id, item_id):
+        campaign = self.campaign(request, campaign_id)
+        item = sel.review_item_get(membership=request.membership, campaign=campaign, item_id=item_id)
+        history = list(sel.review_item_history(item=item))
+        return Response(ReviewItemDetailSerializer(item, context={"history": history}).data)
+
+
+class ItemDecisionAPI(_CampaignMixin, OrgAPIView):
+    required_perms = {"POST": Perm.DECIDE_ASSIGNED}
+    requires_plan = True
+
+    @extend_schema(request=DecisionInputSerializer, responses=ReviewItemSerializer, operation_id="campaign_item_decide")
+    def post(self, request, org_slug, campaign_id, item_id):
+        campaign = self.campaign(request, campaign_id)
+        item = sel.review_item_get(membership=request.membership, campaign=campaign, item_id=item_id)
+        data = DecisionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            item = review_item_decide(item=item, actor=request.membership, request=request, **data.validated_data)
+        except DjangoValidationError as exc:
+            raise _drf_error(exc) from exc
+        return Response(ReviewItemSerializer(item).data)
+
+
+class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
+    required_perms = {"POST": Perm.DECIDE_ASSIGNED}
+    requires_plan = True
+
+    @extend_schema(
+        request=BulkDecisionInputSerializer,
+        responses=inline_serializer("BulkDecisionResult", {"updated": serializers.IntegerField()}),
+        operation_id="campaign_bulk_decide",
+    )
+    def post(self, request, org_slug, campaign_id):
+        campaign = self.campaign(request, campaign_id)
+        data = BulkDecisionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        membership = request.membership
+        try:
+            if "filter" in values:
+                flt = values["filter"]
+                items = sel.review_items_matching(campaign=campaign, membership=membership, flt=flt)
+                scope_label = f"all matching ({flt.describe()})"
+            else:
+                items = sel.review_items_selected(campaign=campaign, membership=membership, item_ids=values["item_ids"])
+                scope_label = "selected"
+            updated = decisions_bulk_apply(
+                campaign=campaign,
+                actor=membership,
+                items=items,
+                decision=values["decision"],
+                reason=values["reason"],
+                comment=values["comment"],
+                scope_label=scope_label,
+                request=request,
+            )
+        except DjangoValidationError as exc:
+            raise _drf_error(exc) from exc
+        return Response({"updated": updated})
+
+
+class SignOffAPI(_CampaignMixin, OrgAPIView):
+    required_perms = {"POST": Perm.DECIDE_ASSIGNED}
+    requires_plan = True
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer("SignOffResult", {"signed_off": serializers.IntegerField()}),
+        operation_id="campaign_sign_off",
+    )
+    def post(self, request, org_slug, campaign_id):
+        campaign = self.campaign(request, campaign_id)
+        try:
+            count = review_sign_off(campaign=campaign, actor=request.membership, request=request)
+        except DjangoValidationError as exc:
+            raise _drf_error(exc) from exc
+        return Response({"signed_off": count}, status=status.HTTP_200_OK)
+
+
+class MyReviewsAPI(OrgAPIView):
+    required_perms = {"GET": Perm.VIEW_CAMPAIGNS}
+    requires_plan = True
+
+    @extend_schema(responses=MyReviewSerializer(many=True), operation_id="my_reviews_list")
+    def get(self, request, org_slug):
+        return Response(MyReviewSerializer(sel.my_reviews(membership=request.membership), many=True).data)
+

@@ -1,0 +1,357 @@
+"""Review pages: My reviews, a campaign's items (filter, sort, keyset pages, per-item and bulk decisions),
+an item's detail with its decision history, and sign-off."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from entitlements.models import Finding, IdentityKind, IdentityStatus
+from thalian.access import org_view
+from thalian.permissions import Perm, has_perm
+
+from . import review_selectors as sel
+from .decisions import (
+    decisions_bulk_apply,
+    membership_can_decide_any,
+    review_item_decide,
+    review_sign_off,
+    reviewer_progress,
+)
+from .models import CampaignStatus, Decision, ReviewItem
+from .review_forms import BulkDecisionForm, DecisionForm
+from .selectors import campaign_access
+
+FINDING_LABELS = dict(Finding.choices)
+KIND_LABELS = dict(IdentityKind.choices)
+COLUMNS = [
+    ("identity", "Identity"),
+    ("department", "Department"),
+    ("manager", "Manager"),
+    ("kind", "Kind"),
+    ("application", "Application"),
+    ("role", "Role"),
+    ("last_used", "Last used"),
+    ("findings", "Findings"),
+    ("recommendation", "Recommendation"),
+    ("decision", "Decision"),
+    ("reviewer", "Reviewer"),
+    ("ticket", "Ticket"),
+]
+
+
+def _error_text(exc: ValidationError) -> str:
+    if hasattr(exc, "message_dict"):
+        return " ".join(" ".join(v) for v in exc.message_dict.values())
+    return " ".join(exc.messages)
+
+
+def _form_error_text(form) -> str:
+    parts = []
+    for name, errs in form.errors.items():
+        label = "" if name == "__all__" else f"{form.fields[name].label or name.replace('_', ' ').capitalize()}: "
+        parts.append(label + " ".join(errs))
+    return " ".join(parts)
+
+
+def _items_url(request, campaign, **params) -> str:
+    url = reverse("review_items", args=[request.organization.slug, campaign.pk])
+    params = {k: v for k, v in params.items() if v}
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _safe_next(request, fallback: str) -> str:
+    nxt = request.POST.get("next") or request.GET.get("next") or ""
+    if nxt and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return nxt
+    return fallback
+
+
+def _can_decide_item(request, campaign, item: ReviewItem) -> bool:
+    membership = request.membership
+    if campaign.status != CampaignStatus.ACTIVE or item.signed_off_at is not None:
+        return False
+    if not has_perm(membership.role, Perm.DECIDE_ASSIGNED):
+        return False
+    return membership_can_decide_any(membership) or item.reviewer_id == membership.pk
+
+
+def _decorate(request, campaign, items) -> None:
+    _decorate_urls(request, campaign, items)
+    for item in items:
+        item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
+        item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
+        item.can_decide = _can_decide_item(request, campaign, item)
+
+
+def _campaign_url(request, campaign) -> str:
+    try:
+        return reverse("campaign_detail", args=[request.organization.slug, campaign.pk])
+    except NoReverseMatch:
+        return ""
+
+
+def _review_context(request, campaign) -> dict:
+    membership = request.membership
+    can_decide = campaign.status == CampaignStatus.ACTIVE and has_perm(membership.role, Perm.DECIDE_ASSIGNED)
+    return {"campaign": campaign, "campaign_url": _campaign_url(request, campaign), "can_decide": can_decide}
+
+
+def _decorate_urls(request, campaign, items) -> None:
+    # One reverse() for the page instead of two per row: rows are the bulk of the page's rendering time.
+    base = reverse("review_items", args=[request.organization.slug, campaign.pk])
+    for item in items:
+        item.detail_url = f"{base}{item.pk}/"
+        item.decide_url = f"{base}{item.pk}/decide/"
+
+
+@require_GET
+@org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
+def my_reviews(request):
+    reviews = sel.my_reviews(membership=request.membership)
+    return render(request, "campaigns/review_my.html", {"reviews": reviews})
+
+
+@require_GET
+@org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
+def item_list(request, campaign_id):
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    errors: list[str] = []
+    status = 200
+    try:
+        flt = sel.item_filter_parse(request.GET)
+        sort, descending = sel.sort_parse(request.GET.get("sort"))
+        sort_param = ("-" if descending else "") + sort
+        try:
+            page_size = int(request.GET.get("page_size") or sel.DEFAULT_PAGE_SIZE)
+        except ValueError:
+            raise ValidationError({"page_size": "page_size must be a whole number."}) from None
+        matching = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt)
+        page = sel.review_items_page(
+            matching, sort=sort_param, cursor=request.GET.get("cursor", ""), page_size=page_size
+        )
+    except ValidationError as exc:
+        errors.append(_error_text(exc))
+        status = 400
+        flt, sort_param, page = sel.ItemFilter(), "id", sel.ItemPage(items=[], sort="id")
+    _decorate(request, campaign, page.items)
+    size_param = page.page_size if page.page_size != sel.DEFAULT_PAGE_SIZE else ""
+    base_params = {**flt.active, "sort": sort_param if sort_param != "id" else "", "page_size": size_param}
+    context = {
+        **_review_context(request, campaign),
+        "flt": flt,
+        "filter_params": flt.active,
+        "page": page,
+        "errors": errors,
+        "sort": sort_param,
+        "sort_choices": [(k, v) for k, v in sel.SORT_LABELS.items()],
+        "options": sel.review_filter_options(campaign=campaign, membership=request.membership),
+        "decision_states": list(sel.DECISION_STATE_LABELS.items()),
+        "kinds": IdentityKind.choices,
+        "statuses": IdentityStatus.choices,
+        "findings": Finding.choices,
+        "recommendations": Decision.choices,
+        "decisions": Decision.choices,
+        "columns": COLUMNS,
+        "sees_all": sel.sees_all_items(request.membership),
+        "this_url": request.get_full_path(),
+        "next_url": _items_url(request, campaign, **base_params, cursor=page.next_cursor) if page.next_cursor else "",
+        "prev_url": _items_url(request, campaign, **base_params, cursor=page.prev_cursor) if page.prev_cursor else "",
+        "first_url": _items_url(request, campaign, **base_params),
+        "sort_urls": {
+            key: _items_url(
+                request, campaign, **flt.active, page_size=size_param, sort=("-" + key if sort_param == key else key)
+            )
+            for key in sel.SORTS
+        },
+    }
+    template = "campaigns/review_items.html#table" if request.htmx else "campaigns/review_items.html"
+    return render(request, template, context, status=status)
+
+
+@require_GET
+@org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
+def progress(request, campaign_id):
+    """The member's own progress in a campaign and the sign-off button. The items page loads it separately
+    (htmx), so counting a reviewer's items never delays the table."""
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    context = _review_context(request, campaign)
+    progress = None
+    if context["can_decide"]:
+        progress = reviewer_progress(campaign=campaign, membership=request.membership)
+    percent = round(100 * progress.decided / progress.total) if progress and progress.total else 0
+    context.update(
+        {
+            "progress": progress,
+            "progress_class": f"w-{5 * round(percent / 5)}",
+            "this_url": _safe_next(request, _items_url(request, campaign)),
+        }
+    )
+    template = "campaigns/review_progress.html#panel" if request.htmx else "campaigns/review_progress.html"
+    return render(request, template, context)
+
+
+@require_GET
+@org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
+def item_detail(request, campaign_id, item_id):
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    item = sel.review_item_get(membership=request.membership, campaign=campaign, item_id=item_id)
+    _decorate(request, campaign, [item])
+    history = list(sel.review_item_history(item=item))
+    form = DecisionForm(initial={"decision": item.decision, "reason": item.decision_reason})
+    return render(
+        request,
+        "campaigns/review_item.html",
+        {
+            **_review_context(request, campaign),
+            "item": item,
+            "history": history,
+            "form": form,
+            "decisions": Decision.choices,
+            "back_url": _safe_next(request, _items_url(request, campaign)),
+        },
+    )
+
+
+@require_POST
+@org_view(Perm.DECIDE_ASSIGNED, requires_plan=True)
+def item_decide(request, campaign_id, item_id):
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    item = sel.review_item_get(membership=request.membership, campaign=campaign, item_id=item_id)
+    form = DecisionForm(request.POST)
+    error = ""
+    if form.is_valid():
+        try:
+            item = review_item_decide(
+                item=item,
+                actor=request.membership,
+                decision=form.cleaned_data["decision"],
+                reason=form.cleaned_data["reason"],
+                comment=form.cleaned_data["comment"],
+                request=request,
+            )
+        except ValidationError as exc:
+            error = _error_text(exc)
+    else:
+        error = _form_error_text(form)
+    if request.htmx:
+        _decorate(request, campaign, [item])
+        context = {
+            **_review_context(request, campaign),
+            "item": item,
+            "row_error": error,
+            "row_message": "" if error else f"{item.get_decision_display()} recorded.",
+            "columns": COLUMNS,
+            "decisions": Decision.choices,
+            "sees_all": sel.sees_all_items(request.membership),
+            "this_url": _safe_next(request, _items_url(request, campaign)),
+        }
+        return render(request, "campaigns/review_items.html#row", context)
+    if error:
+        messages.error(request, f"{item.identity_email} in {item.application_name}: {error}")
+    else:
+        messages.success(
+            request, f"{item.get_decision_display()} recorded for {item.identity_email} in {item.application_name}."
+        )
+    detail = reverse("review_item_detail", args=[request.organization.slug, campaign.pk, item.pk])
+    return HttpResponseRedirect(_safe_next(request, detail))
+
+
+@require_GET
+@org_view(Perm.DECIDE_ASSIGNED, requires_plan=True)
+def bulk_confirm(request, campaign_id):
+    """Confirmation of "<decision> all in view": states how many items the current filters match."""
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    errors = []
+    count = 0
+    flt = sel.ItemFilter()
+    decision = request.GET.get("apply", "")
+    if decision not in Decision.values:
+        errors.append(f"Unknown decision {decision!r}; choose approve, revoke or exception.")
+    try:
+        flt = sel.item_filter_parse(request.GET)
+    except ValidationError as exc:
+        errors.append(_error_text(exc))
+    if campaign.status != CampaignStatus.ACTIVE:
+        errors.append(f"Decisions can only be made while the campaign is active; this campaign is {campaign.status}.")
+    if not errors:
+        count = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt).filter(
+            signed_off_at__isnull=True
+        ).count()
+    return render(
+        request,
+        "campaigns/review_bulk_confirm.html",
+        {
+            "campaign": campaign,
+            "errors": errors,
+            "count": count,
+            "flt": flt,
+            "filter_params": flt.active,
+            "decision": decision,
+            "decision_label": dict(Decision.choices).get(decision, decision),
+            "reason_required": campaign.reason_required and decision in (Decision.REVOKE, Decision.EXCEPTION),
+            "back_url": _items_url(request, campaign, **flt.active),
+        },
+        status=400 if errors else 200,
+    )
+
+
+@require_POST
+@org_view(Perm.DECIDE_ASSIGNED, requires_plan=True)
+def bulk_decide(request, campaign_id):
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    form = BulkDecisionForm(request.POST)
+    back = _safe_next(request, _items_url(request, campaign))
+    if not form.is_valid():
+        messages.error(request, f"Nothing was changed. {_form_error_text(form)}")
+        return HttpResponseRedirect(back)
+    data = form.cleaned_data
+    try:
+        if data["mode"] == BulkDecisionForm.MODE_ALL:
+            flt = sel.item_filter_parse({k: request.POST.get(f"filter_{k}", "") for k in sel.ItemFilter.KEYS})
+            items = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt)
+            scope_label = f"all in view ({flt.describe()})"
+            back = _items_url(request, campaign, **flt.active)
+        else:
+            items = sel.review_items_selected(
+                campaign=campaign, membership=request.membership, item_ids=data["item_ids"]
+            )
+            scope_label = "selected"
+        updated = decisions_bulk_apply(
+            campaign=campaign,
+            actor=request.membership,
+            items=items,
+            decision=data["decision"],
+            reason=data["reason"],
+            comment=data["comment"],
+            scope_label=scope_label,
+            expected_count=data["expected"] if data["mode"] == BulkDecisionForm.MODE_ALL else None,
+            request=request,
+        )
+    except ValidationError as exc:
+        messages.error(request, f"Nothing was changed. {_error_text(exc)}")
+        return HttpResponseRedirect(back)
+    label = dict(Decision.choices)[data["decision"]]
+    messages.success(request, f"{label}: {updated} item{'s' if updated != 1 else ''} decided.")
+    return HttpResponseRedirect(back)
+
+
+@require_POST
+@org_view(Perm.DECIDE_ASSIGNED, requires_plan=True)
+def sign_off(request, campaign_id):
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    back = _safe_next(request, _items_url(request, campaign))
+    try:
+        count = review_sign_off(campaign=campaign, actor=request.membership, request=request)
+    except ValidationError as exc:
+        messages.error(request, f"Not signed off. {_error_text(exc)}")
+        return HttpResponseRedirect(back)
+    messages.success(request, f"Signed off: your {count} decisions in {campaign.title} are now locked.")
+    return HttpResponseRedirect(back)

@@ -1,0 +1,36 @@
+"""Campaign background work: the launch snapshot."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import OperationalError
+
+from thalian.tenancy import scope
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="campaigns.snapshot", bind=True, max_retries=4)
+def campaign_snapshot_task(self, *, organization_id: int, campaign_id: str) -> int:
+    """Take a launching campaign's snapshot. Running it twice is harmless: the second run finds the campaign
+    active and does nothing. Database hiccups are retried with exponential backoff; anything else, or the last
+    retry, puts the campaign back to draft with the error shown on its page."""
+    with scope(organization_id=organization_id):
+        try:
+            return services.campaign_snapshot(campaign_id=campaign_id)
+        except OperationalError as exc:
+            if self.request.retries < self.max_retries and not self.request.is_eager:
+                raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+            services.campaign_launch_failed(campaign_id=campaign_id, error=f"Database error: {exc}")
+            log.exception("snapshot of campaign %s failed", campaign_id)
+            return 0
+        except services.CampaignError as exc:
+            services.campaign_launch_failed(campaign_id=campaign_id, error=exc.message)
+            return 0
+        except Exception as exc:
+            services.campaign_launch_failed(campaign_id=campaign_id, error=f"{exc.__class__.__name__}: {exc}")
+            raise

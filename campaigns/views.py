@@ -1,0 +1,279 @@
+"""Campaign pages: list with status tabs, the wizard with live preview, the campaign page and its actions."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
+
+from thalian.access import org_view
+from thalian.models import Membership
+from thalian.permissions import Perm, has_perm
+
+from . import selectors, services
+from .forms import CampaignForm, CancelForm, LaunchForm, ReassignForm, ScopePreviewForm
+from .models import Campaign, CampaignStatus
+
+PAGE_SIZE = 25
+
+
+def _url_exists(name: str, *args) -> str:
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+def _detail(request, campaign: Campaign):
+    return redirect("campaign_detail", request.organization.slug, campaign.pk)
+
+
+@require_GET
+@org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
+def campaign_list(request):
+    tab = request.GET.get("tab") or "active"
+    if tab not in {key for key, _label, _statuses in selectors.STATUS_TABS}:
+        raise Http404("No such tab")
+    counts = selectors.campaign_tab_counts(membership=request.membership)
+    page = Paginator(selectors.campaign_list(membership=request.membership, tab=tab), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    campaigns = list(page.object_list)
+    progress = selectors.campaign_progress_many(campaigns=campaigns)
+    rows = [(c, progress[c.pk]) for c in campaigns]
+    tabs = [(key, label, counts[key]) for key, label, _statuses in selectors.STATUS_TABS]
+    return render(request, "campaigns/campaign_list.html", {
+        "tab": tab, "tabs": tabs, "rows": rows, "page": page,
+        "can_manage": has_perm(request.membership.role, Perm.MANAGE_CAMPAIGNS),
+    })
+
+
+def _wizard(request, *, campaign: Campaign | None):
+    organization = request.organization
+    if request.method == "POST":
+        form = CampaignForm(request.POST, organization=organization)
+        if form.is_valid():
+            try:
+                with transaction.atomic():
+                    if campaign is None:
+                        campaign = services.campaign_create(
+                            organization=organization, actor=request.membership, request=request,
+                            **form.service_kwargs(),
+                        )
+                        messages.success(request, f"Campaign “{campaign.title}” created as "
+                                                  f"{'scheduled' if campaign.launch_at else 'a draft'}.")
+                    else:
+                        campaign = services.campaign_update(
+                            campaign=campaign, actor=request.membership, request=request, **form.service_kwargs()
+                        )
+                        messages.success(request, "Campaign saved.")
+            except services.CampaignError as exc:
+                form.add_service_error(exc)
+            else:
+                if "launch" in request.POST:
+                    return _launch(request, campaign, override="")
+                return _detail(request, campaign)
+    else:
+        initial = CampaignForm.initial_from(campaign) if campaign is not None else {}
+        form = CampaignForm(initial=initial, organization=organization)
+    preview = None
+    if form.is_bound and form.is_valid():
+        preview = _preview_for(form, organization)
+    return render(request, "campaigns/campaign_form.html", {"form": form, "campaign": campaign, "preview": preview})
+
+
+def _preview_for(form, organization):
+    try:
+        scope = services.scope_clean(organization=organization, scope=form.scope())
+    except services.CampaignError as exc:
+        return {"error": exc.message}
+    return {"result": selectors.campaign_scope_preview(organization=organization, scope=scope)}
+
+
+@require_http_methods(["GET", "POST"])
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+def campaign_new(request):
+    return _wizard(request, campaign=None)
+
+
+@require_http_methods(["GET", "POST"])
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+def campaign_edit(request, campaign_id):
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id,
+                                        perm=Perm.MANAGE_CAMPAIGNS)
+    if campaign.status not in services.EDITABLE_STATUSES:
+        messages.error(request, "This campaign has been launched: its scope and reviewers are locked.")
+        return _detail(request, campaign)
+    return _wizard(request, campaign=campaign)
+
+
+@require_POST
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+def campaign_preview(request):
+    """Live preview of the wizard's scope (htmx): matching applications, identities and item count."""
+    form = ScopePreviewForm(request.POST, organization=request.organization)
+    form.is_valid()
+    if any(name in form.errors for name in ("applications", "categories", "departments", "identity_kinds",
+                                            "preset", "min_users")):
+        preview = {"error": " ".join(str(e) for errors in form.errors.values() for e in errors)}
+    else:
+        preview = _preview_for(form, request.organization)
+    return render(request, "campaigns/campaign_form.html#preview", {"preview": preview})
+
+
+@require_GET
+@org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
+def campaign_detail(request, campaign_id):
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id)
+    membership: Membership = request.membership
+    role = membership.role
+    context = {
+        "campaign": campaign,
+        "can_manage": has_perm(role, Perm.MANAGE_CAMPAIGNS),
+        "can_override": has_perm(role, Perm.OVERRIDE_FRESHNESS),
+        "sees_all": has_perm(role, Perm.VIEW_ALL_CAMPAIGNS),
+        "can_export": has_perm(role, Perm.EXPORT_EVIDENCE),
+    }
+    context.update(_launch_context(campaign))
+    if campaign.status in services.LAUNCHABLE_STATUSES:
+        context["preview"] = selectors.campaign_scope_preview(organization=request.organization,
+                                                              scope=campaign.scope)
+        context["stale"] = context["preview"].stale
+        context["launch_form"] = LaunchForm()
+    if campaign.status in services.CANCELLABLE_STATUSES:
+        context["cancel_form"] = CancelForm()
+    if campaign.snapshot_at is not None:
+        progress = selectors.campaign_progress(campaign=campaign)
+        context["progress"] = progress
+        if context["sees_all"]:
+            context["by_application"] = selectors.campaign_progress_by_application(campaign=campaign)
+            context["by_reviewer"] = selectors.campaign_progress_by_reviewer(campaign=campaign)
+            context["recent_decisions"] = selectors.campaign_recent_decisions(campaign=campaign)
+            context["unassigned"] = sum(r["total"] for r in context["by_reviewer"] if r["reviewer_id"] is None)
+        if campaign.status == CampaignStatus.ACTIVE and context["can_manage"]:
+            context["reassign_form"] = ReassignForm(
+                sources=selectors.campaign_reviewers(campaign=campaign),
+                targets=selectors.reviewer_memberships(organization=request.organization),
+            )
+        context.update(_extensions(request, campaign))
+    return render(request, "campaigns/campaign_detail.html", context)
+
+
+def _extensions(request, campaign: Campaign) -> dict:
+    """Panels other areas contribute to the campaign page, shown only when those areas provide them."""
+    slug = request.organization.slug
+    extra = {
+        "items_url": _url_exists("review_items", slug, campaign.pk),
+        "remediation_url": _url_exists("campaign_remediation", slug, campaign.pk),
+        "remind_url": _url_exists("campaign_remind", slug, campaign.pk),
+        "export_csv_url": _url_exists("evidence_campaign_csv", slug, campaign.pk),
+        "export_zip_url": _url_exists("evidence_campaign_zip", slug, campaign.pk),
+        "report_url": _url_exists("evidence_campaign_report", slug, campaign.pk),
+    }
+    if has_perm(request.membership.role, Perm.VIEW_ALL_CAMPAIGNS):
+        try:
+            from notifications.templatetags.notifications_tags import notification_log
+        except ImportError:
+            notification_log = None
+        if notification_log is not None:
+            extra["notification_log"] = notification_log(campaign)
+    return extra
+
+
+@require_GET
+@org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
+def campaign_launch_status(request, campaign_id):
+    """Polled by the campaign page while the snapshot is taken; reloads the page once it is done."""
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id)
+    if campaign.status != CampaignStatus.LAUNCHING and request.htmx:
+        return HttpResponseClientRefresh()
+    return render(request, "campaigns/campaign_detail.html#launch_status",
+                  {"campaign": campaign, **_launch_context(campaign)})
+
+
+def _launch_context(campaign: Campaign) -> dict:
+    percent = services.campaign_launch_progress(campaign=campaign)
+    return {"launch_progress": percent, "launch_width": selectors.width_class(percent, 100)}
+
+
+def _act(request, campaign: Campaign, action, success: str):
+    """Run a lifecycle service; its refusal is shown as an error message on the campaign page."""
+    try:
+        action()
+    except services.CampaignError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, success)
+    return _detail(request, campaign)
+
+
+def _launch(request, campaign: Campaign, *, override: str):
+    return _act(request, campaign, lambda: services.campaign_launch(
+        campaign=campaign, actor=request.membership, request=request, freshness_override_reason=override,
+    ), "Launching: the snapshot is being taken.")
+
+
+@require_POST
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+def campaign_launch(request, campaign_id):
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id,
+                                        perm=Perm.MANAGE_CAMPAIGNS)
+    form = LaunchForm(request.POST)
+    form.is_valid()
+    return _launch(request, campaign, override=form.cleaned_data.get("freshness_override_reason", ""))
+
+
+@require_POST
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+def campaign_cancel(request, campaign_id):
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id,
+                                        perm=Perm.MANAGE_CAMPAIGNS)
+    return _act(request, campaign, lambda: services.campaign_cancel(
+        campaign=campaign, actor=request.membership, reason=request.POST.get("reason", ""), request=request,
+    ), "Campaign cancelled.")
+
+
+@require_POST
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+def campaign_close(request, campaign_id):
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id,
+                                        perm=Perm.MANAGE_CAMPAIGNS)
+    return _act(request, campaign, lambda: services.campaign_close(
+        campaign=campaign, actor=request.membership, request=request,
+    ), "Campaign closed.")
+
+
+@require_POST
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+def campaign_reassign(request, campaign_id):
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id,
+                                        perm=Perm.MANAGE_CAMPAIGNS)
+    sources = selectors.campaign_reviewers(campaign=campaign)
+    targets = list(selectors.reviewer_memberships(organization=request.organization))
+    form = ReassignForm(request.POST, sources=sources, targets=targets)
+    if not form.is_valid():
+        messages.error(request, "Choose who to reassign from and to: " + "; ".join(
+            f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return _detail(request, campaign)
+    by_id = {str(m.pk): m for m in [*sources, *targets]}
+    source_key = form.cleaned_data["from_reviewer"]
+    source = None if source_key == "unassigned" else by_id[source_key]
+    try:
+        result = services.items_reassign(
+            campaign=campaign, actor=request.membership, from_reviewer=source,
+            to_reviewer=by_id[form.cleaned_data["to_reviewer"]], reason=form.cleaned_data["reason"], request=request,
+        )
+    except services.CampaignError as exc:
+        messages.error(request, exc.message)
+    else:
+        text = f"{result.reassigned} item(s) reassigned."
+        if result.skipped_self_review:
+            text += (f" {result.skipped_self_review} item(s) stayed where they were: their identity is the new "
+                     "reviewer.")
+        messages.success(request, text)
+    return _detail(request, campaign)

@@ -1,0 +1,165 @@
+"""Inventory API under /api/v1/orgs/<slug>/: imports, identities, applications, entitlements."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from thalian.api import OrgAPIView
+from thalian.pagination import IdCursorPagination
+from thalian.permissions import Perm
+
+from . import selectors, services
+from .csv_import import KINDS, ImportValidationError
+from .models import Application, Entitlement, Identity, SyncRun
+
+
+class SyncRunSerializer(serializers.ModelSerializer):
+    progress_rows = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SyncRun
+        fields = [
+            "id", "source", "kind", "mode", "file_name", "status", "started_at", "finished_at", "total_rows",
+            "processed_rows", "progress_rows", "created", "updated", "removed", "unchanged", "identities_created",
+            "error", "errors",
+        ]
+
+    def get_progress_rows(self, run: SyncRun) -> int:
+        if run.status == "running":
+            return services.import_progress(run.pk) or 0
+        return run.processed_rows
+
+
+class IdentitySerializer(serializers.ModelSerializer):
+    manager_email = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Identity
+        fields = ["id", "email", "name", "department", "title", "kind", "status", "manager_email"]
+
+    def get_manager_email(self, identity: Identity) -> str | None:
+        return identity.manager.email if identity.manager_id else None
+
+
+class ApplicationSerializer(serializers.ModelSerializer):
+    data_as_of = serializers.DateTimeField(source="last_synced_at", read_only=True)
+
+    class Meta:
+        model = Application
+        fields = [
+            "id", "name", "category", "sanctioned", "owner_email", "remediation_owner_email", "feed", "data_as_of",
+        ]
+
+
+class EntitlementIdentitySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Identity
+        fields = ["id", "email", "name", "department", "kind", "status"]
+
+
+class EntitlementApplicationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Application
+        fields = ["id", "name", "sanctioned"]
+
+
+class EntitlementSerializer(serializers.ModelSerializer):
+    identity = EntitlementIdentitySerializer(read_only=True)
+    application = EntitlementApplicationSerializer(read_only=True)
+    findings = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Entitlement
+        fields = [
+            "id", "identity", "application", "role", "last_used", "source", "first_seen", "last_seen", "present",
+            "removed_at", "findings",
+        ]
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=KINDS)
+    mode = serializers.ChoiceField(choices=services.MODES, default="merge")
+    file = serializers.FileField()
+
+
+class ImportListCreateAPI(OrgAPIView):
+    """POST a CSV file (multipart: kind, file, optional mode). 201 with the counts when imported at once,
+    202 with the run to poll when the file is big enough to be queued, 400 listing every problem."""
+
+    required_perms = {"GET": Perm.VIEW_INVENTORY, "POST": Perm.MANAGE_INVENTORY}
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = ImportRequestSerializer
+
+    def get(self, request, org_slug):
+        return Response({"results": SyncRunSerializer(selectors.sync_runs_recent(limit=50), many=True).data})
+
+    def post(self, request, org_slug):
+        data = ImportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        try:
+            submission = services.inventory_import_submit(
+                organization=request.organization,
+                kind=data.validated_data["kind"],
+                mode=data.validated_data["mode"],
+                upload=upload,
+                file_name=upload.name,
+                size=upload.size,
+                actor=request.user,
+            )
+        except ImportValidationError as exc:
+            return Response(
+                {
+                    "detail": f"{exc.total} problem(s) found; nothing was imported.",
+                    "error_count": exc.total,
+                    "errors": [e.as_dict() for e in exc.errors],
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        code = status.HTTP_202_ACCEPTED if submission.queued else status.HTTP_201_CREATED
+        return Response({"sync_run": SyncRunSerializer(submission.run).data}, status=code)
+
+
+class ImportDetailAPI(OrgAPIView):
+    required_perms = {"GET": Perm.VIEW_INVENTORY}
+
+    def get(self, request, org_slug, pk: int):
+        return Response({"sync_run": SyncRunSerializer(get_object_or_404(SyncRun, pk=pk)).data})
+
+
+class FilteredListAPI(OrgAPIView, generics.ListAPIView):
+    required_perms = {"GET": Perm.VIEW_INVENTORY}
+    pagination_class = IdCursorPagination
+    selector = None
+
+    def get_queryset(self):
+        try:
+            return type(self).selector(self.request.query_params)
+        except selectors.FilterError as exc:
+            raise ValidationError({"filter": [str(exc)]}) from exc
+
+
+class IdentityListAPI(FilteredListAPI):
+    """Identities; filters: department, kind, status, application (name), search (e-mail or name)."""
+
+    serializer_class = IdentitySerializer
+    selector = staticmethod(selectors.identities_filtered)
+
+
+class ApplicationListAPI(FilteredListAPI):
+    """Applications; filters: category, sanctioned, search / name."""
+
+    serializer_class = ApplicationSerializer
+    selector = staticmethod(selectors.applications_filtered)
+
+
+class EntitlementListAPI(FilteredListAPI):
+    """Present grants; filters: application and department (by name), kind, status, role, finding,
+    sanctioned, identity (e-mail), search (identity e-mail or name), include_removed."""
+
+    serializer_class = EntitlementSerializer
+    selector = staticmethod(selectors.entitlements_filtered)

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("imports/", api.ImportListCreateAPI.as_view(), name="api_import_list"),
+    path("imports/<int:pk>/", api.ImportDetailAPI.as_view(), name="api_import_detail"),
+    path("identities/", api.IdentityListAPI.as_view(), name="api_identity_list"),
+    path("applications/", api.ApplicationListAPI.as_view(), name="api_application_list"),
+    path("entitlements/", api.EntitlementListAPI.as_view(), name="api_entitlement_list"),
+]

@@ -1,0 +1,9 @@
+from celery.schedules import crontab
+
+SCHEDULE = {
+    "entitlements-scim-sync-due": {"task": "entitlements.tasks.scim_sync_due_task", "schedule": 15 * 60},
+    "entitlements-findings-refresh": {
+        "task": "entitlements.tasks.findings_refresh_all_task",
+        "schedule": crontab(hour=3, minute=17),
+    },
+}

@@ -1,0 +1,188 @@
+"""Import benchmark: a 1,000,000-row entitlements CSV through the real import service, next to a raw
+PostgreSQL COPY of the same file.
+
+Each measurement runs in its own process so its peak RSS is its own. Run it with
+`python -m entitlements.benchmarks` (or call `run(stdout)`); it needs DATABASE_URL to point at
+PostgreSQL and uses an organization with the slug "benchmark", whose inventory it empties first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+ROWS = 1_000_000
+APPS = 40
+GRANTS_PER_IDENTITY = 20
+SLUG = "benchmark"
+ROLES = ("member", "viewer", "editor", "admin", "owner", "billing")
+
+
+def _write_files(directory: Path, rows: int) -> tuple[Path, Path, Path]:
+    rng = random.Random(7)
+    apps = directory / "applications.csv"
+    identities = directory / "identities.csv"
+    grants = directory / "entitlements.csv"
+    people = rows // GRANTS_PER_IDENTITY
+    with apps.open("w") as f:
+        f.write("name,category,sanctioned,owner_email\n")
+        for a in range(APPS):
+            f.write(f"Application {a},Bench,yes,owner{a}@bench.test\n")
+    with identities.open("w") as f:
+        f.write("email,name,department,manager_email,kind,status\n")
+        for p in range(people):
+            f.write(f"person{p}@bench.test,Person {p},Dept {p % 25},,human,{'terminated' if p % 50 == 0 else 'active'}\n")
+    with grants.open("w") as f:
+        f.write("application,identity_email,role,last_used\n")
+        for p in range(people):
+            for a in rng.sample(range(APPS), GRANTS_PER_IDENTITY):
+                roll = rng.random()
+                used = "" if roll < 0.1 else f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}"
+                f.write(f"Application {a},person{p}@bench.test,{rng.choice(ROLES)},{used}\n")
+    return apps, identities, grants
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thalian.settings")
+    import django
+
+    django.setup()
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def _child_import(path: str) -> dict:
+    _setup_django()
+    from entitlements.services import inventory_import
+    from thalian.models import Organization
+    from thalian.tenancy import scope
+
+    organization = Organization.objects.get(slug=SLUG)
+    with scope(organization), open(path, "rb") as handle:
+        started = time.perf_counter()
+        run = inventory_import(organization=organization, kind="entitlements", stream=handle, file_name="bench.csv")
+        elapsed = time.perf_counter() - started
+    return {
+        "rows": run.processed_rows,
+        "seconds": elapsed,
+        "created": run.created,
+        "updated": run.updated,
+        "unchanged": run.unchanged,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _child_copy(path: str) -> dict:
+    _setup_django()
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_raw_copy")
+        cursor.execute(
+            "CREATE TEMP TABLE bench_raw_copy (application text, identity_email text, role text, "
+            "last_used timestamptz) ON COMMIT DROP"
+        )
+        started = time.perf_counter()
+        with open(path, "rb") as handle, cursor.cursor.copy(
+            "COPY bench_raw_copy FROM STDIN WITH (FORMAT csv, HEADER true)"
+        ) as copy:
+            while chunk := handle.read(1024 * 1024):
+                copy.write(chunk)
+        elapsed = time.perf_counter() - started
+        cursor.execute("SELECT count(*) FROM bench_raw_copy")
+        rows = cursor.fetchone()[0]
+    return {"rows": rows, "seconds": elapsed, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _prepare(apps: Path, identities: Path) -> None:
+    _setup_django()
+    from django.db import connection
+
+    from entitlements.services import inventory_import
+    from thalian.services import organization_ensure
+    from thalian.tenancy import scope
+
+    organization = organization_ensure(slug=SLUG, name="Benchmark", plan="enterprise")
+    with connection.cursor() as cursor:
+        for table in ("entitlements_syncrunapplication", "entitlements_entitlement"):
+            cursor.execute(f"DELETE FROM {table} WHERE organization_id = %s", [organization.pk])
+        cursor.execute("UPDATE entitlements_application SET last_sync_run_id = NULL WHERE organization_id = %s", [organization.pk])
+        for table in ("entitlements_syncrun", "entitlements_identity", "entitlements_application"):
+            cursor.execute(f"DELETE FROM {table} WHERE organization_id = %s", [organization.pk])
+    with scope(organization):
+        for kind, path in (("applications", apps), ("identities", identities)):
+            with path.open("rb") as handle:
+                inventory_import(organization=organization, kind=kind, stream=handle, file_name=path.name)
+
+
+def _in_child(mode: str, path: Path) -> dict:
+    output = subprocess.run(
+        [sys.executable, "-m", "entitlements.benchmarks", mode, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def run(stdout: TextIO, rows: int = ROWS) -> dict:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        stdout.write("The import benchmark needs PostgreSQL: set DATABASE_URL.\n")
+        return {}
+    with tempfile.TemporaryDirectory(prefix="thalian-bench-") as tmp:
+        stdout.write(f"Writing a {rows:,}-row entitlements CSV...\n")
+        apps, identities, grants = _write_files(Path(tmp), rows)
+        size_mb = grants.stat().st_size / (1024 * 1024)
+        _prepare(apps, identities)
+        connection.close()
+        stdout.write(f"File: {size_mb:.1f} MB. Importing (fresh organization, every row created)...\n")
+        first = _in_child("import", grants)
+        stdout.write("Importing the same file again (every row unchanged)...\n")
+        again = _in_child("import", grants)
+        stdout.write("Raw PostgreSQL COPY of the same file...\n")
+        raw = _in_child("copy", grants)
+
+    def rate(result: dict) -> float:
+        return result["rows"] / result["seconds"]
+
+    lines = [
+        f"{'':32}{'rows':>10}{'seconds':>10}{'rows/s':>12}{'peak RSS MB':>13}",
+        *(
+            f"{label:32}{r['rows']:>10,}{r['seconds']:>10.2f}{rate(r):>12,.0f}{r['peak_rss_mb']:>13.0f}"
+            for label, r in (
+                ("Thalian import (all created)", first),
+                ("Thalian re-import (unchanged)", again),
+                ("Raw PostgreSQL COPY", raw),
+            )
+        ),
+        f"Import throughput is {rate(first) / rate(raw):.1%} of raw COPY "
+        f"(raw COPY is {rate(raw) / rate(first):.1f}x faster); re-import {rate(again) / rate(raw):.1%}.",
+        f"Targets: >= 50,000 rows/s -> {'met' if rate(first) >= 50_000 else 'NOT met'}; "
+        f"peak RSS < 300 MB -> {'met' if max(first['peak_rss_mb'], again['peak_rss_mb']) < 300 else 'NOT met'}.",
+    ]
+    stdout.write("\n".join(lines) + "\n")
+    return {"import": first, "reimport": again, "copy": raw}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] in ("import", "copy"):
+        result = _child_import(sys.argv[2]) if sys.argv[1] == "import" else _child_copy(sys.argv[2])
+        print(json.dumps(result))
+    else:
+        _setup_django()
+        rows = int(sys.argv[1]) if len(sys.argv) > 1 else ROWS
+        run(sys.stdout, rows=rows)

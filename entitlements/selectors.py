@@ -1,0 +1,216 @@
+"""Reads of the entitlement inventory: filtered lists with keyset pagination, application summaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from .models import (
+    FINDING_FIELDS,
+    Application,
+    Entitlement,
+    Finding,
+    Identity,
+    IdentityKind,
+    IdentityStatus,
+    SyncRun,
+)
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+class FilterError(ValueError):
+    """A filter value is not one of the allowed ones; the message says which."""
+
+
+def _choice(value: str, choices: Any, name: str) -> str:
+    allowed = [c.value for c in choices]
+    if value not in allowed:
+        raise FilterError(f"{name} must be one of: {', '.join(allowed)}")
+    return value
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    raise FilterError(f"{name} must be yes or no")
+
+
+def entitlements_filtered(params: Any) -> QuerySet[Entitlement]:
+    """Present grants (or all with include_removed) filtered by the names the API and pages share:
+    application, department, kind, status, role, finding, sanctioned, search, identity."""
+    qs = Entitlement.objects.select_related("identity", "application").only(
+        "id",
+        "role",
+        "last_used",
+        "source",
+        "first_seen",
+        "last_seen",
+        "present",
+        "removed_at",
+        *FINDING_FIELDS.values(),
+        "identity__id",
+        "identity__email",
+        "identity__name",
+        "identity__department",
+        "identity__kind",
+        "identity__status",
+        "application__id",
+        "application__name",
+        "application__sanctioned",
+    )
+    if not _bool(params.get("include_removed") or "no", "include_removed"):
+        qs = qs.filter(present=True)
+    if value := (params.get("application") or "").strip():
+        qs = qs.filter(application__name__iexact=value)
+    if value := (params.get("application_id") or "").strip():
+        if not value.isdigit():
+            raise FilterError("application_id must be a number")
+        qs = qs.filter(application_id=int(value))
+    if value := (params.get("identity") or "").strip():
+        qs = qs.filter(identity__email=value.lower())
+    if value := (params.get("department") or "").strip():
+        qs = qs.filter(identity__department__iexact=value)
+    if value := (params.get("kind") or "").strip():
+        qs = qs.filter(identity__kind=_choice(value, IdentityKind, "kind"))
+    if value := (params.get("status") or "").strip():
+        qs = qs.filter(identity__status=_choice(value, IdentityStatus, "status"))
+    if value := (params.get("role") or "").strip():
+        qs = qs.filter(role__iexact=value)
+    if value := (params.get("finding") or "").strip():
+        qs = qs.filter(**{FINDING_FIELDS[_choice(value, Finding, "finding")]: True})
+    if value := (params.get("sanctioned") or "").strip():
+        qs = qs.filter(application__sanctioned=_bool(value, "sanctioned"))
+    if value := (params.get("search") or "").strip():
+        qs = qs.filter(Q(identity__email__icontains=value) | Q(identity__name__icontains=value))
+    return qs
+
+
+def identities_filtered(params: Any) -> QuerySet[Identity]:
+    qs = Identity.objects.select_related("manager").only(
+        "id", "email", "name", "department", "title", "kind", "status", "manager__id", "manager__email",
+        "manager__name",
+    )
+    if value := (params.get("department") or "").strip():
+        qs = qs.filter(department__iexact=value)
+    if value := (params.get("kind") or "").strip():
+        qs = qs.filter(kind=_choice(value, IdentityKind, "kind"))
+    if value := (params.get("status") or "").strip():
+        qs = qs.filter(status=_choice(value, IdentityStatus, "status"))
+    if value := (params.get("application") or "").strip():
+        qs = qs.filter(
+            pk__in=Entitlement.objects.filter(application__name__iexact=value, present=True).values("identity_id")
+        )
+    if value := (params.get("search") or "").strip():
+        qs = qs.filter(Q(email__icontains=value) | Q(name__icontains=value))
+    return qs
+
+
+def applications_filtered(params: Any) -> QuerySet[Application]:
+    qs = Application.objects.all()
+    if value := (params.get("category") or "").strip():
+        qs = qs.filter(category__iexact=value)
+    if value := (params.get("sanctioned") or "").strip():
+        qs = qs.filter(sanctioned=_bool(value, "sanctioned"))
+    if value := (params.get("search") or params.get("name") or "").strip():
+        qs = qs.filter(name__icontains=value)
+    return qs
+
+
+@dataclass
+class KeysetPage:
+    items: list[Any]
+    next_after: int | None
+    prev_before: int | None
+
+
+def keyset_page(qs: QuerySet, *, after: str | None, before: str | None, size: int = 50) -> KeysetPage:
+    """One page in id order. `after`/`before` are ids from the neighbouring page; the cost does not
+    depend on how deep the page is, unlike OFFSET."""
+    if before and before.isdigit():
+        rows = list(qs.filter(pk__lt=int(before)).order_by("-pk")[: size + 1])
+        has_more = len(rows) > size
+        rows = list(reversed(rows[:size]))
+        return KeysetPage(rows, rows[-1].pk if rows else None, rows[0].pk if rows and has_more else None)
+    start = int(after) if after and after.isdigit() else None
+    if start is not None:
+        qs = qs.filter(pk__gt=start)
+    rows = list(qs.order_by("pk")[: size + 1])
+    has_more = len(rows) > size
+    rows = rows[:size]
+    return KeysetPage(rows, rows[-1].pk if rows and has_more else None, rows[0].pk if rows and start else None)
+
+
+def application_for_page(pk: int) -> Application:
+    return get_object_or_404(Application.objects.select_related("last_sync_run"), pk=pk)
+
+
+@dataclass
+class ApplicationSummary:
+    present: int
+    removed: int
+    identities: int
+    findings: list[tuple[str, int, int]]  # label, count, share of present rounded to 5% (bar width)
+    stale: bool
+    freshness_days: int
+
+
+def application_summary(application: Application, *, freshness_days: int) -> ApplicationSummary:
+    counts = Entitlement.objects.filter(application=application).aggregate(
+        n_present=Count("id", filter=Q(present=True)),
+        n_removed=Count("id", filter=Q(present=False)),
+        n_identities=Count("identity_id", filter=Q(present=True), distinct=True),
+        **{f"n_{f.value}": Count("id", filter=Q(present=True, **{field: True})) for f, field in FINDING_FIELDS.items()},
+    )
+    stale = application.last_synced_at is None or (
+        timezone.now() - application.last_synced_at > timedelta(days=freshness_days)
+    )
+    return ApplicationSummary(
+        present=counts["n_present"],
+        removed=counts["n_removed"],
+        identities=counts["n_identities"],
+        findings=[
+            (f.label, counts[f"n_{f.value}"], _width(counts[f"n_{f.value}"], counts["n_present"]))
+            for f in FINDING_FIELDS
+        ],
+        stale=stale,
+        freshness_days=freshness_days,
+    )
+
+
+def _width(count: int, total: int) -> int:
+    if not total or not count:
+        return 0
+    return max(5, round(count * 20 / total) * 5)
+
+
+def application_sync_history(application: Application, *, limit: int = 20) -> list[SyncRun]:
+    return list(
+        SyncRun.objects.filter(applications=application).select_related("triggered_by").order_by("-started_at")[:limit]
+    )
+
+
+def sync_runs_recent(*, limit: int = 30) -> list[SyncRun]:
+    return list(SyncRun.objects.select_related("triggered_by").order_by("-started_at")[:limit])
+
+
+def filter_choices() -> dict[str, Any]:
+    """Values for the filter drop-downs: small per organization (dozens of applications and departments)."""
+    return {
+        "applications": list(Application.objects.order_by("name").values_list("name", flat=True)),
+        "departments": list(
+            Identity.objects.exclude(department="").order_by("department").values_list("department", flat=True).distinct()
+        ),
+        "kinds": IdentityKind.choices,
+        "statuses": IdentityStatus.choices,
+        "findings": Finding.choices,
+    }

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("itsm-connections/", api.ConnectionListApi.as_view(), name="api_itsm_connections"),
+    path("itsm-connections/<uuid:public_id>/", api.ConnectionDetailApi.as_view(), name="api_itsm_connection"),
+    path(
+        "itsm-connections/<uuid:public_id>/test/",
+        api.ConnectionTestApi.as_view(),
+        name="api_itsm_connection_test",
+    ),
+    path("itsm-tickets/<int:item_id>/retry/", api.TicketRetryApi.as_view(), name="api_itsm_ticket_retry"),
+]

@@ -1,0 +1,144 @@
+"""Reads for ITSM pages and endpoints. Callers run inside the organization's scope."""
+
+from __future__ import annotations
+
+from django.db.models import Case, Count, F, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce, Lower, NullIf
+
+from campaigns.models import Campaign, Decision, RemediationStatus, ReviewItem
+from entitlements.models import Application
+from thalian.models import Membership
+from thalian.permissions import Perm
+
+from .models import ApplicationRoute, ItsmConnection, Ticket, TicketState
+
+
+def connections_list() -> QuerySet[ItsmConnection]:
+    return (
+        ItsmConnection.objects.annotate(route_count=Count("routes"))
+        .prefetch_related(
+            Prefetch(
+                "routes",
+                queryset=ApplicationRoute.objects.select_related("application").only(
+                    "id", "connection_id", "application__id", "application__name"
+                ),
+            )
+        )
+        .order_by("-is_default", "name")
+    )
+
+
+def routed_application_ids(connection: ItsmConnection) -> list[int]:
+    return list(
+        ApplicationRoute.objects.filter(connection=connection).values_list("application_id", flat=True)
+    )
+
+
+def sees_all_remediation(membership: Membership) -> bool:
+    return membership.can(Perm.MANAGE_CAMPAIGNS)
+
+
+def remediation_applications(membership: Membership) -> QuerySet[Application]:
+    """Applications whose remediation the member owns (the remediation owner, else the application owner)."""
+    owner = Lower(Coalesce(NullIf(F("remediation_owner_email"), Value("")), F("owner_email")))
+    return Application.objects.annotate(remediation_owner=owner).filter(
+        remediation_owner=membership.user.email.lower()
+    )
+
+
+REMEDIATION_FILTERS = {
+    "action_required": Q(remediation_status=RemediationStatus.ACTION_REQUIRED),
+    "pending": Q(remediation_status=RemediationStatus.PENDING),
+    "verified_removed": Q(remediation_status=RemediationStatus.VERIFIED_REMOVED),
+    "ticket_failed": Q(ticket_status="failed"),
+}
+
+
+def remediation_queue(*, membership: Membership, state: str = "") -> QuerySet[ReviewItem]:
+    """Revoked items with their ticket and removal state; action_required first, then failed tickets."""
+    items = ReviewItem.objects.filter(decision=Decision.REVOKE)
+    if not sees_all_remediation(membership):
+        items = items.filter(application__in=remediation_applications(membership))
+    if state in REMEDIATION_FILTERS:
+        items = items.filter(REMEDIATION_FILTERS[state])
+    return (
+        items.select_related("campaign")
+        .only(
+            "id",
+            "organization_id",
+            "identity_email",
+            "identity_name",
+            "application_name",
+            "role",
+            "decision_reason",
+            "decided_by_email",
+            "decided_at",
+            "ticket_key",
+            "ticket_url",
+            "ticket_status",
+            "ticket_error",
+            "remediation_status",
+            "remediation_checked_at",
+            "campaign__id",
+            "campaign__title",
+            "campaign__due_date",
+        )
+        .annotate(
+            urgency=Case(
+                When(remediation_status=RemediationStatus.ACTION_REQUIRED, then=Value(0)),
+                When(ticket_status="failed", then=Value(1)),
+                When(remediation_status=RemediationStatus.PENDING, then=Value(2)),
+                default=Value(3),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("urgency", "-decided_at", "id")
+    )
+
+
+def remediation_counts(items: QuerySet[ReviewItem]) -> dict[str, int]:
+    return items.aggregate(
+        total=Count("id"),
+        action_required=Count("id", filter=Q(remediation_status=RemediationStatus.ACTION_REQUIRED)),
+        pending=Count("id", filter=Q(remediation_status=RemediationStatus.PENDING)),
+        verified_removed=Count("id", filter=Q(remediation_status=RemediationStatus.VERIFIED_REMOVED)),
+        ticket_failed=Count("id", filter=Q(ticket_status="failed")),
+    )
+
+
+def campaign_remediation_summary(campaign: Campaign) -> dict:
+    """Counts per ticket state and per removal state for the campaign page, in one query."""
+    revoked = ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE)
+    counts = revoked.aggregate(
+        revoked=Count("id"),
+        ticket_pending=Count("id", filter=Q(ticket_status="pending")),
+        ticket_open=Count("id", filter=Q(ticket_status="open")),
+        ticket_in_progress=Count("id", filter=Q(ticket_status="in_progress")),
+        ticket_resolved=Count("id", filter=Q(ticket_status="resolved")),
+        ticket_failed=Count("id", filter=Q(ticket_status="failed")),
+        removal_pending=Count("id", filter=Q(remediation_status=RemediationStatus.PENDING)),
+        verified_removed=Count("id", filter=Q(remediation_status=RemediationStatus.VERIFIED_REMOVED)),
+        action_required=Count("id", filter=Q(remediation_status=RemediationStatus.ACTION_REQUIRED)),
+    )
+    return counts
+
+
+def failed_tickets(*, campaign: Campaign, limit: int = 100) -> QuerySet[Ticket]:
+    return (
+        Ticket.objects.filter(campaign=campaign, state=TicketState.FAILED)
+        .select_related("item", "connection")
+        .only(
+            "id",
+            "organization_id",
+            "state",
+            "error",
+            "attempts",
+            "item__id",
+            "item__identity_email",
+            "item__application_name",
+            "item__role",
+            "connection__id",
+            "connection__name",
+        )
+        .order_by("id")[:limit]
+    )

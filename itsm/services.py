@@ -1,0 +1,998 @@
+"""Remediation through the organization's ticketing system: connections, tickets, comments, status sync and
+verification of removal against imported data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import Decision, RemediationStatus, ReviewItem
+from entitlements.models import Application, Entitlement
+from thalian.audit import audit_record
+from thalian.models import Organization, TicketTrigger, User
+from thalian.tenancy import assert_same_organization, scope
+
+from .clients import (
+    FRESHSERVICE_PRIORITIES,
+    KINDS,
+    ZENDESK_PRIORITIES,
+    BaseUrlError,
+    ItsmError,
+    ItsmPermanentError,
+    ItsmTransientError,
+    RemoteTicket,
+    TicketContent,
+    validate_base_url,
+)
+from .models import (
+    ITEM_TICKET_STATUS,
+    REMOTE_STATES,
+    ApplicationRoute,
+    CommentState,
+    ConnectionKind,
+    ItsmConnection,
+    Ticket,
+    TicketComment,
+    TicketState,
+)
+
+logger = logging.getLogger(__name__)
+
+# Exponential backoff for transient failures: 15 s, 30 s, 1 min, ... capped at one hour. A task retries itself
+# a few times; after that the ticket waits in `pending` with `next_attempt_at` and the periodic sweep resumes
+# it, so an outage of any length loses nothing.
+BACKOFF_BASE_SECONDS = 15
+BACKOFF_MAX_SECONDS = 3600
+# A claim older than this belongs to a worker that died mid-call; the sweep hands the ticket back.
+STALE_CLAIM = dt.timedelta(minutes=15)
+# Attempts a task re-schedules itself for; later attempts come from the sweep (`tickets_due`).
+TASK_ATTEMPTS = 6
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    if retry_after is not None:
+        return min(max(retry_after, 1.0), BACKOFF_MAX_SECONDS)
+    delay = min(BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0), BACKOFF_MAX_SECONDS)
+    return delay * random.uniform(1.0, 1.1)
+
+
+# Connections ---------------------------------------------------------------------------------------------
+
+PROJECT_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
+TABLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+LABELS = {
+    "name": "Name",
+    "base_url": "Base URL",
+    "email": "E-mail",
+    "api_token": "API token",
+    "username": "User name",
+    "password": "Password",
+    "api_key": "API key",
+    "project_key": "Project key",
+    "issue_type": "Issue type",
+    "table": "Table",
+    "assignment_group": "Assignment group",
+    "group_id": "Group ID",
+    "priority": "Priority",
+    "tags": "Tags",
+}
+
+
+@dataclass
+class CleanConnection:
+    kind: str
+    name: str
+    base_url: str
+    config: dict[str, Any]
+    secrets: dict[str, str]
+    is_default: bool
+    applications: list[Application] | None
+
+
+def _text(data: dict, name: str) -> str:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str | int):
+        raise ValidationError({name: f"{LABELS.get(name, name)} must be text."})
+    return str(value).strip()
+
+
+def _optional_int(data: dict, name: str, errors: dict, allowed: Iterable[int] | None = None) -> int | None:
+    raw = data.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        errors[name] = f"{LABELS[name]} must be a whole number."
+        return None
+    if value <= 0:
+        errors[name] = f"{LABELS[name]} must be a positive number."
+        return None
+    if allowed is not None and value not in allowed:
+        errors[name] = f"{LABELS[name]} must be one of {', '.join(map(str, allowed))}."
+        return None
+    return value
+
+
+def connection_clean(
+    *, organization: Organization, data: dict[str, Any], existing: ItsmConnection | None = None
+) -> CleanConnection:
+    """Validate flat connection input (form or API). Raises ValidationError with one message per bad field.
+    On update, secret fields left empty keep their stored values."""
+    errors: dict[str, str] = {}
+    kind = _text(data, "kind") or (existing.kind if existing else "")
+    if kind not in KINDS:
+        raise ValidationError({"kind": f"Kind must be one of: {', '.join(KINDS)}."})
+    if existing is not None and kind != existing.kind:
+        raise ValidationError(
+            {"kind": "The kind of a connection cannot be changed; create a new connection."}
+        )
+    spec = KINDS[kind]
+
+    def value(name: str) -> str:
+        if name in data:
+            return _text(data, name)
+        if existing is not None:
+            stored = existing.config.get(name)
+            return "" if stored is None else str(stored)
+        return ""
+
+    name = value("name") if "name" in data or existing is None else existing.name
+    if not name:
+        errors["name"] = "Name is required."
+    elif len(name) > 100:
+        errors["name"] = "Name must be at most 100 characters."
+
+    base_url = _text(data, "base_url") if "base_url" in data or existing is None else existing.base_url
+    allow_http = (
+        bool(getattr(settings, "ALLOW_INSECURE_HTTP_INTEGRATIONS", False))
+        and kind != ConnectionKind.SERVICENOW
+    )
+    try:
+        base_url = validate_base_url(base_url, allow_http=allow_http)
+    except BaseUrlError as exc:
+        message = str(exc)
+        if kind == ConnectionKind.SERVICENOW and message == "Base URL must use https.":
+            message = "ServiceNow requires an https base URL."
+        errors["base_url"] = message
+
+    config: dict[str, Any] = {}
+    for field in spec.identity_fields:
+        text = value(field)
+        if not text:
+            errors[field] = f"{LABELS[field]} is required."
+        elif field == "email":
+            try:
+                validate_email(text)
+            except ValidationError:
+                errors[field] = "E-mail must be a valid e-mail address."
+        config[field] = text
+
+    secrets: dict[str, str] = dict(existing.secret_values()) if existing is not None else {}
+    for field in spec.secret_fields:
+        text = _text(data, field)
+        if text:
+            secrets[field] = text
+        elif not secrets.get(field):
+            errors[field] = f"{LABELS[field]} is required."
+
+    if kind == ConnectionKind.JIRA:
+        project_key = value("project_key").upper()
+        if not PROJECT_KEY_RE.match(project_key):
+            errors["project_key"] = "Project key is required: capital letters and digits, e.g. OPS."
+        config["project_key"] = project_key
+        config["issue_type"] = value("issue_type") or "Task"
+    elif kind == ConnectionKind.SERVICENOW:
+        table = value("table") or "incident"
+        if not TABLE_RE.match(table):
+            errors["table"] = "Table must be a ServiceNow table name such as incident or sc_task."
+        config["table"] = table
+        config["assignment_group"] = value("assignment_group")
+    elif kind == ConnectionKind.FRESHSERVICE:
+        source = data if ("group_id" in data or existing is None) else existing.config
+        config["group_id"] = _optional_int(source, "group_id", errors)
+        source = data if ("priority" in data or existing is None) else existing.config
+        config["priority"] = _optional_int(source, "priority", errors, allowed=FRESHSERVICE_PRIORITIES)
+    elif kind == ConnectionKind.ZENDESK:
+        source = data if ("group_id" in data or existing is None) else existing.config
+        config["group_id"] = _optional_int(source, "group_id", errors)
+        priority = value("priority").lower()
+        if priority and priority not in ZENDESK_PRIORITIES:
+            errors["priority"] = f"Priority must be one of: {', '.join(ZENDESK_PRIORITIES)}."
+        config["priority"] = priority
+        if "tags" in data or existing is None:
+            raw_tags = data.get("tags") or []
+            if isinstance(raw_tags, str):
+                raw_tags = raw_tags.replace(",", " ").split()
+            if not isinstance(raw_tags, list) or not all(isinstance(t, str) for t in raw_tags):
+                errors["tags"] = "Tags must be a list of words."
+                raw_tags = []
+            tags = [t.strip() for t in raw_tags if t.strip()]
+            if any(not re.match(r"^[\w:.-]{1,80}$", t) for t in tags):
+                errors["tags"] = "Tags may contain letters, digits, '_', '-', ':' and '.' only."
+            config["tags"] = tags
+        else:
+            config["tags"] = list(existing.config.get("tags") or [])
+
+    is_default_raw = data.get("is_default", existing.is_default if existing else False)
+    if not isinstance(is_default_raw, bool):
+        is_default_raw = str(is_default_raw).lower() in ("1", "true", "on", "yes")
+
+    applications: list[Application] | None = None
+    if "application_ids" in data:
+        raw_ids = data.get("application_ids") or []
+        if not isinstance(raw_ids, list | tuple):
+            errors["application_ids"] = "Applications must be a list of application ids."
+        else:
+            try:
+                ids = {int(i) for i in raw_ids}
+            except (TypeError, ValueError):
+                errors["application_ids"] = "Applications must be a list of application ids."
+                ids = set()
+            with scope(organization):
+                applications = list(Application.objects.filter(pk__in=ids))
+            missing = ids - {a.pk for a in applications}
+            if missing:
+                errors["application_ids"] = (
+                    f"Unknown application ids: {', '.join(map(str, sorted(missing)))}."
+                )
+
+    if not errors:
+        with scope(organization):
+            clash = ItsmConnection.objects.filter(name=name)
+            if existing is not None:
+                clash = clash.exclude(pk=existing.pk)
+            if clash.exists():
+                errors["name"] = f"A connection named {name!r} already exists."
+    if errors:
+        raise ValidationError(errors)
+    return CleanConnection(kind, name, base_url, config, secrets, bool(is_default_raw), applications)
+
+
+def _apply_routes(connection: ItsmConnection, applications: list[Application] | None) -> None:
+    if applications is None:
+        return
+    for application in applications:
+        assert_same_organization(connection, application)
+    ApplicationRoute.objects.filter(connection=connection).exclude(application__in=applications).delete()
+    # An application routes to one connection: moving it here replaces its previous route.
+    ApplicationRoute.objects.filter(application__in=applications).exclude(connection=connection).delete()
+    existing = set(
+        ApplicationRoute.objects.filter(connection=connection).values_list("application_id", flat=True)
+    )
+    ApplicationRoute.objects.bulk_create(
+        [
+            ApplicationRoute(organization_id=connection.organization_id, application=a, connection=connection)
+            for a in applications
+            if a.pk not in existing
+        ]
+    )
+
+
+def _make_default(connection: ItsmConnection) -> None:
+    ItsmConnection.objects.filter(is_default=True).exclude(pk=connection.pk).update(is_default=False)
+
+
+@transaction.atomic
+def itsm_connection_create(
+    *, organization: Organization, actor: User | None, data: dict[str, Any], request=None
+) -> ItsmConnection:
+    clean = connection_clean(organization=organization, data=data)
+    with scope(organization):
+        # The first connection is the default whether or not it was asked for.
+        is_default = clean.is_default or not ItsmConnection.objects.exists()
+        if is_default:
+            ItsmConnection.objects.filter(is_default=True).update(is_default=False)
+        connection = ItsmConnection.objects.create(
+            organization=organization,
+            kind=clean.kind,
+            name=clean.name,
+            base_url=clean.base_url,
+            config=clean.config,
+            secrets=json.dumps(clean.secrets),
+            is_default=is_default,
+            created_by=actor,
+        )
+        _apply_routes(connection, clean.applications)
+        audit_record(
+            action="itsm.connection_created",
+            organization=organization,
+            actor=actor,
+            request=request,
+            target=connection,
+            details={"kind": connection.kind, "base_url": connection.base_url, "is_default": is_default},
+        )
+    return connection
+
+
+@transaction.atomic
+def itsm_connection_update(
+    *, connection: ItsmConnection, actor: User | None, data: dict[str, Any], request=None
+) -> ItsmConnection:
+    organization = connection.organization
+    clean = connection_clean(organization=organization, data=data, existing=connection)
+    with scope(organization):
+        changed = sorted(
+            [f for f in ("name", "base_url") if getattr(connection, f) != getattr(clean, f)]
+            + [k for k in clean.config if connection.config.get(k) != clean.config[k]]
+            + [k for k in clean.secrets if connection.secret_values().get(k) != clean.secrets[k]]
+        )
+        if clean.is_default and not connection.is_default:
+            _make_default(connection)
+            changed.append("is_default")
+        connection.name = clean.name
+        connection.base_url = clean.base_url
+        connection.config = clean.config
+        connection.secrets = json.dumps(clean.secrets)
+        connection.is_default = clean.is_default or connection.is_default
+        connection.updated_at = timezone.now()
+        if any(
+            f in changed
+            for f in ("base_url", *connection.spec.secret_fields, *connection.spec.identity_fields)
+        ):
+            connection.last_test_ok = None
+            connection.last_test_message = ""
+        connection.save()
+        _apply_routes(connection, clean.applications)
+        audit_record(
+            action="itsm.connection_updated",
+            organization=organization,
+            actor=actor,
+            request=request,
+            target=connection,
+            # Secret names only, never values.
+            details={"changed": changed},
+        )
+    return connection
+
+
+@transaction.atomic
+def itsm_connection_delete(*, connection: ItsmConnection, actor: User | None, request=None) -> None:
+    organization = connection.organization
+    with scope(organization):
+        was_default = connection.is_default
+        audit_record(
+            action="itsm.connection_deleted",
+            organization=organization,
+            actor=actor,
+            request=request,
+            target=connection,
+            details={"kind": connection.kind},
+        )
+        connection.delete()
+        if was_default:
+            successor = ItsmConnection.objects.order_by("created_at").first()
+            if successor is not None:
+                successor.is_default = True
+                successor.save(update_fields=["is_default"])
+
+
+def itsm_connection_test(*, connection: ItsmConnection, actor: User | None, request=None) -> tuple[bool, str]:
+    """Perform an authenticated read against the ticketing system and record the outcome."""
+    try:
+        message = connection.client().test_connection()
+        ok = True
+    except ItsmError as exc:
+        ok, message = False, exc.message
+    with scope(connection.organization):
+        ItsmConnection.objects.filter(pk=connection.pk).update(
+            last_tested_at=timezone.now(), last_test_ok=ok, last_test_message=message[:500]
+        )
+        audit_record(
+            action="itsm.connection_tested",
+            organization=connection.organization,
+            actor=actor,
+            request=request,
+            target=connection,
+            details={"ok": ok, "message": message[:500]},
+        )
+    connection.refresh_from_db()
+    return ok, message
+
+
+def connection_for_application(*, organization_id: int, application_id: int | None) -> ItsmConnection | None:
+    if application_id is not None:
+        route = (
+            ApplicationRoute.objects.filter(organization_id=organization_id, application_id=application_id)
+            .select_related("connection")
+            .first()
+        )
+        if route is not None:
+            return route.connection
+    return ItsmConnection.objects.filter(organization_id=organization_id, is_default=True).first()
+
+
+# Ticket content ------------------------------------------------------------------------------------------
+
+
+def item_page_url(item: ReviewItem) -> str:
+    return settings.SITE_URL + reverse(
+        "review_item_detail", args=[item.organization.slug, item.campaign_id, item.pk]
+    )
+
+
+def ticket_content(item: ReviewItem) -> TicketContent:
+    decider = item.decided_by
+    decided_by_email = item.decided_by_email or (decider.email if decider else "")
+    decided_by = (decider.name if decider and decider.name else "") or decided_by_email or "system"
+    if decider and decider.name and decided_by_email:
+        decided_by = f"{decider.name} <{decided_by_email}>"
+    identity = f"{item.identity_name} <{item.identity_email}>" if item.identity_name else item.identity_email
+    campaign = item.campaign
+    url = item_page_url(item)
+    reason = item.decision_reason or "(no reason given)"
+    decided_on = timezone.localtime(item.decided_at).strftime("%Y-%m-%d %H:%M %Z") if item.decided_at else ""
+    description = "\n".join(
+        [
+            "An access review decided that this access must be removed.",
+            "",
+            f"Identity: {identity}",
+            f"Application: {item.application_name}",
+            f"Role: {item.role}",
+            f"Decided by: {decided_by}" + (f" on {decided_on}" if decided_on else ""),
+            f"Reason: {reason}",
+            f"Campaign: {campaign.title} (due {campaign.due_date.isoformat()})",
+            f"Review item: {url}",
+            "",
+            "Thalian confirms the removal from the application's next import or sync, not from this ticket.",
+        ]
+    )
+    return TicketContent(
+        summary=f"Remove {item.role} access for {item.identity_email} in {item.application_name}",
+        description=description,
+        item_url=url,
+        identity_email=item.identity_email,
+        identity_name=item.identity_name,
+        application=item.application_name,
+        role=item.role,
+        decided_by=decided_by,
+        reason=reason,
+        campaign=campaign.title,
+        due_date=campaign.due_date.isoformat(),
+        requester_email=decided_by_email if "@" in decided_by_email else "",
+        reference=f"thalian-item-{item.pk}",
+    )
+
+
+# Tickets -------------------------------------------------------------------------------------------------
+
+
+def _set_item_ticket(ticket: Ticket) -> None:
+    fields: dict[str, Any] = {
+        "ticket_key": ticket.key,
+        "ticket_url": ticket.url,
+        "ticket_status": ITEM_TICKET_STATUS[TicketState(ticket.state)],
+        "ticket_error": ticket.error,
+    }
+    ReviewItem.objects.filter(pk=ticket.item_id).update(**fields)
+
+
+# Tickets are handed to workers in batches: fewer broker messages for a bulk decision of thousands of
+# items, while several workers still share the work. Each ticket is still claimed on its own.
+ENQUEUE_BATCH = 50
+
+
+def _on_commit_send(send) -> None:
+    def safe_send():
+        try:
+            send()
+        except Exception:  # broker down: the rows stay pending and the periodic sweep sends them
+            logger.warning("could not enqueue ITSM work; the periodic sweep will pick it up", exc_info=True)
+
+    transaction.on_commit(safe_send)
+
+
+def _enqueue_open(organization_id: int, ticket_ids: list[int]) -> None:
+    from .tasks import open_tickets
+
+    def send():
+        for start in range(0, len(ticket_ids), ENQUEUE_BATCH):
+            open_tickets.delay(organization_id, ticket_ids[start : start + ENQUEUE_BATCH])
+
+    if ticket_ids:
+        _on_commit_send(send)
+
+
+def _enqueue_comments(organization_id: int, comment_ids: list[int]) -> None:
+    from .tasks import send_comment
+
+    def send():
+        for comment_id in comment_ids:
+            send_comment.delay(organization_id, comment_id)
+
+    if comment_ids:
+        _on_commit_send(send)
+
+
+def _withdrawal_text(item: ReviewItem) -> str:
+    who = item.decided_by_email or (item.decided_by.email if item.decided_by else "") or "a reviewer"
+    decision = item.get_decision_display().lower() if item.decision else "undecided"
+    reason = item.decision_reason or "(no reason given)"
+    return (
+        f"The revoke decision was withdrawn: {who} changed it to {decision}. Reason: {reason}. "
+        f"No removal is needed for {item.identity_email} in {item.application_name} ({item.role}). "
+        f"Review item: {item_page_url(item)}"
+    )
+
+
+def _reinstated_text(item: ReviewItem) -> str:
+    who = item.decided_by_email or "a reviewer"
+    return (
+        f"The access is to be removed after all: {who} decided revoke again. "
+        f"Reason: {item.decision_reason or '(no reason given)'}."
+    )
+
+
+def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> dict[str, int]:
+    """Called after review decisions commit. Opens a ticket for every revoked item that has none, adds a
+    withdrawal comment to opened tickets whose revoke was changed, and drops tickets not yet sent.
+
+    With the organization's trigger set to sign-off, revoked items get their ticket once signed off."""
+    item_ids = list(item_ids)
+    result = {"queued": 0, "withdrawn": 0, "cancelled": 0, "reinstated": 0}
+    if not item_ids:
+        return result
+    organization = Organization.objects.get(pk=organization_id)
+    with scope(organization), transaction.atomic():
+        has_connection = ItsmConnection.objects.exists()
+        revoked = ReviewItem.objects.filter(pk__in=item_ids, decision=Decision.REVOKE)
+        # Removal is then verified by the next import of the application.
+        revoked.filter(remediation_status=RemediationStatus.NONE).update(
+            remediation_status=RemediationStatus.PENDING
+        )
+        ReviewItem.objects.filter(pk__in=item_ids).exclude(decision=Decision.REVOKE).exclude(
+            remediation_status=RemediationStatus.NONE
+        ).update(remediation_status=RemediationStatus.NONE, remediation_checked_at=None)
+
+        if has_connection:
+            due = revoked.filter(itsm_ticket__isnull=True)
+            if organization.ticket_trigger == TicketTrigger.ON_SIGN_OFF:
+                due = due.filter(signed_off_at__isnull=False)
+            rows = list(due.values_list("pk", "campaign_id", "application_id"))
+            now = timezone.now()
+            routes = dict(ApplicationRoute.objects.values_list("application_id", "connection_id"))
+            default_id = ItsmConnection.objects.filter(is_default=True).values_list("pk", flat=True).first()
+            Ticket.objects.bulk_create(
+                [
+                    Ticket(
+                        organization_id=organization_id,
+                        item_id=pk,
+                        campaign_id=campaign_id,
+                        connection_id=routes.get(app_id, default_id),
+                        state=TicketState.PENDING,
+                        created_at=now,
+                    )
+                    for pk, campaign_id, app_id in rows
+                ],
+                batch_size=1000,
+                # A concurrent call may have created some: the one-to-one column keeps one per item.
+                ignore_conflicts=True,
+            )
+            ReviewItem.objects.filter(
+                pk__in=[pk for pk, _c, _a in rows], itsm_ticket__state=TicketState.PENDING
+            ).update(ticket_status="pending", ticket_error="", ticket_key="", ticket_url="")
+            # ignore_conflicts leaves primary keys unset: read back the pending tickets of these items.
+            queued = list(
+                Ticket.objects.filter(
+                    item_id__in=[pk for pk, _c, _a in rows], state=TicketState.PENDING
+                ).values_list("pk", flat=True)
+            )
+            result["queued"] = len(queued)
+            _enqueue_open(organization_id, queued)
+
+        # Revoke changed to approve / exception.
+        withdrawn = Ticket.objects.filter(item_id__in=item_ids).exclude(item__decision=Decision.REVOKE)
+        not_sent = withdrawn.filter(state__in=[TicketState.PENDING, TicketState.FAILED])
+        cancelled_items = list(not_sent.values_list("item_id", flat=True))
+        if cancelled_items:
+            not_sent.delete()
+            ReviewItem.objects.filter(pk__in=cancelled_items).update(
+                ticket_status="", ticket_error="", ticket_key="", ticket_url=""
+            )
+            result["cancelled"] = len(cancelled_items)
+        now = timezone.now()
+        withdrawals = [
+            TicketComment(organization_id=organization_id, ticket=ticket, body=_withdrawal_text(ticket.item))
+            for ticket in withdrawn.filter(state__in=REMOTE_STATES, withdrawn_at__isnull=True).select_related(
+                "item__decided_by", "item__organization"
+            )
+        ]
+        # Back to revoke after a withdrawal comment: say so on the same ticket.
+        reinstatements = [
+            TicketComment(organization_id=organization_id, ticket=ticket, body=_reinstated_text(ticket.item))
+            for ticket in Ticket.objects.filter(
+                item_id__in=item_ids,
+                item__decision=Decision.REVOKE,
+                withdrawn_at__isnull=False,
+                state__in=REMOTE_STATES,
+            ).select_related("item")
+        ]
+        Ticket.objects.filter(pk__in=[c.ticket_id for c in withdrawals]).update(withdrawn_at=now)
+        Ticket.objects.filter(pk__in=[c.ticket_id for c in reinstatements]).update(withdrawn_at=None)
+        result["withdrawn"], result["reinstated"] = len(withdrawals), len(reinstatements)
+        for action, comments in (
+            ("itsm.revoke_withdrawn", withdrawals),
+            ("itsm.revoke_reinstated", reinstatements),
+        ):
+            if not comments:
+                continue
+            created = TicketComment.objects.bulk_create(comments)
+            _enqueue_comments(organization_id, [c.pk for c in created])
+            for comment in created:
+                audit_record(
+                    action=action,
+                    organization_id=organization_id,
+                    target=comment.ticket,
+                    target_label=comment.ticket.key,
+                    details={
+                        "item": comment.ticket.item_id,
+                        "key": comment.ticket.key,
+                        "comment": comment.body[:500],
+                    },
+                    system=True,
+                )
+    return result
+
+
+def tickets_on_sign_off(*, organization_id: int, reviewer_membership_id: int, campaign_id) -> dict[str, int]:
+    """Called after a reviewer signs off: with the sign-off trigger, their revoked items get tickets now."""
+    organization = Organization.objects.get(pk=organization_id)
+    if organization.ticket_trigger != TicketTrigger.ON_SIGN_OFF:
+        return {"queued": 0}
+    with scope(organization):
+        item_ids = list(
+            ReviewItem.objects.filter(
+                campaign_id=campaign_id,
+                reviewer_id=reviewer_membership_id,
+                decision=Decision.REVOKE,
+                signed_off_at__isnull=False,
+                itsm_ticket__isnull=True,
+            ).values_list("pk", flat=True)
+        )
+    return tickets_on_decisions(organization_id=organization_id, item_ids=item_ids)
+
+
+def _record_transient(ticket: Ticket, exc: ItsmTransientError) -> float:
+    delay = backoff_seconds(ticket.attempts, exc.retry_after)
+    ticket.state = TicketState.PENDING
+    ticket.error = f"Will retry: {exc.message}"
+    ticket.next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
+    ticket.claimed_at = None
+    ticket.save(update_fields=["state", "error", "next_attempt_at", "claimed_at"])
+    _set_item_ticket(ticket)
+    return delay
+
+
+def ticket_open(*, organization_id: int, ticket_id: int) -> tuple[str, float | None]:
+    """Open the remote ticket for one pending Ticket, exactly once.
+
+    Returns (outcome, retry_in): outcome is "opened", "failed", "retry" or "skipped" (another worker owns it or
+    it is already done); retry_in is the delay before the next attempt for "retry"."""
+    now = timezone.now()
+    with scope(organization_id=organization_id):
+        # The claim: only one caller can move this row from pending to opening.
+        claimed = Ticket.objects.filter(pk=ticket_id, state=TicketState.PENDING).update(
+            state=TicketState.OPENING, claimed_at=now, attempts=F("attempts") + 1
+        )
+        if claimed != 1:
+            return "skipped", None
+        ticket = Ticket.objects.select_related(
+            "item__campaign", "item__decided_by", "item__organization", "connection"
+        ).get(pk=ticket_id)
+        item = ticket.item
+        connection = ticket.connection or connection_for_application(
+            organization_id=organization_id, application_id=item.application_id
+        )
+        if connection is None:
+            return _fail(
+                ticket,
+                "No ticketing connection is configured for this application. Add one under "
+                "Settings → Ticketing and press Retry.",
+            ), None
+        if ticket.connection_id != connection.pk:
+            ticket.connection = connection
+            ticket.save(update_fields=["connection"])
+        try:
+            remote = connection.client().create_ticket(ticket_content(item))
+        except ItsmTransientError as exc:
+            delay = _record_transient(ticket, exc)
+            return "retry", delay if ticket.attempts < TASK_ATTEMPTS else None
+        except ItsmPermanentError as exc:
+            return _fail(ticket, exc.message), None
+        _opened(ticket, remote)
+    return "opened", None
+
+
+def _fail(ticket: Ticket, message: str) -> str:
+    with transaction.atomic():
+        ticket.state = TicketState.FAILED
+        ticket.error = message
+        ticket.claimed_at = None
+        ticket.next_attempt_at = None
+        ticket.save(update_fields=["state", "error", "claimed_at", "next_attempt_at"])
+        _set_item_ticket(ticket)
+        audit_record(
+            action="itsm.ticket_failed",
+            organization_id=ticket.organization_id,
+            target=ticket,
+            target_label=str(ticket.item),
+            details={"item": ticket.item_id, "error": message[:500], "attempts": ticket.attempts},
+            system=True,
+        )
+    return "failed"
+
+
+def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
+    with transaction.atomic():
+        ticket.state = remote.status if remote.status in REMOTE_STATES else TicketState.OPEN
+        ticket.key = remote.key
+        ticket.url = remote.url
+        ticket.remote_id = remote.remote_id
+        ticket.error = ""
+        ticket.opened_at = timezone.now()
+        ticket.claimed_at = None
+        ticket.next_attempt_at = None
+        ticket.save(
+            update_fields=[
+                "state",
+                "key",
+                "url",
+                "remote_id",
+                "error",
+                "opened_at",
+                "claimed_at",
+                "next_attempt_at",
+            ]
+        )
+        _set_item_ticket(ticket)
+        audit_record(
+            action="itsm.ticket_opened",
+            organization_id=ticket.organization_id,
+            target=ticket,
+            target_label=remote.key,
+            details={
+                "item": ticket.item_id,
+                "key": remote.key,
+                "url": remote.url,
+                "connection": ticket.connection_id,
+            },
+            system=True,
+        )
+        # The decision may have changed while the remote call was in flight.
+        item = ReviewItem.objects.select_related("decided_by", "organization").get(pk=ticket.item_id)
+        if item.decision != Decision.REVOKE:
+            Ticket.objects.filter(pk=ticket.pk).update(withdrawn_at=timezone.now())
+            comment = TicketComment.objects.create(
+                organization_id=ticket.organization_id, ticket=ticket, body=_withdrawal_text(item)
+            )
+            _enqueue_comments(ticket.organization_id, [comment.pk])
+
+
+def ticket_retry(*, ticket: Ticket, actor: User | None, request=None) -> Ticket:
+    """Put a failed ticket back in the queue (after fixing the connection, say)."""
+    with scope(organization_id=ticket.organization_id), transaction.atomic():
+        updated = Ticket.objects.filter(pk=ticket.pk, state=TicketState.FAILED).update(
+            state=TicketState.PENDING, error="", attempts=0, next_attempt_at=None, claimed_at=None
+        )
+        if updated != 1:
+            raise ValidationError("Only a failed ticket can be retried.")
+        ticket.refresh_from_db()
+        if (
+            ticket.connection_id is None
+            or not ItsmConnection.objects.filter(pk=ticket.connection_id).exists()
+        ):
+            item = ticket.item
+            ticket.connection = connection_for_application(
+                organization_id=ticket.organization_id, application_id=item.application_id
+            )
+            ticket.save(update_fields=["connection"])
+        _set_item_ticket(ticket)
+        audit_record(
+            action="itsm.ticket_retried",
+            organization_id=ticket.organization_id,
+            actor=actor,
+            request=request,
+            target=ticket,
+            target_label=str(ticket.item),
+            details={"item": ticket.item_id},
+        )
+        _enqueue_open(ticket.organization_id, [ticket.pk])
+    return ticket
+
+
+def tickets_retry_failed(*, organization: Organization, campaign_id, actor: User | None, request=None) -> int:
+    with scope(organization):
+        tickets = list(Ticket.objects.filter(campaign_id=campaign_id, state=TicketState.FAILED))
+    for ticket in tickets:
+        ticket_retry(ticket=ticket, actor=actor, request=request)
+    return len(tickets)
+
+
+def comment_send(*, organization_id: int, comment_id: int) -> tuple[str, float | None]:
+    with scope(organization_id=organization_id):
+        claimed = TicketComment.objects.filter(pk=comment_id, state=CommentState.PENDING).update(
+            state=CommentState.SENDING, attempts=F("attempts") + 1
+        )
+        if claimed != 1:
+            return "skipped", None
+        comment = TicketComment.objects.select_related("ticket__connection").get(pk=comment_id)
+        ticket = comment.ticket
+        connection = ticket.connection
+        if connection is None:
+            TicketComment.objects.filter(pk=comment_id).update(
+                state=CommentState.FAILED, error="The ticket's connection was deleted."
+            )
+            return "failed", None
+        try:
+            connection.client().add_comment(ticket.remote_id or ticket.key, comment.body)
+        except ItsmTransientError as exc:
+            delay = backoff_seconds(comment.attempts, exc.retry_after)
+            TicketComment.objects.filter(pk=comment_id).update(
+                state=CommentState.PENDING,
+                error=exc.message,
+                next_attempt_at=timezone.now() + dt.timedelta(seconds=delay),
+            )
+            return "retry", delay if comment.attempts < TASK_ATTEMPTS else None
+        except ItsmPermanentError as exc:
+            TicketComment.objects.filter(pk=comment_id).update(state=CommentState.FAILED, error=exc.message)
+            audit_record(
+                action="itsm.comment_failed",
+                organization_id=organization_id,
+                target=ticket,
+                details={"item": ticket.item_id, "error": exc.message[:500]},
+                system=True,
+            )
+            return "failed", None
+        TicketComment.objects.filter(pk=comment_id).update(
+            state=CommentState.SENT, error="", sent_at=timezone.now()
+        )
+        audit_record(
+            action="itsm.comment_added",
+            organization_id=organization_id,
+            target=ticket,
+            target_label=ticket.key,
+            details={"item": ticket.item_id, "key": ticket.key, "comment": comment.body[:500]},
+            system=True,
+        )
+    return "sent", None
+
+
+# Periodic work -------------------------------------------------------------------------------------------
+
+
+def tickets_due() -> list[tuple[int, int]]:
+    """(organization_id, ticket_id) of pending tickets whose retry time has come, after releasing claims
+    abandoned by workers that died mid-call. Platform code: spans organizations."""
+    now = timezone.now()
+    Ticket.unscoped.filter(state=TicketState.OPENING, claimed_at__lt=now - STALE_CLAIM).update(
+        state=TicketState.PENDING, claimed_at=None
+    )
+    return list(
+        Ticket.unscoped.filter(state=TicketState.PENDING)
+        .filter(
+            Q(next_attempt_at__isnull=True, created_at__lt=now - dt.timedelta(minutes=2))
+            | Q(next_attempt_at__lte=now)
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("organization_id", "pk")[:5000]
+    )
+
+
+def comments_due() -> list[tuple[int, int]]:
+    now = timezone.now()
+    return list(
+        TicketComment.unscoped.filter(
+            state=CommentState.PENDING, created_at__lt=now - dt.timedelta(minutes=2)
+        )
+        .order_by("pk")
+        .values_list("organization_id", "pk")[:5000]
+    )
+
+
+def organizations_with_open_tickets() -> list[int]:
+    return list(
+        Ticket.unscoped.filter(state__in=[TicketState.OPEN, TicketState.IN_PROGRESS])
+        .values_list("organization_id", flat=True)
+        .distinct()
+    )
+
+
+def tickets_sync_status(*, organization_id: int) -> dict[str, int]:
+    """Read the status of every open ticket of the organization and record changes (one client per connection)."""
+    counts = {"checked": 0, "changed": 0, "errors": 0}
+    with scope(organization_id=organization_id):
+        tickets = (
+            Ticket.objects.filter(
+                state__in=[TicketState.OPEN, TicketState.IN_PROGRESS], connection__isnull=False
+            )
+            .select_related("connection")
+            .order_by("connection_id", "pk")
+        )
+        clients: dict[int, Any] = {}
+        for ticket in tickets.iterator(chunk_size=500):
+            client = clients.get(ticket.connection_id)
+            if client is None:
+                client = clients[ticket.connection_id] = ticket.connection.client()
+            try:
+                status = client.get_status(ticket.remote_id or ticket.key)
+            except ItsmError:
+                counts["errors"] += 1
+                continue
+            counts["checked"] += 1
+            now = timezone.now()
+            if status == ticket.state:
+                Ticket.objects.filter(pk=ticket.pk).update(status_checked_at=now)
+                continue
+            with transaction.atomic():
+                previous = ticket.state
+                ticket.state = status
+                ticket.status_checked_at = now
+                ticket.save(update_fields=["state", "status_checked_at"])
+                _set_item_ticket(ticket)
+                audit_record(
+                    action="itsm.ticket_status_changed",
+                    organization_id=organization_id,
+                    target=ticket,
+                    target_label=ticket.key,
+                    details={"item": ticket.item_id, "key": ticket.key, "from": previous, "to": status},
+                    system=True,
+                )
+            counts["changed"] += 1
+    return counts
+
+
+# Verification of removal ---------------------------------------------------------------------------------
+
+
+def remediation_verify_for_applications(
+    *, organization_id: int, application_ids: Iterable[int]
+) -> dict[str, int]:
+    """After an import or sync of these applications: a revoked item whose entitlement is gone becomes
+    verified_removed, one whose entitlement is still present becomes action_required."""
+    application_ids = list(application_ids)
+    result = {"verified_removed": 0, "action_required": 0}
+    if not application_ids:
+        return result
+    now = timezone.now()
+    with scope(organization_id=organization_id), transaction.atomic():
+        open_items = ReviewItem.objects.filter(
+            application_id__in=application_ids,
+            decision=Decision.REVOKE,
+            remediation_status__in=[RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED],
+        )
+        present = Entitlement.objects.filter(present=True)
+        still_there = open_items.filter(entitlement__in=present)
+        gone = open_items.exclude(entitlement__in=present)
+        # Set-based: two UPDATEs whatever the number of items.
+        result["verified_removed"] = gone.update(
+            remediation_status=RemediationStatus.VERIFIED_REMOVED, remediation_checked_at=now
+        )
+        result["action_required"] = still_there.update(
+            remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
+        )
+        if result["verified_removed"] or result["action_required"]:
+            audit_record(
+                action="itsm.remediation_verified",
+                organization_id=organization_id,
+                target_type="application",
+                target_id=",".join(map(str, application_ids))[:80],
+                details={"applications": application_ids, **result},
+                system=True,
+            )
+    return result

@@ -1,0 +1,62 @@
+"""Celery tasks: each takes ids, calls one service, and is safe to run twice (the services claim their row)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="itsm.open_ticket")
+def open_ticket(organization_id: int, ticket_id: int) -> str:
+    outcome, retry_in = services.ticket_open(organization_id=organization_id, ticket_id=ticket_id)
+    # The retry is a new message with a countdown; the ticket row (pending, next_attempt_at) is the truth,
+    # so a lost message is picked up by the periodic sweep.
+    if outcome == "retry" and retry_in is not None:
+        open_ticket.apply_async((organization_id, ticket_id), countdown=retry_in)
+    return outcome
+
+
+@shared_task(name="itsm.open_tickets")
+def open_tickets(organization_id: int, ticket_ids: list[int]) -> dict[str, int]:
+    """A batch of tickets from one decision; each is claimed and opened on its own."""
+    outcomes: dict[str, int] = {}
+    for ticket_id in ticket_ids:
+        outcome = open_ticket(organization_id, ticket_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+@shared_task(name="itsm.send_comment")
+def send_comment(organization_id: int, comment_id: int) -> str:
+    outcome, retry_in = services.comment_send(organization_id=organization_id, comment_id=comment_id)
+    if outcome == "retry" and retry_in is not None:
+        send_comment.apply_async((organization_id, comment_id), countdown=retry_in)
+    return outcome
+
+
+@shared_task(name="itsm.resume_due")
+def resume_due() -> int:
+    """Periodic: re-send pending tickets and comments whose retry time has come (after outages, lost tasks
+    or dead workers)."""
+    tickets = services.tickets_due()
+    for organization_id, ticket_id in tickets:
+        open_ticket.delay(organization_id, ticket_id)
+    comments = services.comments_due()
+    for organization_id, comment_id in comments:
+        send_comment.delay(organization_id, comment_id)
+    return len(tickets) + len(comments)
+
+
+@shared_task(name="itsm.sync_statuses")
+def sync_statuses() -> int:
+    """Periodic: one status-sync task per organization with open tickets."""
+    organization_ids = services.organizations_with_open_tickets()
+    for organization_id in organization_ids:
+        sync_organization_statuses.delay(organization_id)
+    return len(organization_ids)
+
+
+@shared_task(name="itsm.sync_organization_statuses")
+def sync_organization_statuses(organization_id: int) -> dict:
+    return services.tickets_sync_status(organization_id=organization_id)

@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from campaigns.models import Campaign
+from thalian.api import OrgAPIView
+from thalian.models import Membership
+from thalian.permissions import Perm
+
+from . import selectors, services
+from .forms import validate_slack_channel, validate_slack_token, validate_webhook_url
+from .models import CampaignNotificationPolicy, Notification
+
+
+def campaign_for(request, campaign_id) -> Campaign:
+    try:
+        campaign = Campaign.objects.select_related("organization").filter(pk=campaign_id).first()
+    except DjangoValidationError:
+        campaign = None
+    if campaign is None or campaign.organization_id != request.organization.pk:
+        raise Http404
+    return campaign
+
+
+class RemindSerializer(serializers.Serializer):
+    reviewer = serializers.CharField(
+        required=False,
+        allow_blank=False,
+        max_length=254,
+        help_text="The reviewer's e-mail address or membership id.",
+    )
+    application = serializers.CharField(
+        required=False,
+        allow_blank=False,
+        max_length=200,
+        help_text="Application name (or id): reminds each of its reviewers.",
+    )
+
+    def validate(self, attrs):
+        if ("reviewer" in attrs) == ("application" in attrs):
+            raise ValidationError({"non_field_errors": ["Give either reviewer or application."]})
+        return attrs
+
+
+class CampaignRemindAPI(OrgAPIView):
+    """POST: send a reminder now to one reviewer, or to every reviewer with pending items of one application."""
+
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+    requires_plan = True
+
+    def post(self, request, org_slug: str, campaign_id):
+        campaign = campaign_for(request, campaign_id)
+        serializer = RemindSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reviewer = None
+        value = serializer.validated_data.get("reviewer")
+        if value:
+            members = Membership.objects.select_related("user").filter(organization=request.organization)
+            reviewer = (
+                members.filter(user__email__iexact=value)
+                if "@" in value
+                else members.filter(pk=int(value))
+                if value.isdigit()
+                else members.none()
+            ).first()
+            if reviewer is None:
+                raise ValidationError({"reviewer": [f"No member {value!r} in this organization."]})
+        try:
+            result = services.reminder_send(
+                campaign=campaign,
+                actor=request.membership,
+                reviewer=reviewer,
+                application=serializer.validated_data.get("application"),
+                request=request,
+            )
+        except services.NotificationError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(
+            {"reminded": result.reminded, "already_reminded_today": result.already_reminded},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class NotificationSettingsSerializer(serializers.Serializer):
+    slack_bot_token = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=300)
+    clear_slack_bot_token = serializers.BooleanField(write_only=True, required=False)
+    slack_channel_id = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    teams_webhook_url = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=2000
+    )
+    clear_teams_webhook_url = serializers.BooleanField(write_only=True, required=False)
+    slack_configured = serializers.BooleanField(read_only=True)
+    teams_configured = serializers.BooleanField(read_only=True)
+    reminder_every_days = serializers.IntegerField(required=False, min_value=0, max_value=90)
+    reminder_days_before_due = serializers.IntegerField(required=False, min_value=0, max_value=90)
+    escalate_after_days = serializers.IntegerField(required=False, min_value=0, max_value=90)
+    escalation_reassign = serializers.BooleanField(required=False)
+    fallback_reviewer = serializers.EmailField(
+        required=False, allow_null=True, source="fallback_reviewer.user.email"
+    )
+
+    def _django(self, validator, value):
+        from django import forms
+
+        try:
+            return validator(value)
+        except forms.ValidationError as exc:
+            raise ValidationError(exc.messages) from exc
+
+    def validate_slack_bot_token(self, value):
+        return self._django(validate_slack_token, value) if value else value
+
+    def validate_slack_channel_id(self, value):
+        return self._django(validate_slack_channel, value.strip())
+
+    def validate_teams_webhook_url(self, value):
+        return self._django(validate_webhook_url, value) if value else value
+
+
+class NotificationSettingsAPI(OrgAPIView):
+    """Channel configuration and reminder defaults. Secrets are write-only: responses only say whether
+    each channel is configured."""
+
+    required_perms = {"GET": Perm.MANAGE_SETTINGS, "PATCH": Perm.MANAGE_SETTINGS}
+
+    def get(self, request, org_slug: str):
+        config = selectors.notification_settings_for(organization_id=request.organization.pk)
+        return Response(NotificationSettingsSerializer(config).data)
+
+    def patch(self, request, org_slug: str):
+        serializer = NotificationSettingsSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        if "fallback_reviewer" in data:
+            email = (data.pop("fallback_reviewer") or {}).get("user", {}).get("email")
+            data["fallback_reviewer"] = None
+            if email:
+                data["fallback_reviewer"] = selectors.membership_by_email(
+                    organization_id=request.organization.pk, email=email
+                )
+                if data["fallback_reviewer"] is None:
+                    raise ValidationError(
+                        {"fallback_reviewer": [f"No member {email!r} in this organization."]}
+                    )
+        config = services.notification_settings_update(
+            organization=request.organization, actor=request.membership, data=data, request=request
+        )
+        return Response(NotificationSettingsSerializer(config).data)
+
+
+class CampaignPolicySerializer(serializers.Serializer):
+    reminder_every_days = serializers.IntegerField(min_value=0, max_value=90, allow_null=True, required=False)
+    reminder_days_before_due = serializers.IntegerField(
+        min_value=0, max_value=90, allow_null=True, required=False
+    )
+    escalate_after_days = serializers.IntegerField(min_value=0, max_value=90, allow_null=True, required=False)
+    escalation_reassign = serializers.BooleanField(allow_null=True, required=False)
+
+
+def _policy_response(campaign: Campaign) -> dict:
+    policy = CampaignNotificationPolicy.objects.filter(campaign=campaign).first()
+    effective = services.effective_policy(campaign=campaign)
+    return {
+        "overrides": {name: getattr(policy, name, None) for name in services.POLICY_FIELDS},
+        "effective": {name: getattr(effective, name) for name in services.POLICY_FIELDS},
+    }
+
+
+class CampaignPolicyAPI(OrgAPIView):
+    """A campaign's reminder and escalation overrides (null: the organization's default) and what is in effect."""
+
+    required_perms = {"GET": Perm.VIEW_ALL_CAMPAIGNS, "PATCH": Perm.MANAGE_CAMPAIGNS}
+    requires_plan = True
+
+    def get(self, request, org_slug: str, campaign_id):
+        return Response(_policy_response(campaign_for(request, campaign_id)))
+
+    def patch(self, request, org_slug: str, campaign_id):
+        campaign = campaign_for(request, campaign_id)
+        serializer = CampaignPolicySerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        try:
+            services.campaign_policy_update(
+                campaign=campaign,
+                actor=request.membership,
+                values=dict(serializer.validated_data),
+                request=request,
+            )
+        except services.NotificationError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(_policy_response(campaign))
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = [
+            "id",
+            "event",
+            "channel",
+            "recipient",
+            "status",
+            "attempts",
+            "error",
+            "title",
+            "created_at",
+            "last_attempt_at",
+            "sent_at",
+        ]
+
+
+class NotificationPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 100
+
+
+class CampaignNotificationsAPI(OrgAPIView):
+    """The notification log of one campaign, newest first (cursor pagination)."""
+
+    required_perms = {"GET": Perm.VIEW_ALL_CAMPAIGNS}
+    requires_plan = True
+
+    def get(self, request, org_slug: str, campaign_id):
+        campaign = campaign_for(request, campaign_id)
+        paginator = NotificationPagination()
+        page = paginator.paginate_queryset(
+            Notification.objects.filter(campaign=campaign).order_by("-created_at", "-id"), request, view=self
+        )
+        return paginator.get_paginated_response(NotificationSerializer(page, many=True).data)

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("campaigns/<uuid:campaign_id>/remind/", api.CampaignRemindAPI.as_view(), name="api_campaign_remind"),
+    path(
+        "campaigns/<uuid:campaign_id>/notification-policy/",
+        api.CampaignPolicyAPI.as_view(),
+        name="api_campaign_notification_policy",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/notifications/",
+        api.CampaignNotificationsAPI.as_view(),
+        name="api_campaign_notifications",
+    ),
+    path("notification-settings/", api.NotificationSettingsAPI.as_view(), name="api_notification_settings"),
+]

@@ -1,0 +1,1034 @@
+"""Writes for notifications: fan-out into the log, delivery with claim-before-send, reminders, escalation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignStatus
+from campaigns.selectors import REVIEWER_ROLES
+from thalian.audit import audit_record
+from thalian.models import Membership, Organization
+from thalian.tenancy import assert_same_organization, scope
+
+from . import selectors
+from .channels import (
+    EMAIL,
+    SLACK,
+    TEAMS,
+    ChannelError,
+    ChannelPermanentError,
+    ChannelTransientError,
+    EmailSender,
+    Message,
+    SlackSender,
+    TeamsSender,
+)
+from .models import (
+    MANDATORY_EMAIL_EVENTS,
+    CampaignNotificationPolicy,
+    Event,
+    Notification,
+    NotificationPreference,
+    NotificationSettings,
+    Status,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+# Events that also go to the organization's Slack channel and Teams webhook, not only to people.
+CHANNEL_EVENTS = frozenset(
+    {
+        Event.CAMPAIGN_OVERDUE,
+        Event.CAMPAIGN_CANCELLED,
+        Event.CAMPAIGN_COMPLETED,
+        Event.TICKET_FAILED,
+        Event.REMEDIATION_OUTCOME,
+    }
+)
+REMEDIATION_OUTCOMES = {
+    "verified": "all removals verified",
+    "partial": "partially removed",
+    "failed": "removal failed",
+}
+
+
+class NotificationError(ValueError):
+    """Bad input to a notification service; the message names what is wrong."""
+
+
+# Addresses -------------------------------------------------------------------------------------------------
+
+
+def _absolute(name: str, *args, query: str = "") -> str:
+    path = reverse(name, args=args)
+    return f"{settings.SITE_URL}{path}{query}"
+
+
+def my_tasks_url(campaign: Campaign) -> str:
+    slug = campaign.organization.slug
+    try:
+        return _absolute("my_reviews", slug, query=f"?campaign={campaign.pk}")
+    except NoReverseMatch:
+        return _absolute("org_dashboard", slug)
+
+
+def campaign_url(campaign: Campaign) -> str:
+    slug = campaign.organization.slug
+    try:
+        return _absolute("campaign_detail", slug, campaign.pk)
+    except NoReverseMatch:
+        return _absolute("org_dashboard", slug)
+
+
+def dedupe_key(*, event: str, subject: str, recipient: str, channel: str, period: str) -> str:
+    return f"{event}|{subject}|{recipient}|{channel}|{period}"[:300]
+
+
+# Content ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Content:
+    title: str
+    body: str
+    action_url: str
+    action_label: str
+
+
+def _due(campaign: Campaign) -> str:
+    return campaign.due_date.strftime("%d %b %Y")
+
+
+def _items(n: int) -> str:
+    return f"{n} access item{'s' if n != 1 else ''}"
+
+
+def build_content(
+    *, event: str, campaign: Campaign | None, pending: int = 0, details: dict | None = None
+) -> Content:
+    details = details or {}
+    if event == Event.TEST:
+        return Content(
+            title="Thalian test message",
+            body=f"Notifications from {details.get('organization', 'Thalian')} reach this channel.",
+            action_url=details["url"],
+            action_label="Open Thalian",
+        )
+    if event == Event.TICKET_FAILED:
+        where = f" in {campaign.title}" if campaign else ""
+        return Content(
+            title=f"Remediation ticket failed: {details.get('application', 'an application')}",
+            body=(
+                f"The removal ticket for {details.get('identity', 'an identity')}{where} could not be created "
+                f"or completed: {details.get('error', 'no details given')}."
+            ),
+            action_url=details.get("url")
+            or (campaign_url(campaign) if campaign else details.get("home", "")),
+            action_label="Open remediation",
+        )
+    assert campaign is not None
+    title = campaign.title
+    if event == Event.REVIEW_ASSIGNED:
+        return Content(
+            f"Access review assigned: {title}",
+            f"You have {_items(pending)} to review in {title}, due {_due(campaign)}.",
+            my_tasks_url(campaign),
+            "Start review",
+        )
+    if event in (Event.REMINDER, Event.CAMPAIGN_REMINDER):
+        return Content(
+            f"Reminder: {_items(pending)} waiting in {title}",
+            f"Please decide the {_items(pending)} still pending in {title} before {_due(campaign)}.",
+            my_tasks_url(campaign),
+            "Review now",
+        )
+    if event == Event.OVERDUE:
+        return Content(
+            f"Overdue: {title}",
+            f"{title} was due on {_due(campaign)} and {_items(pending)} assigned to you are still pending.",
+            my_tasks_url(campaign),
+            "Review now",
+        )
+    if event == Event.ESCALATED:
+        reviewer = details.get("reviewer", "A reviewer")
+        if details.get("reassigned"):
+            body = (
+                f"{reviewer} did not decide {_items(pending)} in {title} (due {_due(campaign)}). "
+                "They are now assigned to you."
+            )
+            url, label = my_tasks_url(campaign), "Start review"
+        else:
+            body = (
+                f"{reviewer} has {_items(pending)} overdue in {title} (due {_due(campaign)}). "
+                "Please follow up with them."
+            )
+            url, label = campaign_url(campaign), "Open campaign"
+        return Content(f"Escalated: overdue access reviews in {title}", body, url, label)
+    if event == Event.CAMPAIGN_OVERDUE:
+        return Content(
+            f"Campaign overdue: {title}",
+            f"{title} was due on {_due(campaign)}; {_items(pending)} are still pending.",
+            campaign_url(campaign),
+            "Open campaign",
+        )
+    if event == Event.CAMPAIGN_CANCELLED:
+        reason = campaign.cancel_reason or details.get("reason") or "no reason given"
+        return Content(
+            f"Campaign cancelled: {title}",
+            f"{title} was cancelled ({reason}). Its pending reviews no longer need a decision.",
+            campaign_url(campaign),
+            "Open campaign",
+        )
+    if event == Event.CAMPAIGN_COMPLETED:
+        return Content(
+            f"Campaign completed: {title}",
+            f"All {_items(campaign.item_count)} in {title} are decided.",
+            campaign_url(campaign),
+            "Open campaign",
+        )
+    if event == Event.REMEDIATION_OUTCOME:
+        outcome = details.get("outcome", "")
+        if outcome not in REMEDIATION_OUTCOMES:
+            raise NotificationError(f"remediation outcome must be one of {sorted(REMEDIATION_OUTCOMES)}")
+        counts = ", ".join(f"{value} {name}" for name, value in details.get("counts", {}).items())
+        return Content(
+            f"Remediation of {title}: {REMEDIATION_OUTCOMES[outcome]}",
+            f"Removal of revoked access for {title}: {REMEDIATION_OUTCOMES[outcome]}"
+            + (f" ({counts})." if counts else "."),
+            campaign_url(campaign),
+            "Open remediation",
+        )
+    raise NotificationError(f"unknown notification event {event!r}")
+
+
+# Fan-out into the log ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recipient:
+    membership: Membership
+    pending: int = 0
+    details: dict = field(default_factory=dict)
+
+
+def _member_channels(
+    *, event: str, config: NotificationSettings, preference: NotificationPreference | None
+) -> list[str]:
+    preference = preference or NotificationPreference()
+    channels = []
+    if preference.email or event in MANDATORY_EMAIL_EVENTS:
+        channels.append(EMAIL)
+    if preference.slack and config.slack_configured:
+        channels.append(SLACK)
+    if preference.teams and config.teams_configured:
+        channels.append(TEAMS)
+    return channels
+
+
+@dataclass
+class FanOut:
+    created: list[Notification]
+    duplicates: list[str]  # recipients that already had this notification for the period
+
+
+def notifications_create(
+    *,
+    organization_id: int,
+    event: str,
+    campaign: Campaign | None,
+    recipients: list[Recipient],
+    period: str = "once",
+    subject: str = "",
+    to_org_channels: bool = False,
+    details: dict | None = None,
+) -> FanOut:
+    """Write one log row per recipient and channel (skipping rows whose dedupe key exists) and enqueue
+    their delivery after commit. Content is fixed when the row is written: the log shows what was sent."""
+    config = selectors.notification_settings_for(organization_id=organization_id)
+    preferences = selectors.preferences_for(membership_ids=[r.membership.pk for r in recipients])
+    subject = subject or (str(campaign.pk) if campaign else "")
+    rows: list[Notification] = []
+    for recipient in recipients:
+        membership = recipient.membership
+        if campaign is not None:
+            assert_same_organization(campaign, membership)
+        content = build_content(
+            event=event,
+            campaign=campaign,
+            pending=recipient.pending,
+            details={**(details or {}), **recipient.details},
+        )
+        for channel in _member_channels(
+            event=event, config=config, preference=preferences.get(membership.pk)
+        ):
+            rows.append(
+                _row(
+                    organization_id,
+                    event,
+                    campaign,
+                    channel,
+                    membership,
+                    membership.user.email,
+                    content,
+                    dedupe_key(
+                        event=event,
+                        subject=subject,
+                        recipient=f"m{membership.pk}",
+                        channel=channel,
+                        period=period,
+                    ),
+                )
+            )
+    if to_org_channels:
+        pending = sum(r.pending for r in recipients) if event == Event.CAMPAIGN_OVERDUE else 0
+        if event == Event.CAMPAIGN_OVERDUE and campaign is not None:
+            pending = selectors.pending_items(campaign=campaign).count()
+        content = build_content(event=event, campaign=campaign, pending=pending, details=details)
+        targets = []
+        if config.slack_configured and config.slack_channel_id:
+            targets.append((SLACK, f"Slack channel {config.slack_channel_id}"))
+        if config.teams_configured:
+            targets.append((TEAMS, "Teams channel"))
+        for channel, label in targets:
+            rows.append(
+                _row(
+                    organization_id,
+                    event,
+                    campaign,
+                    channel,
+                    None,
+                    label,
+                    content,
+                    dedupe_key(event=event, subject=subject, recipient="org", channel=channel, period=period),
+                )
+            )
+    if not rows:
+        return FanOut(created=[], duplicates=[])
+    keys = [row.dedupe_key for row in rows]
+    existing = set(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
+    # The unique (organization, dedupe_key) constraint is the real guard when two ticks race past `existing`.
+    Notification.objects.bulk_create([r for r in rows if r.dedupe_key not in existing], ignore_conflicts=True)
+    created = list(
+        Notification.objects.filter(dedupe_key__in=keys, status=Status.QUEUED).exclude(
+            dedupe_key__in=existing
+        )
+    )
+    duplicates = sorted({r.recipient for r in rows if r.dedupe_key in existing})
+    ids = [str(n.pk) for n in created]
+    if ids:
+        transaction.on_commit(partial(_enqueue_deliveries, organization_id, ids))
+    return FanOut(created=created, duplicates=duplicates)
+
+
+def _row(
+    organization_id, event, campaign, channel, membership, recipient, content: Content, key
+) -> Notification:
+    return Notification(
+        organization_id=organization_id,
+        campaign=campaign,
+        event=event,
+        channel=channel,
+        recipient_membership=membership,
+        recipient=recipient[:254],
+        dedupe_key=key,
+        title=content.title[:300],
+        body=content.body,
+        action_url=content.action_url[:500],
+        action_label=content.action_label[:80],
+    )
+
+
+def _enqueue_deliveries(organization_id: int, notification_ids: list[str]) -> None:
+    from .tasks import deliver_notification
+
+    for notification_id in notification_ids:
+        deliver_notification.delay(organization_id, notification_id)
+
+
+# Delivery ------------------------------------------------------------------------------------------------
+
+
+def sender_for(*, channel: str, config: NotificationSettings):
+    if channel == EMAIL:
+        return EmailSender()
+    if channel == SLACK:
+        return SlackSender(
+            token=config.slack_bot_token, channel_id=config.slack_channel_id, base_url=settings.SLACK_API_URL
+        )
+    if channel == TEAMS:
+        return TeamsSender(webhook_url=config.teams_webhook_url)
+    raise ChannelPermanentError(f"unknown channel {channel!r}")
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> dt.timedelta:
+    seconds = min(60 * 2 ** max(attempts - 1, 0), 3600)
+    if retry_after:
+        seconds = max(seconds, retry_after)
+    return dt.timedelta(seconds=seconds)
+
+
+def notification_deliver(*, notification_id: str) -> Notification | None:
+    """One delivery attempt. Returns the row after the attempt, or None when another worker holds it, it was
+    already sent, or its next attempt is not due yet."""
+    now = timezone.now()
+    claimed = (
+        Notification.objects.filter(pk=notification_id, status__in=[Status.QUEUED, Status.RETRYING])
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(status=Status.SENDING, attempts=F("attempts") + 1, last_attempt_at=now)
+    )
+    if claimed != 1:
+        return None
+    notification = Notification.objects.select_related("organization").get(pk=notification_id)
+    config = selectors.notification_settings_for(organization_id=notification.organization_id)
+    message = Message(
+        event=notification.event,
+        title=notification.title,
+        body=notification.body,
+        action_url=notification.action_url,
+        action_label=notification.action_label,
+        recipient_email=notification.recipient if notification.recipient_membership_id else "",
+    )
+    update: dict = {}
+    try:
+        reference = sender_for(channel=notification.channel, config=config).send(message)
+    except ChannelTransientError as exc:
+        if notification.attempts >= MAX_ATTEMPTS:
+            update = {
+                "status": Status.FAILED,
+                "error": f"{exc} (gave up after {notification.attempts} attempts)",
+            }
+        else:
+            update = {
+                "status": Status.RETRYING,
+                "error": str(exc),
+                "next_attempt_at": now + retry_delay(notification.attempts, exc.retry_after),
+            }
+    except ChannelPermanentError as exc:
+        update = {"status": Status.FAILED, "error": str(exc), "next_attempt_at": None}
+    except Exception as exc:  # a bug must not leave the row claimed forever
+        logger.exception("notification %s failed unexpectedly", notification_id)
+        update = {
+            "status": Status.FAILED,
+            "error": f"unexpected error: {type(exc).__name__}",
+            "next_attempt_at": None,
+        }
+    else:
+        update = {
+            "status": Status.SENT,
+            "sent_at": timezone.now(),
+            "error": "",
+            "next_attempt_at": None,
+            "provider_reference": str(reference)[:300],
+        }
+    Notification.objects.filter(pk=notification_id, status=Status.SENDING).update(**update)
+    for name, value in update.items():
+        setattr(notification, name, value)
+    return notification
+
+
+def notifications_due_for_retry(*, now: dt.datetime | None = None) -> list[tuple[int, str]]:
+    """(organization_id, id) of rows whose next attempt is due. Platform code: spans organizations."""
+    now = now or timezone.now()
+    return [
+        (org_id, str(pk))
+        for org_id, pk in Notification.unscoped.filter(status=Status.RETRYING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("organization_id", "id")[:1000]
+    ]
+
+
+STUCK_AFTER = dt.timedelta(minutes=15)
+
+
+def notifications_fail_stuck(*, now: dt.datetime | None = None) -> int:
+    """A worker that died mid-send leaves a row in `sending`. Whether it went out is unknown, so it is
+    marked failed for an admin to see rather than sent a second time."""
+    now = now or timezone.now()
+    return Notification.unscoped.filter(status=Status.SENDING, last_attempt_at__lt=now - STUCK_AFTER).update(
+        status=Status.FAILED, error="delivery interrupted; it may or may not have arrived"
+    )
+
+
+# Public hooks ------------------------------------------------------------------------------------------------
+
+
+def notify_event(
+    *,
+    organization_id: int,
+    event: str,
+    campaign_id=None,
+    membership_ids: list[int] | None = None,
+    details: dict | None = None,
+    period: str = "once",
+) -> None:
+    """Announce a lifecycle event. Call it through transaction.on_commit; the work happens in a task.
+
+    Recipients default by event: review_assigned -> every reviewer of the campaign; campaign_cancelled ->
+    reviewers with pending items and the creator; campaign_completed -> the creator; ticket_failed and
+    remediation_outcome -> the organization's admins (and the creator). Campaign-wide events also go to the
+    organization's Slack channel and Teams webhook."""
+    if event not in Event.values or event == Event.TEST:
+        raise NotificationError(f"unknown notification event {event!r}")
+    from .tasks import send_event
+
+    send_event.delay(
+        organization_id,
+        event,
+        str(campaign_id) if campaign_id else None,
+        membership_ids,
+        details or {},
+        period,
+    )
+
+
+def notify_reviewers_assigned(*, campaign: Campaign) -> None:
+    """Hook for the end of a launch: every reviewer hears about their items once."""
+    notify_event(
+        organization_id=campaign.organization_id, event=Event.REVIEW_ASSIGNED, campaign_id=campaign.pk
+    )
+
+
+def _organization_of(campaign_id) -> int | None:
+    # Hooks run after commit, possibly outside any organization scope: resolve the tenant from the id.
+    return Campaign.unscoped.filter(pk=campaign_id).values_list("organization_id", flat=True).first()
+
+
+def notify_campaign_launched(*, campaign_id, **_) -> None:
+    """campaigns hook: the snapshot committed; reviewers are told about their items."""
+    organization_id = _organization_of(campaign_id)
+    if organization_id is None:
+        return
+    notify_event(organization_id=organization_id, event=Event.REVIEW_ASSIGNED, campaign_id=campaign_id)
+    from .scheduling import series_ensure_next
+
+    with scope(organization_id=organization_id):
+        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        if campaign is not None and campaign.recurrence:
+            series_ensure_next(campaign=campaign)
+
+
+def notify_campaign_cancelled(*, campaign_id, **_) -> None:
+    organization_id = _organization_of(campaign_id)
+    if organization_id is not None:
+        notify_event(organization_id=organization_id, event=Event.CAMPAIGN_CANCELLED, campaign_id=campaign_id)
+
+
+def notify_campaign_completed(*, campaign_id, **_) -> None:
+    organization_id = _organization_of(campaign_id)
+    if organization_id is not None:
+        notify_event(organization_id=organization_id, event=Event.CAMPAIGN_COMPLETED, campaign_id=campaign_id)
+
+
+def notify_items_reassigned(*, campaign_id, reviewer_id: int, count: int = 0, **_) -> None:
+    """campaigns hook: items moved to a reviewer after launch; they get an assignment notice (one per day)."""
+    organization_id = _organization_of(campaign_id)
+    if organization_id is not None and count:
+        notify_event(
+            organization_id=organization_id,
+            event=Event.REVIEW_ASSIGNED,
+            campaign_id=campaign_id,
+            membership_ids=[reviewer_id],
+            period=f"reassigned-{timezone.localdate().isoformat()}",
+        )
+
+
+def notify_ticket_failed(
+    *,
+    ticket_id,
+    organization_id: int | None = None,
+    campaign_id=None,
+    application: str = "",
+    identity: str = "",
+    error: str = "",
+    url: str = "",
+    attempt: int | None = None,
+    **_,
+) -> None:
+    """itsm hook: a remediation ticket could not be opened or failed; admins are told once per ticket (and
+    once more per `attempt` when a retried ticket fails again)."""
+    organization_id = organization_id or _organization_of(campaign_id)
+    if organization_id is None:
+        return
+    notify_event(
+        organization_id=organization_id,
+        event=Event.TICKET_FAILED,
+        campaign_id=campaign_id,
+        details={
+            "ticket": str(ticket_id),
+            "application": application,
+            "identity": identity,
+            "error": error[:500],
+            "url": url,
+        },
+        period=f"attempt-{attempt}" if attempt else "once",
+    )
+
+
+def notify_remediation_outcome(*, campaign_id, outcome: str, counts: dict | None = None, **_) -> None:
+    """itsm hook: remediation of a campaign finished: outcome "verified", "partial" or "failed"."""
+    if outcome not in REMEDIATION_OUTCOMES:
+        raise NotificationError(f"remediation outcome must be one of {sorted(REMEDIATION_OUTCOMES)}")
+    organization_id = _organization_of(campaign_id)
+    if organization_id is not None:
+        notify_event(
+            organization_id=organization_id,
+            event=Event.REMEDIATION_OUTCOME,
+            campaign_id=campaign_id,
+            details={"outcome": outcome, "counts": counts or {}},
+            period=outcome,
+        )
+
+
+def event_send(
+    *,
+    organization_id: int,
+    event: str,
+    campaign: Campaign | None,
+    membership_ids: list[int] | None = None,
+    details: dict | None = None,
+    period: str = "once",
+) -> FanOut:
+    details = dict(details or {})
+    pending_counts = selectors.pending_counts_by_reviewer(campaign=campaign) if campaign else {}
+    if membership_ids is None:
+        membership_ids = _default_recipients(
+            organization_id=organization_id, event=event, campaign=campaign, pending_counts=pending_counts
+        )
+    if event == Event.REVIEW_ASSIGNED and campaign is not None:
+        pending_counts = selectors.item_counts_by_reviewer(campaign=campaign)
+    members = selectors.memberships_by_id(organization_id=organization_id, ids=membership_ids)
+    recipients = [Recipient(m, pending=pending_counts.get(m.pk, 0)) for m in members.values()]
+    if event == Event.TICKET_FAILED:
+        subject = str(details.get("ticket") or details.get("item") or "")
+        if not subject:
+            raise NotificationError("ticket_failed needs details['ticket'] or details['item'] to identify it")
+        subject = f"{campaign.pk if campaign else ''}:{subject}"
+    else:
+        subject = ""
+    if event == Event.TICKET_FAILED and not details.get("home"):
+        details["home"] = _absolute("org_dashboard", Organization.objects.get(pk=organization_id).slug)
+    return notifications_create(
+        organization_id=organization_id,
+        event=event,
+        campaign=campaign,
+        recipients=recipients,
+        period=period,
+        subject=subject,
+        to_org_channels=event in CHANNEL_EVENTS,
+        details=details,
+    )
+
+
+def _default_recipients(*, organization_id, event, campaign, pending_counts) -> list[int]:
+    creator = []
+    if campaign is not None and campaign.created_by_id:
+        found = Membership.objects.filter(
+            organization_id=organization_id, user_id=campaign.created_by_id
+        ).first()
+        creator = [found.pk] if found else []
+    admins = [m.pk for m in selectors.admin_memberships(organization_id=organization_id)]
+    if event == Event.REVIEW_ASSIGNED:
+        return list(selectors.item_counts_by_reviewer(campaign=campaign))
+    if event in (Event.CAMPAIGN_REMINDER, Event.OVERDUE):
+        return [pk for pk, n in pending_counts.items() if n]
+    if event == Event.CAMPAIGN_CANCELLED:
+        return sorted(set(pending_counts) | set(creator))
+    if event in (Event.CAMPAIGN_COMPLETED, Event.CAMPAIGN_OVERDUE):
+        return creator
+    if event in (Event.TICKET_FAILED, Event.REMEDIATION_OUTCOME):
+        return sorted(set(admins) | set(creator))
+    raise NotificationError(f"{event} needs explicit recipients")
+
+
+# Reminders, overdue notices and escalation -------------------------------------------------------------------
+
+
+@dataclass
+class Policy:
+    reminder_every_days: int
+    reminder_days_before_due: int
+    escalate_after_days: int
+    escalation_reassign: bool
+
+
+def effective_policy(*, campaign: Campaign, config: NotificationSettings | None = None) -> Policy:
+    config = config or selectors.notification_settings_for(organization_id=campaign.organization_id)
+    override = CampaignNotificationPolicy.objects.filter(campaign=campaign).first()
+
+    def pick(name):
+        value = getattr(override, name, None) if override else None
+        return getattr(config, name) if value is None else value
+
+    return Policy(
+        reminder_every_days=pick("reminder_every_days"),
+        reminder_days_before_due=pick("reminder_days_before_due"),
+        escalate_after_days=pick("escalate_after_days"),
+        escalation_reassign=pick("escalation_reassign"),
+    )
+
+
+def campaign_cadence_run(*, campaign: Campaign, now: dt.datetime | None = None) -> dict[str, int]:
+    """Everything time-driven for one active campaign at `now`. Safe to run any number of times: each notice
+    has a deterministic period in its dedupe key."""
+    now = now or timezone.now()
+    sent = {"reminders": 0, "overdue": 0, "escalated": 0}
+    if campaign.status != CampaignStatus.ACTIVE:
+        return sent
+    config = selectors.notification_settings_for(organization_id=campaign.organization_id)
+    policy = effective_policy(campaign=campaign, config=config)
+    today = timezone.localdate(now)
+    pending = {pk: n for pk, n in selectors.pending_counts_by_reviewer(campaign=campaign).items() if n}
+    if not pending:
+        return sent
+    members = selectors.memberships_by_id(organization_id=campaign.organization_id, ids=pending)
+    recipients = [Recipient(m, pending=pending[m.pk]) for m in members.values()]
+    org_id = campaign.organization_id
+    if today <= campaign.due_date:
+        period = None
+        before = policy.reminder_days_before_due
+        if before and today >= campaign.due_date - dt.timedelta(days=before):
+            # The before-due reminder is the last one; periodic reminders stop once its window opens.
+            period = f"before-due-{before}"
+        elif policy.reminder_every_days and campaign.launched_at:
+            elapsed = now - campaign.launched_at
+            slot = elapsed // dt.timedelta(days=policy.reminder_every_days)
+            if slot >= 1:
+                period = f"every-{policy.reminder_every_days}-{slot}"
+        if period:
+            fan = notifications_create(
+                organization_id=org_id,
+                event=Event.CAMPAIGN_REMINDER,
+                campaign=campaign,
+                recipients=recipients,
+                period=period,
+            )
+            sent["reminders"] = len(fan.created)
+        return sent
+    fan = notifications_create(
+        organization_id=org_id, event=Event.OVERDUE, campaign=campaign, recipients=recipients
+    )
+    sent["overdue"] = len(fan.created)
+    creator = _default_recipients(
+        organization_id=org_id, event=Event.CAMPAIGN_OVERDUE, campaign=campaign, pending_counts=pending
+    )
+    creators = selectors.memberships_by_id(organization_id=org_id, ids=creator)
+    total_pending = sum(pending.values())
+    fan = notifications_create(
+        organization_id=org_id,
+        event=Event.CAMPAIGN_OVERDUE,
+        campaign=campaign,
+        recipients=[Recipient(m, pending=total_pending) for m in creators.values()],
+        to_org_channels=True,
+    )
+    sent["overdue"] += len(fan.created)
+    days_overdue = (today - campaign.due_date).days
+    if policy.escalate_after_days and days_overdue >= policy.escalate_after_days:
+        for recipient in recipients:
+            if campaign_escalate_reviewer(
+                campaign=campaign,
+                reviewer=recipient.membership,
+                pending=recipient.pending,
+                policy=policy,
+                config=config,
+            ):
+                sent["escalated"] += 1
+    return sent
+
+
+def escalation_target(
+    *, campaign: Campaign, reviewer: Membership, config: NotificationSettings
+) -> Membership | None:
+    candidates = [
+        selectors.manager_membership(organization_id=campaign.organization_id, reviewer=reviewer),
+        campaign.fallback_reviewer if campaign.fallback_reviewer_id else None,
+        config.fallback_reviewer if config.fallback_reviewer_id else None,
+    ]
+    for candidate in candidates:
+        if candidate is not None and candidate.pk != reviewer.pk and candidate.user.is_active:
+            return candidate
+    return None
+
+
+def campaign_escalate_reviewer(
+    *, campaign: Campaign, reviewer: Membership, pending: int, policy: Policy, config: NotificationSettings
+) -> bool:
+    target = escalation_target(campaign=campaign, reviewer=reviewer, config=config)
+    if target is None:
+        return False
+    reassigned = False
+    if policy.escalation_reassign and target.role in REVIEWER_ROLES:
+        reassigned = (
+            pending_items_reassign_for_escalation(
+                campaign=campaign, from_reviewer=reviewer, to_reviewer=target
+            )
+            > 0
+        )
+    fan = notifications_create(
+        organization_id=campaign.organization_id,
+        event=Event.ESCALATED,
+        campaign=campaign,
+        recipients=[
+            Recipient(
+                target, pending=pending, details={"reviewer": reviewer.user.email, "reassigned": reassigned}
+            )
+        ],
+        # One escalation per overdue reviewer and campaign, whoever it goes to.
+        period=f"from-m{reviewer.pk}",
+    )
+    if fan.created:
+        audit_record(
+            action="campaign.escalated",
+            organization_id=campaign.organization_id,
+            target=campaign,
+            system=True,
+            details={
+                "reviewer": reviewer.user.email,
+                "escalated_to": target.user.email,
+                "pending": pending,
+                "reassigned": reassigned,
+            },
+        )
+    return bool(fan.created)
+
+
+def pending_items_reassign_for_escalation(
+    *, campaign: Campaign, from_reviewer: Membership, to_reviewer: Membership
+) -> int:
+    """Move only the undecided items of an overdue reviewer (decided ones stay with who decided them).
+    Items about the new reviewer themself stay put: nobody reviews their own access."""
+    assert_same_organization(campaign, from_reviewer, to_reviewer)
+    to_email = to_reviewer.user.email.lower()
+    note = (
+        f"Escalated from {from_reviewer.user.email} to {to_email} on {timezone.localdate().isoformat()}: "
+        "overdue"
+    )
+    moved = (
+        selectors.pending_items(campaign=campaign)
+        .filter(reviewer=from_reviewer, signed_off_at__isnull=True)
+        .exclude(identity_email__iexact=to_email)
+        .update(reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300])
+    )
+    if moved:
+        audit_record(
+            action="campaign_items_reassigned",
+            organization_id=campaign.organization_id,
+            target=campaign,
+            system=True,
+            details={
+                "from": from_reviewer.user.email,
+                "to": to_email,
+                "count": moved,
+                "reason": "escalation after the due date",
+            },
+        )
+    return moved
+
+
+@dataclass
+class ReminderResult:
+    reminded: list[str]
+    already_reminded: list[str]
+
+
+def reminder_send(
+    *,
+    campaign: Campaign,
+    actor: Membership,
+    reviewer: Membership | None = None,
+    application: str | None = None,
+    now: dt.datetime | None = None,
+    request=None,
+) -> ReminderResult:
+    """Manual reminder from a progress table row: one reviewer, or every reviewer with pending items of one
+    application. At most one manual reminder per reviewer, campaign and day."""
+    assert_same_organization(campaign, actor, reviewer)
+    if campaign.status != CampaignStatus.ACTIVE:
+        raise NotificationError(
+            f"Reminders can only be sent for active campaigns; this one is {campaign.status}."
+        )
+    if (reviewer is None) == (not application):
+        raise NotificationError("Give either a reviewer or an application, not both and not neither.")
+    pending = selectors.pending_counts_by_reviewer(campaign=campaign)
+    if reviewer is not None:
+        if not pending.get(reviewer.pk):
+            raise NotificationError(f"{reviewer.user.email} has no pending items in this campaign.")
+        ids = [reviewer.pk]
+    else:
+        ids = selectors.reviewers_with_pending_for_application(campaign=campaign, application=application)
+        if not ids:
+            raise NotificationError(
+                f"No reviewer has pending items for application {application!r} in this campaign."
+            )
+    members = selectors.memberships_by_id(organization_id=campaign.organization_id, ids=ids)
+    day = timezone.localdate(now or timezone.now()).isoformat()
+    fan = notifications_create(
+        organization_id=campaign.organization_id,
+        event=Event.REMINDER,
+        campaign=campaign,
+        recipients=[Recipient(m, pending=pending[m.pk]) for m in members.values()],
+        period=f"manual-{day}",
+    )
+    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
+    already = sorted(set(fan.duplicates) - set(reminded))
+    audit_record(
+        action="campaign.reminder_sent",
+        organization_id=campaign.organization_id,
+        actor=actor.user,
+        request=request,
+        target=campaign,
+        details={"reviewers": reminded, "already_reminded_today": already, "application": application or ""},
+    )
+    return ReminderResult(reminded=reminded, already_reminded=already)
+
+
+# Settings --------------------------------------------------------------------------------------------------
+
+SETTINGS_FIELDS = (
+    "slack_channel_id",
+    "reminder_every_days",
+    "reminder_days_before_due",
+    "escalate_after_days",
+    "escalation_reassign",
+    "fallback_reviewer",
+)
+SECRET_FIELDS = ("slack_bot_token", "teams_webhook_url")
+
+
+def notification_settings_update(
+    *, organization: Organization, actor: Membership, data: dict, request=None
+) -> NotificationSettings:
+    """`data` holds already validated values. Secrets: a non-empty value replaces the stored one, and
+    `clear_<name>` empties it; they are never echoed back or written to the audit log."""
+    config = selectors.notification_settings_for(organization_id=organization.pk)
+    fallback = data.get("fallback_reviewer")
+    if fallback is not None:
+        assert_same_organization(config, fallback)
+    changed = []
+    for name in SETTINGS_FIELDS:
+        if name in data and getattr(config, name) != data[name]:
+            setattr(config, name, data[name])
+            changed.append(name)
+    for name in SECRET_FIELDS:
+        if data.get(f"clear_{name}"):
+            if getattr(config, name):
+                setattr(config, name, "")
+                changed.append(f"{name} (removed)")
+        elif data.get(name):
+            setattr(config, name, data[name])
+            changed.append(f"{name} (replaced)")
+    if changed:
+        config.updated_at = timezone.now()
+        config.save()
+        audit_record(
+            action="notifications.settings_updated",
+            organization=organization,
+            actor=actor.user,
+            request=request,
+            target_type="notificationsettings",
+            target_id=str(config.pk),
+            target_label="Notification settings",
+            details={"changed": changed},
+        )
+    return config
+
+
+def notification_preference_update(
+    *, membership: Membership, email: bool, slack: bool, teams: bool
+) -> NotificationPreference:
+    preference, _ = NotificationPreference.objects.update_or_create(
+        organization_id=membership.organization_id,
+        membership=membership,
+        defaults={"email": email, "slack": slack, "teams": teams},
+    )
+    return preference
+
+
+def notification_test_send(
+    *, organization: Organization, actor: Membership, channel: str, request=None
+) -> str:
+    """Send a test message synchronously so the admin sees the outcome at once. Raises ChannelError."""
+    config = selectors.notification_settings_for(organization_id=organization.pk)
+    content = build_content(
+        event=Event.TEST,
+        campaign=None,
+        details={"organization": organization.name, "url": _absolute("org_dashboard", organization.slug)},
+    )
+    if channel == SLACK and not config.slack_channel_id:
+        recipient = actor.user.email  # no channel configured: send the test as a direct message
+    else:
+        recipient = actor.user.email if channel == EMAIL else ""
+    message = Message(
+        event=Event.TEST,
+        title=content.title,
+        body=content.body,
+        action_url=content.action_url,
+        action_label=content.action_label,
+        recipient_email=recipient,
+    )
+    outcome = "failed"
+    try:
+        reference = sender_for(channel=channel, config=config).send(message)
+        outcome = "sent"
+    except ChannelError as exc:
+        outcome = f"failed: {exc}"
+        raise
+    finally:
+        audit_record(
+            action="notifications.test_sent",
+            organization=organization,
+            actor=actor.user,
+            request=request,
+            target_type="notificationsettings",
+            target_id=str(config.pk),
+            target_label="Notification settings",
+            details={"channel": channel, "outcome": outcome},
+        )
+    return reference
+
+
+POLICY_FIELDS = (
+    "reminder_every_days",
+    "reminder_days_before_due",
+    "escalate_after_days",
+    "escalation_reassign",
+)
+
+
+def campaign_policy_update(
+    *, campaign: Campaign, actor: Membership, values: dict, request=None
+) -> CampaignNotificationPolicy:
+    """Per-campaign overrides; a None value falls back to the organization's default."""
+    assert_same_organization(campaign, actor)
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.ACTIVE):
+        raise NotificationError(
+            f"Reminder settings cannot change on a {campaign.get_status_display().lower()} campaign."
+        )
+    policy, _ = CampaignNotificationPolicy.objects.get_or_create(
+        organization_id=campaign.organization_id, campaign=campaign
+    )
+    changed = {}
+    for name in POLICY_FIELDS:
+        if name in values and getattr(policy, name) != values[name]:
+            setattr(policy, name, values[name])
+            changed[name] = values[name]
+    if changed:
+        policy.save()
+        audit_record(
+            action="campaign.notification_policy_updated",
+            organization_id=campaign.organization_id,
+            actor=actor.user,
+            request=request,
+            target=campaign,
+            details={"changed": changed},
+        )
+    return policy

@@ -1,0 +1,109 @@
+"""Celery tasks: delivery with backoff, the reminder/escalation cadence and scheduled campaign launches.
+
+Tasks take ids, activate the organization scope and call one service. Each is safe to run twice.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignStatus
+from thalian.models import Plan
+from thalian.tenancy import scope, scopes_disabled
+
+from . import scheduling, services
+from .models import Status
+
+
+@shared_task(name="notifications.deliver", acks_late=True)
+def deliver_notification(organization_id: int, notification_id: str) -> str:
+    with scope(organization_id=organization_id):
+        notification = services.notification_deliver(notification_id=notification_id)
+    if notification is None:
+        return "skipped"
+    if notification.status == Status.RETRYING:
+        # Backoff: the row carries next_attempt_at; this message is the fast path, the sweep the safety net.
+        countdown = max((notification.next_attempt_at - timezone.now()).total_seconds(), 1)
+        deliver_notification.apply_async((organization_id, notification_id), countdown=countdown)
+    return notification.status
+
+
+@shared_task(name="notifications.retry_due")
+def retry_due_notifications() -> int:
+    services.notifications_fail_stuck()
+    due = services.notifications_due_for_retry()
+    for organization_id, notification_id in due:
+        deliver_notification.delay(organization_id, notification_id)
+    return len(due)
+
+
+@shared_task(name="notifications.send_event", acks_late=True)
+def send_event(
+    organization_id: int,
+    event: str,
+    campaign_id: str | None,
+    membership_ids: list[int] | None,
+    details: dict,
+    period: str = "once",
+) -> int:
+    with scope(organization_id=organization_id):
+        campaign = (
+            Campaign.objects.select_related("organization").get(pk=campaign_id) if campaign_id else None
+        )
+        fan = services.event_send(
+            organization_id=organization_id,
+            event=event,
+            campaign=campaign,
+            membership_ids=membership_ids,
+            details=details,
+            period=period,
+        )
+    return len(fan.created)
+
+
+@shared_task(name="notifications.cadence_all")
+def run_cadence() -> int:
+    """Beat: evaluate reminders, overdue notices and escalations of every active campaign."""
+    with scopes_disabled():
+        targets = list(
+            Campaign.objects.filter(
+                status=CampaignStatus.ACTIVE, organization__plan__in=[Plan.PRO, Plan.ENTERPRISE]
+            )
+            .values_list("organization_id", "pk")
+            .order_by("organization_id", "pk")
+        )
+    for organization_id, campaign_id in targets:
+        campaign_cadence.delay(organization_id, str(campaign_id))
+    return len(targets)
+
+
+@shared_task(name="notifications.cadence_campaign", acks_late=True)
+def campaign_cadence(organization_id: int, campaign_id: str) -> dict:
+    with scope(organization_id=organization_id):
+        campaign = (
+            Campaign.objects.select_related("organization", "fallback_reviewer__user")
+            .filter(pk=campaign_id)
+            .first()
+        )
+        if campaign is None:
+            return {}
+        return services.campaign_cadence_run(campaign=campaign, now=timezone.now())
+
+
+@shared_task(name="notifications.launch_due_campaigns")
+def launch_due_campaigns() -> int:
+    """Beat: start every scheduled campaign whose launch time has come."""
+    due = scheduling.campaigns_due_for_launch(now=timezone.now())
+    for organization_id, campaign_id in due:
+        launch_scheduled_campaign.delay(organization_id, campaign_id)
+    return len(due)
+
+
+@shared_task(name="notifications.launch_scheduled_campaign", acks_late=True)
+def launch_scheduled_campaign(organization_id: int, campaign_id: str) -> str:
+    with scope(organization_id=organization_id):
+        campaign = Campaign.objects.select_related("organization").filter(pk=campaign_id).first()
+        if campaign is None:
+            return "missing"
+        return scheduling.campaign_occurrence_launch(campaign=campaign, now=timezone.now())

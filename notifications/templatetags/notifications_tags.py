@@ -1,0 +1,14 @@
+from django import template
+
+from notifications import selectors
+
+register = template.Library()
+
+LOG_LIMIT = 200
+
+
+@register.inclusion_tag("notifications/_campaign_log.html")
+def notification_log(campaign, limit: int = LOG_LIMIT):
+    """The campaign page renders {% load notifications_tags %}{% notification_log campaign %}."""
+    rows = list(selectors.notifications_for_campaign(campaign=campaign)[: limit + 1])
+    return {"notifications": rows[:limit], "truncated": len(rows) > limit, "campaign": campaign}

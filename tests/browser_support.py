@@ -1,0 +1,116 @@
+"""Real Chromium for browser tests: Debian's `chromium` driven by Playwright's sync API against
+pytest-django's `live_server`, a sign-in helper and an axe accessibility assertion.
+
+Playwright's sync API keeps an asyncio loop marked as running in the test thread between calls, which makes
+Django refuse ORM access from that thread (SynchronousOnlyOperation). The `browser_page` fixture therefore
+sets DJANGO_ALLOW_ASYNC_UNSAFE while the browser is open and restores it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# axe impact levels that fail a page.
+BLOCKING_IMPACTS = ("serious", "critical")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def chromium_executable() -> str:
+    """Path of Debian's chromium; skips the test when it is missing outside CI and fails in CI."""
+    path = shutil.which("chromium")
+    if path:
+        return path
+    message = "Chromium is not installed (Debian package `chromium`, found via `which chromium`)."
+    if in_ci():
+        pytest.fail(f"{message} CI must run the browser tests: install it with `apt-get install chromium`.")
+    pytest.skip(f"{message} Install it to run the browser tests.")
+
+
+@contextlib.contextmanager
+def allow_async_unsafe() -> Iterator[None]:
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@contextlib.contextmanager
+def chromium_page(base_url: str, *, timeout_ms: int = 15_000):
+    """A fresh browser, context and page; everything is closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_executable()
+    with allow_async_unsafe(), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(base_url=base_url, locale="en-US", viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(timeout_ms)
+            yield context.new_page()
+            context.close()
+        finally:
+            browser.close()
+
+
+def login(page, live_server, email: str, password: str) -> None:
+    """Signs in through the real login form and waits until the browser has left the login page."""
+    base = live_server.url if hasattr(live_server, "url") else str(live_server)
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    if "/accounts/login/" in page.url:
+        alerts = page.locator("[role=alert]").all_inner_texts()
+        raise AssertionError(f"sign-in as {email} failed: {' '.join(alerts) or 'still on the login page'}")
+
+
+def axe_violations(page, *, context=None) -> list[dict]:
+    """Runs axe-core on the current page; returns the serious and critical violations."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, context=context)
+    return [v for v in results.response["violations"] if v.get("impact") in BLOCKING_IMPACTS]
+
+
+def format_violations(violations: list[dict]) -> str:
+    lines = []
+    for v in violations:
+        lines.append(f"- {v['id']} ({v['impact']}): {v['help']} [{v.get('helpUrl', '')}]")
+        for node in v["nodes"][:10]:
+            lines.append(f"    {', '.join(map(str, node['target']))}: {node.get('failureSummary', '').strip()}")
+    return "\n".join(lines)
+
+
+def assert_accessible(page, *, context=None) -> None:
+    """Fails with a readable list when axe finds serious or critical violations on the current page."""
+    violations = axe_violations(page, context=context)
+    if violations:
+        pytest.fail(
+            f"{len(violations)} serious/critical accessibility violation(s) on {page.url}:\n"
+            + format_violations(violations),
+            pytrace=False,
+        )

@@ -1,0 +1,163 @@
+import pytest
+
+from notifications.models import Event, Notification, NotificationSettings
+from thalian.permissions import Role
+from thalian.tenancy import scope, scopes_disabled
+
+from ..factories import CampaignFactory
+
+pytestmark = pytest.mark.django_db
+# Tests that follow a notification to the SMTP server need real commits (deliveries run on commit).
+delivered = pytest.mark.django_db(transaction=True)
+
+
+def _url(campaign, slug="acme"):
+    return f"/api/v1/orgs/{slug}/campaigns/{campaign.pk}/remind/"
+
+
+@delivered
+def test_remind_one_reviewer_by_email_then_again_the_same_day(org, campaign, people, api_for, mailbox):
+    api = api_for(people["admin"])
+    response = api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+    assert response.status_code == 202
+    assert response.json() == {"reminded": ["rita@acme.test"], "already_reminded_today": []}
+    assert (
+        mailbox.to("rita@acme.test")[0]["subject"] == "Reminder: 3 access items waiting in Q1 access review"
+    )
+
+    response = api.post(_url(campaign), {"reviewer": str(people["rita"].pk)}, format="json")
+    assert response.status_code == 202
+    assert response.json() == {"reminded": [], "already_reminded_today": ["rita@acme.test"]}
+    assert len(mailbox.to("rita@acme.test")) == 1
+    with scope(org):
+        assert Notification.objects.filter(event=Event.REMINDER).count() == 1
+
+
+@delivered
+def test_remind_by_application_reaches_its_reviewers_with_pending_items(
+    org, campaign, people, api_for, mailbox
+):
+    response = api_for(people["admin"]).post(_url(campaign), {"application": "GitHub"}, format="json")
+    assert response.status_code == 202
+    assert response.json()["reminded"] == ["rita@acme.test"]  # done@ decided all GitHub items
+    assert [m["to"] for m in mailbox.messages] == [["rita@acme.test"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "Give either reviewer or application."),
+        ({"reviewer": "rita@acme.test", "application": "GitHub"}, "Give either reviewer or application."),
+        ({"reviewer": "nobody@acme.test"}, "No member 'nobody@acme.test'"),
+        ({"reviewer": "done@acme.test"}, "done@acme.test has no pending items"),
+        ({"application": "Jira"}, "No reviewer has pending items for application 'Jira'"),
+    ],
+)
+def test_bad_remind_requests_explain_and_send_nothing(org, campaign, people, api_for, mailbox, body, message):
+    response = api_for(people["admin"]).post(_url(campaign), body, format="json")
+    assert response.status_code == 400
+    assert message in str(response.json())
+    assert_nothing_logged(org)
+
+
+def test_remind_refused_for_campaign_that_is_not_active(org, campaign, people, api_for, mailbox):
+    with scopes_disabled():
+        campaign.status = "cancelled"
+        campaign.save()
+    response = api_for(people["admin"]).post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+    assert response.status_code == 400
+    assert "only be sent for active campaigns" in response.json()["detail"]
+    assert_nothing_logged(org)
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.VIEWER, Role.AUDITOR])
+def test_remind_forbidden_for_roles_without_manage_campaigns(org, campaign, member, api_for, mailbox, role):
+    response = api_for(member(role)).post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+    assert response.status_code == 403
+    assert_nothing_logged(org)
+
+
+def test_remind_is_404_for_outsiders_and_foreign_or_malformed_ids(
+    org, other_org, campaign, people, outsider, api_for, mailbox
+):
+    assert (
+        api_for(outsider).post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json").status_code
+        == 404
+    )
+    # The outsider's token used against its own organization still cannot reach acme's campaign.
+    assert (
+        api_for(outsider)
+        .post(_url(campaign, slug="globex"), {"reviewer": "rita@acme.test"}, format="json")
+        .status_code
+        == 404
+    )
+    foreign = CampaignFactory(organization=other_org, status="active")
+    assert (
+        api_for(people["admin"]).post(_url(foreign), {"reviewer": "x@y.z"}, format="json").status_code == 404
+    )
+    response = api_for(people["admin"]).post(
+        "/api/v1/orgs/acme/campaigns/not-a-uuid/remind/", {"reviewer": "x@y.z"}, format="json"
+    )
+    assert response.status_code == 404
+    assert_nothing_logged(org)
+
+
+SETTINGS_API = "/api/v1/orgs/acme/notification-settings/"
+
+
+def test_settings_api_accepts_secrets_but_never_returns_them(org, member, api_for, settings):
+    settings.ALLOW_INSECURE_HTTP_INTEGRATIONS = False
+    api = api_for(member(Role.ADMIN))
+    token = "xoxb-9999-8888-verysecretvalue"
+    webhook = "https://prod.workflows.example/hook?sig=topsecret"
+    response = api.patch(
+        SETTINGS_API,
+        {
+            "slack_bot_token": token,
+            "teams_webhook_url": webhook,
+            "slack_channel_id": "C0REVIEWS",
+            "fallback_reviewer": "admin@acme.test",
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["slack_configured"] is True and body["teams_configured"] is True
+    assert body["fallback_reviewer"] == "admin@acme.test"
+    assert token not in response.content.decode() and "topsecret" not in response.content.decode()
+    response = api.get(SETTINGS_API)
+    assert "slack_bot_token" not in response.json() and "teams_webhook_url" not in response.json()
+    assert token not in response.content.decode() and "topsecret" not in response.content.decode()
+
+
+def test_settings_api_rejects_bad_values_and_changes_nothing(org, member, api_for, settings):
+    settings.ALLOW_INSECURE_HTTP_INTEGRATIONS = False
+    api = api_for(member(Role.ADMIN))
+    response = api.patch(
+        SETTINGS_API, {"teams_webhook_url": "ftp://x", "reminder_every_days": 2}, format="json"
+    )
+    assert response.status_code == 400
+    assert "teams_webhook_url" in response.json()["errors"]
+    response = api.patch(SETTINGS_API, {"fallback_reviewer": "ghost@acme.test"}, format="json")
+    assert response.status_code == 400
+    with scopes_disabled():
+        config = NotificationSettings.objects.filter(organization=org).first()
+    assert config is None or (config.reminder_every_days == 3 and config.teams_webhook_url == "")
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.VIEWER, Role.SECURITY_ANALYST, Role.AUDITOR])
+def test_settings_api_forbidden_without_manage_settings(org, member, api_for, role):
+    assert api_for(member(role)).get(SETTINGS_API).status_code == 403
+    assert (
+        api_for(member(role)).patch(SETTINGS_API, {"reminder_every_days": 1}, format="json").status_code
+        == 403
+    )
+
+
+def test_settings_api_404_for_outsider(org, outsider, api_for):
+    assert api_for(outsider).get(SETTINGS_API).status_code == 404
+
+
+def assert_nothing_logged(org):
+    with scopes_disabled():
+        assert not Notification.objects.filter(organization=org).exists()

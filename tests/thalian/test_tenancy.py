@@ -1,0 +1,37 @@
+import pytest
+
+from entitlements.models import Identity
+from tests.factories import IdentityFactory
+from thalian.tenancy import ScopeError, assert_same_organization, scope, scopes_disabled
+
+
+def test_tenant_query_without_an_organization_scope_fails_closed(org):
+    IdentityFactory(organization=org)
+    with pytest.raises(ScopeError, match="no organization scope"):
+        list(Identity.objects.all())
+
+
+def test_scope_shows_only_the_active_organizations_rows(org, other_org):
+    mine = IdentityFactory(organization=org, email="a@acme.test")
+    IdentityFactory(organization=other_org, email="b@globex.test")
+    with scope(org):
+        assert list(Identity.objects.values_list("email", flat=True)) == [mine.email]
+    with scope(other_org):
+        assert Identity.objects.filter(pk=mine.pk).first() is None
+
+
+def test_queryset_built_in_scope_stays_bound_when_evaluated_later(org, other_org):
+    IdentityFactory(organization=org, email="a@acme.test")
+    IdentityFactory(organization=other_org, email="b@globex.test")
+    with scope(org):
+        lazy = Identity.objects.order_by("email")
+    assert [i.email for i in lazy] == ["a@acme.test"]
+
+
+def test_linking_objects_of_two_organizations_is_refused(org, other_org):
+    with scopes_disabled():
+        a = IdentityFactory(organization=org)
+        b = IdentityFactory(organization=other_org)
+    with pytest.raises(ScopeError, match="different organizations"):
+        assert_same_organization(a, b)
+    assert_same_organization(a, IdentityFactory(organization=org))

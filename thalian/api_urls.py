@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("me/", api.MeView.as_view(), name="api_me"),
+    path("members/", api.MemberListView.as_view(), name="api_members"),
+    path("members/invitations/", api.InvitationListView.as_view(), name="api_invitations"),
+    path("members/<int:pk>/", api.MemberDetailView.as_view(), name="api_member"),
+    path("tokens/", api.TokenListView.as_view(), name="api_tokens"),
+    path("tokens/<uuid:public_id>/", api.TokenDetailView.as_view(), name="api_token"),
+    path("audit-events/", api.AuditEventListView.as_view(), name="api_audit_events"),
+]

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from .auth import LoginThrottled, login_is_throttled
+from .models import Organization, Plan, TicketTrigger
+from .permissions import GRANTABLE_BY, ROLE_CHOICES, Role
+
+THROTTLED_MESSAGE = "Too many failed sign-in attempts. Try again in a few minutes."
+
+
+class LoginForm(AuthenticationForm):
+    """E-mail sign-in that tells the person when repeated failures have locked the address out."""
+
+    username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True}))
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "The e-mail address and password do not match an account.",
+        "throttled": THROTTLED_MESSAGE,
+    }
+
+    def _throttled(self) -> bool:
+        email = (self.cleaned_data.get("username") or "").strip().lower()
+        ip = self.request.META.get("REMOTE_ADDR") if self.request is not None else None
+        return login_is_throttled(email, ip)
+
+    def clean(self):
+        if self._throttled():
+            raise forms.ValidationError(self.error_messages["throttled"], code="throttled")
+        try:
+            return super().clean()
+        except LoginThrottled:
+            raise forms.ValidationError(self.error_messages["throttled"], code="throttled") from None
+        except forms.ValidationError:
+            # The failure that reaches the limit already locks the address: say so now.
+            if self._throttled():
+                raise forms.ValidationError(self.error_messages["throttled"], code="throttled") from None
+            raise
+
+
+def grantable_role_choices(actor_role: str) -> list[tuple[str, str]]:
+    allowed = GRANTABLE_BY.get(Role(actor_role), set())
+    return [(value, label) for value, label in ROLE_CHOICES if Role(value) in allowed]
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="E-mail address")
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES, initial=Role.VIEWER)
+
+    def __init__(self, *args, actor_role: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = grantable_role_choices(actor_role)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES)
+
+    def __init__(self, *args, actor_role: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = grantable_role_choices(actor_role)
+
+
+class AcceptInvitationForm(forms.Form):
+    """For a person without an account yet: their name and a password."""
+
+    name = forms.CharField(label="Your name", max_length=200, required=False)
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password2 = forms.CharField(
+        label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self):
+        data = super().clean()
+        p1, p2 = data.get("password1"), data.get("password2")
+        if p1 and p2 and p1 != p2:
+            self.add_error("password2", "The two passwords differ.")
+        elif p1:
+            from .models import User
+
+            try:
+                password_validation.validate_password(p1, User(email=self.email, name=data.get("name", "")))
+            except forms.ValidationError as exc:
+                self.add_error("password1", exc)
+        return data
+
+
+class PatternsField(forms.CharField):
+    """One pattern per line in a textarea; a list in Python."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(value)
+        return value
+
+    def to_python(self, value):
+        lines = [line.strip() for line in (value or "").splitlines()]
+        return [line for line in lines if line]
+
+
+class OrganizationSettingsForm(forms.ModelForm):
+    privileged_patterns = PatternsField(
+        label="Privileged role patterns",
+        required=False,
+        help_text="One per line. Roles or entitlement names containing any of these words are flagged privileged.",
+    )
+
+    class Meta:
+        model = Organization
+        fields = ["name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger"]
+        labels = {
+            "dormant_days": "Dormant after (days without use)",
+            "freshness_days": "Inventory freshness limit (days)",
+            "ticket_trigger": "Open remediation tickets",
+        }
+        help_texts = {
+            "plan": "Access reviews need the Pro or Enterprise plan.",
+            "freshness_days": "Campaigns warn when inventory data is older than this.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["plan"].choices = Plan.choices
+        self.fields["ticket_trigger"].choices = TicketTrigger.choices
+        self.fields["dormant_days"].min_value = 1
+        self.fields["freshness_days"].min_value = 1
+        for name in ("dormant_days", "freshness_days"):
+            self.fields[name].widget.attrs["min"] = 1
+            self.fields[name].validators.append(_at_least_one)
+
+
+def _at_least_one(value):
+    if value is not None and value < 1:
+        raise forms.ValidationError("Must be at least 1 day.")
+
+
+class DeleteOrganizationForm(forms.Form):
+    confirm = forms.CharField(label="Type the organization identifier to confirm")
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(label="Token name", max_length=100, help_text="What the token is for, e.g. 'SIEM export'.")
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.ChoiceField(label="Action", required=False)
+    actor = forms.CharField(label="Actor e-mail contains", required=False, max_length=254)
+    date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, actions: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "Any action")] + [(a, a.replace("_", " ")) for a in actions]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            self.add_error("date_to", "The end date is before the start date.")
+        return data
