@@ -14,6 +14,8 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +27,7 @@ from thalian.permissions import Perm
 
 from . import evidence
 from .evidence_exports import (
+    DECISION_FILTERS,
     MAX_SAMPLE,
     ExportError,
     campaign_summary,
@@ -236,12 +239,43 @@ class EvidencePackageSerializer(serializers.ModelSerializer):
         )
 
 
+ERROR = inline_serializer("EvidenceError", {"detail": serializers.CharField()})
+PACKAGE_PAGE = inline_serializer(
+    "EvidencePackagePage",
+    {
+        "count": serializers.IntegerField(),
+        "page": serializers.IntegerField(),
+        "pages": serializers.IntegerField(),
+        "results": EvidencePackageSerializer(many=True),
+    },
+)
+ITEM_FILTER_PARAMETERS = [
+    OpenApiParameter(
+        "decision", str, enum=list(DECISION_FILTERS), description="Only items in this decision state."
+    ),
+    OpenApiParameter("application", str, description="Application name."),
+    OpenApiParameter("department", str, description="Identity department."),
+    OpenApiParameter("identity_kind", str, description="human, service_account, bot or ai_agent."),
+    OpenApiParameter("finding", str, description="dormant, terminated, privileged, orphaned or never_used."),
+    OpenApiParameter("search", str, description="Text in the identity, application or role."),
+]
+ZIP_RESPONSE = OpenApiResponse(OpenApiTypes.BINARY, description="The evidence ZIP.")
+
+
 class CampaignExportCsvAPI(OrgAPIView):
     """The campaign's items as CSV (streamed); items-view filters apply."""
 
     required_perms = {"GET": Perm.EXPORT_EVIDENCE}
     requires_plan = True
 
+    @extend_schema(
+        operation_id="campaign_export_csv",
+        parameters=ITEM_FILTER_PARAMETERS,
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The items CSV."),
+            400: ERROR,
+        },
+    )
     def get(self, request, org_slug, campaign_id):
         campaign = campaign_access(
             membership=request.membership, campaign_id=campaign_id, perm=Perm.EXPORT_EVIDENCE
@@ -259,6 +293,10 @@ class CampaignExportZipAPI(OrgAPIView):
     required_perms = {"GET": Perm.EXPORT_EVIDENCE}
     requires_plan = True
 
+    @extend_schema(
+        operation_id="campaign_export_zip",
+        responses={(200, "application/zip"): ZIP_RESPONSE, 202: EvidencePackageSerializer, 503: ERROR},
+    )
     def get(self, request, org_slug, campaign_id):
         campaign = campaign_access(
             membership=request.membership, campaign_id=campaign_id, perm=Perm.EXPORT_EVIDENCE
@@ -280,6 +318,14 @@ class EvidencePackageListAPI(OrgAPIView):
     required_perms = {"GET": Perm.EXPORT_EVIDENCE}
     requires_plan = True
 
+    @extend_schema(
+        operation_id="evidence_packages_list",
+        parameters=[
+            OpenApiParameter("campaign", OpenApiTypes.UUID, description="Only this campaign's packages."),
+            OpenApiParameter("page", int),
+        ],
+        responses=PACKAGE_PAGE,
+    )
     def get(self, request, org_slug):
         packages = evidence_packages_for(membership=request.membership)
         campaign_id = request.query_params.get("campaign")
@@ -305,6 +351,7 @@ class EvidencePackageDetailAPI(OrgAPIView):
     required_perms = {"GET": Perm.EXPORT_EVIDENCE}
     requires_plan = True
 
+    @extend_schema(operation_id="evidence_packages_retrieve", responses=EvidencePackageSerializer)
     def get(self, request, org_slug, package_id):
         package = _get_package(package_id)
         return Response(EvidencePackageSerializer(package, context={"request": request}).data)
@@ -314,6 +361,9 @@ class EvidencePackageDownloadAPI(OrgAPIView):
     required_perms = {"GET": Perm.EXPORT_EVIDENCE}
     requires_plan = True
 
+    @extend_schema(
+        operation_id="evidence_packages_download", responses={(200, "application/zip"): ZIP_RESPONSE}
+    )
     def get(self, request, org_slug, package_id):
         return _package_download(request, _get_package(package_id))
 
@@ -324,6 +374,14 @@ class EvidencePublicKeyAPI(APIView):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
 
+    @extend_schema(
+        operation_id="evidence_public_key",
+        auth=[],
+        responses={
+            (200, "application/x-pem-file"): OpenApiResponse(OpenApiTypes.STR, description="PEM public key."),
+            503: ERROR,
+        },
+    )
     def get(self, request):
         try:
             key = evidence.get_signing_key()

@@ -287,3 +287,18 @@ class EvidencePackage(TenantModel):
 
     def __str__(self) -> str:
         return self.file_name
+
+
+class CampaignDecisionCount(TenantModel):
+    """How many of a campaign's items hold each decision ("" for undecided). On PostgreSQL, statement-level
+    triggers on review items keep these rows current (migration 0004), so progress reads a few rows instead of
+    counting a million items; elsewhere progress counts the items."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    decision = models.CharField(max_length=20, blank=True)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "decision"], name="decisioncount_unique_campaign_decision")
+        ]

@@ -192,6 +192,7 @@ def progress(request, campaign_id):
             "progress": progress,
             "progress_class": f"w-{5 * round(percent / 5)}",
             "this_url": _safe_next(request, _items_url(request, campaign)),
+            "progress_url": request.get_full_path(),
         }
     )
     template = "campaigns/review_progress.html#panel" if request.htmx else "campaigns/review_progress.html"
@@ -253,7 +254,11 @@ def item_decide(request, campaign_id, item_id):
             "sees_all": sel.sees_all_items(request.membership),
             "this_url": _safe_next(request, _items_url(request, campaign)),
         }
-        return render(request, "campaigns/review_items.html#row", context)
+        response = render(request, "campaigns/review_items.html#row", context)
+        if not error:
+            # The progress panel listens for this and reloads its counts.
+            response["HX-Trigger"] = "review-decided"
+        return response
     if error:
         messages.error(request, f"{item.identity_email} in {item.application_name}: {error}")
     else:

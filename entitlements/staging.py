@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
+
+from thalian.models import Organization
 
 from .csv_import import MAX_ERRORS, RowError, copy_lines
 from .models import Application, Entitlement, Identity
@@ -23,6 +25,7 @@ from .models import Application, Entitlement, Identity
 IDENTITY = Identity._meta.db_table
 APPLICATION = Application._meta.db_table
 ENTITLEMENT = Entitlement._meta.db_table
+ORGANIZATION = Organization._meta.db_table
 ADVISORY_LOCK_SPACE = 7341  # first key of pg_advisory_xact_lock(space, organization id) for imports
 
 
@@ -173,6 +176,7 @@ def merge_entitlements(
                        e.id AS existing_id, e.last_used AS old_last_used, e.present AS old_present,
                        {", ".join(f"e.{c} AS old_{c}" for c in FINDING_COLUMNS)}
                 FROM inv_stage s
+                JOIN {APPLICATION} a ON a.id = s.application_id AND a.organization_id = %(org)s
                 JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
                 LEFT JOIN {ENTITLEMENT} e ON e.organization_id = %(org)s AND e.application_id = s.application_id
                      AND e.identity_id = i.id AND e.role = s.role
@@ -204,6 +208,7 @@ def merge_entitlements(
             params,
         )
         counts.updated = cursor.rowcount
+        bulk = _without_row_foreign_key_checks(cursor, organization)
         cursor.execute(
             f"""
             INSERT INTO {ENTITLEMENT} (organization_id, identity_id, application_id, role, last_used, source,
@@ -216,8 +221,38 @@ def merge_entitlements(
             params,
         )
         counts.created = cursor.rowcount
+        if bulk:
+            cursor.execute("SET LOCAL session_replication_role = DEFAULT")
         counts.unchanged = staged - counts.created - counts.updated
     return counts
+
+
+def _without_row_foreign_key_checks(cursor, organization) -> bool:
+    """Let the big INSERT skip PostgreSQL's per-row foreign key triggers, when the role may.
+
+    Django's foreign keys are deferred, so a million inserted grants queue three million checks
+    that run one by one at commit: several times the cost of the insert itself. Every id the
+    insert uses comes from a join with its parent table in this transaction (inv_merge), so the
+    checks can be replaced by one set-based lock of the referenced rows, which is what each
+    check would have taken. Needs a role allowed to set session_replication_role; otherwise the
+    usual per-row checks run.
+    """
+    try:
+        with transaction.atomic():
+            cursor.execute("SET LOCAL session_replication_role = replica")
+    except DatabaseError:
+        return False
+    cursor.execute(f"SELECT id FROM {ORGANIZATION} WHERE id = %s FOR KEY SHARE", [organization.pk])
+    for table, column in ((APPLICATION, "application_id"), (IDENTITY, "identity_id")):
+        cursor.execute(
+            f"""
+            SELECT count(*) FROM (
+                SELECT 1 FROM {table} p
+                WHERE p.id IN (SELECT DISTINCT {column} FROM inv_merge WHERE existing_id IS NULL) FOR KEY SHARE
+            ) locked
+            """
+        )
+    return True
 
 
 def remove_all_for_applications(*, organization, application_ids: list[int], now: datetime, run_id: int) -> int:

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from campaigns.models import Campaign
+from campaigns.selectors import campaign_access
 from thalian.api import OrgAPIView
 from thalian.models import Membership
 from thalian.permissions import Perm
@@ -17,14 +16,8 @@ from .forms import validate_slack_channel, validate_slack_token, validate_webhoo
 from .models import CampaignNotificationPolicy, Notification
 
 
-def campaign_for(request, campaign_id) -> Campaign:
-    try:
-        campaign = Campaign.objects.select_related("organization").filter(pk=campaign_id).first()
-    except DjangoValidationError:
-        campaign = None
-    if campaign is None or campaign.organization_id != request.organization.pk:
-        raise Http404
-    return campaign
+def campaign_for(request, campaign_id, perm: Perm = Perm.MANAGE_CAMPAIGNS) -> Campaign:
+    return campaign_access(membership=request.membership, campaign_id=campaign_id, perm=perm)
 
 
 class RemindSerializer(serializers.Serializer):
@@ -178,7 +171,7 @@ class CampaignPolicyAPI(OrgAPIView):
     requires_plan = True
 
     def get(self, request, org_slug: str, campaign_id):
-        return Response(_policy_response(campaign_for(request, campaign_id)))
+        return Response(_policy_response(campaign_for(request, campaign_id, Perm.VIEW_ALL_CAMPAIGNS)))
 
     def patch(self, request, org_slug: str, campaign_id):
         campaign = campaign_for(request, campaign_id)
@@ -226,7 +219,7 @@ class CampaignNotificationsAPI(OrgAPIView):
     requires_plan = True
 
     def get(self, request, org_slug: str, campaign_id):
-        campaign = campaign_for(request, campaign_id)
+        campaign = campaign_for(request, campaign_id, Perm.VIEW_ALL_CAMPAIGNS)
         paginator = NotificationPagination()
         page = paginator.paginate_queryset(
             Notification.objects.filter(campaign=campaign).order_by("-created_at", "-id"), request, view=self

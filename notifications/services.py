@@ -290,7 +290,7 @@ def notifications_create(
                 )
             )
     if to_org_channels:
-        pending = sum(r.pending for r in recipients) if event == Event.CAMPAIGN_OVERDUE else 0
+        pending = 0
         if event == Event.CAMPAIGN_OVERDUE and campaign is not None:
             pending = selectors.pending_items(campaign=campaign).count()
         content = build_content(event=event, campaign=campaign, pending=pending, details=details)
@@ -317,7 +317,9 @@ def notifications_create(
     keys = [row.dedupe_key for row in rows]
     existing = set(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
     # The unique (organization, dedupe_key) constraint is the real guard when two ticks race past `existing`.
-    Notification.objects.bulk_create([r for r in rows if r.dedupe_key not in existing], ignore_conflicts=True)
+    Notification.objects.bulk_create(
+        [r for r in rows if r.dedupe_key not in existing], ignore_conflicts=True, batch_size=1000
+    )
     created = list(
         Notification.objects.filter(dedupe_key__in=keys, status=Status.QUEUED).exclude(
             dedupe_key__in=existing

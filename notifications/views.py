@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -9,6 +9,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from campaigns.models import Campaign
+from campaigns.selectors import campaign_access
 from thalian.access import org_view
 from thalian.models import Membership
 from thalian.permissions import Perm
@@ -19,15 +20,9 @@ from .forms import CampaignPolicyForm, NotificationSettingsForm, PreferenceForm,
 from .models import MANDATORY_EMAIL_EVENTS, CampaignNotificationPolicy, Channel, NotificationPreference
 
 
-def campaign_for(request, campaign_id) -> Campaign:
-    """The campaign of the request's organization, or 404 (also for malformed and foreign ids)."""
-    try:
-        campaign = Campaign.objects.select_related("organization").filter(pk=campaign_id).first()
-    except ValidationError:
-        campaign = None
-    if campaign is None or campaign.organization_id != request.organization.pk:
-        raise Http404("No such campaign")
-    return campaign
+def campaign_for(request, campaign_id, perm: Perm = Perm.MANAGE_CAMPAIGNS) -> Campaign:
+    """The campaign aggregate's access helper: 404 outside the organization, 403 without `perm`."""
+    return campaign_access(membership=request.membership, campaign_id=campaign_id, perm=perm)
 
 
 def reviewer_for(request, value: str) -> Membership | None:
@@ -184,7 +179,7 @@ def campaign_delete(request, campaign_id):
 @require_http_methods(["GET", "POST"])
 def campaign_notifications(request, campaign_id):
     """A campaign's reminder settings (editable by campaign managers) and its full notification log."""
-    campaign = campaign_for(request, campaign_id)
+    campaign = campaign_for(request, campaign_id, Perm.VIEW_ALL_CAMPAIGNS)
     can_manage = request.membership.can(Perm.MANAGE_CAMPAIGNS)
     policy = CampaignNotificationPolicy.objects.filter(campaign=campaign).first()
     initial = {name: getattr(policy, name, None) for name in services.POLICY_FIELDS}

@@ -150,14 +150,12 @@ class TokenCreateForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.ChoiceField(label="Action", required=False)
+    action = forms.CharField(
+        label="Action", required=False, max_length=80, widget=forms.TextInput(attrs={"list": "audit-actions"})
+    )
     actor = forms.CharField(label="Actor e-mail contains", required=False, max_length=254)
     date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
-
-    def __init__(self, *args, actions: list[str], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", "Any action")] + [(a, a.replace("_", " ")) for a in actions]
 
     def clean(self):
         data = super().clean()

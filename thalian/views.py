@@ -326,7 +326,7 @@ def token_revoke(request, public_id):
 @org_view(Perm.VIEW_AUDIT_LOG)
 def audit_log(request):
     actions = sorted(set(PLATFORM_ACTIONS) | set(selectors.audit_actions(organization=request.organization)))
-    form = AuditFilterForm(request.GET or None, actions=actions)
+    form = AuditFilterForm(request.GET or None)
     filters = selectors.AuditFilters()
     if form.is_bound and form.is_valid():
         filters = selectors.AuditFilters(**form.cleaned_data)
@@ -348,7 +348,7 @@ def audit_log(request):
     return render(
         request,
         "thalian/audit_log.html",
-        {"form": form, "events": events, "next_url": next_url, "first_url": first_url},
+        {"form": form, "events": events, "next_url": next_url, "first_url": first_url, "actions": actions},
         status=status,
     )
 

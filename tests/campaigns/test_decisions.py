@@ -302,3 +302,20 @@ def test_remediation_follows_single_and_bulk_decisions(org, campaign, reviewer, 
                 campaign=campaign, actor=reviewer, items=ReviewItem.objects.all(), decision="revoke", reason="gone"
             )
         assert [fresh(i).remediation_status for i in items] == ["pending"] * 3
+
+
+def test_bulk_history_keeps_reason_and_comment_text_exactly(org, campaign, reviewer):
+    add_items(campaign, reviewer, 3)
+    reason = "Left 2024-05\tteam: \\\\share\\ops\nsee =HYPERLINK(\"x\") — é"
+    comment = "line one\r\nline two \\N"
+    with scope(org):
+        decisions_bulk_apply(
+            campaign=campaign, actor=reviewer, items=ReviewItem.objects.all(), decision="exception",
+            reason=reason, comment=comment,
+        )
+    events = events_of(campaign)
+    assert {(e.reason, e.comment, e.actor_email, e.actor_id) for e in events} == {
+        (reason, comment, reviewer.user.email, reviewer.user_id)
+    }
+    assert {fresh(e.item).decision_reason for e in events} == {reason}
+    assert_chain_intact(campaign)

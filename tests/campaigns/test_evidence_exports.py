@@ -693,3 +693,83 @@ def test_bad_sample_input_is_refused_and_not_recorded(world, client_for, data, m
     assert message in response.content.decode()
     with scopes_disabled():
         assert not AuditEvent.objects.filter(action="evidence_sample_drawn").exists()
+
+
+def _make_packages(world, count):
+    with scopes_disabled():
+        EvidencePackage.objects.bulk_create(
+            EvidencePackage(
+                organization=world["org"], campaign=world["campaign"], status="ready", file_name=f"p{n}.zip",
+                generated_by_email="auditor@acme.test", sha256=f"{n:064x}", size=n,
+            )
+            for n in range(count)
+        )  # fmt: skip
+
+
+def test_package_list_queries_do_not_grow_with_the_number_of_packages(world, client_for, api_for):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    auditor = _auditor(world)
+    client, api = client_for(auditor), api_for(auditor)
+
+    def counts():
+        with CaptureQueriesContext(connection) as page:
+            assert client.get("/o/acme/evidence/").status_code == 200
+        with CaptureQueriesContext(connection) as listing:
+            assert api.get("/api/v1/orgs/acme/evidence/packages/").status_code == 200
+        return len(page), len(listing)
+
+    _make_packages(world, 2)
+    counts()  # the first API call also records when the token was last used
+    few = counts()
+    _make_packages(world, 30)
+    many = counts()
+    assert many == few
+    assert api.get("/api/v1/orgs/acme/evidence/packages/").json()["count"] == 32
+
+
+@pytest.fixture
+def signing_key_in_environment(monkeypatch, settings):
+    """The signing key in the environment too, so a worker process started afterwards signs with it."""
+    key = Ed25519PrivateKey.generate()
+    value = base64.b64encode(key.private_bytes_raw()).decode()
+    monkeypatch.setenv("EVIDENCE_SIGNING_KEY", value)
+    settings.EVIDENCE_SIGNING_KEY = value
+    return key
+
+
+@pytest.mark.celery_worker
+def test_real_worker_builds_a_large_package_with_progress(
+    signing_key_in_environment, celery_worker_factory, org, member, settings, api_for, tmp_path
+):
+    from tests.conftest import wait_until
+
+    settings.EVIDENCE_ASYNC_THRESHOLD_ITEMS = 10
+    campaign = CampaignFactory(organization=org, status=CampaignStatus.ACTIVE, snapshot_at=SNAPSHOT)
+    with scopes_disabled():
+        ReviewItem.objects.bulk_create(
+            ReviewItem(
+                organization=org, campaign=campaign, identity_email=f"p{n}@corp.test", identity_kind="human",
+                identity_status="active", application_name=f"App {n % 3}", role="member", recommendation="approve",
+            )
+            for n in range(40)
+        )  # fmt: skip
+    celery_worker_factory()
+    api = api_for(member(Role.AUDITOR))
+    response = api.get(zip_url(campaign, "/api/v1/orgs/acme"))
+    assert response.status_code == 202
+    status_url = response.json()["status_url"]
+    detail = wait_until(lambda: (d := api.get(status_url).json())["status"] in ("ready", "failed") and d, 60)
+    assert detail["status"] == "ready", detail["error"]
+    assert detail["progress"] == 100 and detail["item_count"] == 40
+    path = tmp_path / "worker.zip"
+    path.write_bytes(download(api.get(detail["download_url"])))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == detail["sha256"]
+    assert evidence.verify_package(path, evidence.public_key_pem(signing_key_in_environment)) == []
+    with zipfile.ZipFile(path) as archive:
+        assert {"applications/app-0.csv", "applications/app-1.csv", "applications/app-2.csv"} <= set(
+            archive.namelist()
+        )
+    with scopes_disabled():
+        EvidencePackage.objects.get(pk=detail["id"]).file.delete(save=False)

@@ -146,3 +146,14 @@ def test_database_trigger_refuses_update_and_delete(org, member):
     m.user.delete()
     event.refresh_from_db()
     assert event.actor_id is None and event.actor_email == "admin@acme.test" and event.action == "login"
+
+
+def test_api_page_cost_does_not_grow_with_page_size(member, org, api_for, django_assert_max_num_queries):
+    api = api_for(member("auditor"))
+    _events(org, 5)
+    with django_assert_max_num_queries(10) as ctx:
+        assert len(api.get("/api/v1/orgs/acme/audit-events/").json()["results"]) == 5
+    baseline = len(ctx.captured_queries)
+    _events(org, 200)
+    with django_assert_max_num_queries(baseline):
+        assert len(api.get("/api/v1/orgs/acme/audit-events/", {"page_size": 200}).json()["results"]) == 200
