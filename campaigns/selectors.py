@@ -15,7 +15,7 @@ from entitlements.models import NON_HUMAN_KINDS, Application, Entitlement, Ident
 from thalian.models import Membership, Organization
 from thalian.permissions import PERMISSIONS, Perm, has_perm
 
-from .models import Campaign, CampaignStatus, Decision, DecisionEvent, ReviewItem
+from .models import Campaign, CampaignDecisionCount, CampaignStatus, Decision, DecisionEvent, ReviewItem
 
 PRESETS = {
     "non_human": [k.value for k in NON_HUMAN_KINDS],
@@ -317,28 +317,37 @@ def _progress_from_counts(campaign: Campaign, counts: dict) -> Progress:
     return progress
 
 
-def campaign_progress(*, campaign: Campaign) -> Progress:
-    """Decided / total and the decision breakdown: one grouped count that PostgreSQL answers from the
-    (organization, campaign, decision, id) index alone."""
-    counts = dict(
-        ReviewItem.objects.filter(campaign=campaign).order_by().values_list("decision").annotate(n=Count("id"))
-    )
-    return _progress_from_counts(campaign, counts)
-
-
-def campaign_progress_many(*, campaigns: list[Campaign]) -> dict:
-    """Progress of several campaigns in one grouped query, for lists."""
-    ids = [c.pk for c in campaigns]
+def _decision_counts(campaign_ids: list) -> dict:
+    """{campaign id: {decision: item count}}. Reads the trigger-maintained counters (a few rows per campaign,
+    whatever its size); campaigns without counters (SQLite, or no items) are counted from their items."""
     counts: dict = {}
-    if ids:
+    if not campaign_ids:
+        return counts
+    for campaign_id, decision, n in CampaignDecisionCount.objects.filter(campaign_id__in=campaign_ids).values_list(
+        "campaign_id", "decision", "count"
+    ):
+        counts.setdefault(campaign_id, {})[decision] = n
+    missing = [pk for pk in campaign_ids if pk not in counts]
+    if missing:
         rows = (
-            ReviewItem.objects.filter(campaign_id__in=ids)
+            ReviewItem.objects.filter(campaign_id__in=missing)
             .order_by()
             .values_list("campaign_id", "decision")
             .annotate(n=Count("id"))
         )
         for campaign_id, decision, n in rows:
             counts.setdefault(campaign_id, {})[decision] = n
+    return counts
+
+
+def campaign_progress(*, campaign: Campaign) -> Progress:
+    """Decided / total and the decision breakdown."""
+    return _progress_from_counts(campaign, _decision_counts([campaign.pk]).get(campaign.pk, {}))
+
+
+def campaign_progress_many(*, campaigns: list[Campaign]) -> dict:
+    """Progress of several campaigns in at most two queries, for lists."""
+    counts = _decision_counts([c.pk for c in campaigns])
     return {campaign.pk: _progress_from_counts(campaign, counts.get(campaign.pk, {})) for campaign in campaigns}
 
 

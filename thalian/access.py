@@ -48,7 +48,8 @@ def org_view(perm: Perm | None = None, *, requires_plan: bool = False):
             membership = membership_for(request.user, org_slug)
             request.membership = membership
             request.organization = membership.organization
-            request.session["last_org"] = org_slug
+            if request.session.get("last_org") != org_slug:  # saving the session on every page is a write
+                request.session["last_org"] = org_slug
             if perm is not None:
                 require(membership, perm)
             if requires_plan and not membership.organization.has_access_reviews:

@@ -4,6 +4,79 @@ import django.db.models.deletion
 import django.db.models.manager
 from django.db import migrations, models
 
+# Statement-level triggers keep campaigns_campaigndecisioncount equal to the per-decision item counts of each
+# campaign, whatever code inserts, updates or deletes review items (set-based: one grouped upsert per statement,
+# from its transition tables). The delete trigger only updates existing rows, so cascading deletes of a campaign
+# never re-create counters for it.
+TRIGGERS = r"""
+CREATE OR REPLACE FUNCTION campaigns_item_counts_insert() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO campaigns_campaigndecisioncount (organization_id, campaign_id, decision, count)
+    SELECT organization_id, campaign_id, decision, count(*) FROM new_items
+    GROUP BY organization_id, campaign_id, decision
+    ON CONFLICT (campaign_id, decision)
+    DO UPDATE SET count = campaigns_campaigndecisioncount.count + EXCLUDED.count;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION campaigns_item_counts_update() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO campaigns_campaigndecisioncount (organization_id, campaign_id, decision, count)
+    SELECT organization_id, campaign_id, decision, sum(delta) FROM (
+        SELECT organization_id, campaign_id, decision, 1 AS delta FROM new_items
+        UNION ALL
+        SELECT organization_id, campaign_id, decision, -1 AS delta FROM old_items
+    ) changes
+    GROUP BY organization_id, campaign_id, decision
+    HAVING sum(delta) <> 0
+    ON CONFLICT (campaign_id, decision)
+    DO UPDATE SET count = campaigns_campaigndecisioncount.count + EXCLUDED.count;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION campaigns_item_counts_delete() RETURNS trigger AS $$
+BEGIN
+    UPDATE campaigns_campaigndecisioncount c SET count = c.count - d.n
+    FROM (SELECT campaign_id, decision, count(*) AS n FROM old_items GROUP BY campaign_id, decision) d
+    WHERE c.campaign_id = d.campaign_id AND c.decision = d.decision;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+INSERT INTO campaigns_campaigndecisioncount (organization_id, campaign_id, decision, count)
+SELECT organization_id, campaign_id, decision, count(*) FROM campaigns_reviewitem
+GROUP BY organization_id, campaign_id, decision;
+
+CREATE TRIGGER campaigns_item_counts_insert AFTER INSERT ON campaigns_reviewitem
+    REFERENCING NEW TABLE AS new_items FOR EACH STATEMENT EXECUTE FUNCTION campaigns_item_counts_insert();
+CREATE TRIGGER campaigns_item_counts_update AFTER UPDATE ON campaigns_reviewitem
+    REFERENCING OLD TABLE AS old_items NEW TABLE AS new_items
+    FOR EACH STATEMENT EXECUTE FUNCTION campaigns_item_counts_update();
+CREATE TRIGGER campaigns_item_counts_delete AFTER DELETE ON campaigns_reviewitem
+    REFERENCING OLD TABLE AS old_items FOR EACH STATEMENT EXECUTE FUNCTION campaigns_item_counts_delete();
+"""
+
+DROP = r"""
+DROP TRIGGER IF EXISTS campaigns_item_counts_insert ON campaigns_reviewitem;
+DROP TRIGGER IF EXISTS campaigns_item_counts_update ON campaigns_reviewitem;
+DROP TRIGGER IF EXISTS campaigns_item_counts_delete ON campaigns_reviewitem;
+DROP FUNCTION IF EXISTS campaigns_item_counts_insert();
+DROP FUNCTION IF EXISTS campaigns_item_counts_update();
+DROP FUNCTION IF EXISTS campaigns_item_counts_delete();
+"""
+
+
+def create_triggers(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(TRIGGERS)
+
+
+def drop_triggers(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(DROP)
+
 
 class Migration(migrations.Migration):
 
@@ -30,4 +103,5 @@ class Migration(migrations.Migration):
                 ('unscoped', django.db.models.manager.Manager()),
             ],
         ),
+        migrations.RunPython(create_triggers, drop_triggers),
     ]

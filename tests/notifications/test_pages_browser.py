@@ -29,7 +29,9 @@ def test_admin_configures_slack_and_sends_test_email(browser_page, live_server, 
     assert "browsersecretvalue" not in page.content()
     assert page.get_by_label("Slack bot token").input_value() == ""
     with scopes_disabled():
-        assert NotificationSettings.objects.get(organization=admin.organization).slack_channel_id == "C0REVIEWS"
+        assert (
+            NotificationSettings.objects.get(organization=admin.organization).slack_channel_id == "C0REVIEWS"
+        )
 
     with page.expect_navigation():
         page.get_by_role("button", name="Send test message").first.click()
@@ -49,7 +51,9 @@ def test_send_reminder_from_the_reviewer_row(browser_page, live_server, campaign
     assert_accessible(page)
     page.get_by_role("button", name="Send reminder to rita@acme.test").click()
     page.get_by_text("Reminder sent").first.wait_for()
-    assert mailbox.to("rita@acme.test")[0]["subject"] == "Reminder: 3 access items waiting in Q1 access review"
+    assert (
+        mailbox.to("rita@acme.test")[0]["subject"] == "Reminder: 3 access items waiting in Q1 access review"
+    )
     page.get_by_role("button", name="Send reminder to rita@acme.test").click()
     page.get_by_text("Already reminded today").first.wait_for()
     assert len(mailbox.to("rita@acme.test")) == 1
