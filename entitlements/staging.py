@@ -26,6 +26,7 @@ IDENTITY = Identity._meta.db_table
 APPLICATION = Application._meta.db_table
 ENTITLEMENT = Entitlement._meta.db_table
 ORGANIZATION = Organization._meta.db_table
+BIG_LOAD_ROWS = 20_000
 ADVISORY_LOCK_SPACE = 7341  # first key of pg_advisory_xact_lock(space, organization id) for imports
 
 
@@ -157,6 +158,11 @@ def merge_entitlements(
             params,
         )
         counts.identities_created = cursor.rowcount
+        if staged >= BIG_LOAD_ROWS:
+            # Statistics lag behind bulk loads; planned on stale numbers, the joins below become nested
+            # loops over a million rows. Fresh statistics and hash joins keep them linear.
+            cursor.execute(f"ANALYZE {IDENTITY}, {ENTITLEMENT}")
+            cursor.execute("SET LOCAL enable_nestloop = off")
 
         # One pass resolves every staged row: its identity, the grant it matches (if any) and
         # whether that grant changes. The writes below are then plain joins on ids, and a fresh

@@ -4,6 +4,7 @@ verification of removal against imported data."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import logging
 import random
@@ -16,14 +17,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Decision, RemediationStatus, ReviewItem
 from entitlements.models import Application, Entitlement
 from thalian.audit import audit_record
-from thalian.models import Organization, TicketTrigger, User
+from thalian.models import AuditEvent, Organization, TicketTrigger, User
 from thalian.tenancy import assert_same_organization, scope
 
 from .clients import (
@@ -498,6 +499,32 @@ def _on_commit_send(send) -> None:
     transaction.on_commit(safe_send)
 
 
+def _notify_on_commit(function_name: str, **kwargs) -> None:
+    """After commit, hand an event to the notifications area. A notification problem is logged; it never
+    undoes or blocks remediation work."""
+    try:
+        module = importlib.import_module("notifications.services")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("notifications", "notifications.services"):
+            return
+        raise
+    function = getattr(module, function_name, None)
+    if function is None:
+        return
+
+    def call():
+        try:
+            function(**kwargs)
+        except Exception:
+            logger.exception("could not send the %s notification", function_name)
+
+    transaction.on_commit(call)
+
+
+def campaign_remediation_url(*, organization_slug: str, campaign_id) -> str:
+    return settings.SITE_URL + reverse("campaign_remediation", args=[organization_slug, campaign_id])
+
+
 def _enqueue_open(organization_id: int, ticket_ids: list[int]) -> None:
     from .tasks import open_tickets
 
@@ -735,6 +762,27 @@ def _fail(ticket: Ticket, message: str) -> str:
             details={"item": ticket.item_id, "error": message[:500], "attempts": ticket.attempts},
             system=True,
         )
+        # A ticket retried by hand may fail again: each failure after the first is a new notice to admins.
+        failures = AuditEvent.objects.filter(
+            organization_id=ticket.organization_id,
+            action="itsm.ticket_failed",
+            target_type="ticket",
+            target_id=str(ticket.pk),
+        ).count()
+        item = ticket.item
+        _notify_on_commit(
+            "notify_ticket_failed",
+            ticket_id=ticket.pk,
+            organization_id=ticket.organization_id,
+            campaign_id=ticket.campaign_id,
+            application=item.application_name,
+            identity=item.identity_email,
+            error=message,
+            url=campaign_remediation_url(
+                organization_slug=item.organization.slug, campaign_id=ticket.campaign_id
+            ),
+            attempt=failures if failures > 1 else None,
+        )
     return "failed"
 
 
@@ -964,7 +1012,8 @@ def remediation_verify_for_applications(
     *, organization_id: int, application_ids: Iterable[int]
 ) -> dict[str, int]:
     """After an import or sync of these applications: a revoked item whose entitlement is gone becomes
-    verified_removed, one whose entitlement is still present becomes action_required."""
+    verified_removed, one whose entitlement is still present becomes action_required. A campaign whose revoked
+    items are then all checked gets its remediation outcome announced, once per outcome."""
     application_ids = list(application_ids)
     result = {"verified_removed": 0, "action_required": 0}
     if not application_ids:
@@ -976,6 +1025,7 @@ def remediation_verify_for_applications(
             decision=Decision.REVOKE,
             remediation_status__in=[RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED],
         )
+        campaign_ids = list(open_items.order_by().values_list("campaign_id", flat=True).distinct())
         present = Entitlement.objects.filter(present=True)
         still_there = open_items.filter(entitlement__in=present)
         gone = open_items.exclude(entitlement__in=present)
@@ -995,4 +1045,52 @@ def remediation_verify_for_applications(
                 details={"applications": application_ids, **result},
                 system=True,
             )
+        _remediation_outcomes(organization_id=organization_id, campaign_ids=campaign_ids)
     return result
+
+
+def _remediation_outcomes(*, organization_id: int, campaign_ids: list) -> None:
+    """Announce the outcome of every campaign whose revoked items all have a checked removal: "verified" when
+    every removal is verified, "failed" when none is, "partial" otherwise. Each campaign and outcome is
+    recorded in the audit log and announced once; a later import that changes the outcome announces again."""
+    if not campaign_ids:
+        return
+    tallies = (
+        ReviewItem.objects.filter(campaign_id__in=campaign_ids, decision=Decision.REVOKE)
+        .order_by()
+        .values("campaign_id", "campaign__title")
+        .annotate(
+            total=Count("pk"),
+            verified=Count("pk", filter=Q(remediation_status=RemediationStatus.VERIFIED_REMOVED)),
+            still_present=Count("pk", filter=Q(remediation_status=RemediationStatus.ACTION_REQUIRED)),
+        )
+    )
+    announced = set(
+        AuditEvent.objects.filter(
+            organization_id=organization_id,
+            action="itsm.remediation_outcome",
+            target_type="campaign",
+            target_id__in=[str(pk) for pk in campaign_ids],
+        ).values_list("target_id", "details__outcome")
+    )
+    for row in tallies:
+        total, verified, still_present = row["total"], row["verified"], row["still_present"]
+        if verified + still_present < total:
+            continue  # some removals are not checked yet
+        outcome = "verified" if verified == total else "failed" if verified == 0 else "partial"
+        campaign_id = row["campaign_id"]
+        if (str(campaign_id), outcome) in announced:
+            continue
+        counts = {"verified removed": verified, "action required": still_present}
+        audit_record(
+            action="itsm.remediation_outcome",
+            organization_id=organization_id,
+            target_type="campaign",
+            target_id=str(campaign_id),
+            target_label=row["campaign__title"],
+            details={"outcome": outcome, **counts},
+            system=True,
+        )
+        _notify_on_commit(
+            "notify_remediation_outcome", campaign_id=campaign_id, outcome=outcome, counts=counts
+        )

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, permissions
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, permissions, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from . import tenancy
-from .models import PLAN_REQUIRED_MESSAGE, ApiToken, Membership
-from .permissions import Perm, has_perm
+from . import selectors, services, tenancy
+from .models import PLAN_REQUIRED_MESSAGE, ApiToken, AuditEvent, Invitation, Membership
+from .permissions import ROLE_CHOICES, Perm, Role, has_perm, perms_for
 
 
 class OrgPermission(permissions.BasePermission):
@@ -100,18 +106,6 @@ def exception_handler(exc, context):
 
 
 # Platform endpoints: me, members, invitations, tokens, audit events -------------------------------------
-
-from django.core.exceptions import ValidationError as DjangoValidationError  # noqa: E402
-from django.shortcuts import get_object_or_404  # noqa: E402
-from drf_spectacular.types import OpenApiTypes  # noqa: E402
-from drf_spectacular.utils import OpenApiParameter, extend_schema  # noqa: E402
-from rest_framework import serializers, status  # noqa: E402
-from rest_framework.pagination import CursorPagination  # noqa: E402
-from rest_framework.response import Response  # noqa: E402
-
-from . import selectors, services  # noqa: E402
-from .models import AuditEvent, Invitation  # noqa: E402
-from .permissions import ROLE_CHOICES, Role, perms_for  # noqa: E402
 
 
 def _as_api_error(exc: DjangoValidationError) -> exceptions.ValidationError:
@@ -274,6 +268,16 @@ class InvitationListView(OrgAPIView):
         except DjangoValidationError as exc:
             raise _as_api_error(exc) from None
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
+
+
+class InvitationDetailView(OrgAPIView):
+    required_perms = {"DELETE": Perm.MANAGE_SETTINGS}
+
+    @extend_schema(responses={204: None}, summary="Withdraw an open invitation", tags=["platform"])
+    def delete(self, request, org_slug, pk):
+        invitation = get_object_or_404(Invitation.objects.all(), pk=pk)
+        services.invitation_revoke(actor=request.membership, invitation=invitation, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _member(request, pk: int) -> Membership:

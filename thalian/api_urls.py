@@ -6,6 +6,7 @@ urlpatterns = [
     path("me/", api.MeView.as_view(), name="api_me"),
     path("members/", api.MemberListView.as_view(), name="api_members"),
     path("members/invitations/", api.InvitationListView.as_view(), name="api_invitations"),
+    path("members/invitations/<int:pk>/", api.InvitationDetailView.as_view(), name="api_invitation"),
     path("members/<int:pk>/", api.MemberDetailView.as_view(), name="api_member"),
     path("tokens/", api.TokenListView.as_view(), name="api_tokens"),
     path("tokens/<uuid:public_id>/", api.TokenDetailView.as_view(), name="api_token"),

@@ -37,6 +37,8 @@ PLATFORM_ACTIONS = [
     "token_revoked",
     "plan_changed",
     "organization_settings_changed",
+    "password_changed",
+    "password_reset",
 ]
 
 
@@ -353,12 +355,45 @@ def audit_log(request):
     )
 
 
+PASSWORD_RESET_MAILS_PER_HOUR = 3
+
+
+def _audit_for_each_membership(user, *, action: str, request) -> None:
+    """Account-level events are recorded in every organization the person belongs to."""
+    from .audit import audit_record
+
+    for organization_id in user.memberships.values_list("organization_id", flat=True):
+        audit_record(action=action, organization_id=organization_id, actor=user, request=request)
+
+
 class PasswordResetView(auth_views.PasswordResetView):
-    """Reset links use SITE_URL, not the Host header of the request that asked for them."""
+    """Reset links use SITE_URL, not the Host header of the request that asked for them. At most a few reset
+    e-mails per address and hour, so the form cannot be used to flood someone's inbox; the answer looks the
+    same either way, so it tells nothing about which addresses have accounts."""
 
     email_template_name = "registration/password_reset_email.txt"
     subject_template_name = "registration/password_reset_subject.txt"
 
     def form_valid(self, form):
+        from django.core.cache import cache
+
+        key = f"password-reset:{form.cleaned_data['email'].strip().lower()}"
+        cache.add(key, 0, timeout=3600)
+        if cache.incr(key) > PASSWORD_RESET_MAILS_PER_HOUR:
+            return redirect(self.get_success_url())
         self.extra_email_context = {"site_url": settings.SITE_URL}
         return super().form_valid(form)
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        _audit_for_each_membership(form.user, action="password_changed", request=self.request)
+        return response
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        _audit_for_each_membership(form.user, action="password_reset", request=self.request)
+        return response

@@ -7,13 +7,15 @@ from django.db import migrations, models
 # Statement-level triggers keep campaigns_campaigndecisioncount equal to the per-decision item counts of each
 # campaign, whatever code inserts, updates or deletes review items (set-based: one grouped upsert per statement,
 # from its transition tables). The delete trigger only updates existing rows, so cascading deletes of a campaign
-# never re-create counters for it.
+# never re-create counters for it. Rows are upserted in (campaign, decision) order so concurrent statements
+# lock counters in the same order and cannot deadlock on them.
 TRIGGERS = r"""
 CREATE OR REPLACE FUNCTION campaigns_item_counts_insert() RETURNS trigger AS $$
 BEGIN
     INSERT INTO campaigns_campaigndecisioncount (organization_id, campaign_id, decision, count)
     SELECT organization_id, campaign_id, decision, count(*) FROM new_items
     GROUP BY organization_id, campaign_id, decision
+    ORDER BY campaign_id, decision
     ON CONFLICT (campaign_id, decision)
     DO UPDATE SET count = campaigns_campaigndecisioncount.count + EXCLUDED.count;
     RETURN NULL;
@@ -30,6 +32,7 @@ BEGIN
     ) changes
     GROUP BY organization_id, campaign_id, decision
     HAVING sum(delta) <> 0
+    ORDER BY campaign_id, decision
     ON CONFLICT (campaign_id, decision)
     DO UPDATE SET count = campaigns_campaigndecisioncount.count + EXCLUDED.count;
     RETURN NULL;

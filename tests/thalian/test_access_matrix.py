@@ -75,6 +75,7 @@ PLATFORM = [
     Probe("api", "api_members", perm=Perm.MANAGE_SETTINGS),
     Probe("api", "api_invitations", perm=Perm.MANAGE_SETTINGS),
     Probe("api", "api_invitations", "post", Perm.MANAGE_SETTINGS, data={"email": "x@y.test", "role": "viewer"}),
+    Probe("api", "api_invitation", "delete", Perm.MANAGE_SETTINGS, args=("invitation",)),
     Probe("api", "api_member", perm=Perm.MANAGE_SETTINGS, args=("target",)),
     Probe("api", "api_member", "patch", Perm.MANAGE_SETTINGS, args=("target",), data={"role": "auditor"}),
     Probe("api", "api_member", "delete", Perm.MANAGE_SETTINGS, args=("target",)),
@@ -187,3 +188,11 @@ def test_anonymous_visitors_are_sent_to_sign_in(client, org):
     response = client.get(reverse("member_list", args=["acme"]))
     assert response.status_code == 302 and response.url.startswith("/accounts/login/")
     assert client.get(reverse("api_me", args=["acme"])).status_code in (401, 403)
+
+
+@pytest.mark.parametrize("probe", [p for p in PLATFORM if p.args], ids=str)
+def test_objects_of_another_organization_are_404_through_ones_own_organization(probe, member, org, outsider):
+    """An admin of globex addressing acme's member, invitation or token through /globex/ URLs."""
+    objects = _objects(org, member, member(Role.VIEWER))
+    response = _request(probe, outsider, objects, slug="globex")
+    assert response.status_code == 404, f"{probe} with acme's object via globex: {response.status_code}"

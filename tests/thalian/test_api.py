@@ -60,7 +60,11 @@ def test_invite_through_the_api_sends_the_email(member, api_for, org, mailoutbox
     assert response.status_code == 201
     assert response.json()["email"] == "new@example.test" and response.json()["invited_by"] == "admin@acme.test"
     assert len(mailoutbox) == 1 and "/invitations/inv_" in mailoutbox[0].body
-    assert [i["email"] for i in api.get(f"{BASE}/members/invitations/").json()] == ["new@example.test"]
+    listed = api.get(f"{BASE}/members/invitations/").json()
+    assert [i["email"] for i in listed] == ["new@example.test"]
+    assert api.delete(f"{BASE}/members/invitations/{listed[0]['id']}/").status_code == 204
+    assert api.get(f"{BASE}/members/invitations/").json() == []
+    assert AuditEvent.objects.filter(organization=org, action="invitation_revoked").exists()
 
 
 def test_invite_errors_name_the_problem_and_change_nothing(member, api_for, mailoutbox,
@@ -161,6 +165,7 @@ def test_schema_documents_the_platform_endpoints(client, db):
         "/api/v1/orgs/{org_slug}/members/": {"get"},
         "/api/v1/orgs/{org_slug}/members/invitations/": {"get", "post"},
         "/api/v1/orgs/{org_slug}/members/{id}/": {"get", "patch", "delete"},
+        "/api/v1/orgs/{org_slug}/members/invitations/{id}/": {"delete"},
         "/api/v1/orgs/{org_slug}/tokens/": {"get", "post"},
         "/api/v1/orgs/{org_slug}/tokens/{public_id}/": {"delete"},
         "/api/v1/orgs/{org_slug}/audit-events/": {"get"},

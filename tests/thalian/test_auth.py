@@ -81,6 +81,7 @@ def test_password_change(client_for, member):
     assert "Password changed" in client.get(response.url).content.decode()
     viewer.user.refresh_from_db()
     assert viewer.user.check_password("Sturdy-horse-42")
+    assert AuditEvent.objects.filter(action="password_changed", actor=viewer.user).count() == 1
 
 
 def test_password_reset_sends_an_email_whose_link_sets_a_new_password(client, member, mailoutbox):
@@ -105,6 +106,7 @@ def test_password_reset_sends_an_email_whose_link_sets_a_new_password(client, me
     assert viewer.user.check_password("Fresh-garden-77")
     # The link works once.
     assert "no longer valid" in client.get(path_of(link), follow=True).content.decode()
+    assert AuditEvent.objects.filter(action="password_reset", actor=viewer.user).count() == 1
     client.logout()
     assert _login(client, "viewer@acme.test", "Fresh-garden-77").status_code == 302
 
@@ -132,3 +134,11 @@ def test_organization_switch_goes_to_the_chosen_membership_only(client_for, memb
     # Only memberships: anything else is 404, never an open redirect.
     assert client.get(reverse("home"), {"org": "https://evil.example/"}).status_code == 404
     assert client.get(reverse("home"), {"org": "initech"}).status_code == 404
+
+
+def test_reset_emails_to_one_address_are_limited_per_hour(client, member, mailoutbox):
+    member("viewer")
+    for _ in range(5):
+        response = client.post(reverse("password_reset"), {"email": "viewer@acme.test"})
+        assert response.status_code == 302 and response.url == reverse("password_reset_done")
+    assert len(mailoutbox) == 3

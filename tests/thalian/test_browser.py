@@ -81,3 +81,26 @@ def test_super_admin_pages_are_accessible(browser_page, live_server, member):
     for path in ("/o/acme/settings/organization/", "/o/acme/members/", "/accounts/password/change/"):
         browser_page.goto(f"{live_server.url}{path}")
         assert_accessible(browser_page)
+
+
+def test_invited_person_creates_an_account_in_the_browser(browser_page, live_server, member, org):
+    from thalian.models import User
+    from thalian.services import invitation_create
+
+    admin = member(Role.ADMIN)
+    _invitation, raw = invitation_create(actor=admin, email="newcomer@example.test", role=Role.AUDITOR)
+    page = browser_page
+    page.goto(f"{live_server.url}/invitations/{raw}/")
+    assert page.get_by_role("heading", name="Join Acme").is_visible()
+    assert_accessible(page)
+    page.get_by_label("Your name").fill("Nia Newcomer")
+    page.get_by_label("Password", exact=True).fill("correct-horse-battery-9")
+    page.get_by_label("Password again").fill("correct-horse-battery-9")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Create account and join").click()
+    assert page.url.endswith("/o/acme/")
+    assert page.locator(".role-pill").inner_text() == "Auditor"
+    assert "Audit log" in _nav(page)
+    assert User.objects.get(email="newcomer@example.test").name == "Nia Newcomer"
+    page.goto(f"{live_server.url}/accounts/password/reset/")
+    assert_accessible(page)

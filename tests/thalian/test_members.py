@@ -252,3 +252,16 @@ def test_when_the_mail_server_is_down_the_invitation_is_not_saved_and_the_admin_
     assert "could not be sent" in response.content.decode() and "Nothing was saved" in response.content.decode()
     with scopes_disabled():
         assert not Invitation.objects.exists()
+
+
+def test_invitation_is_delivered_over_smtp_and_its_link_works(client_for, member, org, smtp_inbox, client):
+    response = _invite(client_for(member(Role.ADMIN)), "smtp.person@example.test", Role.REVIEWER)
+    assert response.status_code == 302
+    assert len(smtp_inbox.messages) == 1
+    message = smtp_inbox.messages[0]
+    assert message["To"] == "smtp.person@example.test"
+    assert message["Subject"] == "You are invited to Acme on Thalian"
+    link = path_of(link_in(message.get_content()))
+    client.logout()
+    client.post(link, {"password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9"})
+    assert Membership.objects.get(user__email="smtp.person@example.test", organization=org).role == Role.REVIEWER
