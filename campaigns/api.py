@@ -106,7 +106,7 @@ class CampaignWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     due_date = serializers.DateField()
     scope = ScopeSerializer(required=False)
-    reviewer_strategy = serializers.ChoiceField(choices=ReviewerStrategy.values,
+    reviewer_strategy = serializers.ChoiceField(choices=ReviewerStrategy.choices,
                                                 default=ReviewerStrategy.APPLICATION_OWNER)
     reviewers = serializers.JSONField(
         required=False, default=None,
@@ -115,7 +115,7 @@ class CampaignWriteSerializer(serializers.Serializer):
     )
     fallback_reviewer = serializers.EmailField(help_text="Member who gets items the strategy cannot resolve.")
     reason_required = serializers.BooleanField(required=False, default=True)
-    default_outcome = serializers.ChoiceField(choices=DefaultOutcome.values, default=DefaultOutcome.NONE)
+    default_outcome = serializers.ChoiceField(choices=DefaultOutcome.choices, default=DefaultOutcome.NONE)
     launch_at = serializers.DateTimeField(required=False, allow_null=True, default=None,
                                           help_text="Launch automatically at this time (status scheduled).")
     recurrence = serializers.JSONField(

@@ -11,8 +11,9 @@ from django.http import HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from entitlements.models import Finding, IdentityKind, IdentityStatus
@@ -121,11 +122,13 @@ def _decorate_urls(request, campaign, items) -> None:
         item.decide_url = f"{base}{item.pk}/decide/"
 
 
-def _options_html(values: list[str], selected: str):
+def _options_html(values: list[str], selected: str) -> str:
     # A campaign can span hundreds of applications: built here in one pass rather than a template loop.
-    return format_html_join(
-        "\n", '<option value="{}"{}>{}</option>', ((v, " selected" if v == selected else "", v) for v in values)
-    )
+    parts = []
+    for value in values:
+        text = escape(value)
+        parts.append(f'<option value="{text}"{" selected" if value == selected else ""}>{text}</option>')
+    return mark_safe("\n".join(parts))  # every value is escaped above
 
 
 def _option_lists(options: dict[str, list[str]], flt) -> dict:
@@ -158,7 +161,11 @@ def item_list(request, campaign_id):
             raise ValidationError({"page_size": "page_size must be a whole number."}) from None
         matching = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt)
         page = sel.review_items_page(
-            matching, sort=sort_param, cursor=request.GET.get("cursor", ""), page_size=page_size
+            matching,
+            sort=sort_param,
+            cursor=request.GET.get("cursor", ""),
+            page_size=page_size,
+            equalities=sel.index_equalities(membership=request.membership, flt=flt, sort=sort_param),
         )
     except ValidationError as exc:
         errors.append(_error_text(exc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -86,6 +87,26 @@ class ImportRequestSerializer(serializers.Serializer):
     file = serializers.FileField()
 
 
+class SyncRunEnvelopeSerializer(serializers.Serializer):
+    sync_run = SyncRunSerializer()
+
+
+class SyncRunListSerializer(serializers.Serializer):
+    results = SyncRunSerializer(many=True, help_text="The 50 most recent runs, newest first.")
+
+
+class ImportRowErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Line in the file (the header is line 1); 0 for the file as a whole.")
+    column = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ImportRejectedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    error_count = serializers.IntegerField(help_text="Every problem found, including those not listed.")
+    errors = ImportRowErrorSerializer(many=True)
+
+
 class ImportListCreateAPI(OrgAPIView):
     """POST a CSV file (multipart: kind, file, optional mode). 201 with the counts when imported at once,
     202 with the run to poll when the file is big enough to be queued, 400 listing every problem."""
@@ -94,9 +115,22 @@ class ImportListCreateAPI(OrgAPIView):
     parser_classes = [MultiPartParser, FormParser]
     serializer_class = ImportRequestSerializer
 
+    @extend_schema(operation_id="orgs_imports_list", responses=SyncRunListSerializer)
     def get(self, request, org_slug):
         return Response({"results": SyncRunSerializer(selectors.sync_runs_recent(limit=50), many=True).data})
 
+    @extend_schema(
+        request=ImportRequestSerializer,
+        responses={
+            201: SyncRunEnvelopeSerializer,
+            202: SyncRunEnvelopeSerializer,
+            400: OpenApiResponse(
+                ImportRejectedSerializer,
+                description="The file has problems; nothing was imported. A missing or invalid form field "
+                "answers the usual validation error instead.",
+            ),
+        },
+    )
     def post(self, request, org_slug):
         data = ImportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -127,6 +161,7 @@ class ImportListCreateAPI(OrgAPIView):
 class ImportDetailAPI(OrgAPIView):
     required_perms = {"GET": Perm.VIEW_INVENTORY}
 
+    @extend_schema(responses=SyncRunEnvelopeSerializer)
     def get(self, request, org_slug, pk: int):
         return Response({"sync_run": SyncRunSerializer(get_object_or_404(SyncRun, pk=pk)).data})
 

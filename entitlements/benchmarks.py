@@ -159,7 +159,10 @@ def run(stdout: TextIO, rows: int = ROWS) -> dict:
     def rate(result: dict) -> float:
         return result["rows"] / result["seconds"]
 
+    load = os.getloadavg()
     lines = [
+        f"Machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) "
+        "when the runs ended; other work on the machine slows every figure.",
         f"{'':32}{'rows':>10}{'seconds':>10}{'rows/s':>12}{'peak RSS MB':>13}",
         *(
             f"{label:32}{r['rows']:>10,}{r['seconds']:>10.2f}{rate(r):>12,.0f}{r['peak_rss_mb']:>13.0f}"

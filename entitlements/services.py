@@ -338,6 +338,10 @@ def inventory_import_queued_run(*, organization: Organization, run_id: int) -> S
     except FileNotFoundError:
         _fail_run(run, message="The uploaded file is no longer available; upload it again.")
         return run
+    except Exception as exc:
+        log.exception("inventory import run %s failed", run_id)
+        _fail_run(run, message=f"The import failed unexpectedly ({exc.__class__.__name__}); nothing was imported.")
+        raise
     finally:
         if run.upload_path:
             path.unlink(missing_ok=True)
@@ -517,6 +521,16 @@ def scim_sync_run(*, organization: Organization, run_id: int) -> SyncRun | None:
     except ScimError as exc:
         _fail_run(run, message=exc.message)
         raise
+    try:
+        return _scim_write(organization=organization, run=run, connector=connector, identity_rows=identity_rows,
+                           grants=grants, skipped=skipped)
+    except Exception as exc:
+        log.exception("SCIM sync run %s failed", run_id)
+        _fail_run(run, message=f"The sync failed unexpectedly ({exc.__class__.__name__}); nothing was changed.")
+        raise
+
+
+def _scim_write(*, organization, run, connector, identity_rows, grants, skipped) -> SyncRun:
     now = timezone.now()
     with transaction.atomic():
         staging.prepare_session(organization)

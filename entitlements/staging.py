@@ -214,7 +214,7 @@ def merge_entitlements(
             params,
         )
         counts.updated = cursor.rowcount
-        bulk = _without_row_foreign_key_checks(cursor, organization)
+        bulk = staged >= BIG_LOAD_ROWS and _without_row_foreign_key_checks(cursor, organization)
         cursor.execute(
             f"""
             INSERT INTO {ENTITLEMENT} (organization_id, identity_id, application_id, role, last_used, source,

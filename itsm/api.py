@@ -68,7 +68,12 @@ def _connection(public_id) -> ItsmConnection:
 class ConnectionListApi(OrgAPIView):
     required_perms = {"GET": Perm.MANAGE_SETTINGS, "POST": Perm.MANAGE_SETTINGS}
 
-    @extend_schema(responses=CONNECTION_SCHEMA)
+    @extend_schema(
+        operation_id="orgs_itsm_connections_list",
+        responses=inline_serializer(
+            "ItsmConnectionList", {"results": serializers.ListField(child=CONNECTION_SCHEMA)}
+        ),
+    )
     def get(self, request, org_slug):
         return Response({"results": [connection_json(c) for c in selectors.connections_list()]})
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -40,12 +41,23 @@ class RemindSerializer(serializers.Serializer):
         return attrs
 
 
+class ReminderResultSerializer(serializers.Serializer):
+    reminded = serializers.ListField(
+        child=serializers.CharField(), help_text="Reviewers reminded now (e-mail addresses)."
+    )
+    already_reminded_today = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Reviewers skipped because they already had a manual reminder today.",
+    )
+
+
 class CampaignRemindAPI(OrgAPIView):
     """POST: send a reminder now to one reviewer, or to every reviewer with pending items of one application."""
 
     required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
     requires_plan = True
 
+    @extend_schema(request=RemindSerializer, responses={202: ReminderResultSerializer})
     def post(self, request, org_slug: str, campaign_id):
         campaign = campaign_for(request, campaign_id)
         serializer = RemindSerializer(data=request.data)
@@ -121,10 +133,12 @@ class NotificationSettingsAPI(OrgAPIView):
 
     required_perms = {"GET": Perm.MANAGE_SETTINGS, "PATCH": Perm.MANAGE_SETTINGS}
 
+    @extend_schema(responses=NotificationSettingsSerializer)
     def get(self, request, org_slug: str):
         config = selectors.notification_settings_for(organization_id=request.organization.pk)
         return Response(NotificationSettingsSerializer(config).data)
 
+    @extend_schema(request=NotificationSettingsSerializer, responses=NotificationSettingsSerializer)
     def patch(self, request, org_slug: str):
         serializer = NotificationSettingsSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -155,6 +169,27 @@ class CampaignPolicySerializer(serializers.Serializer):
     escalation_reassign = serializers.BooleanField(allow_null=True, required=False)
 
 
+class CampaignPolicyOverridesSerializer(serializers.Serializer):
+    reminder_every_days = serializers.IntegerField(allow_null=True)
+    reminder_days_before_due = serializers.IntegerField(allow_null=True)
+    escalate_after_days = serializers.IntegerField(allow_null=True)
+    escalation_reassign = serializers.BooleanField(allow_null=True)
+
+
+class EffectivePolicySerializer(serializers.Serializer):
+    reminder_every_days = serializers.IntegerField()
+    reminder_days_before_due = serializers.IntegerField()
+    escalate_after_days = serializers.IntegerField()
+    escalation_reassign = serializers.BooleanField()
+
+
+class CampaignPolicyStateSerializer(serializers.Serializer):
+    overrides = CampaignPolicyOverridesSerializer(
+        help_text="This campaign's own values; a null value means the organization's default applies."
+    )
+    effective = EffectivePolicySerializer(help_text="The values in effect for this campaign.")
+
+
 def _policy_response(campaign: Campaign) -> dict:
     policy = CampaignNotificationPolicy.objects.filter(campaign=campaign).first()
     effective = services.effective_policy(campaign=campaign)
@@ -170,9 +205,11 @@ class CampaignPolicyAPI(OrgAPIView):
     required_perms = {"GET": Perm.VIEW_ALL_CAMPAIGNS, "PATCH": Perm.MANAGE_CAMPAIGNS}
     requires_plan = True
 
+    @extend_schema(responses=CampaignPolicyStateSerializer)
     def get(self, request, org_slug: str, campaign_id):
         return Response(_policy_response(campaign_for(request, campaign_id, Perm.VIEW_ALL_CAMPAIGNS)))
 
+    @extend_schema(request=CampaignPolicySerializer, responses=CampaignPolicyStateSerializer)
     def patch(self, request, org_slug: str, campaign_id):
         campaign = campaign_for(request, campaign_id)
         serializer = CampaignPolicySerializer(data=request.data, partial=True)
@@ -217,10 +254,12 @@ class CampaignNotificationsAPI(OrgAPIView):
 
     required_perms = {"GET": Perm.VIEW_ALL_CAMPAIGNS}
     requires_plan = True
+    pagination_class = NotificationPagination
 
+    @extend_schema(responses=NotificationSerializer(many=True))
     def get(self, request, org_slug: str, campaign_id):
         campaign = campaign_for(request, campaign_id, Perm.VIEW_ALL_CAMPAIGNS)
-        paginator = NotificationPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             Notification.objects.filter(campaign=campaign).order_by("-created_at", "-id"), request, view=self
         )

@@ -249,6 +249,18 @@ SPECTACULAR_SETTINGS = {
     # Schema quality is tested (tests/thalian/test_api.py); `check --deploy` stays about the deployment.
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
     "SECURITY": [{"bearerAuth": []}],
+    # Fields sharing a name (status, kind, ...) across models get one stable enum per choice set.
+    "ENUM_NAME_OVERRIDES": {
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus.choices",
+        "EvidencePackageStatusEnum": "campaigns.models.EvidencePackageStatus.choices",
+        "ReviewerStrategyEnum": "campaigns.models.ReviewerStrategy.choices",
+        "DefaultOutcomeEnum": "campaigns.models.DefaultOutcome.choices",
+        "IdentityStatusEnum": "entitlements.models.IdentityStatus.choices",
+        "IdentityKindEnum": "entitlements.models.IdentityKind.choices",
+        "SyncRunStatusEnum": "entitlements.models.SyncRunStatus.choices",
+        "ImportKindEnum": "entitlements.csv_import.KINDS",
+        "NotificationStatusEnum": "notifications.models.Status.choices",
+    },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "Thalian API token"}}
     },

@@ -211,3 +211,21 @@ def test_import_only_touches_its_organization(org, other_org, inventory, run_imp
     assert set(grants(other_org)) == {("GitHub", "ann@acme.test", "admin")}
     with scope(other_org):
         assert Identity.objects.get(email="ann@acme.test").status == "unknown"
+
+
+def test_big_load_path_keeps_integrity_and_restores_trigger_mode(org, inventory, run_import, monkeypatch):
+    monkeypatch.setattr("entitlements.staging.BIG_LOAD_ROWS", 1)
+    run = run_import("entitlements", ENT_HEADER + "GitHub,ann@acme.test,admin,\nDropbox,new@acme.test,editor,\n")
+
+    assert (run.created, run.identities_created) == (2, 1)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW session_replication_role")
+        assert cursor.fetchone()[0] == "origin"
+        cursor.execute(
+            "SELECT count(*) FROM entitlements_entitlement e JOIN entitlements_identity i ON i.id = e.identity_id "
+            "JOIN entitlements_application a ON a.id = e.application_id WHERE e.organization_id = %s",
+            [org.pk],
+        )
+        assert cursor.fetchone()[0] == 2
