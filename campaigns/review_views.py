@@ -91,6 +91,8 @@ def _decorate(request, campaign, items) -> None:
     for item in items:
         item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
         item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
+        if item.last_used:
+            item.last_used_iso, item.last_used_day = item.last_used.isoformat(), f"{item.last_used:%Y-%m-%d}"
         item.can_decide = _can_decide_item(request, campaign, item)
 
 
@@ -165,7 +167,6 @@ def item_list(request, campaign_id):
             sort=sort_param,
             cursor=request.GET.get("cursor", ""),
             page_size=page_size,
-            equalities=sel.index_equalities(membership=request.membership, flt=flt, sort=sort_param),
         )
     except ValidationError as exc:
         errors.append(_error_text(exc))

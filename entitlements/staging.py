@@ -164,6 +164,36 @@ def merge_entitlements(
             cursor.execute(f"ANALYZE {IDENTITY}, {ENTITLEMENT}")
             cursor.execute("SET LOCAL enable_nestloop = off")
 
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {ENTITLEMENT} WHERE organization_id = %s AND application_id = ANY(%s))",
+            [organization.pk, counts.application_ids],
+        )
+        if not cursor.fetchone()[0]:
+            # First load of these applications: nothing to match, update or remove. The rows the
+            # insert refers to are locked by the insert itself (FOR KEY SHARE OF a, i).
+            findings = findings_sql(role="s.role", last_used="s.last_used", status="i.status")
+            bulk = staged >= BIG_LOAD_ROWS and _replica_mode(cursor)
+            if bulk:
+                cursor.execute(f"SELECT id FROM {ORGANIZATION} WHERE id = %s FOR KEY SHARE", [organization.pk])
+            cursor.execute(
+                f"""
+                INSERT INTO {ENTITLEMENT} (organization_id, identity_id, application_id, role, last_used, source,
+                    first_seen, last_seen, present, removed_at, removed_by_run_id, {", ".join(FINDING_COLUMNS)})
+                SELECT %(org)s, i.id, a.id, s.role, s.last_used, %(source)s, %(now)s, %(now)s, true, NULL, NULL,
+                       {findings}
+                FROM inv_stage s
+                JOIN {APPLICATION} a ON a.id = s.application_id AND a.organization_id = %(org)s
+                JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
+                FOR KEY SHARE OF a, i
+                """,
+                params,
+            )
+            counts.created = cursor.rowcount
+            if bulk:
+                cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+            counts.unchanged = staged - counts.created
+            return counts
+
         # One pass resolves every staged row: its identity, the grant it matches (if any) and
         # whether that grant changes. The writes below are then plain joins on ids, and a fresh
         # load is a straight INSERT with no per-row conflict handling.
@@ -233,6 +263,17 @@ def merge_entitlements(
     return counts
 
 
+def _replica_mode(cursor) -> bool:
+    """Turn off per-row foreign key triggers until `SET LOCAL session_replication_role = DEFAULT`,
+    when the database role may (see _without_row_foreign_key_checks)."""
+    try:
+        with transaction.atomic():
+            cursor.execute("SET LOCAL session_replication_role = replica")
+    except DatabaseError:
+        return False
+    return True
+
+
 def _without_row_foreign_key_checks(cursor, organization) -> bool:
     """Let the big INSERT skip PostgreSQL's per-row foreign key triggers, when the role may.
 
@@ -243,10 +284,7 @@ def _without_row_foreign_key_checks(cursor, organization) -> bool:
     check would have taken. Needs a role allowed to set session_replication_role; otherwise the
     usual per-row checks run.
     """
-    try:
-        with transaction.atomic():
-            cursor.execute("SET LOCAL session_replication_role = replica")
-    except DatabaseError:
+    if not _replica_mode(cursor):
         return False
     cursor.execute(f"SELECT id FROM {ORGANIZATION} WHERE id = %s FOR KEY SHARE", [organization.pk])
     for table, column in ((APPLICATION, "application_id"), (IDENTITY, "identity_id")):

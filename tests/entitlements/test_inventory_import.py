@@ -218,6 +218,10 @@ def test_big_load_path_keeps_integrity_and_restores_trigger_mode(org, inventory,
     run = run_import("entitlements", ENT_HEADER + "GitHub,ann@acme.test,admin,\nDropbox,new@acme.test,editor,\n")
 
     assert (run.created, run.identities_created) == (2, 1)
+    merged = run_import(
+        "entitlements", ENT_HEADER + "GitHub,ann@acme.test,admin,2026-11-01\nGitHub,other@acme.test,read,\n", mode="replace"
+    )
+    assert (merged.created, merged.updated, merged.removed, merged.unchanged) == (1, 1, 0, 0)
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -228,4 +232,4 @@ def test_big_load_path_keeps_integrity_and_restores_trigger_mode(org, inventory,
             "JOIN entitlements_application a ON a.id = e.application_id WHERE e.organization_id = %s",
             [org.pk],
         )
-        assert cursor.fetchone()[0] == 2
+        assert cursor.fetchone()[0] == 3
