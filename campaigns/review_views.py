@@ -11,7 +11,7 @@ from django.http import HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import escape, format_html
+from django.utils.html import escape
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
@@ -86,14 +86,108 @@ def _can_decide_item(request, campaign, item: ReviewItem) -> bool:
     return membership_can_decide_any(membership) or item.reviewer_id == membership.pk
 
 
-def _decorate(request, campaign, items) -> None:
+NO_VALUE = '<span class="muted">—</span>'
+
+
+def _badge(value: str, label: str) -> str:
+    return f'<span class="badge badge-{escape(value.replace("_", "-"))}">{escape(label)}</span>'
+
+
+def _row_html(item: ReviewItem, *, can_decide: bool, csrf_input: str, next_url: str, error: str = "",
+              message: str = "") -> str:
+    """One row of the items table. Built in Python, like the Django admin's change list rows: a page has up
+    to 200 of them and this is several times cheaper than a template per row. Every value is escaped."""
+    e = escape
+    label = e(item.label)
+    cells = []
+    if can_decide:
+        box = (
+            f'<input type="checkbox" name="item_ids" value="{item.pk}" form="bulk-form" aria-label="Check {label}">'
+            if item.can_decide
+            else ""
+        )
+        cells.append(f"<td>{box}</td>")
+    identity = f'<a href="{e(item.detail_url)}">{e(item.identity_name or item.identity_email)}</a>'
+    if item.identity_name:
+        identity += f'<br><span class="muted">{e(item.identity_email)}</span>'
+    if item.identity_status == "terminated":
+        identity += ' <span class="badge badge-terminated">Past user</span>'
+    cells.append(f'<td data-col="identity">{identity}</td>')
+    cells.append(f'<td data-col="department">{e(item.identity_department or "—")}</td>')
+    cells.append(f'<td data-col="manager">{e(item.identity_manager_email or "—")}</td>')
+    cells.append(f'<td data-col="kind">{e(item.kind_label)}</td>')
+    application = e(item.application_name)
+    if not item.application_sanctioned:
+        application += ' <span class="badge badge-warning">Unsanctioned</span>'
+    cells.append(f'<td data-col="application">{application}</td>')
+    cells.append(f'<td data-col="role">{e(item.role)}</td>')
+    if item.last_used:
+        used = f'<time datetime="{item.last_used.isoformat()}">{item.last_used:%Y-%m-%d}</time>'
+    else:
+        used = '<span class="muted">Never</span>'
+    cells.append(f'<td data-col="last_used">{used}</td>')
+    findings = "".join(_badge(v, lbl) for v, lbl in item.finding_badges) or '<span class="muted">None</span>'
+    cells.append(f'<td data-col="findings">{findings}</td>')
+    recommendation = _badge(item.recommendation, item.get_recommendation_display())
+    if item.recommendation_reason:
+        recommendation += f'<br><span class="muted">{e(item.recommendation_reason)}</span>'
+    cells.append(f'<td data-col="recommendation">{recommendation}</td>')
+    if item.decision:
+        decision = _badge(item.decision, item.get_decision_display())
+        if item.decision_reason:
+            decision += f'<br><span class="muted">{e(item.decision_reason)}</span>'
+        decision += f'<br><span class="muted">{e(item.decided_by_email)}</span>'
+    else:
+        decision = '<span class="badge badge-pending">Pending</span>'
+    if item.signed_off_at:
+        decision += '<br><span class="badge badge-completed">Signed off</span>'
+    cells.append(f'<td data-col="decision">{decision}</td>')
+    cells.append(f'<td data-col="reviewer">{e(item.reviewer_email or "—")}</td>')
+    ticket = ""
+    if item.ticket_url:
+        ticket = f'<a href="{e(item.ticket_url)}" rel="noopener noreferrer">{e(item.ticket_key or "Ticket")}</a>'
+    if item.ticket_status:
+        ticket += " " + _badge(item.ticket_status, item.get_ticket_status_display())
+    cells.append(f'<td data-col="ticket">{ticket or NO_VALUE}</td>')
+    if can_decide:
+        if item.can_decide:
+            url = e(item.decide_url)
+            action = (
+                f'<form method="post" action="{url}" hx-post="{url}" hx-target="closest tr" hx-swap="outerHTML" '
+                f'aria-label="Decide {label}">{csrf_input}<input type="hidden" name="next" value="{e(next_url)}">'
+                f'<label class="visually-hidden" for="reason-{item.pk}">Reason for {label}</label>'
+                f'<input id="reason-{item.pk}" type="text" name="reason" size="14" placeholder="Reason">'
+                '<span class="actions">'
+                '<button type="submit" name="decision" value="approve" class="ok">Approve</button>'
+                '<button type="submit" name="decision" value="revoke" class="danger">Revoke</button>'
+                '<button type="submit" name="decision" value="exception" class="warn">Exception</button>'
+                "</span></form>"
+            )
+        else:
+            action = '<span class="muted">Locked</span>'
+        if error:
+            action += f'<p class="error" role="alert">{e(error)}</p>'
+        elif message:
+            action += f'<p class="muted" role="status">{e(message)}</p>'
+        cells.append(f"<td>{action}</td>")
+    return f'<tr id="item-{item.pk}">{"".join(cells)}</tr>'
+
+
+def _decorate(request, campaign, items, *, can_decide: bool = False, next_url: str = "", error: str = "",
+              message: str = "") -> None:
+    """Display values of each item, and its table row (``row_html``) when the page shows the table."""
     _decorate_urls(request, campaign, items)
+    csrf_input = (
+        f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(get_token(request))}">' if can_decide else ""
+    )
     for item in items:
         item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
         item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
-        if item.last_used:
-            item.last_used_iso, item.last_used_day = item.last_used.isoformat(), f"{item.last_used:%Y-%m-%d}"
         item.can_decide = _can_decide_item(request, campaign, item)
+        item.row_html = mark_safe(  # built from escaped values only
+            _row_html(item, can_decide=can_decide, csrf_input=csrf_input, next_url=next_url, error=error,
+                      message=message)
+        )
 
 
 def _campaign_url(request, campaign) -> str:
@@ -110,13 +204,11 @@ def _review_context(request, campaign) -> dict:
         "campaign": campaign,
         "campaign_url": _campaign_url(request, campaign),
         "can_decide": can_decide,
-        # Rendered once for all row forms rather than a {% csrf_token %} per row.
-        "csrf_input": format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request)),
     }
 
 
 def _decorate_urls(request, campaign, items) -> None:
-    # One reverse() for the page instead of two per row: rows are the bulk of the page's rendering time.
+    # One reverse() for the page instead of two per row.
     base = reverse("review_items", args=[request.organization.slug, campaign.pk])
     for item in items:
         item.label = f"{item.identity_email} in {item.application_name}"
@@ -172,11 +264,14 @@ def item_list(request, campaign_id):
         errors.append(_error_text(exc))
         status = 400
         flt, sort_param, page = sel.ItemFilter(), "id", sel.ItemPage(items=[], sort="id")
-    _decorate(request, campaign, page.items)
+    review_context = _review_context(request, campaign)
+    _decorate(
+        request, campaign, page.items, can_decide=review_context["can_decide"], next_url=request.get_full_path()
+    )
     size_param = page.page_size if page.page_size != sel.DEFAULT_PAGE_SIZE else ""
     base_params = {**flt.active, "sort": sort_param if sort_param != "id" else "", "page_size": size_param}
     context = {
-        **_review_context(request, campaign),
+        **review_context,
         "flt": flt,
         "filter_params": flt.active,
         "page": page,
@@ -274,17 +369,17 @@ def item_decide(request, campaign_id, item_id):
     else:
         error = _form_error_text(form)
     if request.htmx:
-        _decorate(request, campaign, [item])
-        context = {
-            **_review_context(request, campaign),
-            "item": item,
-            "row_error": error,
-            "row_message": "" if error else f"{item.get_decision_display()} recorded.",
-            "columns": COLUMNS,
-            "decisions": Decision.choices,
-            "sees_all": sel.sees_all_items(request.membership),
-            "this_url": _safe_next(request, _items_url(request, campaign)),
-        }
+        context = _review_context(request, campaign)
+        _decorate(
+            request,
+            campaign,
+            [item],
+            can_decide=context["can_decide"],
+            next_url=_safe_next(request, _items_url(request, campaign)),
+            error=error,
+            message="" if error else f"{item.get_decision_display()} recorded.",
+        )
+        context["item"] = item
         response = render(request, "campaigns/review_items.html#row", context)
         if not error:
             # The progress panel listens for this and reloads its counts.

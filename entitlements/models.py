@@ -121,7 +121,10 @@ class Entitlement(FindingsMixin, TenantModel):
         "thalian.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
     )
     identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="entitlements")
-    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="entitlements")
+    # Covered by ent_org_app_present: every query of the scoped manager filters the organization first.
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="entitlements", db_index=False
+    )
     role = models.CharField(max_length=255)
     last_used = models.DateTimeField(null=True, blank=True)
     source = models.CharField(max_length=20, default=FeedKind.FILE)

@@ -11,7 +11,6 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
@@ -70,13 +69,17 @@ def _counting(rows: Iterator[tuple[Any, ...]], report: Callable[[int], None] | N
         yield row
 
 
+POSTGRESQL_REQUIRED = (
+    "Inventory imports and syncs load data with PostgreSQL COPY; this installation runs on another database. "
+    "Set DATABASE_URL to a PostgreSQL database."
+)
+
+
 def _require_postgresql() -> None:
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        raise ImproperlyConfigured(
-            "Inventory imports and syncs load data with PostgreSQL COPY: set DATABASE_URL to a PostgreSQL database."
-        )
+        raise ImportValidationError([RowError(0, "", POSTGRESQL_REQUIRED)])
 
 
 def _check_kind_and_mode(kind: str, mode: str) -> None:
@@ -504,13 +507,17 @@ def scim_sync_run(*, organization: Organization, run_id: int) -> SyncRun | None:
 
     Raises ScimError after recording it on the run, so the task can decide to retry.
     """
-    _require_postgresql()
     claimed = SyncRun.objects.filter(pk=run_id, status=SyncRunStatus.QUEUED).update(
         status=SyncRunStatus.RUNNING, started_at=timezone.now()
     )
     if claimed != 1:
         return None
     run = SyncRun.objects.select_related("connector").get(pk=run_id)
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        _fail_run(run, message=POSTGRESQL_REQUIRED)
+        return run
     connector = run.connector
     if connector is None:
         _fail_run(run, message="The SCIM connector was deleted before the sync ran.")

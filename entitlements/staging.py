@@ -169,12 +169,17 @@ def merge_entitlements(
             [organization.pk, counts.application_ids],
         )
         if not cursor.fetchone()[0]:
-            # First load of these applications: nothing to match, update or remove. The rows the
-            # insert refers to are locked by the insert itself (FOR KEY SHARE OF a, i).
+            # First load of these applications: nothing to match, update or remove.
             findings = findings_sql(role="s.role", last_used="s.last_used", status="i.status")
             bulk = staged >= BIG_LOAD_ROWS and _replica_mode(cursor)
             if bulk:
-                cursor.execute(f"SELECT id FROM {ORGANIZATION} WHERE id = %s FOR KEY SHARE", [organization.pk])
+                _lock_parents(
+                    cursor,
+                    organization,
+                    application_ids="SELECT DISTINCT application_id FROM inv_stage",
+                    identity_ids=f"SELECT i.id FROM {IDENTITY} i WHERE i.organization_id = {int(organization.pk)} "
+                    "AND i.email IN (SELECT DISTINCT email FROM inv_stage)",
+                )
             cursor.execute(
                 f"""
                 INSERT INTO {ENTITLEMENT} (organization_id, identity_id, application_id, role, last_used, source,
@@ -184,7 +189,6 @@ def merge_entitlements(
                 FROM inv_stage s
                 JOIN {APPLICATION} a ON a.id = s.application_id AND a.organization_id = %(org)s
                 JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
-                FOR KEY SHARE OF a, i
                 """,
                 params,
             )
@@ -252,7 +256,6 @@ def merge_entitlements(
             SELECT %(org)s, m.identity_id, m.application_id, m.role, m.last_used, %(source)s, %(now)s, %(now)s, true,
                    NULL, NULL, {", ".join(f"m.{c}" for c in FINDING_COLUMNS)}
             FROM inv_merge m WHERE m.existing_id IS NULL
-            ORDER BY m.application_id, m.identity_id, m.role
             """,
             params,
         )
@@ -286,17 +289,20 @@ def _without_row_foreign_key_checks(cursor, organization) -> bool:
     """
     if not _replica_mode(cursor):
         return False
-    cursor.execute(f"SELECT id FROM {ORGANIZATION} WHERE id = %s FOR KEY SHARE", [organization.pk])
-    for table, column in ((APPLICATION, "application_id"), (IDENTITY, "identity_id")):
-        cursor.execute(
-            f"""
-            SELECT count(*) FROM (
-                SELECT 1 FROM {table} p
-                WHERE p.id IN (SELECT DISTINCT {column} FROM inv_merge WHERE existing_id IS NULL) FOR KEY SHARE
-            ) locked
-            """
-        )
+    _lock_parents(
+        cursor,
+        organization,
+        application_ids="SELECT DISTINCT application_id FROM inv_merge WHERE existing_id IS NULL",
+        identity_ids="SELECT DISTINCT identity_id FROM inv_merge WHERE existing_id IS NULL",
+    )
     return True
+
+
+def _lock_parents(cursor, organization, *, application_ids: str, identity_ids: str) -> None:
+    """Take, once per referenced row, the lock each skipped foreign key check would have taken."""
+    cursor.execute(f"SELECT id FROM {ORGANIZATION} WHERE id = %s FOR KEY SHARE", [organization.pk])
+    for table, ids in ((APPLICATION, application_ids), (IDENTITY, identity_ids)):
+        cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} p WHERE p.id IN ({ids}) FOR KEY SHARE) locked")
 
 
 def remove_all_for_applications(*, organization, application_ids: list[int], now: datetime, run_id: int) -> int:

@@ -58,3 +58,11 @@ def findings_refresh_all_task() -> int:
         with scope(organization):
             changed += services.findings_refresh(organization=organization)
     return changed
+
+
+@shared_task
+def findings_refresh_task(organization_id: int) -> int:
+    """After the dormant days or privileged patterns of an organization change."""
+    organization = Organization.objects.get(pk=organization_id)
+    with scope(organization):
+        return services.findings_refresh(organization=organization)

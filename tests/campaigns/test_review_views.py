@@ -487,3 +487,13 @@ def test_approve_all_pending_in_view_leaves_earlier_decisions_alone(org, campaig
         {"mode": "all", "decision": "approve", "filter_decision": "pending", "expected": "3"},
     )
     assert [fresh(i).decision for i in items] == ["revoke", "approve", "approve", "approve"]
+
+
+def test_snapshot_text_is_escaped_in_the_table(campaign, reviewer, client_for):
+    add_items(
+        campaign, reviewer, 1, identity_name="<script>alert(1)</script>", role='"><img src=x>',
+        recommendation_reason="<b>dormant</b>", application_name="A&B",
+    )
+    body = client_for(reviewer).get(items_url(campaign)).content.decode()
+    assert "<script>alert(1)" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert '"><img src=x>' not in body and "&lt;b&gt;dormant&lt;/b&gt;" in body and "A&amp;B" in body

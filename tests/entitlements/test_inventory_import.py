@@ -233,3 +233,18 @@ def test_big_load_path_keeps_integrity_and_restores_trigger_mode(org, inventory,
             [org.pk],
         )
         assert cursor.fetchone()[0] == 3
+
+
+def test_findings_follow_a_settings_change(org, inventory, run_import):
+    from entitlements.tasks import findings_refresh_task
+
+    run_import("entitlements", ENT_HEADER + f"GitHub,ann@acme.test,deploy-key,{recent(40)}\n")
+    assert grants(org)[("GitHub", "ann@acme.test", "deploy-key")].findings == []
+
+    org.dormant_days = 30
+    org.privileged_patterns = ["deploy"]
+    org.save()
+    changed = findings_refresh_task.delay(org.pk).get()
+
+    assert changed == 1
+    assert grants(org)[("GitHub", "ann@acme.test", "deploy-key")].findings == ["dormant", "privileged"]
