@@ -6,19 +6,16 @@ comes back unchanged). `scale` multiplies people and access for load tests.
 
 from __future__ import annotations
 
-import csv
 import io
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from django.db import connection, transaction
 from django.utils import timezone
 
 from thalian.models import Organization
 from thalian.tenancy import scope
 
-from .models import Application, Entitlement, Identity
 from .services import inventory_import
 
 FIRST = (
@@ -196,9 +193,6 @@ def demo_inventory_load(*, organization: Organization, scale: int = 1) -> str:
     if scale < 1:
         raise ValueError("scale must be at least 1")
     files = demo_files(organization, scale=scale)
-    if connection.vendor != "postgresql":
-        with scope(organization):
-            return _load_without_copy(organization, files)
     parts = []
     with scope(organization):
         for kind in ("applications", "identities", "entitlements"):
@@ -207,73 +201,3 @@ def demo_inventory_load(*, organization: Organization, scale: int = 1) -> str:
             )
             parts.append(f"{kind}: {run.created} created, {run.updated} updated, {run.unchanged} unchanged")
     return "; ".join(parts)
-
-
-def _load_without_copy(organization: Organization, files: dict[str, io.BytesIO]) -> str:
-    """The embedded SQLite default has no COPY: write the demo once through the ORM instead."""
-    if Application.objects.exists():
-        return "already loaded"
-    now = timezone.now()
-
-    def rows(kind: str) -> list[dict[str, str]]:
-        return list(csv.DictReader(io.TextIOWrapper(files[kind], encoding="utf-8")))
-
-    with transaction.atomic():
-        apps = Application.objects.bulk_create(
-            Application(
-                organization=organization,
-                name=r["name"],
-                category=r["category"],
-                sanctioned=r["sanctioned"] == "yes",
-                owner_email=r["owner_email"],
-                remediation_owner_email=r["remediation_owner_email"],
-                last_synced_at=now,
-            )
-            for r in rows("applications")
-        )
-        people = rows("identities")
-        identities = Identity.objects.bulk_create(
-            Identity(
-                organization=organization,
-                email=r["email"],
-                name=r["name"],
-                department=r["department"],
-                title=r["title"],
-                kind=r["kind"],
-                status=r["status"],
-            )
-            for r in people
-        )
-        by_email = {i.email: i for i in identities}
-        for identity, r in zip(identities, people, strict=True):
-            identity.manager = by_email.get(r["manager_email"])
-        Identity.objects.bulk_update(identities, ["manager"], batch_size=1000)
-        app_by_name = {a.name: a for a in apps}
-        dormant_before = now - timedelta(days=organization.dormant_days)
-        patterns = [p.lower() for p in organization.privileged_patterns or []]
-        grants = []
-        for r in rows("entitlements"):
-            identity = by_email.get(r["identity_email"])
-            if identity is None:
-                identity = by_email[r["identity_email"]] = Identity.objects.create(
-                    organization=organization, email=r["identity_email"], status="unknown"
-                )
-            last_used = datetime.fromisoformat(r["last_used"]) if r["last_used"] else None
-            if last_used is not None and last_used.tzinfo is None:
-                last_used = last_used.replace(tzinfo=UTC)
-            grants.append(
-                Entitlement(
-                    organization=organization,
-                    identity=identity,
-                    application=app_by_name[r["application"]],
-                    role=r["role"],
-                    last_used=last_used,
-                    is_dormant=last_used is not None and last_used < dormant_before,
-                    is_never_used=last_used is None,
-                    is_privileged=any(p in r["role"].lower() for p in patterns),
-                    is_terminated=identity.status == "terminated",
-                    is_orphaned=identity.status == "unknown",
-                )
-            )
-        Entitlement.objects.bulk_create(grants, batch_size=1000)
-    return f"{len(apps)} applications, {len(by_email)} identities, {len(grants)} entitlements"

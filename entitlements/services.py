@@ -18,7 +18,8 @@ from thalian.audit import audit_record
 from thalian.models import Organization, User
 from thalian.tenancy import ScopeError, assert_same_organization
 
-from . import staging
+from . import staging as pg_staging
+from . import staging_portable
 from .csv_import import (
     DEFAULT_MAX_BYTES,
     ENTITLEMENTS,
@@ -69,21 +70,21 @@ def _counting(rows: Iterator[tuple[Any, ...]], report: Callable[[int], None] | N
         yield row
 
 
-POSTGRESQL_REQUIRED = (
-    "Inventory imports and syncs load data with PostgreSQL COPY; this installation runs on another database. "
-    "Set DATABASE_URL to a PostgreSQL database."
-)
+
+class _Staging:
+    """Loads go through PostgreSQL COPY and set-based SQL (`staging`); on the embedded default database
+    (SQLite) through batched ORM writes (`staging_portable`), with the same validation and counts."""
+
+    def __getattr__(self, name: str):
+        from django.db import connection
+
+        return getattr(pg_staging if connection.vendor == "postgresql" else staging_portable, name)
 
 
-def _require_postgresql() -> None:
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        raise ImportValidationError([RowError(0, "", POSTGRESQL_REQUIRED)])
+staging = _Staging()
 
 
 def _check_kind_and_mode(kind: str, mode: str) -> None:
-    _require_postgresql()
     errors = []
     if kind not in KINDS:
         errors.append(RowError(0, "kind", f"unknown kind {kind!r}; expected one of: {', '.join(KINDS)}"))
@@ -112,7 +113,7 @@ def _after_inventory_change(*, organization: Organization, application_ids: list
     transaction.on_commit(lambda: remediation_verify_for_applications(organization_id=org_id, application_ids=ids))
 
 
-def _finish_run(*, run: SyncRun, counts: staging.MergeCounts, now) -> None:
+def _finish_run(*, run: SyncRun, counts: pg_staging.MergeCounts, now) -> None:
     run.created, run.updated, run.removed, run.unchanged = (
         counts.created,
         counts.updated,
@@ -513,11 +514,6 @@ def scim_sync_run(*, organization: Organization, run_id: int) -> SyncRun | None:
     if claimed != 1:
         return None
     run = SyncRun.objects.select_related("connector").get(pk=run_id)
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        _fail_run(run, message=POSTGRESQL_REQUIRED)
-        return run
     connector = run.connector
     if connector is None:
         _fail_run(run, message="The SCIM connector was deleted before the sync ran.")

@@ -327,6 +327,12 @@ def organization_update(*, actor: Membership, request=None, **changes) -> Organi
             target=org,
             details=others,
         )
+    if {"dormant_days", "privileged_patterns"} & set(changed):
+        # Findings are stored on each entitlement; recompute them with the new thresholds once committed.
+        from entitlements.tasks import findings_refresh_task
+
+        org_id = org.pk
+        transaction.on_commit(lambda: findings_refresh_task.delay(org_id))
     actor.organization = org
     return org
 

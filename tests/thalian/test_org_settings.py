@@ -118,3 +118,27 @@ def test_delete_removes_the_organization_and_its_data(client_for, member, org, o
 
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             AuditEvent.objects.filter(action="organization_deleted").delete()
+
+
+def test_changing_dormant_days_recomputes_the_findings_of_existing_access(
+    member, org, django_capture_on_commit_callbacks
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from entitlements.models import Entitlement
+    from tests.factories import EntitlementFactory
+    from thalian.services import organization_update
+    from thalian.tenancy import scope
+
+    grant = EntitlementFactory(organization=org, last_used=timezone.now() - dt.timedelta(days=40))
+    actor = member("super_admin")
+    with django_capture_on_commit_callbacks(execute=True):
+        organization_update(actor=actor, dormant_days=30)
+    with scope(org):
+        assert Entitlement.objects.get(pk=grant.pk).is_dormant is True
+    with django_capture_on_commit_callbacks(execute=True):
+        organization_update(actor=actor, dormant_days=60)
+    with scope(org):
+        assert Entitlement.objects.get(pk=grant.pk).is_dormant is False
