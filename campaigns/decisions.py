@@ -101,6 +101,19 @@ def _lock_campaign(campaign: Campaign) -> Campaign:
     return Campaign.objects.select_for_update().get(pk=campaign.pk)
 
 
+def _lock_for_decision(
+    campaign: Campaign, *, decision: str, reason: str, comment: str
+) -> tuple[Campaign, str, str, str]:
+    """Inside the caller's transaction: locks the campaign, then returns it with the cleaned decision, reason
+    and comment, or raises ValidationError when they are wrong or the campaign takes no decisions."""
+    campaign = _lock_campaign(campaign)
+    decision, reason, comment = decision_validate(
+        campaign=campaign, decision=decision, reason=reason, comment=comment
+    )
+    _require_decidable_campaign(campaign)
+    return campaign, decision, reason, comment
+
+
 # --------------------------------------------------------------------------------------------------
 # The hash chain
 # --------------------------------------------------------------------------------------------------
@@ -121,6 +134,33 @@ class _EventTemplate:
     kind: str
     created_at: dt.datetime
     bulk_id: uuid.UUID | None = None
+
+    @classmethod
+    def by_member(
+        cls,
+        *,
+        campaign: Campaign,
+        actor: Membership,
+        decision: str,
+        reason: str,
+        comment: str,
+        kind: str,
+        bulk_id: uuid.UUID | None = None,
+    ) -> _EventTemplate:
+        """A write by a member of the organization, stamped now."""
+        return cls(
+            organization_id=campaign.organization_id,
+            campaign_id=campaign.pk,
+            decision=decision,
+            reason=reason,
+            comment=comment,
+            actor_id=actor.user_id,
+            actor_email=actor.user.email,
+            actor_role=actor.role,
+            kind=kind,
+            created_at=timezone.now(),
+            bulk_id=bulk_id,
+        )
 
     def fields(self, item_id: int) -> dict:
         return {
@@ -333,11 +373,9 @@ def review_item_decide(
     _require_can_decide(actor)
     assert_same_organization(item, actor)
     with transaction.atomic():
-        campaign = _lock_campaign(item.campaign)
-        decision, reason, comment = decision_validate(
-            campaign=campaign, decision=decision, reason=reason, comment=comment
+        campaign, decision, reason, comment = _lock_for_decision(
+            item.campaign, decision=decision, reason=reason, comment=comment
         )
-        _require_decidable_campaign(campaign)
         # Locked after the campaign, re-read so a concurrent writer's change is seen and never overwritten.
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
         if not membership_can_decide_any(actor) and locked.reviewer_id != actor.pk:
@@ -347,17 +385,13 @@ def review_item_decide(
                 f"The decision on this item was signed off on {locked.signed_off_at:%Y-%m-%d %H:%M} UTC and can "
                 "no longer be changed."
             )
-        template = _EventTemplate(
-            organization_id=campaign.organization_id,
-            campaign_id=campaign.pk,
+        template = _EventTemplate.by_member(
+            campaign=campaign,
+            actor=actor,
             decision=decision,
             reason=reason,
             comment=comment,
-            actor_id=actor.user_id,
-            actor_email=actor.user.email,
-            actor_role=actor.role,
             kind=KIND_SINGLE,
-            created_at=timezone.now(),
         )
         previous = locked.decision
         for field, value in _item_update_values(template).items():
@@ -406,25 +440,19 @@ def decisions_bulk_apply(
     _require_can_decide(actor)
     assert_same_organization(campaign, actor)
     with transaction.atomic():
-        campaign = _lock_campaign(campaign)
-        decision, reason, comment = decision_validate(
-            campaign=campaign, decision=decision, reason=reason, comment=comment
+        campaign, decision, reason, comment = _lock_for_decision(
+            campaign, decision=decision, reason=reason, comment=comment
         )
-        _require_decidable_campaign(campaign)
         items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
         if not membership_can_decide_any(actor):
             items = items.filter(reviewer_id=actor.pk)
-        template = _EventTemplate(
-            organization_id=campaign.organization_id,
-            campaign_id=campaign.pk,
+        template = _EventTemplate.by_member(
+            campaign=campaign,
+            actor=actor,
             decision=decision,
             reason=reason,
             comment=comment,
-            actor_id=actor.user_id,
-            actor_email=actor.user.email,
-            actor_role=actor.role,
             kind=KIND_BULK,
-            created_at=timezone.now(),
             bulk_id=uuid.uuid4(),
         )
         updated = _update_items(items, template)

@@ -8,7 +8,6 @@ first byte under 1 s, total at most 3x the COPY, peak RSS under 150 MB.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 import time
@@ -23,7 +22,8 @@ from thalian.models import Membership, Organization, User
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled
 
-from .models import Campaign, CampaignStatus, ReviewItem
+from .bench_support import bench_campaign, review_items_insert
+from .models import Campaign, ReviewItem
 
 TTFB_LIMIT_S = 1.0
 RATIO_LIMIT = 3.0
@@ -65,32 +65,15 @@ _COPY_COLUMNS = (
 def _insert_items(campaign: Campaign, rows: int) -> None:
     """One INSERT ... SELECT; columns the benchmark does not set get their model default."""
     now = timezone.now()
-    columns, expressions, params = [], [], []
-    for f in ReviewItem._meta.concrete_fields:
-        if f.primary_key:
-            continue
-        columns.append(connection.ops.quote_name(f.column))
-        if f.name == "organization":
-            expressions.append("%s")
-            params.append(campaign.organization_id)
-        elif f.name == "campaign":
-            expressions.append("%s")
-            params.append(campaign.pk)
-        elif f.name in _GENERATED:
-            expression = _GENERATED[f.name]
-            expressions.append(expression.replace(" % ", " %% ").replace("%(now)s", "%s"))
-            params.extend([now] * expression.count("%(now)s"))
-        elif f.null:
-            expressions.append("NULL")
-        else:
-            expressions.append("%s")
-            params.append(f.get_db_prep_save(f.get_default(), connection))
-    sql = (
-        f"INSERT INTO {ReviewItem._meta.db_table} ({', '.join(columns)}) "
-        f"SELECT {', '.join(expressions)} FROM generate_series(1, %s) AS g"
-    )
+    generated = {
+        name: (
+            expression.replace(" % ", " %% ").replace("%(now)s", "%s"),
+            [now] * expression.count("%(now)s"),
+        )
+        for name, expression in _GENERATED.items()
+    }
+    review_items_insert(campaign=campaign, rows=rows, generated=generated)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, rows])
         cursor.execute(f"ANALYZE {ReviewItem._meta.db_table}")
 
 
@@ -169,14 +152,7 @@ def run(stdout, rows: int = 1_000_000) -> dict:
         organization = Organization.objects.create(slug=slug, name="Evidence benchmark", plan="enterprise")
         user = User.objects.create_user(email=f"{slug}@bench.example", password=None)
         Membership.objects.create(user=user, organization=organization, role=Role.AUDITOR)
-        campaign = Campaign.objects.create(
-            organization=organization,
-            title="Evidence benchmark",
-            due_date=dt.date.today() + dt.timedelta(days=30),
-            status=CampaignStatus.ACTIVE,
-            snapshot_at=timezone.now(),
-            item_count=rows,
-        )
+        campaign = bench_campaign(organization=organization, title="Evidence benchmark", rows=rows)
     try:
         started = time.perf_counter()
         _insert_items(campaign, rows)

@@ -13,7 +13,6 @@ of ``rows / 10`` items each and ten reviewers. Then, in the same run:
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import os
 import socket
@@ -34,8 +33,9 @@ from thalian.models import Membership, Organization, User
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled
 
+from .bench_support import bench_campaign, review_items_insert
 from .decisions import decisions_bulk_apply
-from .models import Campaign, CampaignStatus, DecisionEvent, ReviewItem
+from .models import Campaign, DecisionEvent, ReviewItem
 from .review_selectors import ItemFilter, _encode_cursor, review_items_matching
 
 BULK_RATIO_LIMIT = 2.0
@@ -68,32 +68,7 @@ def _insert_items(campaign: Campaign, rows: int, reviewers: list[Membership]) ->
         "is_terminated": ("g %% 50 = 0", []),
         "is_privileged": ("g %% 7 = 0", []),
     }
-    columns, expressions, params = [], [], []
-    for f in ReviewItem._meta.concrete_fields:
-        if f.primary_key:
-            continue
-        columns.append(connection.ops.quote_name(f.column))
-        if f.name == "organization":
-            expressions.append("%s")
-            params.append(campaign.organization_id)
-        elif f.name == "campaign":
-            expressions.append("%s")
-            params.append(campaign.pk)
-        elif f.name in generated:
-            expression, values = generated[f.name]
-            expressions.append(expression)
-            params.extend(values)
-        elif f.null:
-            expressions.append("NULL")
-        else:
-            expressions.append("%s")
-            params.append(f.get_db_prep_save(f.get_default(), connection))
-    sql = (
-        f"INSERT INTO {ReviewItem._meta.db_table} ({', '.join(columns)}) "
-        f"SELECT {', '.join(expressions)} FROM generate_series(1, %s) AS g"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, rows])
+    review_items_insert(campaign=campaign, rows=rows, generated=generated)
     _vacuum()
 
 
@@ -258,14 +233,11 @@ def run(stdout, rows: int = 1_000_000, clients: int = 8, rounds: int = 15, worke
             )
             for n in range(REVIEWERS)
         ]
-        campaign = Campaign.objects.create(
+        campaign = bench_campaign(
             organization=organization,
             title="Review benchmark",
-            due_date=dt.date.today() + dt.timedelta(days=30),
-            status=CampaignStatus.ACTIVE,
-            snapshot_at=timezone.now(),
+            rows=rows,
             launched_at=timezone.now(),
-            item_count=rows,
             reason_required=True,
         )
     server = None

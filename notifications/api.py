@@ -229,19 +229,7 @@ class CampaignPolicyAPI(OrgAPIView):
 class NotificationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Notification
-        fields = [
-            "id",
-            "event",
-            "channel",
-            "recipient",
-            "status",
-            "attempts",
-            "error",
-            "title",
-            "created_at",
-            "last_attempt_at",
-            "sent_at",
-        ]
+        fields = list(selectors.NOTIFICATION_LOG_FIELDS)
 
 
 class NotificationPagination(CursorPagination):

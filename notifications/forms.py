@@ -110,27 +110,17 @@ class RemindForm(forms.Form):
     application = forms.CharField(required=False, max_length=200)
 
 
+def _override_days_field(
+    label: str, help_text: str = "Empty: the organization's default."
+) -> forms.IntegerField:
+    return forms.IntegerField(label=label, min_value=0, max_value=90, required=False, help_text=help_text)
+
+
 class CampaignPolicyForm(forms.Form):
-    reminder_every_days = forms.IntegerField(
-        label="Remind reviewers every N days",
-        min_value=0,
-        max_value=90,
-        required=False,
-        help_text="Empty: the organization's default.",
-    )
-    reminder_days_before_due = forms.IntegerField(
-        label="Last reminder N days before the due date",
-        min_value=0,
-        max_value=90,
-        required=False,
-        help_text="Empty: the organization's default.",
-    )
-    escalate_after_days = forms.IntegerField(
-        label="Escalate after N days overdue",
-        min_value=0,
-        max_value=90,
-        required=False,
-        help_text="Empty: the organization's default; 0: never.",
+    reminder_every_days = _override_days_field("Remind reviewers every N days")
+    reminder_days_before_due = _override_days_field("Last reminder N days before the due date")
+    escalate_after_days = _override_days_field(
+        "Escalate after N days overdue", help_text="Empty: the organization's default; 0: never."
     )
     escalation_reassign = forms.NullBooleanField(
         label="Reassign pending items when escalating", required=False

@@ -87,22 +87,26 @@ def preferences_for(*, membership_ids) -> dict[int, NotificationPreference]:
     }
 
 
+# The columns of a notification log entry, in the order the API and the evidence package show them.
+NOTIFICATION_LOG_FIELDS = (
+    "id",
+    "event",
+    "channel",
+    "recipient",
+    "status",
+    "attempts",
+    "error",
+    "title",
+    "created_at",
+    "last_attempt_at",
+    "sent_at",
+)
+
+
 def notifications_for_campaign(*, campaign: Campaign) -> QuerySet[Notification]:
     return (
         Notification.objects.filter(campaign=campaign)
-        .only(
-            "id",
-            "event",
-            "channel",
-            "recipient",
-            "status",
-            "attempts",
-            "error",
-            "created_at",
-            "last_attempt_at",
-            "sent_at",
-            "title",
-        )
+        .only(*NOTIFICATION_LOG_FIELDS)
         .order_by("-created_at", "id")
     )
 
@@ -112,19 +116,7 @@ def notification_log_rows(*, campaign: Campaign) -> Iterator[dict]:
     queryset = (
         Notification.objects.filter(campaign=campaign)
         .order_by("created_at", "id")
-        .values(
-            "id",
-            "event",
-            "channel",
-            "recipient",
-            "status",
-            "attempts",
-            "error",
-            "title",
-            "created_at",
-            "last_attempt_at",
-            "sent_at",
-        )
+        .values(*NOTIFICATION_LOG_FIELDS)
     )
     for row in queryset.iterator(chunk_size=2000):
         yield {**row, "id": str(row["id"])}

@@ -257,6 +257,7 @@ def notifications_create(
     config = selectors.notification_settings_for(organization_id=organization_id)
     preferences = selectors.preferences_for(membership_ids=[r.membership.pk for r in recipients])
     subject = subject or (str(campaign.pk) if campaign else "")
+    row = partial(_row, organization_id, event, campaign, subject=subject, period=period)
     rows: list[Notification] = []
     for recipient in recipients:
         membership = recipient.membership
@@ -271,24 +272,7 @@ def notifications_create(
         for channel in _member_channels(
             event=event, config=config, preference=preferences.get(membership.pk)
         ):
-            rows.append(
-                _row(
-                    organization_id,
-                    event,
-                    campaign,
-                    channel,
-                    membership,
-                    membership.user.email,
-                    content,
-                    dedupe_key(
-                        event=event,
-                        subject=subject,
-                        recipient=f"m{membership.pk}",
-                        channel=channel,
-                        period=period,
-                    ),
-                )
-            )
+            rows.append(row(channel, membership, membership.user.email, content, f"m{membership.pk}"))
     if to_org_channels:
         pending = 0
         if event == Event.CAMPAIGN_OVERDUE and campaign is not None:
@@ -300,18 +284,7 @@ def notifications_create(
         if config.teams_configured:
             targets.append((TEAMS, "Teams channel"))
         for channel, label in targets:
-            rows.append(
-                _row(
-                    organization_id,
-                    event,
-                    campaign,
-                    channel,
-                    None,
-                    label,
-                    content,
-                    dedupe_key(event=event, subject=subject, recipient="org", channel=channel, period=period),
-                )
-            )
+            rows.append(row(channel, None, label, content, "org"))
     if not rows:
         return FanOut(created=[], duplicates=[])
     keys = [row.dedupe_key for row in rows]
@@ -333,7 +306,17 @@ def notifications_create(
 
 
 def _row(
-    organization_id, event, campaign, channel, membership, recipient, content: Content, key
+    organization_id,
+    event,
+    campaign,
+    channel,
+    membership,
+    recipient,
+    content: Content,
+    recipient_key: str,
+    *,
+    subject: str,
+    period: str,
 ) -> Notification:
     return Notification(
         organization_id=organization_id,
@@ -342,7 +325,9 @@ def _row(
         channel=channel,
         recipient_membership=membership,
         recipient=recipient[:254],
-        dedupe_key=key,
+        dedupe_key=dedupe_key(
+            event=event, subject=subject, recipient=recipient_key, channel=channel, period=period
+        ),
         title=content.title[:300],
         body=content.body,
         action_url=content.action_url[:500],
@@ -519,16 +504,18 @@ def notify_campaign_launched(*, campaign_id, **_) -> None:
             series_ensure_next(campaign=campaign)
 
 
-def notify_campaign_cancelled(*, campaign_id, **_) -> None:
+def _notify_campaign_event(campaign_id, event: str) -> None:
     organization_id = _organization_of(campaign_id)
     if organization_id is not None:
-        notify_event(organization_id=organization_id, event=Event.CAMPAIGN_CANCELLED, campaign_id=campaign_id)
+        notify_event(organization_id=organization_id, event=event, campaign_id=campaign_id)
+
+
+def notify_campaign_cancelled(*, campaign_id, **_) -> None:
+    _notify_campaign_event(campaign_id, Event.CAMPAIGN_CANCELLED)
 
 
 def notify_campaign_completed(*, campaign_id, **_) -> None:
-    organization_id = _organization_of(campaign_id)
-    if organization_id is not None:
-        notify_event(organization_id=organization_id, event=Event.CAMPAIGN_COMPLETED, campaign_id=campaign_id)
+    _notify_campaign_event(campaign_id, Event.CAMPAIGN_COMPLETED)
 
 
 def notify_items_reassigned(*, campaign_id, reviewer_id: int, count: int = 0, **_) -> None:
@@ -906,6 +893,26 @@ SETTINGS_FIELDS = (
 SECRET_FIELDS = ("slack_bot_token", "teams_webhook_url")
 
 
+def _audit_settings(
+    action: str,
+    organization: Organization,
+    actor: Membership,
+    request,
+    config: NotificationSettings,
+    details: dict,
+) -> None:
+    audit_record(
+        action=action,
+        organization=organization,
+        actor=actor.user,
+        request=request,
+        target_type="notificationsettings",
+        target_id=str(config.pk),
+        target_label="Notification settings",
+        details=details,
+    )
+
+
 def notification_settings_update(
     *, organization: Organization, actor: Membership, data: dict, request=None
 ) -> NotificationSettings:
@@ -931,15 +938,8 @@ def notification_settings_update(
     if changed:
         config.updated_at = timezone.now()
         config.save()
-        audit_record(
-            action="notifications.settings_updated",
-            organization=organization,
-            actor=actor.user,
-            request=request,
-            target_type="notificationsettings",
-            target_id=str(config.pk),
-            target_label="Notification settings",
-            details={"changed": changed},
+        _audit_settings(
+            "notifications.settings_updated", organization, actor, request, config, {"changed": changed}
         )
     return config
 
@@ -985,15 +985,13 @@ def notification_test_send(
         outcome = f"failed: {exc}"
         raise
     finally:
-        audit_record(
-            action="notifications.test_sent",
-            organization=organization,
-            actor=actor.user,
-            request=request,
-            target_type="notificationsettings",
-            target_id=str(config.pk),
-            target_label="Notification settings",
-            details={"channel": channel, "outcome": outcome},
+        _audit_settings(
+            "notifications.test_sent",
+            organization,
+            actor,
+            request,
+            config,
+            {"channel": channel, "outcome": outcome},
         )
     return reference
 
