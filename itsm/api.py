@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from campaigns.models import TicketStatus
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
 from . import selectors, services
-from .models import ItsmConnection, Ticket
+from .models import ConnectionKind, ItsmConnection, Ticket
 
 
 def connection_json(connection: ItsmConnection, route_ids: list[int] | None = None) -> dict:
@@ -44,18 +50,115 @@ def _drf_error(exc: DjangoValidationError) -> ValidationError:
     return ValidationError({"non_field_errors": exc.messages})
 
 
-CONNECTION_SCHEMA = inline_serializer(
-    "ItsmConnection",
-    {
-        "id": serializers.UUIDField(),
-        "kind": serializers.ChoiceField(choices=["jira", "servicenow", "freshservice", "zendesk"]),
-        "name": serializers.CharField(),
-        "base_url": serializers.URLField(),
-        "is_default": serializers.BooleanField(),
-        "credentials_set": serializers.ListField(child=serializers.CharField()),
-        "application_ids": serializers.ListField(child=serializers.IntegerField()),
+class _ConnectionOut(serializers.Serializer):
+    """Fields every connection returns; credentials are write-only and never part of a response."""
+
+    id = serializers.UUIDField(read_only=True)
+    kind = serializers.ChoiceField(choices=ConnectionKind.choices, read_only=True)
+    name = serializers.CharField(read_only=True)
+    base_url = serializers.URLField(read_only=True)
+    is_default = serializers.BooleanField(read_only=True)
+    credentials_set = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Names of the stored credential fields; their values are never returned.",
+    )
+    application_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    last_tested_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    last_test_ok = serializers.BooleanField(read_only=True, allow_null=True)
+    last_test_message = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class ItsmConnectionJiraSerializer(_ConnectionOut):
+    """A Jira connection."""
+
+    email = serializers.EmailField(read_only=True)
+    project_key = serializers.CharField(read_only=True)
+    issue_type = serializers.CharField(read_only=True)
+
+
+class ItsmConnectionServiceNowSerializer(_ConnectionOut):
+    """A ServiceNow connection."""
+
+    username = serializers.CharField(read_only=True)
+    table = serializers.CharField(read_only=True)
+    assignment_group = serializers.CharField(read_only=True, allow_blank=True)
+
+
+class ItsmConnectionFreshserviceSerializer(_ConnectionOut):
+    """A Freshservice connection."""
+
+    group_id = serializers.IntegerField(read_only=True, allow_null=True)
+    priority = serializers.IntegerField(read_only=True, allow_null=True, help_text="1 low to 4 urgent.")
+
+
+class ItsmConnectionZendeskSerializer(_ConnectionOut):
+    """A Zendesk connection."""
+
+    email = serializers.EmailField(read_only=True)
+    group_id = serializers.IntegerField(read_only=True, allow_null=True)
+    priority = serializers.CharField(
+        read_only=True, allow_blank=True, help_text="low, normal, high or urgent."
+    )
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+
+CONNECTION_SCHEMA = PolymorphicProxySerializer(
+    component_name="ItsmConnection",
+    serializers={
+        ConnectionKind.JIRA.value: ItsmConnectionJiraSerializer,
+        ConnectionKind.SERVICENOW.value: ItsmConnectionServiceNowSerializer,
+        ConnectionKind.FRESHSERVICE.value: ItsmConnectionFreshserviceSerializer,
+        ConnectionKind.ZENDESK.value: ItsmConnectionZendeskSerializer,
     },
+    resource_type_field_name="kind",
 )
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True},
+)
+class _PriorityField(serializers.Field):
+    """Freshservice takes a number 1-4, Zendesk one of low, normal, high, urgent."""
+
+
+class ItsmConnectionInputSerializer(serializers.Serializer):
+    """Flat input: each kind reads the fields it needs; credentials are accepted here and never returned."""
+
+    kind = serializers.ChoiceField(choices=ConnectionKind.choices, help_text="Cannot change after creation.")
+    name = serializers.CharField(max_length=100)
+    base_url = serializers.URLField()
+    is_default = serializers.BooleanField(required=False)
+    application_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+    email = serializers.EmailField(required=False, help_text="Jira and Zendesk.")
+    username = serializers.CharField(required=False, help_text="ServiceNow.")
+    api_token = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        help_text="Jira and Zendesk; empty keeps the stored one.",
+    )
+    password = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, help_text="ServiceNow; empty keeps the stored one."
+    )
+    api_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        help_text="Freshservice; empty keeps the stored one.",
+    )
+    project_key = serializers.CharField(required=False, help_text="Jira.")
+    issue_type = serializers.CharField(required=False, allow_blank=True, help_text="Jira; Task when empty.")
+    table = serializers.CharField(
+        required=False, allow_blank=True, help_text="ServiceNow; incident when empty."
+    )
+    assignment_group = serializers.CharField(required=False, allow_blank=True, help_text="ServiceNow.")
+    group_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Freshservice and Zendesk."
+    )
+    priority = _PriorityField(required=False, allow_null=True, help_text="Freshservice and Zendesk.")
+    tags = serializers.ListField(child=serializers.CharField(), required=False, help_text="Zendesk.")
 
 
 def _connection(public_id) -> ItsmConnection:
@@ -77,7 +180,7 @@ class ConnectionListApi(OrgAPIView):
     def get(self, request, org_slug):
         return Response({"results": [connection_json(c) for c in selectors.connections_list()]})
 
-    @extend_schema(request=CONNECTION_SCHEMA, responses={201: CONNECTION_SCHEMA})
+    @extend_schema(request=ItsmConnectionInputSerializer, responses={201: CONNECTION_SCHEMA})
     def post(self, request, org_slug):
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["Send a JSON object."]})
@@ -104,7 +207,7 @@ class ConnectionDetailApi(OrgAPIView):
     def get(self, request, org_slug, public_id):
         return Response(connection_json(_connection(public_id)))
 
-    @extend_schema(request=CONNECTION_SCHEMA, responses=CONNECTION_SCHEMA)
+    @extend_schema(request=ItsmConnectionInputSerializer, responses=CONNECTION_SCHEMA)
     def patch(self, request, org_slug, public_id):
         connection = _connection(public_id)
         if not isinstance(request.data, dict):
@@ -147,7 +250,16 @@ class TicketRetryApi(OrgAPIView):
 
     @extend_schema(
         request=None,
-        responses=inline_serializer("ItsmTicketRetry", {"ticket_status": serializers.CharField()}),
+        responses={
+            202: inline_serializer(
+                "ItsmTicketRetry",
+                {
+                    "item": serializers.IntegerField(help_text="The review item the ticket belongs to."),
+                    "ticket_status": serializers.ChoiceField(choices=TicketStatus.choices, allow_blank=True),
+                    "ticket_error": serializers.CharField(allow_blank=True),
+                },
+            )
+        },
     )
     def post(self, request, org_slug, item_id: int):
         ticket = Ticket.objects.select_related("item").filter(item_id=item_id).first()

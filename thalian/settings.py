@@ -260,6 +260,7 @@ SPECTACULAR_SETTINGS = {
         "SyncRunStatusEnum": "entitlements.models.SyncRunStatus.choices",
         "ImportKindEnum": "entitlements.csv_import.KINDS",
         "NotificationStatusEnum": "notifications.models.Status.choices",
+        "ItsmConnectionKindEnum": "itsm.models.ConnectionKind.choices",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "Thalian API token"}}

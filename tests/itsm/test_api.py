@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 
 from itsm.models import ItsmConnection, Ticket
@@ -216,7 +218,93 @@ def test_ticket_retry_endpoint(
         response = api_for(member(Role.SECURITY_ANALYST)).post(url)
 
     assert response.status_code == 202
+    assert response.json()["item"] == item.pk
+    assert set(response.json()) == {"item", "ticket_status", "ticket_error"}
     with scope(org):
         assert Ticket.objects.get(item=item).key == "OPS-1"
     again = api_for(member(Role.SECURITY_ANALYST)).post(url)
     assert again.status_code == 400
+
+
+@functools.cache
+def _openapi() -> dict:
+    from drf_spectacular.generators import SchemaGenerator
+
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def _component(ref: str) -> dict:
+    return _openapi()["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+
+
+CREDENTIALS = {"api_token", "password", "api_key"}
+KIND_BODIES = {
+    "jira": {"email": "bot@example.com", "api_token": "t0k", "project_key": "OPS"},
+    "servicenow": {"username": "svc.thalian", "password": "p4ss", "assignment_group": "IAM"},
+    "freshservice": {"api_key": "k3y", "group_id": 42, "priority": 4},
+    "zendesk": {"email": "bot@example.com", "api_token": "t0k", "priority": "high", "tags": ["iam"]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_BODIES))
+def test_connection_schema_documents_exactly_what_each_kind_returns(
+    kind, admin_api, fake_vendor, itsm_settings
+):
+    body = {"kind": kind, "name": kind, "base_url": fake_vendor(kind).base_url, **KIND_BODIES[kind]}
+    returned = admin_api.post(BASE, body, format="json")
+    assert returned.status_code == 201, returned.content
+    connection_id = returned.json()["id"]
+    assert admin_api.post(f"{BASE}{connection_id}/test/").status_code == 200
+
+    paths = _openapi()["paths"]
+    detail = paths["/api/v1/orgs/{org_slug}/itsm-connections/{public_id}/"]
+    created = paths["/api/v1/orgs/{org_slug}/itsm-connections/"]["post"]["responses"]["201"]
+    listed = _component(
+        paths["/api/v1/orgs/{org_slug}/itsm-connections/"]["get"]["responses"]["200"]["content"][
+            "application/json"
+        ]["schema"]["$ref"]
+    )
+    refs = {
+        created["content"]["application/json"]["schema"]["$ref"],
+        listed["properties"]["results"]["items"]["$ref"],
+        *(
+            detail[method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            for method in ("get", "patch")
+        ),
+    }
+    assert refs == {"#/components/schemas/ItsmConnection"}
+    connection = _component("ItsmConnection")
+    assert connection["discriminator"]["propertyName"] == "kind"
+    schema = _component(connection["discriminator"]["mapping"][kind])
+
+    response = admin_api.get(f"{BASE}{connection_id}/").json()
+    assert set(schema["properties"]) == set(response)
+    assert set(schema["required"]) == set(response)
+    assert {"last_tested_at", "last_test_ok", "last_test_message", "created_at", "credentials_set"} <= set(
+        schema["properties"]
+    )
+    assert set(KIND_BODIES[kind]) - CREDENTIALS <= set(schema["properties"])
+    assert not CREDENTIALS & set(schema["properties"])
+    assert response["last_test_ok"] is not None and response["last_tested_at"]
+
+
+def test_connection_response_components_never_hold_credentials():
+    connection = _component("ItsmConnection")
+    kinds = {}
+    for kind, ref in connection["discriminator"]["mapping"].items():
+        kinds[kind] = set(_component(ref)["properties"])
+        assert not CREDENTIALS & kinds[kind], kind
+    assert kinds["jira"] >= {"project_key", "issue_type"}
+    assert kinds["servicenow"] >= {"table", "assignment_group"}
+    assert kinds["freshservice"] >= {"group_id", "priority"}
+    assert kinds["zendesk"] >= {"group_id", "priority", "tags"}
+    request_body = _openapi()["paths"]["/api/v1/orgs/{org_slug}/itsm-connections/"]["post"]["requestBody"]
+    written = _component(request_body["content"]["application/json"]["schema"]["$ref"])["properties"]
+    assert all(written[name].get("writeOnly") for name in CREDENTIALS)
+
+
+def test_ticket_retry_schema_documents_the_whole_response():
+    operation = _openapi()["paths"]["/api/v1/orgs/{org_slug}/itsm-tickets/{item_id}/retry/"]["post"]
+    assert set(operation["responses"]) == {"202"}
+    schema = _component(operation["responses"]["202"]["content"]["application/json"]["schema"]["$ref"])
+    assert set(schema["properties"]) == set(schema["required"]) == {"item", "ticket_status", "ticket_error"}
