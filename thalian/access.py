@@ -6,6 +6,7 @@ A member whose role lacks the permission gets 403.
 
 from __future__ import annotations
 
+import copy
 import functools
 
 from django.contrib.auth.views import redirect_to_login
@@ -16,6 +17,19 @@ from django.shortcuts import render
 from . import tenancy
 from .models import PLAN_REQUIRED_MESSAGE, Membership
 from .permissions import Perm, has_perm
+
+
+def user_memberships(request) -> list[Membership]:
+    """The signed-in user's memberships with their organizations, by organization name. Loaded once per request:
+    the page's own membership and the organization switcher in the page header both come from this list."""
+    memberships = getattr(request, "_thalian_memberships", None)
+    if memberships is None:
+        user = getattr(request, "user", None)
+        memberships = []
+        if user is not None and user.is_authenticated:
+            memberships = list(user.memberships.select_related("organization").order_by("organization__name"))
+        request._thalian_memberships = memberships
+    return memberships
 
 
 def membership_for(user, slug: str) -> Membership:
@@ -45,7 +59,15 @@ def org_view(perm: Perm | None = None, *, requires_plan: bool = False):
         def wrapper(request, org_slug: str, *args, **kwargs):
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            membership = membership_for(request.user, org_slug)
+            if not request.user.is_active:
+                raise Http404("No such organization")
+            membership = next((m for m in user_memberships(request) if m.organization.slug == org_slug), None)
+            if membership is None:
+                raise Http404("No such organization")
+            # The view gets its own instances: a form bound to request.organization must not rename the
+            # organization in the page header's switcher before anything is saved.
+            membership = copy.copy(membership)
+            membership.organization = copy.copy(membership.organization)
             request.membership = membership
             request.organization = membership.organization
             if request.session.get("last_org") != org_slug:  # saving the session on every page is a write
