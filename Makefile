@@ -36,9 +36,12 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-## Benchmarks against raw SQL on PostgreSQL (needs DATABASE_URL; REDIS_URL for the ITSM benchmark).
-bench: migrate
-	$(PY) manage.py bench $(BENCH_ARGS)
+## Benchmarks against raw SQL on PostgreSQL (default: the local server; REDIS_URL for the ITSM benchmark).
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thalian_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/13
+bench: setup
+	export DATABASE_URL=$${DATABASE_URL:-$(BENCH_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(BENCH_REDIS_URL)}; \
+	$(PY) manage.py ensure_database && $(PY) manage.py migrate --noinput -v0 && $(PY) manage.py bench $(BENCH_ARGS)
 
 worker: setup
 	$(VENV)/bin/celery -A thalian worker -l INFO
