@@ -7,6 +7,8 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 
+from .audit import client_ip
+
 
 class LoginThrottled(PermissionDenied):
     pass
@@ -47,7 +49,7 @@ class ThrottledEmailBackend(ModelBackend):
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         email = (username or kwargs.get("email") or "").strip().lower()
-        ip = request.META.get("REMOTE_ADDR") if request is not None else None
+        ip = client_ip(request)
         if login_is_throttled(email, ip):
             raise LoginThrottled("Too many failed sign-in attempts. Try again in a few minutes.")
         return super().authenticate(request, username=email, password=password, **kwargs)

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
+from .audit import client_ip
 from .auth import LoginThrottled, login_is_throttled
 from .models import Organization, Plan, TicketTrigger
 from .permissions import GRANTABLE_BY, ROLE_CHOICES, Role
@@ -23,7 +24,7 @@ class LoginForm(AuthenticationForm):
 
     def _throttled(self) -> bool:
         email = (self.cleaned_data.get("username") or "").strip().lower()
-        ip = self.request.META.get("REMOTE_ADDR") if self.request is not None else None
+        ip = client_ip(self.request)
         return login_is_throttled(email, ip)
 
     def clean(self):

@@ -3,7 +3,7 @@
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 
-from .audit import audit_record
+from .audit import audit_record, client_ip
 from .auth import login_failure_record, login_failures_clear
 
 
@@ -17,7 +17,7 @@ def _on_login(sender, request, user, **kwargs):
 @receiver(user_login_failed)
 def _on_login_failed(sender, credentials, request=None, **kwargs):
     email = (credentials.get("username") or credentials.get("email") or "").strip().lower()
-    ip = request.META.get("REMOTE_ADDR") if request is not None else None
+    ip = client_ip(request)
     login_failure_record(email, ip)
     from .models import User
 
