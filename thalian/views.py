@@ -12,7 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
-from .access import org_view
+from .access import org_view, user_memberships
 from .forms import (
     AcceptInvitationForm,
     AuditFilterForm,
@@ -45,7 +45,7 @@ PLATFORM_ACTIONS = [
 @login_required
 def home(request):
     """Send people to the organization they picked or used last, or let them choose one."""
-    memberships = list(request.user.memberships.select_related("organization").order_by("organization__name"))
+    memberships = user_memberships(request)
     wanted = request.GET.get("org", "")
     if wanted:
         # The organization switcher submits either a slug or the organization's dashboard address.
