@@ -184,7 +184,9 @@ def inventory_import(
             )
         rows = _counting(reader.rows(), report)
         if kind == ENTITLEMENTS:
-            set_errors = staging.stage_entitlements(rows)
+            staged = staging.stage_entitlements(rows)
+            # The merge finds repeated rows itself; listed here too when the file has other problems.
+            set_errors = staging.entitlement_duplicates() if reader.errors else []
         elif kind == IDENTITIES:
             set_errors = staging.stage_identities(rows, organization=organization)
         else:
@@ -197,7 +199,12 @@ def inventory_import(
 
         if kind == ENTITLEMENTS:
             counts = staging.merge_entitlements(
-                organization=organization, now=now, replace=mode == "replace", source=FeedKind.FILE, run_id=run.pk
+                organization=organization,
+                staged=staged,
+                now=now,
+                replace=mode == "replace",
+                source=FeedKind.FILE,
+                run_id=run.pk,
             )
         elif kind == IDENTITIES:
             counts = staging.merge_identities(organization=organization, now=now)
@@ -541,11 +548,10 @@ def _scim_write(*, organization, run, connector, identity_rows, grants, skipped)
             organization=organization, now=now, rows=identity_rows, connector_id=connector.pk
         )
         if grants:
-            errors = staging.stage_entitlements(iter(grants))
-            if errors:  # cannot happen: grants are de-duplicated above
-                raise RuntimeError(f"SCIM rows failed the set checks: {errors[:3]}")
+            staged = staging.stage_entitlements(iter(grants))
             counts = staging.merge_entitlements(
                 organization=organization,
+                staged=staged,
                 now=now,
                 replace=True,
                 source=FeedKind.SCIM,

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from thalian.models import Organization
 
-from .csv_import import MAX_ERRORS, RowError, copy_lines
+from .csv_import import MAX_ERRORS, ImportValidationError, RowError, copy_escape, copy_lines
 from .models import Application, Entitlement, Identity
 
 IDENTITY = Identity._meta.db_table
@@ -27,6 +27,9 @@ APPLICATION = Application._meta.db_table
 ENTITLEMENT = Entitlement._meta.db_table
 ORGANIZATION = Organization._meta.db_table
 BIG_LOAD_ROWS = 20_000
+UNIQUE_GRANT = "entitlement_unique_grant"
+# A transaction that adds this many identities refreshes their statistics before joining on them.
+ANALYZE_AFTER_ROWS = 1_000
 ADVISORY_LOCK_SPACE = 7341  # first key of pg_advisory_xact_lock(space, organization id) for imports
 
 
@@ -37,6 +40,14 @@ class MergeCounts:
     removed: int = 0
     unchanged: int = 0
     identities_created: int = 0
+    application_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class StagedEntitlements:
+    """What was staged: the row count and the applications the rows name, gathered while streaming."""
+
+    rows: int = 0
     application_ids: list[int] = field(default_factory=list)
 
 
@@ -115,36 +126,85 @@ def prepare_session(organization) -> None:
         cursor.execute("SET LOCAL work_mem = '128MB'")
 
 
-def stage_entitlements(rows: Iterator[tuple[Any, ...]]) -> list[RowError]:
-    """COPY validated entitlement rows into inv_stage and return the set-level errors."""
+def _entitlement_lines(rows: Iterator[tuple[Any, ...]], staged: StagedEntitlements, batch: int = 5000) -> Iterator[str]:
+    """COPY text blocks of entitlement rows (row, application id, e-mail, role, last used).
+
+    The hot loop of a million-row import: each line is formatted at once, and only a line holding a
+    character COPY must escape goes through copy_escape. Counts the rows and collects the
+    applications on the way, so the merge need not scan the staging table for them.
+    """
+    escape, null = copy_escape, "\\N"
+    applications: set[int] = set()
+    add_application = applications.add
+    lines: list[str] = []
+    append = lines.append
+    count = 0
+    for values in rows:
+        row_no, application_id, email, role, last_used = values
+        add_application(application_id)
+        head = f"{row_no}\t{application_id}\t{email}\t{role}"
+        if "\\" in head or "\n" in head or "\r" in head or head.count("\t") != 3:
+            head = "\t".join([escape(value) for value in values[:4]])
+        append(f"{head}\t{null}" if last_used is None else f"{head}\t{last_used}")
+        count += 1
+        if len(lines) >= batch:
+            yield "\n".join(lines) + "\n"
+            lines.clear()
+    if lines:
+        yield "\n".join(lines) + "\n"
+    staged.rows = count
+    staged.application_ids = sorted(applications)
+
+
+def stage_entitlements(rows: Iterator[tuple[Any, ...]]) -> StagedEntitlements:
+    """COPY validated entitlement rows into inv_stage.
+
+    Duplicate keys are not searched here: merge_entitlements finds them (on a first load, the
+    unique index of the inventory does, at no extra cost), and entitlement_duplicates() lists
+    them when the file has other problems to report with them.
+    """
+    staged = StagedEntitlements()
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS inv_stage")
         cursor.execute(
             "CREATE TEMP TABLE inv_stage (row_no integer NOT NULL, application_id bigint NOT NULL, "
             "email text NOT NULL, role text NOT NULL, last_used timestamptz) ON COMMIT DROP"
         )
-        _copy(cursor.cursor, "inv_stage", ("row_no", "application_id", "email", "role", "last_used"), rows)
-        cursor.execute("ANALYZE inv_stage")
+        columns = "row_no, application_id, email, role, last_used"
+        with cursor.cursor.copy(f"COPY inv_stage ({columns}) FROM STDIN") as copy:
+            for block in _entitlement_lines(rows, staged):
+                copy.write(block)
+    return staged
+
+
+def entitlement_duplicates() -> list[RowError]:
+    """Staged rows whose (application, e-mail, role) repeats an earlier row."""
+    with connection.cursor() as cursor:
         return _duplicates(cursor, "application_id, email, role", "role", lambda r: f"{r[1]} / {r[2]}")
+
+
+def _raise_duplicates(cursor) -> None:
+    errors = _duplicates(cursor, "application_id, email, role", "role", lambda r: f"{r[1]} / {r[2]}")
+    if errors:
+        raise ImportValidationError(errors)
 
 
 def merge_entitlements(
     *,
     organization,
+    staged: StagedEntitlements,
     now: datetime,
     replace: bool,
     source: str,
     run_id: int,
     keep_last_used: bool = False,
 ) -> MergeCounts:
-    counts = MergeCounts()
+    """Merge inv_stage into the inventory. Raises ImportValidationError, having written nothing that
+    the caller's transaction keeps, when staged rows repeat a key."""
+    counts = MergeCounts(application_ids=list(staged.application_ids))
     params = {"org": organization.pk, "now": now, "source": source, "run": run_id, **findings_params(organization, now)}
+    big = staged.rows >= BIG_LOAD_ROWS
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM inv_stage")
-        staged = cursor.fetchone()[0]
-        cursor.execute("SELECT DISTINCT application_id FROM inv_stage")
-        counts.application_ids = sorted(r[0] for r in cursor.fetchall())
-
         # Accounts of people the inventory does not know become identities of unknown status,
         # so orphaned access shows up as a finding instead of being dropped.
         cursor.execute(
@@ -158,46 +218,30 @@ def merge_entitlements(
             params,
         )
         counts.identities_created = cursor.rowcount
-        if staged >= BIG_LOAD_ROWS:
-            # Statistics lag behind bulk loads; planned on stale numbers, the joins below become nested
-            # loops over a million rows. Fresh statistics and hash joins keep them linear.
-            cursor.execute(f"ANALYZE {IDENTITY}, {ENTITLEMENT}")
+        if big:
+            # Hash joins keep the joins below linear over a million rows, whatever the statistics of
+            # freshly loaded tables say.
             cursor.execute("SET LOCAL enable_nestloop = off")
+        elif counts.identities_created >= ANALYZE_AFTER_ROWS:
+            cursor.execute(f"ANALYZE {IDENTITY}")
 
         cursor.execute(
             f"SELECT EXISTS (SELECT 1 FROM {ENTITLEMENT} WHERE organization_id = %s AND application_id = ANY(%s))",
             [organization.pk, counts.application_ids],
         )
         if not cursor.fetchone()[0]:
-            # First load of these applications: nothing to match, update or remove.
-            findings = findings_sql(role="s.role", last_used="s.last_used", status="i.status")
-            bulk = staged >= BIG_LOAD_ROWS and _replica_mode(cursor)
-            if bulk:
-                _lock_parents(
-                    cursor,
-                    organization,
-                    application_ids="SELECT DISTINCT application_id FROM inv_stage",
-                    identity_ids=f"SELECT i.id FROM {IDENTITY} i WHERE i.organization_id = {int(organization.pk)} "
-                    "AND i.email IN (SELECT DISTINCT email FROM inv_stage)",
-                )
-            cursor.execute(
-                f"""
-                INSERT INTO {ENTITLEMENT} (organization_id, identity_id, application_id, role, last_used, source,
-                    first_seen, last_seen, present, removed_at, removed_by_run_id, {", ".join(FINDING_COLUMNS)})
-                SELECT %(org)s, i.id, a.id, s.role, s.last_used, %(source)s, %(now)s, %(now)s, true, NULL, NULL,
-                       {findings}
-                FROM inv_stage s
-                JOIN {APPLICATION} a ON a.id = s.application_id AND a.organization_id = %(org)s
-                JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
-                """,
-                params,
+            counts.created = _insert_first_load(
+                cursor, organization, params, big=big, application_ids=counts.application_ids
             )
-            counts.created = cursor.rowcount
-            if bulk:
-                cursor.execute("SET LOCAL session_replication_role = DEFAULT")
-            counts.unchanged = staged - counts.created
+            counts.unchanged = staged.rows - counts.created
             return counts
 
+        cursor.execute("ANALYZE inv_stage")
+        _raise_duplicates(cursor)
+        if big:
+            # Statistics lag behind bulk loads; planned on stale numbers, the joins below misjudge
+            # how many grants match.
+            cursor.execute(f"ANALYZE {IDENTITY}, {ENTITLEMENT}")
         # One pass resolves every staged row: its identity, the grant it matches (if any) and
         # whether that grant changes. The writes below are then plain joins on ids, and a fresh
         # load is a straight INSERT with no per-row conflict handling.
@@ -248,7 +292,7 @@ def merge_entitlements(
             params,
         )
         counts.updated = cursor.rowcount
-        bulk = staged >= BIG_LOAD_ROWS and _without_row_foreign_key_checks(cursor, organization)
+        bulk = big and _without_row_foreign_key_checks(cursor, organization)
         cursor.execute(
             f"""
             INSERT INTO {ENTITLEMENT} (organization_id, identity_id, application_id, role, last_used, source,
@@ -262,8 +306,54 @@ def merge_entitlements(
         counts.created = cursor.rowcount
         if bulk:
             cursor.execute("SET LOCAL session_replication_role = DEFAULT")
-        counts.unchanged = staged - counts.created - counts.updated
+        counts.unchanged = staged.rows - counts.created - counts.updated
     return counts
+
+
+def _insert_first_load(
+    cursor, organization, params: dict[str, Any], *, big: bool, application_ids: list[int]
+) -> int:
+    """First load of these applications: nothing to match, update or remove, so one INSERT.
+    Returns the number of grants created.
+
+    Rows go in sorted by the unique key, so each index grows at a few points instead of at random
+    places. A repeated key in the file is caught by the unique index; the savepoint rolls that back
+    and the duplicates are listed by row.
+    """
+    findings = findings_sql(role="s.role", last_used="s.last_used", status="i.status")
+    bulk = big and _replica_mode(cursor)
+    if bulk:
+        _lock_parents(
+            cursor,
+            organization,
+            application_ids=", ".join(str(int(pk)) for pk in application_ids),
+            identity_ids=f"SELECT i.id FROM {IDENTITY} i WHERE i.organization_id = {int(organization.pk)} "
+            "AND i.email IN (SELECT DISTINCT email FROM inv_stage)",
+        )
+    try:
+        with transaction.atomic():
+            cursor.execute(
+                f"""
+                INSERT INTO {ENTITLEMENT} (organization_id, identity_id, application_id, role, last_used, source,
+                    first_seen, last_seen, present, removed_at, removed_by_run_id, {", ".join(FINDING_COLUMNS)})
+                SELECT %(org)s, i.id, a.id, s.role, s.last_used, %(source)s, %(now)s, %(now)s, true, NULL, NULL,
+                       {findings}
+                FROM inv_stage s
+                JOIN {APPLICATION} a ON a.id = s.application_id AND a.organization_id = %(org)s
+                JOIN {IDENTITY} i ON i.organization_id = %(org)s AND i.email = s.email
+                ORDER BY s.application_id, i.id, s.role
+                """,
+                params,
+            )
+    except IntegrityError as exc:
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != UNIQUE_GRANT:
+            raise
+        _raise_duplicates(cursor)
+        raise
+    created = cursor.rowcount
+    if bulk:
+        cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+    return created
 
 
 def _replica_mode(cursor) -> bool:
@@ -299,7 +389,8 @@ def _without_row_foreign_key_checks(cursor, organization) -> bool:
 
 
 def _lock_parents(cursor, organization, *, application_ids: str, identity_ids: str) -> None:
-    """Take, once per referenced row, the lock each skipped foreign key check would have taken."""
+    """Take, once per referenced row, the lock each skipped foreign key check would have taken.
+    The ids are given as SQL: a subquery, or a list of integers written out."""
     cursor.execute(f"SELECT id FROM {ORGANIZATION} WHERE id = %s FOR KEY SHARE", [organization.pk])
     for table, ids in ((APPLICATION, application_ids), (IDENTITY, identity_ids)):
         cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} p WHERE p.id IN ({ids}) FOR KEY SHARE) locked")
@@ -335,6 +426,7 @@ def stage_identities(rows: Iterator[tuple[Any, ...]], *, organization) -> list[R
             rows,
         )
         cursor.execute("ANALYZE inv_stage")
+        _hash_joins_for_big_stage(cursor)
         errors = _duplicates(cursor, "email", "email", lambda r: r[0])
         cursor.execute(
             f"""
@@ -353,14 +445,26 @@ def stage_identities(rows: Iterator[tuple[Any, ...]], *, organization) -> list[R
     return errors
 
 
+def _hash_joins_for_big_stage(cursor) -> int:
+    """Count the staged rows; from BIG_LOAD_ROWS on, this transaction's joins avoid nested loops.
+
+    Statistics taken before a load can say a table is empty (a new database's are), and a nested
+    loop planned on them rescans the growing table once per staged row: minutes for 50,000 people.
+    """
+    cursor.execute("SELECT count(*) FROM inv_stage")
+    staged = cursor.fetchone()[0]
+    if staged >= BIG_LOAD_ROWS:
+        cursor.execute("SET LOCAL enable_nestloop = off")
+    return staged
+
+
 def merge_identities(*, organization, now: datetime) -> MergeCounts:
     """Upsert staged identities by e-mail. A NULL staged title means the file has no title column:
     the stored title is kept."""
     counts = MergeCounts()
     params = {"org": organization.pk, "now": now}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM inv_stage")
-        staged = cursor.fetchone()[0]
+        staged = _hash_joins_for_big_stage(cursor)
         # Counted before writing: "changed" compares every column the file carries, the manager by e-mail.
         cursor.execute(
             f"""
@@ -395,10 +499,12 @@ def merge_identities(*, organization, now: datetime) -> MergeCounts:
             SELECT %(org)s, s.email, s.name, s.department, COALESCE(s.title, ''), s.kind, s.status, '{{}}'::jsonb,
                    %(now)s, %(now)s
             FROM inv_stage s
-            WHERE NOT EXISTS (SELECT 1 FROM {IDENTITY} i WHERE i.organization_id = %(org)s AND i.email = s.email)
+            ON CONFLICT (organization_id, email) DO NOTHING
             """,
             params,
         )
+        if cursor.rowcount >= ANALYZE_AFTER_ROWS:
+            cursor.execute(f"ANALYZE {IDENTITY}")
         # Managers are linked once every identity of the file exists, so order in the file does not matter.
         cursor.execute(
             f"""
@@ -537,11 +643,14 @@ def upsert_scim_identities(
                    CASE WHEN s.active THEN 'unknown' ELSE 'terminated' END,
                    jsonb_build_object(%(key)s::text, s.scim_id), %(now)s, %(now)s
             FROM {users}
-            WHERE NOT EXISTS (SELECT 1 FROM {IDENTITY} i WHERE i.organization_id = %(org)s AND i.email = s.email)
+            ON CONFLICT (organization_id, email) DO NOTHING
             """,
             params,
         )
-        return cursor.rowcount, changed
+        created = cursor.rowcount
+        if created >= ANALYZE_AFTER_ROWS:
+            cursor.execute(f"ANALYZE {IDENTITY}")
+        return created, changed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
-from .csv_import import MAX_ERRORS, RowError
+from .csv_import import MAX_ERRORS, ImportValidationError, RowError
 from .models import Application, Entitlement, Identity, IdentityStatus
-from .staging import FINDING_COLUMNS, MergeCounts
+from .staging import FINDING_COLUMNS, MergeCounts, StagedEntitlements
 
 BATCH = 1000
 _local = threading.local()
@@ -73,19 +73,33 @@ def prepare_session(organization) -> None:
 # Entitlements -------------------------------------------------------------------------------------
 
 
-def stage_entitlements(rows: Iterator[tuple[Any, ...]]) -> list[RowError]:
+def stage_entitlements(rows: Iterator[tuple[Any, ...]]) -> StagedEntitlements:
     staged = list(rows)
     _set_stage(staged)
-    return _duplicates(staged, lambda r: (r[1], r[2], r[3]), "role", lambda r: f"{r[2]} / {r[3]}")
+    return StagedEntitlements(rows=len(staged), application_ids=sorted({r[1] for r in staged}))
+
+
+def entitlement_duplicates() -> list[RowError]:
+    return _duplicates(_stage(), lambda r: (r[1], r[2], r[3]), "role", lambda r: f"{r[2]} / {r[3]}")
 
 
 def merge_entitlements(
-    *, organization, now: datetime, replace: bool, source: str, run_id: int, keep_last_used: bool = False
+    *,
+    organization,
+    staged: StagedEntitlements,
+    now: datetime,
+    replace: bool,
+    source: str,
+    run_id: int,
+    keep_last_used: bool = False,
 ) -> MergeCounts:
-    staged = _stage()
+    duplicates = entitlement_duplicates()
+    if duplicates:
+        raise ImportValidationError(duplicates)
+    rows = _stage()
     counts = MergeCounts()
-    counts.application_ids = sorted({r[1] for r in staged})
-    emails = sorted({r[2] for r in staged})
+    counts.application_ids = list(staged.application_ids)
+    emails = sorted({r[2] for r in rows})
     known = dict(Identity.objects.filter(email__in=emails).values_list("email", "id")) if emails else {}
     missing = [e for e in emails if e not in known]
     Identity.objects.bulk_create(
@@ -105,7 +119,7 @@ def merge_entitlements(
     }
     seen: set[int] = set()
     to_create, to_update = [], []
-    for _row, app_id, email, role, last_used in staged:
+    for _row, app_id, email, role, last_used in rows:
         identity_id = known[email]
         new_used = _as_datetime(last_used)
         current = existing.get((app_id, identity_id, role))
@@ -144,7 +158,7 @@ def merge_entitlements(
     )
     Entitlement.objects.bulk_create(to_create, batch_size=BATCH)
     counts.updated, counts.created = len(to_update), len(to_create)
-    counts.unchanged = len(staged) - counts.created - counts.updated
+    counts.unchanged = len(rows) - counts.created - counts.updated
     return counts
 
 

@@ -182,6 +182,45 @@ def test_bad_file_lists_the_problem_and_writes_nothing(org, inventory, run_impor
     assert snapshot(org) == before
 
 
+@pytest.mark.parametrize("big_load", [False, True], ids=["small", "big-load path"])
+def test_duplicate_rows_in_a_first_load_are_listed_and_nothing_is_written(org, inventory, run_import, monkeypatch, big_load):
+    # No grant of Dropbox exists yet, so this is a first load: the unique index catches the repeat.
+    if big_load:
+        monkeypatch.setattr("entitlements.staging.BIG_LOAD_ROWS", 1)
+    before = snapshot(org)
+    text = ENT_HEADER + "Dropbox,ann@acme.test,editor,\nDropbox,new@acme.test,viewer,\nDropbox,ANN@acme.test,editor,\n"
+
+    with pytest.raises(ImportValidationError) as excinfo:
+        run_import("entitlements", text)
+
+    assert [(e.row, e.column, e.message) for e in excinfo.value.errors] == [
+        (4, "role", "duplicate of row 2 (ann@acme.test / editor)")
+    ]
+    assert snapshot(org) == before
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW session_replication_role")
+        assert cursor.fetchone()[0] == "origin"
+
+
+def test_duplicates_are_listed_with_the_other_problems_of_the_file(org, inventory, run_import):
+    with pytest.raises(ImportValidationError) as excinfo:
+        run_import("entitlements", ENT_HEADER + "Dropbox,ann@acme.test,editor,\nDropbox,x,editor,\nDropbox,ann@acme.test,editor,\n")
+
+    assert [(e.row, e.column) for e in excinfo.value.errors] == [(3, "identity_email"), (4, "role")]
+    assert excinfo.value.total == 2
+
+
+def test_values_copy_must_escape_arrive_unchanged(org, inventory, run_import):
+    roles = ["back\\slash", "tab\there", "two\nlines", "carriage\rreturn", "plain"]
+    body = "".join(f'Dropbox,ann@acme.test,"{role}",\n' for role in roles)
+    run = run_import("entitlements", ENT_HEADER + body)
+
+    assert run.created == len(roles)
+    assert sorted(role for (_app, _email, role) in grants(org)) == sorted(roles)
+
+
 def test_over_size_limit_writes_nothing(org, inventory, run_import, settings):
     settings.IMPORT_MAX_BYTES = 60
     before = snapshot(org)
