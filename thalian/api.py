@@ -15,7 +15,16 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from . import selectors, services, tenancy
-from .models import PLAN_REQUIRED_MESSAGE, ApiToken, AuditEvent, Invitation, Membership
+from .models import (
+    PLAN_REQUIRED_MESSAGE,
+    ApiToken,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Organization,
+    Plan,
+    TicketTrigger,
+)
 from .permissions import ROLE_CHOICES, Perm, Role, has_perm, perms_for
 
 
@@ -320,6 +329,56 @@ class MemberDetailView(OrgAPIView):
                 raise exceptions.PermissionDenied(" ".join(exc.messages)) from None
             raise _as_api_error(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrganizationSettingsSerializer(serializers.ModelSerializer):
+    plan = serializers.ChoiceField(choices=Plan.choices)
+    dormant_days = serializers.IntegerField(min_value=1, max_value=3650)
+    freshness_days = serializers.IntegerField(min_value=1, max_value=3650)
+    privileged_patterns = serializers.ListField(
+        child=serializers.CharField(max_length=100, allow_blank=True), max_length=100, allow_empty=True
+    )
+    ticket_trigger = serializers.ChoiceField(choices=TicketTrigger.choices)
+
+    class Meta:
+        model = Organization
+        fields = ["slug", "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger"]
+        read_only_fields = ["slug"]
+
+    def validate_privileged_patterns(self, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(pattern for pattern in value if pattern))
+
+
+class OrganizationSettingsView(OrgAPIView):
+    """The settings of the organization, as on its settings page: name, plan, findings thresholds
+    (dormant days, privileged patterns), freshness limit and ticket trigger. Super admins only."""
+
+    required_perms = {"GET": Perm.MANAGE_ORGANIZATION, "PATCH": Perm.MANAGE_ORGANIZATION}
+
+    @extend_schema(responses=OrganizationSettingsSerializer, summary="Organization settings", tags=["platform"])
+    def get(self, request, org_slug):
+        return Response(OrganizationSettingsSerializer(request.organization).data)
+
+    @extend_schema(
+        request=OrganizationSettingsSerializer,
+        responses=OrganizationSettingsSerializer,
+        summary="Change organization settings (findings are recomputed when their thresholds change)",
+        tags=["platform"],
+    )
+    def patch(self, request, org_slug):
+        writable = set(OrganizationSettingsSerializer.Meta.fields) - {"slug"}
+        unknown = sorted(set(request.data) - writable)
+        if unknown:
+            raise exceptions.ValidationError(
+                {field: [f"not a setting that can be changed; use {', '.join(sorted(writable))}"] for field in unknown}
+            )
+        ser = OrganizationSettingsSerializer(request.organization, data=request.data, partial=True)
+        ser.is_valid(raise_exception=True)
+        try:
+            org = services.organization_update(actor=request.membership, request=request, **ser.validated_data)
+        except DjangoValidationError as exc:
+            raise _as_api_error(exc) from None
+        return Response(OrganizationSettingsSerializer(org).data)
 
 
 class TokenListView(OrgAPIView):

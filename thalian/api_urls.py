@@ -4,6 +4,7 @@ from . import api
 
 urlpatterns = [
     path("me/", api.MeView.as_view(), name="api_me"),
+    path("settings/", api.OrganizationSettingsView.as_view(), name="api_org_settings"),
     path("members/", api.MemberListView.as_view(), name="api_members"),
     path("members/invitations/", api.InvitationListView.as_view(), name="api_invitations"),
     path("members/invitations/<int:pk>/", api.InvitationDetailView.as_view(), name="api_invitation"),

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+import trustme
 
 from itsm.clients import (
     BaseUrlError,
@@ -55,32 +56,41 @@ class Vendor:
         return build_client(self.kind, base_url=self.base_url, values=values, verify=self.verify, **overrides)
 
 
+FAKES = {"jira": FakeJira, "servicenow": FakeServiceNow, "freshservice": FakeFreshservice, "zendesk": FakeZendesk}
+
+
+def connection_values(kind, fake) -> dict:
+    if kind == "jira":
+        return {"email": fake.email, "api_token": fake.api_token, "project_key": "OPS"}
+    if kind == "servicenow":
+        return {"username": fake.username, "password": fake.password, "assignment_group": "Identity Ops"}
+    if kind == "freshservice":
+        return {"api_key": fake.api_key, "group_id": 42, "priority": 3}
+    return {"email": fake.email, "api_token": fake.api_token, "group_id": 7, "priority": "high", "tags": ["access-review"]}
+
+
 @pytest.fixture(params=KINDS)
 def vendor(request, itsm_http_server, itsm_https_server, itsm_ca_bundle):
     kind = request.param
-    if kind == "jira":
-        fake = FakeJira().install(itsm_http_server)
-        values = {"email": fake.email, "api_token": fake.api_token, "project_key": "OPS"}
-        verify = True
-    elif kind == "servicenow":
-        fake = FakeServiceNow().install(itsm_https_server)
-        values = {"username": fake.username, "password": fake.password, "assignment_group": "Identity Ops"}
-        verify = itsm_ca_bundle
-    elif kind == "freshservice":
-        fake = FakeFreshservice().install(itsm_http_server)
-        values = {"api_key": fake.api_key, "group_id": 42, "priority": 3}
-        verify = True
-    else:
-        fake = FakeZendesk().install(itsm_http_server)
-        values = {
-            "email": fake.email,
-            "api_token": fake.api_token,
-            "group_id": 7,
-            "priority": "high",
-            "tags": ["access-review"],
-        }
-        verify = True
-    return Vendor(kind, fake, fake.base_url, values, verify)
+    # ServiceNow's client insists on https; the others are served over plain http here.
+    tls = kind == "servicenow"
+    fake = FAKES[kind]().install(itsm_https_server if tls else itsm_http_server)
+    return Vendor(kind, fake, fake.base_url, connection_values(kind, fake), itsm_ca_bundle if tls else True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_connection_keeps_its_own_ca_bundle_whatever_requests_ca_bundle_says(
+    kind, itsm_https_server, itsm_ca_bundle, monkeypatch, tmp_path
+):
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other_ca))
+    fake = FAKES[kind]().install(itsm_https_server)
+    assert fake.base_url.startswith("https://127.0.0.1:")
+
+    client = build_client(kind, base_url=fake.base_url, values=connection_values(kind, fake), verify=itsm_ca_bundle)
+
+    assert client.create_ticket(CONTENT).remote_id
 
 
 WRONG_SECRET = {
