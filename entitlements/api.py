@@ -81,6 +81,27 @@ class EntitlementSerializer(serializers.ModelSerializer):
         ]
 
 
+class IdentityGrantSerializer(serializers.ModelSerializer):
+    application = EntitlementApplicationSerializer(read_only=True)
+    findings = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Entitlement
+        fields = ["id", "application", "role", "last_used", "source", "first_seen", "last_seen", "present",
+                  "removed_at", "findings"]
+
+
+class IdentityDetailSerializer(IdentitySerializer):
+    external_ids = serializers.DictField(child=serializers.CharField(), read_only=True)
+    present_count = serializers.IntegerField(source="access.present", read_only=True)
+    removed_count = serializers.IntegerField(source="access.removed", read_only=True)
+    entitlements = IdentityGrantSerializer(source="access.grants", many=True, read_only=True)
+
+    class Meta(IdentitySerializer.Meta):
+        fields = [*IdentitySerializer.Meta.fields, "external_ids", "created_at", "present_count", "removed_count",
+                  "entitlements"]
+
+
 class ImportRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=KINDS)
     mode = serializers.ChoiceField(choices=services.MODES, default="merge")
@@ -183,6 +204,19 @@ class IdentityListAPI(FilteredListAPI):
 
     serializer_class = IdentitySerializer
     selector = staticmethod(selectors.identities_filtered)
+
+
+class IdentityDetailAPI(OrgAPIView):
+    """One identity with its grants, present first then removed (the first 500; the entitlements list
+    filtered by `identity=<e-mail>&include_removed=yes` pages through all of them)."""
+
+    required_perms = {"GET": Perm.VIEW_INVENTORY}
+
+    @extend_schema(responses=IdentityDetailSerializer)
+    def get(self, request, org_slug, pk: int):
+        identity = selectors.identity_for_page(pk)
+        identity.access = selectors.identity_access(identity)
+        return Response(IdentityDetailSerializer(identity).data)
 
 
 class ApplicationListAPI(FilteredListAPI):

@@ -6,6 +6,7 @@ urlpatterns = [
     path("imports/", api.ImportListCreateAPI.as_view(), name="api_import_list"),
     path("imports/<int:pk>/", api.ImportDetailAPI.as_view(), name="api_import_detail"),
     path("identities/", api.IdentityListAPI.as_view(), name="api_identity_list"),
+    path("identities/<int:pk>/", api.IdentityDetailAPI.as_view(), name="api_identity_detail"),
     path("applications/", api.ApplicationListAPI.as_view(), name="api_application_list"),
     path("entitlements/", api.EntitlementListAPI.as_view(), name="api_entitlement_list"),
 ]

@@ -150,6 +150,42 @@ def keyset_page(qs: QuerySet, *, after: str | None, before: str | None, size: in
     return KeysetPage(rows, rows[-1].pk if rows and has_more else None, rows[0].pk if rows and start else None)
 
 
+IDENTITY_ACCESS_LIMIT = 500
+
+
+@dataclass
+class IdentityAccess:
+    """One identity's grants for its page: present first, then removed, each by application and role."""
+
+    grants: list[Entitlement]
+    present: int
+    removed: int
+    reports: list[Identity]
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.grants) < self.present + self.removed
+
+
+def identity_for_page(pk: int) -> Identity:
+    return get_object_or_404(Identity.objects.select_related("manager"), pk=pk)
+
+
+def identity_access(identity: Identity, *, limit: int = IDENTITY_ACCESS_LIMIT) -> IdentityAccess:
+    grants = Entitlement.objects.filter(identity=identity)
+    counts = grants.aggregate(
+        present_count=Count("id", filter=Q(present=True)), removed_count=Count("id", filter=Q(present=False))
+    )
+    return IdentityAccess(
+        grants=list(
+            grants.select_related("application").order_by("-present", "application__name", "role", "id")[:limit]
+        ),
+        present=counts["present_count"],
+        removed=counts["removed_count"],
+        reports=list(Identity.objects.filter(manager=identity).only("id", "email", "name").order_by("name", "email")[:100]),
+    )
+
+
 def application_for_page(pk: int) -> Application:
     return get_object_or_404(Application.objects.select_related("last_sync_run"), pk=pk)
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("inventory/applications/<int:pk>/scim/delete/", views.scim_connector_delete, name="scim_connector_delete"),
     path("inventory/applications/<int:pk>/scim/sync/", views.scim_sync_now, name="scim_sync_now"),
     path("inventory/identities/", views.identity_list, name="identity_list"),
+    path("inventory/identities/<int:pk>/", views.identity_detail, name="identity_detail"),
     path("inventory/entitlements/", views.entitlement_list, name="entitlement_list"),
     path("inventory/imports/", views.import_list, name="import_list"),
     path("inventory/imports/<int:pk>/", views.import_detail, name="import_detail"),

@@ -67,6 +67,16 @@ def identity_list(request):
 
 
 @org_view(Perm.VIEW_INVENTORY)
+def identity_detail(request, pk: int):
+    identity = selectors.identity_for_page(pk)
+    return render(
+        request,
+        "entitlements/identity_detail.html",
+        {"identity": identity, "access": selectors.identity_access(identity)},
+    )
+
+
+@org_view(Perm.VIEW_INVENTORY)
 def application_list(request):
     return _list_page(request, template="entitlements/applications.html", queryset_fn=selectors.applications_filtered)
 

@@ -63,5 +63,10 @@ def test_upload_with_a_row_error_then_fix_and_import(live_server, org, member, i
         page.goto(f"{live_server.url}/o/acme/inventory/identities/?status=terminated")
         assert "bob@acme.test" in page.get_by_role("table").inner_text()
         assert_accessible(page)
+        page.get_by_role("link", name="Bob Baker").click()
+        page.get_by_role("heading", name="Bob Baker").wait_for()
+        access = page.get_by_role("table").inner_text()
+        assert "GitHub" in access and "read" in access and "Terminated" in access
+        assert_accessible(page)
     with scope(org):
         assert Entitlement.objects.filter(application__name="GitHub").count() == 2

@@ -1,7 +1,7 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from entitlements.models import Application, Entitlement, SyncRun
+from entitlements.models import Application, Entitlement, Identity, SyncRun
 from thalian.permissions import Role
 from thalian.tenancy import scope
 
@@ -23,10 +23,13 @@ def github(org, inventory):
 
 
 def page_urls(github, run):
+    with scope(github.organization):
+        ann = Identity.objects.get(email="ann@acme.test")
     return [
         "/o/acme/inventory/applications/",
         f"/o/acme/inventory/applications/{github.pk}/",
         "/o/acme/inventory/identities/",
+        f"/o/acme/inventory/identities/{ann.pk}/",
         "/o/acme/inventory/entitlements/",
         "/o/acme/inventory/imports/",
         f"/o/acme/inventory/imports/{run.pk}/",
