@@ -10,6 +10,7 @@ Everything runs inside the caller's transaction: any error rolls the whole impor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +22,8 @@ from thalian.models import Organization
 
 from .csv_import import MAX_ERRORS, ImportValidationError, RowError, copy_escape, copy_lines
 from .models import Application, Entitlement, Identity
+
+log = logging.getLogger(__name__)
 
 IDENTITY = Identity._meta.db_table
 APPLICATION = Application._meta.db_table
@@ -362,7 +365,14 @@ def _replica_mode(cursor) -> bool:
     try:
         with transaction.atomic():
             cursor.execute("SET LOCAL session_replication_role = replica")
-    except DatabaseError:
+    except DatabaseError as exc:
+        log.warning(
+            "Big inventory import with per-row foreign key checks (about half as fast): the database role may not "
+            "set session_replication_role (%s). Run `GRANT SET ON PARAMETER session_replication_role TO %s;` "
+            "as an administrator (PostgreSQL 15+); see docs/platform.md.",
+            str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__,
+            connection.settings_dict.get("USER") or "<role>",
+        )
         return False
     return True
 

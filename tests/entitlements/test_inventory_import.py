@@ -274,6 +274,43 @@ def test_big_load_path_keeps_integrity_and_restores_trigger_mode(org, inventory,
         assert cursor.fetchone()[0] == 3
 
 
+def test_big_load_by_a_role_that_may_not_skip_triggers_is_correct_and_says_what_to_grant(
+    org, inventory, run_import, monkeypatch, caplog
+):
+    import uuid
+
+    from django.db import connection
+
+    monkeypatch.setattr("entitlements.staging.BIG_LOAD_ROWS", 1)
+    role = f"thalian_app_{uuid.uuid4().hex[:12]}"
+    with connection.cursor() as cursor:
+        # Rolled back with the test's transaction, like every grant below.
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        cursor.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        cursor.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        cursor.execute(f"GRANT TEMPORARY ON DATABASE {connection.settings_dict['NAME']} TO {role}")
+        # The fixture's imports left their staging table (dropped at commit, which a test never reaches).
+        cursor.execute("DROP TABLE IF EXISTS inv_stage")
+        cursor.execute(f"SET LOCAL ROLE {role}")
+
+    first = run_import("entitlements", ENT_HEADER + "GitHub,ann@acme.test,admin,\nDropbox,new@acme.test,editor,\n")
+    merged = run_import(
+        "entitlements", ENT_HEADER + "GitHub,ann@acme.test,admin,2026-11-01\nGitHub,other@acme.test,read,\n", mode="replace"
+    )
+
+    assert (first.created, first.identities_created) == (2, 1)
+    assert (merged.created, merged.updated) == (1, 1)
+    assert "GRANT SET ON PARAMETER session_replication_role" in caplog.text
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW session_replication_role")
+        assert cursor.fetchone()[0] == "origin"
+        cursor.execute("RESET ROLE")
+    assert set(grants(org)) == {
+        ("GitHub", "ann@acme.test", "admin"), ("Dropbox", "new@acme.test", "editor"), ("GitHub", "other@acme.test", "read")
+    }
+
+
 def test_findings_follow_a_settings_change(org, inventory, run_import):
     from entitlements.tasks import findings_refresh_task
 
