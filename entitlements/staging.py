@@ -186,9 +186,8 @@ def entitlement_duplicates() -> list[RowError]:
         return _duplicates(cursor, "application_id, email, role", "role", lambda r: f"{r[1]} / {r[2]}")
 
 
-def _raise_duplicates(cursor) -> None:
-    errors = _duplicates(cursor, "application_id, email, role", "role", lambda r: f"{r[1]} / {r[2]}")
-    if errors:
+def _raise_duplicates() -> None:
+    if errors := entitlement_duplicates():
         raise ImportValidationError(errors)
 
 
@@ -240,7 +239,7 @@ def merge_entitlements(
             return counts
 
         cursor.execute("ANALYZE inv_stage")
-        _raise_duplicates(cursor)
+        _raise_duplicates()
         if big:
             # Statistics lag behind bulk loads; planned on stale numbers, the joins below misjudge
             # how many grants match.
@@ -351,7 +350,7 @@ def _insert_first_load(
     except IntegrityError as exc:
         if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) != UNIQUE_GRANT:
             raise
-        _raise_duplicates(cursor)
+        _raise_duplicates()
         raise
     created = cursor.rowcount
     if bulk:
