@@ -81,14 +81,13 @@ class EntitlementSerializer(serializers.ModelSerializer):
         ]
 
 
-class IdentityGrantSerializer(serializers.ModelSerializer):
-    application = EntitlementApplicationSerializer(read_only=True)
-    findings = serializers.ListField(child=serializers.CharField(), read_only=True)
+class IdentityGrantSerializer(EntitlementSerializer):
+    """A grant listed under its identity: the entitlement without the identity again."""
 
-    class Meta:
-        model = Entitlement
-        fields = ["id", "application", "role", "last_used", "source", "first_seen", "last_seen", "present",
-                  "removed_at", "findings"]
+    identity = None
+
+    class Meta(EntitlementSerializer.Meta):
+        fields = [name for name in EntitlementSerializer.Meta.fields if name != "identity"]
 
 
 class IdentityDetailSerializer(IdentitySerializer):

@@ -205,7 +205,6 @@ def merge_entitlements(
     the caller's transaction keeps, when staged rows repeat a key."""
     counts = MergeCounts(application_ids=list(staged.application_ids))
     params = {"org": organization.pk, "now": now, "source": source, "run": run_id, **findings_params(organization, now)}
-    big = staged.rows >= BIG_LOAD_ROWS
     with connection.cursor() as cursor:
         # Accounts of people the inventory does not know become identities of unknown status,
         # so orphaned access shows up as a finding instead of being dropped.
@@ -220,12 +219,9 @@ def merge_entitlements(
             params,
         )
         counts.identities_created = cursor.rowcount
-        if big:
-            # Hash joins keep the joins below linear over a million rows, whatever the statistics of
-            # freshly loaded tables say.
-            cursor.execute("SET LOCAL enable_nestloop = off")
-        elif counts.identities_created >= ANALYZE_AFTER_ROWS:
-            cursor.execute(f"ANALYZE {IDENTITY}")
+        big = _hash_joins_for_big_loads(cursor, staged.rows)
+        if not big:
+            _identity_statistics_after(cursor, counts.identities_created)
 
         cursor.execute(
             f"SELECT EXISTS (SELECT 1 FROM {ENTITLEMENT} WHERE organization_id = %s AND application_id = ANY(%s))",
@@ -454,17 +450,31 @@ def stage_identities(rows: Iterator[tuple[Any, ...]], *, organization) -> list[R
     return errors
 
 
-def _hash_joins_for_big_stage(cursor) -> int:
-    """Count the staged rows; from BIG_LOAD_ROWS on, this transaction's joins avoid nested loops.
+def _hash_joins_for_big_loads(cursor, rows: int) -> bool:
+    """From BIG_LOAD_ROWS staged rows on, this transaction's joins avoid nested loops. Returns whether so.
 
     Statistics taken before a load can say a table is empty (a new database's are), and a nested
     loop planned on them rescans the growing table once per staged row: minutes for 50,000 people.
     """
+    if rows < BIG_LOAD_ROWS:
+        return False
+    cursor.execute("SET LOCAL enable_nestloop = off")
+    return True
+
+
+def _hash_joins_for_big_stage(cursor) -> int:
+    """Count the staged rows and plan for them (_hash_joins_for_big_loads)."""
     cursor.execute("SELECT count(*) FROM inv_stage")
     staged = cursor.fetchone()[0]
-    if staged >= BIG_LOAD_ROWS:
-        cursor.execute("SET LOCAL enable_nestloop = off")
+    _hash_joins_for_big_loads(cursor, staged)
     return staged
+
+
+def _identity_statistics_after(cursor, added: int) -> None:
+    """Refresh the identities' statistics once a transaction has added ANALYZE_AFTER_ROWS of them, so the
+    joins that follow are not planned for the table as it was."""
+    if added >= ANALYZE_AFTER_ROWS:
+        cursor.execute(f"ANALYZE {IDENTITY}")
 
 
 def merge_identities(*, organization, now: datetime) -> MergeCounts:
@@ -512,8 +522,7 @@ def merge_identities(*, organization, now: datetime) -> MergeCounts:
             """,
             params,
         )
-        if cursor.rowcount >= ANALYZE_AFTER_ROWS:
-            cursor.execute(f"ANALYZE {IDENTITY}")
+        _identity_statistics_after(cursor, cursor.rowcount)
         # Managers are linked once every identity of the file exists, so order in the file does not matter.
         cursor.execute(
             f"""
@@ -657,8 +666,7 @@ def upsert_scim_identities(
             params,
         )
         created = cursor.rowcount
-        if created >= ANALYZE_AFTER_ROWS:
-            cursor.execute(f"ANALYZE {IDENTITY}")
+        _identity_statistics_after(cursor, created)
         return created, changed
 
 
