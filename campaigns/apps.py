@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class CampaignsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "campaigns"
+
+    def ready(self) -> None:
+        from thalian.apps import periodic_tasks_add
+
+        from . import receivers
+        from .beat import SCHEDULE
+
+        receivers.register()
+        periodic_tasks_add(SCHEDULE)

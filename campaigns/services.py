@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from entitlements.models import Application, Entitlement, Identity, IdentityKind
 from thalian.audit import audit_record
+from thalian.events import CampaignCancelled, CampaignCompleted, CampaignLaunched, ItemsReassigned, publish
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
@@ -276,26 +277,7 @@ def _require(actor: Membership, perm: Perm) -> None:
         raise PermissionDenied(f"Your role ({actor.role}) does not allow this.")
 
 
-# ---------------------------------------------------------------------------------------------
-# Notification and ticketing hooks
-
-
-HOOK_MODULES = ("notifications.services", "itsm.services")
-
-
-def _on_commit_hooks(function_name: str, **kwargs) -> None:
-    """After the transaction commits, call `function_name(**kwargs)` in the notification and ticketing areas
-    that provide it."""
-    for module_name in HOOK_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        function = getattr(module, function_name, None)
-        if function is not None:
-            transaction.on_commit(lambda f=function: f(**kwargs))
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,7 +470,7 @@ def campaign_launch(
                 system=actor is None,
                 details={"reason": reason, "stale_applications": campaign.stale_applications},
             )
-        cache.set(launch_progress_key(campaign.pk), 0, timeout=24 * 3600)
+        _launch_progress_set(campaign.pk, 0)
         transaction.on_commit(
             lambda: campaign_snapshot_task.delay(organization_id=campaign.organization_id,
                                                  campaign_id=str(campaign.pk))
@@ -500,12 +482,24 @@ def launch_progress_key(campaign_id) -> str:
     return f"campaign-launch-progress:{campaign_id}"
 
 
+def _launch_progress_set(campaign_id, percent: int, *, timeout: int = 24 * 3600) -> None:
+    """Progress is a courtesy to the page that polls it: a cache that is down (Redis restarting) must never
+    abort the launch or its snapshot transaction."""
+    try:
+        cache.set(launch_progress_key(campaign_id), percent, timeout=timeout)
+    except Exception:  # noqa: BLE001 - any cache failure; the campaign row still has launch_progress
+        logger.warning("could not record launch progress of campaign %s", campaign_id, exc_info=True)
+
+
 def campaign_launch_progress(*, campaign: Campaign) -> int:
     """Percent of the snapshot taken. The snapshot commits as one transaction, so the figure travels
     through the cache, which other connections can read while it runs."""
     if campaign.status != CampaignStatus.LAUNCHING:
         return 100 if campaign.snapshot_at else campaign.launch_progress
-    value = cache.get(launch_progress_key(campaign.pk))
+    try:
+        value = cache.get(launch_progress_key(campaign.pk))
+    except Exception:  # noqa: BLE001 - cache down: fall back to the figure on the row
+        value = None
     return int(value) if value is not None else campaign.launch_progress
 
 
@@ -713,7 +707,7 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                     count += cursor.rowcount
                     start = end
                     percent = min(99, int((end - lo + 1) * 100 / span))
-                    cache.set(launch_progress_key(campaign.pk), percent, timeout=24 * 3600)
+                    _launch_progress_set(campaign.pk, percent)
                     if on_progress is not None:
                         on_progress(percent)
         if count == 0:
@@ -736,8 +730,8 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                 "stale_applications": [s["name"] for s in campaign.stale_applications],
             },
         )
-        _on_commit_hooks("notify_campaign_launched", campaign_id=campaign.pk)
-    cache.set(launch_progress_key(campaign.pk), 100, timeout=3600)
+        publish(CampaignLaunched(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
+    _launch_progress_set(campaign.pk, 100, timeout=3600)
     return count
 
 
@@ -759,7 +753,10 @@ def campaign_launch_failed(*, campaign_id, error: str) -> None:
             system=True,
             details={"error": error[:500]},
         )
-    cache.delete(launch_progress_key(campaign_id))
+    try:
+        cache.delete(launch_progress_key(campaign_id))
+    except Exception:  # noqa: BLE001 - the entry expires by itself
+        logger.warning("could not clear launch progress of campaign %s", campaign_id, exc_info=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -793,7 +790,7 @@ def campaign_cancel(*, campaign: Campaign, actor: Membership, reason: str, reque
         target=campaign,
         details={"reason": reason, "previous_status": previous},
     )
-    _on_commit_hooks("notify_campaign_cancelled", campaign_id=campaign.pk)
+    publish(CampaignCancelled(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     return campaign
 
 
@@ -832,8 +829,7 @@ def campaign_close(*, campaign: Campaign, actor: Membership, request=None) -> Ca
         target=campaign,
         details={"how": "closed"},
     )
-    _on_commit_hooks("notify_campaign_closed", campaign_id=campaign.pk)
-    _on_commit_hooks("notify_campaign_completed", campaign_id=campaign.pk)
+    publish(CampaignCompleted(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     return campaign
 
 
@@ -857,7 +853,7 @@ def campaign_complete_if_done(*, campaign: Campaign) -> bool:
             system=True,
             details={"how": "all items decided and signed off"},
         )
-        _on_commit_hooks("notify_campaign_completed", campaign_id=campaign.pk)
+        publish(CampaignCompleted(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     campaign.refresh_from_db()
     return True
 
@@ -919,5 +915,13 @@ def items_reassign(
         target=campaign,
         details={"from": source, "to": to_email, "count": moved, "skipped_self_review": skipped, "reason": reason},
     )
-    _on_commit_hooks("notify_items_reassigned", campaign_id=campaign.pk, reviewer_id=to_reviewer.pk, count=moved)
+    if moved:
+        publish(
+            ItemsReassigned(
+                organization_id=campaign.organization_id,
+                campaign_id=str(campaign.pk),
+                reviewer_id=to_reviewer.pk,
+                count=moved,
+            )
+        )
     return ReassignResult(reassigned=moved, skipped_self_review=skipped)

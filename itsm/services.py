@@ -4,7 +4,6 @@ verification of removal against imported data."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import logging
 import random
@@ -22,8 +21,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Decision, RemediationStatus, ReviewItem
+from campaigns.remediation import (
+    lock_campaigns_of_items,
+    review_items_remediation_open,
+    review_items_remediation_verify,
+    review_items_ticket_record,
+)
 from entitlements.models import Application, Entitlement
 from thalian.audit import audit_record
+from thalian.events import RemediationOutcome, TicketFailed, publish
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
 from thalian.tenancy import assert_same_organization, scope
 
@@ -475,13 +481,13 @@ def ticket_content(item: ReviewItem) -> TicketContent:
 
 
 def _set_item_ticket(ticket: Ticket) -> None:
-    fields: dict[str, Any] = {
-        "ticket_key": ticket.key,
-        "ticket_url": ticket.url,
-        "ticket_status": ITEM_TICKET_STATUS[TicketState(ticket.state)],
-        "ticket_error": ticket.error,
-    }
-    ReviewItem.objects.filter(pk=ticket.item_id).update(**fields)
+    review_items_ticket_record(
+        item_ids=[ticket.item_id],
+        status=ITEM_TICKET_STATUS[TicketState(ticket.state)],
+        key=ticket.key,
+        url=ticket.url,
+        error=ticket.error,
+    )
 
 
 # Tickets are handed to workers in batches: fewer broker messages for a bulk decision of thousands of
@@ -497,28 +503,6 @@ def _on_commit_send(send) -> None:
             logger.warning("could not enqueue ITSM work; the periodic sweep will pick it up", exc_info=True)
 
     transaction.on_commit(safe_send)
-
-
-def _notify_on_commit(function_name: str, **kwargs) -> None:
-    """After commit, hand an event to the notifications area. A notification problem is logged; it never
-    undoes or blocks remediation work."""
-    try:
-        module = importlib.import_module("notifications.services")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("notifications", "notifications.services"):
-            return
-        raise
-    function = getattr(module, function_name, None)
-    if function is None:
-        return
-
-    def call():
-        try:
-            function(**kwargs)
-        except Exception:
-            logger.exception("could not send the %s notification", function_name)
-
-    transaction.on_commit(call)
 
 
 def campaign_remediation_url(*, organization_slug: str, campaign_id) -> str:
@@ -577,15 +561,13 @@ def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> di
         return result
     organization = Organization.objects.get(pk=organization_id)
     with scope(organization), transaction.atomic():
+        # Campaigns first, then items and tickets: the order decision writers use, so the two never deadlock;
+        # it also makes concurrent calls for one campaign take turns, each reading the decisions as they are.
+        lock_campaigns_of_items(item_ids)
         has_connection = ItsmConnection.objects.exists()
         revoked = ReviewItem.objects.filter(pk__in=item_ids, decision=Decision.REVOKE)
         # Removal is then verified by the next import of the application.
-        revoked.filter(remediation_status=RemediationStatus.NONE).update(
-            remediation_status=RemediationStatus.PENDING
-        )
-        ReviewItem.objects.filter(pk__in=item_ids).exclude(decision=Decision.REVOKE).exclude(
-            remediation_status=RemediationStatus.NONE
-        ).update(remediation_status=RemediationStatus.NONE, remediation_checked_at=None)
+        review_items_remediation_open(item_ids=item_ids)
 
         if has_connection:
             due = revoked.filter(itsm_ticket__isnull=True)
@@ -611,28 +593,31 @@ def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> di
                 # A concurrent call may have created some: the one-to-one column keeps one per item.
                 ignore_conflicts=True,
             )
-            ReviewItem.objects.filter(
-                pk__in=[pk for pk, _c, _a in rows], itsm_ticket__state=TicketState.PENDING
-            ).update(ticket_status="pending", ticket_error="", ticket_key="", ticket_url="")
             # ignore_conflicts leaves primary keys unset: read back the pending tickets of these items.
-            queued = list(
+            pending = list(
                 Ticket.objects.filter(
                     item_id__in=[pk for pk, _c, _a in rows], state=TicketState.PENDING
-                ).values_list("pk", flat=True)
+                ).values_list("pk", "item_id")
             )
+            queued = [pk for pk, _item in pending]
+            review_items_ticket_record(item_ids=[item for _pk, item in pending], status="pending")
             result["queued"] = len(queued)
             _enqueue_open(organization_id, queued)
 
         # Revoke changed to approve / exception.
         withdrawn = Ticket.objects.filter(item_id__in=item_ids).exclude(item__decision=Decision.REVOKE)
-        not_sent = withdrawn.filter(state__in=[TicketState.PENDING, TicketState.FAILED])
-        cancelled_items = list(not_sent.values_list("item_id", flat=True))
-        if cancelled_items:
-            not_sent.delete()
-            ReviewItem.objects.filter(pk__in=cancelled_items).update(
-                ticket_status="", ticket_error="", ticket_key="", ticket_url=""
-            )
-            result["cancelled"] = len(cancelled_items)
+        # Locked before they are deleted: a worker's claim (pending -> opening) waits for this transaction and
+        # then finds nothing, and a ticket a worker claimed first is not matched here (its opening is followed
+        # by a withdrawal comment instead).
+        not_sent = list(
+            withdrawn.filter(state__in=[TicketState.PENDING, TicketState.FAILED])
+            .select_for_update(of=("self",))
+            .values_list("pk", "item_id")
+        )
+        if not_sent:
+            Ticket.objects.filter(pk__in=[pk for pk, _item in not_sent]).delete()
+            review_items_ticket_record(item_ids=[item for _pk, item in not_sent], status="")
+            result["cancelled"] = len(not_sent)
         now = timezone.now()
         withdrawals = [
             TicketComment(organization_id=organization_id, ticket=ticket, body=_withdrawal_text(ticket.item))
@@ -770,18 +755,19 @@ def _fail(ticket: Ticket, message: str) -> str:
             target_id=str(ticket.pk),
         ).count()
         item = ticket.item
-        _notify_on_commit(
-            "notify_ticket_failed",
-            ticket_id=ticket.pk,
-            organization_id=ticket.organization_id,
-            campaign_id=ticket.campaign_id,
-            application=item.application_name,
-            identity=item.identity_email,
-            error=message,
-            url=campaign_remediation_url(
-                organization_slug=item.organization.slug, campaign_id=ticket.campaign_id
-            ),
-            attempt=failures if failures > 1 else None,
+        publish(
+            TicketFailed(
+                organization_id=ticket.organization_id,
+                ticket_id=ticket.pk,
+                campaign_id=str(ticket.campaign_id),
+                application=item.application_name,
+                identity=item.identity_email,
+                error=message,
+                url=campaign_remediation_url(
+                    organization_slug=item.organization.slug, campaign_id=ticket.campaign_id
+                ),
+                attempt=failures if failures > 1 else None,
+            )
         )
     return "failed"
 
@@ -1020,21 +1006,8 @@ def remediation_verify_for_applications(
         return result
     now = timezone.now()
     with scope(organization_id=organization_id), transaction.atomic():
-        open_items = ReviewItem.objects.filter(
-            application_id__in=application_ids,
-            decision=Decision.REVOKE,
-            remediation_status__in=[RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED],
-        )
-        campaign_ids = list(open_items.order_by().values_list("campaign_id", flat=True).distinct())
-        present = Entitlement.objects.filter(present=True)
-        still_there = open_items.filter(entitlement__in=present)
-        gone = open_items.exclude(entitlement__in=present)
-        # Set-based: two UPDATEs whatever the number of items.
-        result["verified_removed"] = gone.update(
-            remediation_status=RemediationStatus.VERIFIED_REMOVED, remediation_checked_at=now
-        )
-        result["action_required"] = still_there.update(
-            remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
+        campaign_ids, result["verified_removed"], result["action_required"] = review_items_remediation_verify(
+            application_ids=application_ids, present_entitlements=Entitlement.objects.filter(present=True), now=now
         )
         if result["verified_removed"] or result["action_required"]:
             audit_record(
@@ -1091,6 +1064,11 @@ def _remediation_outcomes(*, organization_id: int, campaign_ids: list) -> None:
             details={"outcome": outcome, **counts},
             system=True,
         )
-        _notify_on_commit(
-            "notify_remediation_outcome", campaign_id=campaign_id, outcome=outcome, counts=counts
+        publish(
+            RemediationOutcome(
+                organization_id=organization_id,
+                campaign_id=str(campaign_id),
+                outcome=outcome,
+                counts=[[label, number] for label, number in counts.items()],
+            )
         )

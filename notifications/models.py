@@ -145,6 +145,12 @@ class Notification(TenantModel):
                 name="notification_retry_due",
                 condition=models.Q(status="retrying"),
             ),
+            # ... and at queued rows no worker picked up (the broker was down after their commit).
+            models.Index(
+                fields=["created_at"],
+                name="notification_queued_created",
+                condition=models.Q(status="queued"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,7 +17,7 @@ from campaigns.models import Campaign, CampaignStatus
 from campaigns.selectors import REVIEWER_ROLES
 from thalian.audit import audit_record
 from thalian.models import Membership, Organization
-from thalian.tenancy import assert_same_organization, scope
+from thalian.tenancy import assert_same_organization
 
 from . import selectors
 from .channels import (
@@ -301,7 +301,7 @@ def notifications_create(
     duplicates = sorted({r.recipient for r in rows if r.dedupe_key in existing})
     ids = [str(n.pk) for n in created]
     if ids:
-        transaction.on_commit(partial(_enqueue_deliveries, organization_id, ids))
+        transaction.on_commit(partial(_enqueue_deliveries, organization_id, ids), robust=True)
     return FanOut(created=created, duplicates=duplicates)
 
 
@@ -336,10 +336,16 @@ def _row(
 
 
 def _enqueue_deliveries(organization_id: int, notification_ids: list[str]) -> None:
+    """The fast path after commit. With the broker down it gives up at once (the request must not wait or
+    fail): the rows stay queued and ``notifications_due_for_retry`` hands them over once they are overdue."""
     from .tasks import deliver_notification
 
-    for notification_id in notification_ids:
-        deliver_notification.delay(organization_id, notification_id)
+    try:
+        for notification_id in notification_ids:
+            deliver_notification.apply_async((organization_id, notification_id), retry=False)
+    except Exception:  # noqa: BLE001 - broker unreachable
+        logger.warning("could not enqueue %d notification(s); the retry sweep sends them", len(notification_ids),
+                       exc_info=True)
 
 
 # Delivery ------------------------------------------------------------------------------------------------
@@ -423,15 +429,22 @@ def notification_deliver(*, notification_id: str) -> Notification | None:
     return notification
 
 
+# A queued row older than this was never handed to a worker (the broker was down after its commit).
+QUEUED_GRACE = dt.timedelta(minutes=2)
+
+
 def notifications_due_for_retry(*, now: dt.datetime | None = None) -> list[tuple[int, str]]:
-    """(organization_id, id) of rows whose next attempt is due. Platform code: spans organizations."""
+    """(organization_id, id) of rows whose next attempt is due, and of queued rows no worker picked up.
+    Platform code: spans organizations."""
     now = now or timezone.now()
-    return [
-        (org_id, str(pk))
-        for org_id, pk in Notification.unscoped.filter(status=Status.RETRYING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at")
-        .values_list("organization_id", "id")[:1000]
+    retrying = Notification.unscoped.filter(status=Status.RETRYING, next_attempt_at__lte=now)
+    # Queued rows are claimed on delivery, so handing over one that is also in the broker sends it once.
+    never_sent = Notification.unscoped.filter(status=Status.QUEUED, created_at__lte=now - QUEUED_GRACE)
+    rows = [
+        *retrying.order_by("next_attempt_at").values_list("organization_id", "id")[:1000],
+        *never_sent.order_by("created_at").values_list("organization_id", "id")[:1000],
     ]
+    return [(org_id, str(pk)) for org_id, pk in rows]
 
 
 STUCK_AFTER = dt.timedelta(minutes=15)
@@ -488,34 +501,6 @@ def notify_reviewers_assigned(*, campaign: Campaign) -> None:
 def _organization_of(campaign_id) -> int | None:
     # Hooks run after commit, possibly outside any organization scope: resolve the tenant from the id.
     return Campaign.unscoped.filter(pk=campaign_id).values_list("organization_id", flat=True).first()
-
-
-def notify_campaign_launched(*, campaign_id, **_) -> None:
-    """campaigns hook: the snapshot committed; reviewers are told about their items."""
-    organization_id = _organization_of(campaign_id)
-    if organization_id is None:
-        return
-    notify_event(organization_id=organization_id, event=Event.REVIEW_ASSIGNED, campaign_id=campaign_id)
-    from .scheduling import series_ensure_next
-
-    with scope(organization_id=organization_id):
-        campaign = Campaign.objects.filter(pk=campaign_id).first()
-        if campaign is not None and campaign.recurrence:
-            series_ensure_next(campaign=campaign)
-
-
-def _notify_campaign_event(campaign_id, event: str) -> None:
-    organization_id = _organization_of(campaign_id)
-    if organization_id is not None:
-        notify_event(organization_id=organization_id, event=event, campaign_id=campaign_id)
-
-
-def notify_campaign_cancelled(*, campaign_id, **_) -> None:
-    _notify_campaign_event(campaign_id, Event.CAMPAIGN_CANCELLED)
-
-
-def notify_campaign_completed(*, campaign_id, **_) -> None:
-    _notify_campaign_event(campaign_id, Event.CAMPAIGN_COMPLETED)
 
 
 def notify_items_reassigned(*, campaign_id, reviewer_id: int, count: int = 0, **_) -> None:

@@ -5,7 +5,6 @@ runs tasks eagerly in process and the cache is local memory. Production sets DEB
 ENCRYPTION_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, EMAIL_URL and SITE_URL.
 """
 
-import importlib
 import secrets
 from pathlib import Path
 
@@ -180,14 +179,16 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Each app may declare a plain-dict SCHEDULE in <app>/beat.py; they are merged here.
+# Messages are published from requests (the outbox kick after commit): a broker that is down must cost a
+# request at most a couple of seconds, never a retry loop. What could not be published is in the outbox table.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT}
+# Outbox (thalian/outbox.py): a claim older than this is taken to belong to a dead worker; handled events are
+# deleted after OUTBOX_KEEP_DAYS.
+OUTBOX_STALE_CLAIM_SECONDS = env.int("OUTBOX_STALE_CLAIM_SECONDS", default=300)
+OUTBOX_KEEP_DAYS = env.int("OUTBOX_KEEP_DAYS", default=14)
+# Each app declares a plain-dict SCHEDULE in <app>/beat.py and adds it from its AppConfig.ready().
 CELERY_BEAT_SCHEDULE: dict = {}
-for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications"):
-    try:
-        CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"{_app}.beat").SCHEDULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{_app}.beat":
-            raise
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)

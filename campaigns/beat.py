@@ -1,0 +1,5 @@
+"""Periodic tasks of the campaigns area (added to CELERY_BEAT_SCHEDULE by CampaignsConfig.ready())."""
+
+SCHEDULE = {
+    "campaigns-launch-due": {"task": "campaigns.launch_due", "schedule": 60.0},
+}
