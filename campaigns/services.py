@@ -862,6 +862,37 @@ def campaign_complete_if_done(*, campaign: Campaign) -> bool:
 # Reassignment
 
 
+def review_items_move(
+    *,
+    campaign: Campaign,
+    from_reviewer: Membership | None,
+    to_reviewer: Membership,
+    note: str,
+    only_undecided: bool = False,
+) -> tuple[int, int]:
+    """The one implementation of moving review items between reviewers (an admin's reassignment, an
+    escalation after the due date). Moves the items of ``from_reviewer`` (None: unassigned items) that are not
+    signed off, only the undecided ones with ``only_undecided``, to ``to_reviewer``, except items about
+    ``to_reviewer`` themself: nobody reviews their own access. Locks the campaign first, like decision
+    writers. Returns (moved, skipped because of self-review)."""
+    assert_same_organization(campaign, from_reviewer, to_reviewer)
+    with transaction.atomic():
+        Campaign.objects.select_for_update().filter(pk=campaign.pk).exists()
+        items = ReviewItem.objects.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
+        if from_reviewer is not None:
+            items = items.filter(reviewer=from_reviewer)
+        else:
+            items = items.filter(reviewer__isnull=True)
+        if only_undecided:
+            items = items.filter(decision="")
+        to_email = to_reviewer.user.email.lower()
+        skipped = items.filter(identity_email__iexact=to_email).count()
+        moved = items.exclude(identity_email__iexact=to_email).update(
+            reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300]
+        )
+    return moved, skipped
+
+
 @dataclass
 class ReassignResult:
     reassigned: int
@@ -893,17 +924,14 @@ def items_reassign(
         )
     if from_reviewer is not None and from_reviewer.pk == to_reviewer.pk:
         raise CampaignError("from_reviewer and to_reviewer are the same member", field="to_reviewer")
-    items = ReviewItem.objects.filter(campaign=campaign, signed_off_at__isnull=True)
-    items = items.filter(reviewer=from_reviewer) if from_reviewer is not None else items.filter(reviewer__isnull=True)
     to_email = to_reviewer.user.email.lower()
-    skipped = items.filter(identity_email__iexact=to_email).count()
     source = from_reviewer.user.email if from_reviewer is not None else "unassigned"
     note = f"Reassigned from {source} to {to_email} by {actor.user.email} on {timezone.localdate().isoformat()}"
     reason = (reason or "").strip()
     if reason:
         note += f": {reason}"
-    moved = items.exclude(identity_email__iexact=to_email).update(
-        reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300]
+    moved, skipped = review_items_move(
+        campaign=campaign, from_reviewer=from_reviewer, to_reviewer=to_reviewer, note=note
     )
     if moved == 0 and skipped == 0:
         raise CampaignError(f"{source} has no items that can be reassigned", field="from_reviewer")

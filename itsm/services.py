@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from campaigns.models import Decision, RemediationStatus, ReviewItem
 from campaigns.remediation import (
+    lock_campaigns,
     lock_campaigns_of_items,
     review_items_remediation_open,
     review_items_remediation_verify,
@@ -29,6 +30,7 @@ from campaigns.remediation import (
 )
 from entitlements.models import Application, Entitlement
 from thalian.audit import audit_record
+from thalian.broker import send_quickly
 from thalian.events import RemediationOutcome, TicketFailed, publish
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
 from thalian.tenancy import assert_same_organization, scope
@@ -495,14 +497,9 @@ def _set_item_ticket(ticket: Ticket) -> None:
 ENQUEUE_BATCH = 50
 
 
-def _on_commit_send(send) -> None:
-    def safe_send():
-        try:
-            send()
-        except Exception:  # broker down: the rows stay pending and the periodic sweep sends them
-            logger.warning("could not enqueue ITSM work; the periodic sweep will pick it up", exc_info=True)
-
-    transaction.on_commit(safe_send)
+def _on_commit_send(task, calls: list[tuple]) -> None:
+    """After commit, one quick hand-over; with the broker down the rows stay pending for the periodic sweep."""
+    transaction.on_commit(lambda: send_quickly(task, calls), robust=True)
 
 
 def campaign_remediation_url(*, organization_slug: str, campaign_id) -> str:
@@ -512,23 +509,21 @@ def campaign_remediation_url(*, organization_slug: str, campaign_id) -> str:
 def _enqueue_open(organization_id: int, ticket_ids: list[int]) -> None:
     from .tasks import open_tickets
 
-    def send():
-        for start in range(0, len(ticket_ids), ENQUEUE_BATCH):
-            open_tickets.delay(organization_id, ticket_ids[start : start + ENQUEUE_BATCH])
-
     if ticket_ids:
-        _on_commit_send(send)
+        _on_commit_send(
+            open_tickets,
+            [
+                (organization_id, ticket_ids[start : start + ENQUEUE_BATCH])
+                for start in range(0, len(ticket_ids), ENQUEUE_BATCH)
+            ],
+        )
 
 
 def _enqueue_comments(organization_id: int, comment_ids: list[int]) -> None:
     from .tasks import send_comment
 
-    def send():
-        for comment_id in comment_ids:
-            send_comment.delay(organization_id, comment_id)
-
     if comment_ids:
-        _on_commit_send(send)
+        _on_commit_send(send_comment, [(organization_id, comment_id) for comment_id in comment_ids])
 
 
 def _withdrawal_text(item: ReviewItem) -> str:
@@ -733,6 +728,7 @@ def ticket_open(*, organization_id: int, ticket_id: int) -> tuple[str, float | N
 
 def _fail(ticket: Ticket, message: str) -> str:
     with transaction.atomic():
+        lock_campaigns([ticket.campaign_id])  # campaign before ticket and item, as everywhere
         ticket.state = TicketState.FAILED
         ticket.error = message
         ticket.claimed_at = None
@@ -774,6 +770,9 @@ def _fail(ticket: Ticket, message: str) -> str:
 
 def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
     with transaction.atomic():
+        # Campaign first: a decision committed before this reads as it is below, and one committed after it
+        # is handled by its own event, whose receiver waits for this lock and then sees the withdrawal.
+        lock_campaigns([ticket.campaign_id])
         ticket.state = remote.status if remote.status in REMOTE_STATES else TicketState.OPEN
         ticket.key = remote.key
         ticket.url = remote.url
@@ -821,6 +820,7 @@ def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
 def ticket_retry(*, ticket: Ticket, actor: User | None, request=None) -> Ticket:
     """Put a failed ticket back in the queue (after fixing the connection, say)."""
     with scope(organization_id=ticket.organization_id), transaction.atomic():
+        lock_campaigns([ticket.campaign_id])
         updated = Ticket.objects.filter(pk=ticket.pk, state=TicketState.FAILED).update(
             state=TicketState.PENDING, error="", attempts=0, next_attempt_at=None, claimed_at=None
         )

@@ -15,7 +15,9 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.selectors import REVIEWER_ROLES
+from campaigns.services import review_items_move
 from thalian.audit import audit_record
+from thalian.broker import send_quickly
 from thalian.models import Membership, Organization
 from thalian.tenancy import assert_same_organization
 
@@ -340,12 +342,7 @@ def _enqueue_deliveries(organization_id: int, notification_ids: list[str]) -> No
     fail): the rows stay queued and ``notifications_due_for_retry`` hands them over once they are overdue."""
     from .tasks import deliver_notification
 
-    try:
-        for notification_id in notification_ids:
-            deliver_notification.apply_async((organization_id, notification_id), retry=False)
-    except Exception:  # noqa: BLE001 - broker unreachable
-        logger.warning("could not enqueue %d notification(s); the retry sweep sends them", len(notification_ids),
-                       exc_info=True)
+    send_quickly(deliver_notification, [(organization_id, notification_id) for notification_id in notification_ids])
 
 
 # Delivery ------------------------------------------------------------------------------------------------
@@ -780,17 +777,13 @@ def pending_items_reassign_for_escalation(
 ) -> int:
     """Move only the undecided items of an overdue reviewer (decided ones stay with who decided them).
     Items about the new reviewer themself stay put: nobody reviews their own access."""
-    assert_same_organization(campaign, from_reviewer, to_reviewer)
     to_email = to_reviewer.user.email.lower()
     note = (
         f"Escalated from {from_reviewer.user.email} to {to_email} on {timezone.localdate().isoformat()}: "
         "overdue"
     )
-    moved = (
-        selectors.pending_items(campaign=campaign)
-        .filter(reviewer=from_reviewer, signed_off_at__isnull=True)
-        .exclude(identity_email__iexact=to_email)
-        .update(reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300])
+    moved, _skipped = review_items_move(
+        campaign=campaign, from_reviewer=from_reviewer, to_reviewer=to_reviewer, note=note, only_undecided=True
     )
     if moved:
         audit_record(

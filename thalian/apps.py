@@ -18,7 +18,7 @@ class ThalianConfig(AppConfig):
     verbose_name = "Thalian platform"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401
+        from . import metrics, signals  # noqa: F401 - connect the audit and Celery-outcome signal handlers
         from .beat import SCHEDULE
 
         periodic_tasks_add(SCHEDULE)

@@ -201,10 +201,10 @@ def publish(*events: Event) -> list[int]:
 def kick(event_ids: list[int]) -> None:
     """Ask a worker to dispatch these events now. Never raises and never waits on a broker that is down:
     the rows are durable and the periodic sweep dispatches whatever this could not hand over."""
+    from .broker import send_quickly
     from .tasks import outbox_dispatch
 
     try:
-        outbox_dispatch.apply_async((event_ids,), retry=False)
-    except Exception:  # noqa: BLE001 - broker unreachable; the sweep picks the events up
-        logger.warning("could not hand outbox events %s to a worker; the sweep will dispatch them", event_ids,
-                       exc_info=True)
+        send_quickly(outbox_dispatch, [(event_ids,)])
+    except Exception:  # noqa: BLE001 - eager mode runs the dispatcher here; it records its own failures
+        logger.exception("dispatching outbox events %s failed; the sweep will retry them", event_ids)

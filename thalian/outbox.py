@@ -200,26 +200,39 @@ class Backlog:
         }
 
 
-def outbox_backlog() -> Backlog:
-    """Platform-wide: events not handled yet (and the age of the oldest), and events with a failed receiver."""
-    pending = OutboxEvent.unscoped.filter(state=OutboxState.PENDING).aggregate(n=Count("pk"), oldest=Min("created_at"))
-    failed = OutboxEvent.unscoped.filter(state=OutboxState.FAILED).count()
-    return Backlog(pending=pending["n"], failed=failed, oldest_pending_at=pending["oldest"])
+def outbox_backlog(*, organization_id: int | None = None) -> Backlog:
+    """Events not handled yet (and the age of the oldest), and events with a failed receiver: platform-wide,
+    or of one organization."""
+    rows = OutboxEvent.unscoped.all()
+    if organization_id is not None:
+        rows = rows.filter(organization_id=organization_id)
+    counts = rows.aggregate(
+        pending=Count("pk", filter=Q(state=OutboxState.PENDING)),
+        failed=Count("pk", filter=Q(state=OutboxState.FAILED)),
+        oldest=Min("created_at", filter=Q(state=OutboxState.PENDING)),
+    )
+    return Backlog(pending=counts["pending"], failed=counts["failed"], oldest_pending_at=counts["oldest"])
 
 
-def outbox_failed(*, limit: int = 200) -> list[OutboxEvent]:
-    """Events with a receiver that gave up, newest first (platform-wide, for the operations page)."""
+def outbox_failed(*, organization_id: int, limit: int = 200) -> list[OutboxEvent]:
+    """An organization's events with a receiver that gave up, newest first (the operations page)."""
     return list(
-        OutboxEvent.unscoped.filter(state=OutboxState.FAILED)
-        .select_related("organization")
+        OutboxEvent.unscoped.filter(organization_id=organization_id, state=OutboxState.FAILED)
+        .only("pk", "name", "payload", "state", "attempts", "outcomes", "created_at", "handled_at")
         .order_by("-created_at")[:limit]
     )
 
 
-def outbox_event_retry(*, event_id: int, actor: User, request=None) -> OutboxEvent:
-    """Give the failed receivers of an event a new round of attempts and dispatch it now."""
+def outbox_event_retry(
+    *, event_id: int, actor: User, organization_id: int | None = None, request=None
+) -> OutboxEvent:
+    """Give the failed receivers of an event a new round of attempts and dispatch it now. With
+    ``organization_id``, an event of another organization does not exist (OutboxEvent.DoesNotExist)."""
     with transaction.atomic():
-        row = OutboxEvent.unscoped.select_for_update().filter(pk=event_id).first()
+        rows = OutboxEvent.unscoped.select_for_update()
+        if organization_id is not None:
+            rows = rows.filter(organization_id=organization_id)
+        row = rows.filter(pk=event_id).first()
         if row is None:
             raise OutboxEvent.DoesNotExist(f"no outbox event {event_id}")
         if row.state != OutboxState.FAILED:

@@ -1,0 +1,40 @@
+"""Handing work to Celery from a request without ever waiting on a broker that is down.
+
+Celery's own publishing retries a lost broker connection for seconds (and, with its default retry policy,
+longer). Work handed over after a commit is always also recorded in the database (an outbox event, a pending
+ticket, a queued notification) and found by a periodic sweep, so here one quick attempt is enough."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from .celery import app
+
+logger = logging.getLogger(__name__)
+
+# One connection attempt, no retry loop; connect_timeout bounds a broker that does not answer at all.
+QUICK = {"max_retries": 0, "interval_start": 0}
+
+
+def send_quickly(task, calls: Iterable[Sequence]) -> bool:
+    """``task.apply_async(args)`` for each args of ``calls`` on one short-lived broker connection. Returns False
+    (and logs) when the broker cannot be reached; never raises for that."""
+    calls = list(calls)
+    if not calls:
+        return True
+    if app.conf.task_always_eager:
+        for args in calls:
+            task.apply_async(tuple(args))
+        return True
+    try:
+        with app.connection_for_write(
+            connect_timeout=app.conf.broker_connection_timeout, transport_options=QUICK
+        ) as connection:
+            for args in calls:
+                task.apply_async(tuple(args), connection=connection, retry=False)
+    except Exception:  # noqa: BLE001 - broker unreachable: the database row is the record, a sweep resends
+        logger.warning("could not hand %d %s message(s) to the broker; a sweep will resend them", len(calls),
+                       task.name, exc_info=True)
+        return False
+    return True
