@@ -42,7 +42,7 @@ def _sent(event: str, count: int):
 
 
 def test_a_launch_committed_while_the_broker_is_down_tells_each_reviewer_once_it_is_back(
-    celery_worker_factory, broker_down, worker_mail, org, member
+    worker_mail, celery_worker_factory, broker_down, org, member
 ):
     admin = member(Role.ADMIN)
     rita = member(Role.REVIEWER, email="rita@acme.test")
@@ -75,7 +75,7 @@ def test_a_launch_committed_while_the_broker_is_down_tells_each_reviewer_once_it
 
 
 def test_cancel_and_remind_answer_at_once_with_the_broker_down_and_their_notices_follow(
-    celery_worker_factory, broker_down, worker_mail, org, people, campaign, client_for
+    worker_mail, celery_worker_factory, broker_down, org, people, campaign, client_for
 ):
     client = client_for(people["admin"])
     with broker_down():
