@@ -229,6 +229,7 @@ class OutboxEvent(TenantModel):
                 name="outbox_pending_due",
                 condition=models.Q(state="pending"),
             ),
+            models.Index(fields=["created_at"], name="outbox_failed_created", condition=models.Q(state="failed")),
             models.Index(fields=["organization", "state", "-created_at"], name="outbox_org_state"),
         ]
 

@@ -130,13 +130,14 @@ def _run(row: OutboxEvent, token, receiver_name: str, function, event, outcomes:
 
 def _finish(row: OutboxEvent, token, outcomes: dict, receivers: dict) -> str:
     now = timezone.now()
+    # Outcomes of receivers no longer registered (renamed or removed) only count when they failed.
     states = [outcomes.get(name, {}).get("state") for name in receivers] + [
-        o.get("state") for name, o in outcomes.items() if name not in receivers
+        o.get("state") for name, o in outcomes.items() if name not in receivers and o.get("state") == "failed"
     ]
     retry_at = [
-        dt.datetime.fromisoformat(o["next_at"])
-        for o in outcomes.values()
-        if o.get("state") == "retry" and o.get("next_at")
+        dt.datetime.fromisoformat(outcomes[name]["next_at"])
+        for name in receivers
+        if outcomes.get(name, {}).get("state") == "retry" and outcomes[name].get("next_at")
     ]
     values: dict = {"outcomes": outcomes, "claimed_at": None, "claim_id": None}
     if any(state in (None, "retry") for state in states):
@@ -206,12 +207,10 @@ def outbox_backlog(*, organization_id: int | None = None) -> Backlog:
     rows = OutboxEvent.unscoped.all()
     if organization_id is not None:
         rows = rows.filter(organization_id=organization_id)
-    counts = rows.aggregate(
-        pending=Count("pk", filter=Q(state=OutboxState.PENDING)),
-        failed=Count("pk", filter=Q(state=OutboxState.FAILED)),
-        oldest=Min("created_at", filter=Q(state=OutboxState.PENDING)),
-    )
-    return Backlog(pending=counts["pending"], failed=counts["failed"], oldest_pending_at=counts["oldest"])
+    # Two narrow queries rather than one pass over every retained row: each is answered from a partial index.
+    pending = rows.filter(state=OutboxState.PENDING).aggregate(n=Count("pk"), oldest=Min("created_at"))
+    failed = rows.filter(state=OutboxState.FAILED).count()
+    return Backlog(pending=pending["n"], failed=failed, oldest_pending_at=pending["oldest"])
 
 
 def outbox_failed(*, organization_id: int, limit: int = 200) -> list[OutboxEvent]:

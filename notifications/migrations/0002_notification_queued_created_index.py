@@ -8,7 +8,6 @@ class Migration(migrations.Migration):
     dependencies = [
         ('campaigns', '0004_campaign_decision_count'),
         ('notifications', '0001_initial'),
-        ('thalian', '0003_outbox_event'),
     ]
 
     operations = [

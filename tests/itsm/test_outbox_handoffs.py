@@ -90,3 +90,28 @@ def test_a_sign_off_while_the_broker_is_down_opens_its_tickets_and_completes_the
     time.sleep(1.5)
     assert len(jira.calls("POST", r"/rest/api/2/issue$")) == 2
     assert Campaign.unscoped.get(pk=campaign.pk).status == CampaignStatus.COMPLETED
+
+
+def test_a_revoke_withdrawn_while_the_broker_is_down_gets_exactly_one_comment_once_it_is_back(
+    celery_worker_factory, broker_down, jira, connect, revoked_item, reviewer, org
+):
+    connect(jira)
+    [item] = _undecided(revoked_item, 1)
+    celery_worker_factory()
+    with scope(org):
+        review_item_decide(item=item, actor=reviewer, decision="revoke", reason="left the team")
+    wait_until(lambda: _issues_opened(org, [item]), timeout=60)
+    [key] = list(jira.tickets)
+
+    with broker_down(), scope(org):
+        started = time.monotonic()
+        review_item_decide(item=ReviewItem.objects.get(pk=item.pk), actor=reviewer, decision="approve", reason="")
+        assert time.monotonic() - started < 1.5
+    assert jira.comments[key] == []
+
+    outbox_sweep.delay().get(timeout=60)
+    wait_until(lambda: len(jira.comments[key]) == 1, timeout=60)
+    outbox_sweep.delay().get(timeout=60)
+    time.sleep(1.5)
+    assert len(jira.comments[key]) == 1 and "withdrawn" in jira.comments[key][0]
+    assert len(jira.calls("POST", r"/rest/api/2/issue$")) == 1

@@ -193,3 +193,14 @@ def test_kick_with_the_broker_unreachable_returns_at_once_and_leaves_the_event_f
     assert row.state == OutboxState.PENDING and CALLS == []
     outbox.outbox_sweep()
     assert CALLS == [("steady", "one"), ("flaky", "one")]
+
+
+def test_every_product_event_has_a_receiver_and_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    for name, event_type in events.EVENT_TYPES.items():
+        if name.startswith("tests."):
+            continue
+        assert events.receivers_for(name), f"{name} is published but nobody receives it"
+        assert f"`{event_type.__name__}` (`{name}`)" in doc, f"{name} is missing from docs/architecture.md"

@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
                 ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='thalian.organization')),
             ],
             options={
-                'indexes': [models.Index(condition=models.Q(('state', 'pending')), fields=['next_attempt_at'], name='outbox_pending_due'), models.Index(fields=['organization', 'state', '-created_at'], name='outbox_org_state')],
+                'indexes': [models.Index(condition=models.Q(('state', 'pending')), fields=['next_attempt_at'], name='outbox_pending_due'), models.Index(condition=models.Q(('state', 'failed')), fields=['created_at'], name='outbox_failed_created'), models.Index(fields=['organization', 'state', '-created_at'], name='outbox_org_state')],
             },
             managers=[
                 ('objects', django.db.models.manager.Manager()),
