@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "campaigns",
     "itsm",
     "notifications",
+    "evidence",
 ]
 
 MIDDLEWARE = [
@@ -252,7 +253,7 @@ SPECTACULAR_SETTINGS = {
     # Fields sharing a name (status, kind, ...) across models get one stable enum per choice set.
     "ENUM_NAME_OVERRIDES": {
         "CampaignStatusEnum": "campaigns.models.CampaignStatus.choices",
-        "EvidencePackageStatusEnum": "campaigns.models.EvidencePackageStatus.choices",
+        "EvidencePackageStatusEnum": "evidence.models.EvidencePackageStatus.choices",
         "ReviewerStrategyEnum": "campaigns.models.ReviewerStrategy.choices",
         "DefaultOutcomeEnum": "campaigns.models.DefaultOutcome.choices",
         "IdentityStatusEnum": "entitlements.models.IdentityStatus.choices",

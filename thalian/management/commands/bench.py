@@ -13,7 +13,7 @@ AREAS = {
     "inventory": "entitlements.benchmarks",
     "snapshot": "campaigns.benchmarks",
     "review": "campaigns.review_benchmarks",
-    "evidence": "campaigns.evidence_benchmarks",
+    "evidence": "evidence.benchmarks",
     "itsm": "itsm.benchmarks",
 }
 
