@@ -80,6 +80,10 @@ INSTALLED_APPS = [
     "notifications",
     "evidence",
 ]
+# The benchmarks (`manage.py bench`) live in bench/ in a checkout only; the Docker image leaves them out. The
+# directory is checked rather than an ImportError caught, so a broken import of our own code still fails.
+if (BASE_DIR / "bench" / "apps.py").is_file():
+    INSTALLED_APPS.append("bench")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

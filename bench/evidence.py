@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.bench_support import bench_campaign, review_items_insert
+from bench.support import bench_campaign, review_items_insert
 from campaigns.models import Campaign, ReviewItem
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Role
