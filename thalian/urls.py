@@ -11,15 +11,22 @@ from .forms import LoginForm
 # Page URLs of each app live in <app>/urls.py (under /o/<org_slug>/) and API URLs in <app>/api_urls.py (under
 # /api/v1/orgs/<org_slug>/). The root URLconf is the project's wiring: it names every installed app's URLconf
 # by its dotted path, and a URLconf that fails to import fails start-up rather than hiding its pages.
-PAGE_URLCONFS = ("thalian.org_urls", "entitlements.urls", "campaigns.urls", "itsm.urls", "notifications.urls")
+PAGE_URLCONFS = (
+    "thalian.org_urls", "entitlements.urls", "campaigns.urls", "itsm.urls", "notifications.urls", "evidence.urls"
+)
 API_URLCONFS = (
-    "thalian.api_urls", "entitlements.api_urls", "campaigns.api_urls", "itsm.api_urls", "notifications.api_urls"
+    "thalian.api_urls",
+    "entitlements.api_urls",
+    "campaigns.api_urls",
+    "itsm.api_urls",
+    "notifications.api_urls",
+    "evidence.api_urls",
 )
 org_pages = [path("", views.dashboard, name="org_dashboard")]
 org_pages += [path("", include(module)) for module in PAGE_URLCONFS]
 org_api = [path("", include(module)) for module in API_URLCONFS]
 # Endpoints outside an organization (evidence verification, say), declared as `global_urlpatterns`.
-GLOBAL_API_URLPATTERNS = ("campaigns.api_urls.global_urlpatterns",)
+GLOBAL_API_URLPATTERNS = ("evidence.api_urls.global_urlpatterns",)
 extra_api = [pattern for name in GLOBAL_API_URLPATTERNS for pattern in import_string(name)]
 urlpatterns = [
     path("", views.home, name="home"),
