@@ -24,8 +24,11 @@ def send_quickly(task, calls: Iterable[Sequence]) -> bool:
     if not calls:
         return True
     if app.conf.task_always_eager:
+        # apply() rather than apply_async(): Celery's eager apply_async flips a process-wide "joining results
+        # would block" flag and restores it without a lock, so decisions committing in several threads at
+        # once could leave it set.
         for args in calls:
-            task.apply_async(tuple(args))
+            task.apply(tuple(args))
         return True
     try:
         with app.connection_for_write(
