@@ -13,7 +13,7 @@ from .celery import app
 
 logger = logging.getLogger(__name__)
 
-# One connection attempt, no retry loop; connect_timeout bounds a broker that does not answer at all.
+# One connection attempt, no retry loop.
 QUICK = {"max_retries": 0, "interval_start": 0}
 
 
@@ -31,9 +31,10 @@ def send_quickly(task, calls: Iterable[Sequence]) -> bool:
             task.apply(tuple(args))
         return True
     try:
-        with app.connection_for_write(
-            connect_timeout=app.conf.broker_connection_timeout, transport_options=QUICK
-        ) as connection:
+        timeout = app.conf.broker_connection_timeout
+        # Both timeouts bound a broker that accepts connections but does not answer (a hung Redis).
+        options = {**QUICK, "socket_connect_timeout": timeout, "socket_timeout": timeout}
+        with app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
             for args in calls:
                 task.apply_async(tuple(args), connection=connection, retry=False)
     except Exception:  # noqa: BLE001 - broker unreachable: the database row is the record, a sweep resends

@@ -204,3 +204,30 @@ def test_every_product_event_has_a_receiver_and_is_documented():
             continue
         assert events.receivers_for(name), f"{name} is published but nobody receives it"
         assert f"`{event_type.__name__}` (`{name}`)" in doc, f"{name} is missing from docs/architecture.md"
+
+
+def test_handing_over_to_a_broker_that_accepts_but_never_answers_gives_up_within_the_timeout(settings):
+    """A hung Redis (the connection opens, nothing comes back) costs a request at most the broker timeout."""
+    import socket
+    import threading
+
+    from thalian.broker import send_quickly
+    from thalian.celery import app
+    from thalian.tasks import ping
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    previous = app.conf.broker_url, app.conf.task_always_eager, app.conf.broker_connection_timeout
+    app.conf.broker_url = f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    app.conf.task_always_eager = False
+    app.conf.broker_connection_timeout = 1.0
+    try:
+        started = time.monotonic()
+        assert send_quickly(ping, [("x",)]) is False
+        assert time.monotonic() - started < 2.5
+    finally:
+        app.conf.broker_url, app.conf.task_always_eager, app.conf.broker_connection_timeout = previous
+        server.close()
