@@ -115,3 +115,30 @@ def test_a_revoke_withdrawn_while_the_broker_is_down_gets_exactly_one_comment_on
     time.sleep(1.5)
     assert len(jira.comments[key]) == 1 and "withdrawn" in jira.comments[key][0]
     assert len(jira.calls("POST", r"/rest/api/2/issue$")) == 1
+
+
+def test_an_import_finished_while_the_broker_is_down_verifies_removals_once_it_is_back(
+    celery_worker_factory, broker_down, jira, connect, revoked_item, reviewer, org
+):
+    import io
+
+    from entitlements.services import inventory_import
+
+    connect(jira)
+    [item] = _undecided(revoked_item, 1)
+    celery_worker_factory()
+    with scope(org):
+        review_item_decide(item=item, actor=reviewer, decision="revoke", reason="left the team")
+    wait_until(lambda: _issues_opened(org, [item]), timeout=60)
+
+    csv = f"application,identity_email,role,last_used\n{item.application_name},someone@acme.test,member,2026-01-01\n"
+    with broker_down(), scope(org):
+        started = time.monotonic()
+        inventory_import(organization=org, kind="entitlements", stream=io.BytesIO(csv.encode()), mode="replace",
+                         file_name="ent.csv")
+        assert time.monotonic() - started < 3
+    assert ReviewItem.unscoped.get(pk=item.pk).remediation_status == "pending"
+
+    outbox_sweep.delay().get(timeout=60)
+    wait_until(lambda: ReviewItem.unscoped.get(pk=item.pk).remediation_status == "verified_removed", timeout=60)
+    assert OutboxEvent.unscoped.get(name="entitlements.inventory_changed").state == OutboxState.DONE
