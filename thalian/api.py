@@ -27,7 +27,6 @@ from .models import (
 )
 from .permissions import ROLE_CHOICES, Perm, Role, has_perm, perms_for
 
-
 # In a view's ``required_perms``: the method is open to every member of the organization (their own data).
 ANY_MEMBER = "any_member"
 

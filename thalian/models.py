@@ -186,6 +186,13 @@ class AuditEvent(models.Model):
             models.Index(fields=["organization", "action", "-created_at"], name="audit_org_action"),
         ]
 
+    @property
+    def detail_pairs(self) -> list[tuple[str, object]]:
+        """The details as (key, value) pairs for display. Templates must not look up ``details.items``: a
+        detail may itself be called ``items`` (the item count of a launch or sign-off)."""
+        details = self.details if isinstance(self.details, dict) else {"value": self.details}
+        return list(details.items())
+
     def save(self, *args, **kwargs):
         if self.pk is not None and not self._state.adding:
             raise RuntimeError("audit events are append-only")
