@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import EmptyResultSet, PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from thalian.audit import audit_record
@@ -95,6 +95,22 @@ def membership_can_decide_any(membership: Membership) -> bool:
 def _require_can_decide(membership: Membership) -> None:
     if not has_perm(membership.role, Perm.DECIDE_ASSIGNED):
         raise PermissionDenied(f"Your role ({membership.role}) does not allow deciding review items.")
+
+
+def is_own_access(item: ReviewItem, membership: Membership) -> bool:
+    """Whether the item's identity is the member themselves (e-mails compared case-insensitively)."""
+    return (item.identity_email or "").strip().lower() == (membership.user.email or "").strip().lower()
+
+
+def _own_access_q(membership: Membership) -> Q:
+    return Q(identity_email__iexact=(membership.user.email or "").strip())
+
+
+def self_review_message(item: ReviewItem) -> str:
+    return (
+        f"You cannot decide your own access: this item's identity ({item.identity_email}) is you. Independent "
+        "review needs another reviewer; an admin can reassign it."
+    )
 
 
 def _lock_campaign(campaign: Campaign) -> Campaign:
@@ -380,6 +396,8 @@ def review_item_decide(
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
         if not membership_can_decide_any(actor) and locked.reviewer_id != actor.pk:
             raise PermissionDenied("This item is assigned to another reviewer.")
+        if is_own_access(locked, actor):
+            raise PermissionDenied(self_review_message(locked))
         if locked.signed_off_at is not None:
             raise ValidationError(
                 f"The decision on this item was signed off on {locked.signed_off_at:%Y-%m-%d %H:%M} UTC and can "
@@ -418,6 +436,83 @@ def review_item_decide(
     return locked
 
 
+# Why a bulk decision leaves an item out, as reported to the caller.
+SKIP_SELF_REVIEW = "self_review"
+SKIP_RECOMMENDED_REVOKE = "recommended_revoke"
+# The finding behind a revoke recommendation, in the precedence the snapshot uses for its reason.
+REVOKE_CAUSES = ("terminated", "orphaned", "dormant", "never_used")
+
+
+@dataclass(frozen=True)
+class BulkBreakdown:
+    """What a bulk decision over a selection would do: how many items it decides and which it leaves out."""
+
+    matching: int  # undecided-or-decided items of the selection the actor may decide, not signed off
+    self_review: int  # of those, the actor's own access (always left out)
+    recommended_revoke: int  # of the rest, recommended for revoke (left out of an approval unless included)
+    revoke_causes: dict[str, int]  # recommended_revoke by cause (terminated, orphaned, dormant, never_used, other)
+    guarded: bool  # whether recommended-revoke items are left out
+
+    @property
+    def to_decide(self) -> int:
+        return self.matching - self.self_review - (self.recommended_revoke if self.guarded else 0)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        skipped = {SKIP_SELF_REVIEW: self.self_review}
+        if self.guarded:
+            skipped[SKIP_RECOMMENDED_REVOKE] = self.recommended_revoke
+        return {cause: n for cause, n in skipped.items() if n}
+
+    @property
+    def causes_text(self) -> str:
+        return ", ".join(f"{cause.replace('_', ' ')} {n}" for cause, n in self.revoke_causes.items() if n)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    updated: int
+    skipped: dict[str, int]
+    recommended_revoke_causes: dict[str, int]
+
+
+def guards_recommended_revoke(decision: str, include_recommended_revoke: bool) -> bool:
+    return decision == Decision.APPROVE and not include_recommended_revoke
+
+
+def _decidable(campaign: Campaign, actor: Membership, items: QuerySet) -> QuerySet:
+    items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
+    if not membership_can_decide_any(actor):
+        items = items.filter(reviewer_id=actor.pk)
+    return items
+
+
+def bulk_decision_breakdown(
+    *, campaign: Campaign, actor: Membership, items: QuerySet, decision: str, include_recommended_revoke: bool = False
+) -> BulkBreakdown:
+    """Counts, in one query, what ``decisions_bulk_apply`` would decide and leave out of ``items``."""
+    own = _own_access_q(actor)
+    revoke = Q(recommendation=Decision.REVOKE) & ~own
+    earlier = Q()
+    cause_counts = {}
+    for cause in REVOKE_CAUSES:
+        flag = Q(**{f"is_{cause}": True})
+        cause_counts[cause] = Count("id", filter=revoke & flag & ~earlier) if earlier else Count("id", filter=revoke & flag)
+        earlier = earlier | flag
+    cause_counts["other"] = Count("id", filter=revoke & ~earlier)
+    row = _decidable(campaign, actor, items).aggregate(
+        matching=Count("id"), self_review=Count("id", filter=own), recommended_revoke=Count("id", filter=revoke),
+        **{f"cause_{k}": v for k, v in cause_counts.items()},
+    )
+    return BulkBreakdown(
+        matching=row["matching"],
+        self_review=row["self_review"],
+        recommended_revoke=row["recommended_revoke"],
+        revoke_causes={cause: row[f"cause_{cause}"] for cause in cause_counts},
+        guarded=guards_recommended_revoke(decision, include_recommended_revoke),
+    )
+
+
 def decisions_bulk_apply(
     *,
     campaign: Campaign,
@@ -426,26 +521,33 @@ def decisions_bulk_apply(
     decision: str,
     reason: str = "",
     comment: str = "",
+    include_recommended_revoke: bool = False,
     scope_label: str = "selected",
     expected_count: int | None = None,
     request=None,
-) -> int:
+) -> BulkResult:
     """Applies one decision to every item of ``items`` that the actor may decide and that is not signed off,
     in one transaction: one UPDATE, one history row per item, one audit event with the count.
 
     ``items`` is the caller's selection (checked ids, or every item matching the filters in view); it is
-    narrowed here to the campaign and, for reviewers, to their own items. With ``expected_count`` (the number
-    a confirmation showed), a different number of matching items rolls everything back with an error, so
-    nobody decides more items than they agreed to. Returns the number updated."""
+    narrowed here to the campaign and, for reviewers, to their own items. The actor's own access is always
+    left out (no self-review), and an approval leaves out items recommended for revoke unless
+    ``include_recommended_revoke``; the result reports both by cause. With ``expected_count`` (the number a
+    confirmation showed), a different number of items to decide rolls everything back with an error, so
+    nobody decides more items than they agreed to."""
     _require_can_decide(actor)
     assert_same_organization(campaign, actor)
     with transaction.atomic():
         campaign, decision, reason, comment = _lock_for_decision(
             campaign, decision=decision, reason=reason, comment=comment
         )
-        items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
-        if not membership_can_decide_any(actor):
-            items = items.filter(reviewer_id=actor.pk)
+        breakdown = bulk_decision_breakdown(
+            campaign=campaign, actor=actor, items=items, decision=decision,
+            include_recommended_revoke=include_recommended_revoke,
+        )
+        items = _decidable(campaign, actor, items).exclude(_own_access_q(actor))
+        if breakdown.guarded:
+            items = items.exclude(recommendation=Decision.REVOKE)
         template = _EventTemplate.by_member(
             campaign=campaign,
             actor=actor,
@@ -462,8 +564,15 @@ def decisions_bulk_apply(
                 f"The view now matches {len(ids)} items you can decide, not the {expected_count} you "
                 "confirmed; review the count and confirm again."
             )
+        result = BulkResult(
+            updated=len(ids),
+            skipped=breakdown.skipped,
+            recommended_revoke_causes=(
+                {cause: n for cause, n in breakdown.revoke_causes.items() if n} if breakdown.guarded else {}
+            ),
+        )
         if not ids:
-            return 0
+            return result
         _append_events(campaign=campaign, template=template, item_ids=ids)
         audit_record(
             action="campaign_bulk_decision",
@@ -478,10 +587,13 @@ def decisions_bulk_apply(
                 "count": len(ids),
                 "scope": scope_label,
                 "bulk_id": str(template.bulk_id),
+                "skipped": result.skipped,
+                "included_recommended_revoke": decision == Decision.APPROVE and include_recommended_revoke
+                and breakdown.recommended_revoke > 0,
             },
         )
         _on_commit_tickets(campaign.organization_id, updated.remediation_ids)
-    return len(ids)
+    return result
 
 
 def decisions_apply_default_outcome(*, campaign: Campaign, actor: User | Membership | None = None) -> int:

@@ -121,6 +121,12 @@ class ItemFilterSerializer(serializers.Serializer):
 
 
 class BulkDecisionInputSerializer(DecisionInputSerializer):
+    include_recommended_revoke = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="An approval leaves out items recommended for revoke unless this is true. Items whose identity "
+        "is the caller are always left out.",
+    )
     item_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, allow_empty=False, max_length=MAX_API_ITEM_IDS
     )
@@ -236,7 +242,22 @@ class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
 
     @extend_schema(
         request=BulkDecisionInputSerializer,
-        responses=inline_serializer("BulkDecisionResult", {"updated": serializers.IntegerField()}),
+        responses=inline_serializer(
+            "BulkDecisionResult",
+            {
+                "updated": serializers.IntegerField(),
+                "skipped": serializers.DictField(
+                    child=serializers.IntegerField(),
+                    help_text="Items left out, by cause: self_review (the caller's own access), "
+                    "recommended_revoke (an approval without include_recommended_revoke).",
+                ),
+                "recommended_revoke_causes": serializers.DictField(
+                    child=serializers.IntegerField(),
+                    help_text="The recommended_revoke items left out, by finding: terminated, orphaned, dormant, "
+                    "never_used, other.",
+                ),
+            },
+        ),
         operation_id="campaign_bulk_decide",
     )
     def post(self, request, org_slug, campaign_id):
@@ -253,19 +274,26 @@ class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
             else:
                 items = sel.review_items_selected(campaign=campaign, membership=membership, item_ids=values["item_ids"])
                 scope_label = "selected"
-            updated = decisions_bulk_apply(
+            result = decisions_bulk_apply(
                 campaign=campaign,
                 actor=membership,
                 items=items,
                 decision=values["decision"],
                 reason=values["reason"],
                 comment=values["comment"],
+                include_recommended_revoke=values["include_recommended_revoke"],
                 scope_label=scope_label,
                 request=request,
             )
         except DjangoValidationError as exc:
             raise _drf_error(exc) from exc
-        return Response({"updated": updated})
+        return Response(
+            {
+                "updated": result.updated,
+                "skipped": result.skipped,
+                "recommended_revoke_causes": result.recommended_revoke_causes,
+            }
+        )
 
 
 class SignOffAPI(_CampaignMixin, OrgAPIView):

@@ -23,6 +23,8 @@ class BulkDecisionForm(DecisionForm):
     mode = forms.ChoiceField(choices=[(MODE_SELECTED, "Selected items"), (MODE_ALL, "All items in view")])
     item_ids = forms.TypedMultipleChoiceField(coerce=int, required=False)
     expected = forms.IntegerField(required=False, min_value=0)
+    # An approval leaves out items recommended for revoke unless the reviewer includes them explicitly.
+    include_recommended_revoke = forms.BooleanField(required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
