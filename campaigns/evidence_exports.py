@@ -653,14 +653,44 @@ def package_file_name(campaign: Campaign, created_at: dt.datetime) -> str:
     return f"{export_file_stem(campaign)}-evidence-{created_at.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.zip"
 
 
+def evidence_state_digest(campaign: Campaign) -> str:
+    """A digest of what an evidence package proves about the campaign: its status and decision chain head, and
+    every item's sign-off, ticket and remediation state. The same digest means the same package can be reused."""
+    head = Campaign.objects.filter(pk=campaign.pk).values_list("status", "chain_head").first() or ("", "")
+    digest = hashlib.sha256(f"{head[0]}|{head[1]}\n".encode())
+    rows = (
+        ReviewItem.objects.filter(campaign=campaign)
+        .order_by("id")
+        .values_list("id", "signed_off_at", "ticket_key", "ticket_status", "remediation_status")
+    )
+    for pk, signed_off_at, key, ticket_status, remediation in rows.iterator(chunk_size=5000):
+        signed = signed_off_at.isoformat() if signed_off_at else ""
+        digest.update(f"{pk}|{signed}|{key}|{ticket_status}|{remediation}\n".encode())
+    return digest.hexdigest()
+
+
+def evidence_package_reusable(*, campaign: Campaign, state_digest: str) -> EvidencePackage | None:
+    """The package already kept for this campaign state, if any (ready, or still being built)."""
+    return (
+        EvidencePackage.objects.filter(campaign=campaign, state_digest=state_digest, stored=True)
+        .filter(
+            Q(status=EvidencePackageStatus.READY) & ~Q(file="")
+            | Q(status__in=[EvidencePackageStatus.QUEUED, EvidencePackageStatus.BUILDING])
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def evidence_package_create(
-    *, campaign: Campaign, actor: User, stored: bool, request=None
+    *, campaign: Campaign, actor: User, stored: bool, request=None, state_digest: str = ""
 ) -> EvidencePackage:
     now = timezone.now()
     package = EvidencePackage.objects.create(
         organization_id=campaign.organization_id,
         campaign=campaign,
         stored=stored,
+        state_digest=state_digest,
         status=EvidencePackageStatus.QUEUED if stored else EvidencePackageStatus.BUILDING,
         file_name=package_file_name(campaign, now),
         generated_by=actor,
@@ -678,24 +708,36 @@ def evidence_package_create(
     return package
 
 
+def _store_package_file(package: EvidencePackage, handle) -> str:
+    handle.seek(0)
+    name = package.file.field.generate_filename(package, package.file_name)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    return default_storage.save(name, File(handle))
+
+
 def evidence_package_stream(*, package: EvidencePackage, campaign: Campaign) -> Iterator[bytes]:
-    """Stream a small package straight to the client and record its hashes once the last byte is out."""
+    """Stream a small package straight to the client, keeping a copy, and record its hashes once the last
+    byte is out. The kept copy is what a later request for the same campaign state gets, byte for byte."""
     chunks, result = package_stream(package=package, campaign=campaign)
     organization_id = campaign.organization_id
 
     def body() -> Iterator[bytes]:
         completed = False
-        try:
-            yield from chunks
-            completed = True
-        finally:
-            with tenancy.scope(organization_id=organization_id):
-                if completed and result.complete:
-                    _record_result(package, result)
-                else:
-                    EvidencePackage.objects.filter(pk=package.pk).update(
-                        status=EvidencePackageStatus.FAILED, error="The download was interrupted."
-                    )
+        with tempfile.TemporaryFile(dir=settings.DATA_DIR) as handle:
+            try:
+                for chunk in chunks:
+                    handle.write(chunk)
+                    yield chunk
+                completed = True
+            finally:
+                with tenancy.scope(organization_id=organization_id):
+                    if completed and result.complete:
+                        _record_result(package, result, stored=True, file=_store_package_file(package, handle))
+                    else:
+                        EvidencePackage.objects.filter(pk=package.pk).update(
+                            status=EvidencePackageStatus.FAILED, error="The download was interrupted."
+                        )
 
     return scoped_stream(organization_id, body())
 
@@ -706,8 +748,10 @@ def needs_background_build(campaign: Campaign) -> bool:
 
 
 def evidence_package_request(*, campaign: Campaign, actor: User, request=None) -> EvidencePackage:
-    """Queue a background build, or return the one already queued or building for this campaign."""
-    existing = (
+    """Queue a background build, or return the package of this campaign state (ready, queued or building),
+    or the one already queued or building for this campaign."""
+    digest = evidence_state_digest(campaign)
+    existing = evidence_package_reusable(campaign=campaign, state_digest=digest) or (
         EvidencePackage.objects.filter(
             campaign=campaign,
             stored=True,
@@ -718,7 +762,9 @@ def evidence_package_request(*, campaign: Campaign, actor: User, request=None) -
     )
     if existing is not None:
         return existing
-    package = evidence_package_create(campaign=campaign, actor=actor, stored=True, request=request)
+    package = evidence_package_create(
+        campaign=campaign, actor=actor, stored=True, request=request, state_digest=digest
+    )
     from .evidence_tasks import build_evidence_package
 
     organization_id, package_id = campaign.organization_id, str(package.pk)
@@ -758,11 +804,7 @@ def evidence_package_build(*, package_id: str) -> EvidencePackage | None:
         with tempfile.TemporaryFile(dir=settings.DATA_DIR) as handle:
             for chunk in chunks:
                 handle.write(chunk)
-            handle.seek(0)
-            name = package.file.field.generate_filename(package, package.file_name)
-            if default_storage.exists(name):
-                default_storage.delete(name)
-            saved = default_storage.save(name, File(handle))
+            saved = _store_package_file(package, handle)
         _record_result(package, result, file=saved)
     except Exception as exc:
         EvidencePackage.objects.filter(pk=package_id).update(

@@ -391,7 +391,7 @@ def test_streamed_zip_is_recorded_with_its_hash_and_author(world, client_for, tm
     with scopes_disabled():
         package = EvidencePackage.objects.get()
         event = AuditEvent.objects.get(action="evidence_package_downloaded")
-    assert package.status == "ready" and not package.stored
+    assert package.status == "ready" and package.stored and package.file
     assert package.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert package.size == path.stat().st_size
     assert package.generated_by_email == "auditor@acme.test"
@@ -773,3 +773,50 @@ def test_real_worker_builds_a_large_package_with_progress(
         )
     with scopes_disabled():
         EvidencePackage.objects.get(pk=detail["id"]).file.delete(save=False)
+
+
+# --------------------------------------------------------------------------------------------------- reuse
+
+
+def test_the_same_campaign_state_gives_the_same_package(world, client_for, api_for, tmp_path, signing_key):
+    first = fetch_zip(world, client_for, tmp_path).read_bytes()
+    api = api_for(world["admin"])
+    again = api.get(zip_url(world["campaign"], "/api/v1/orgs/acme"))
+    assert again.status_code == 200 and download(again) == first
+    with scopes_disabled():
+        [package] = EvidencePackage.objects.all()
+    assert again["X-Evidence-Package"] == str(package.pk) and package.generated_by_email == "auditor@acme.test"
+    assert AuditEvent.objects.filter(action="evidence_package_downloaded").count() == 2
+
+    # A decision moves the chain head: a new package.
+    with scope(world["org"]):
+        review_item_decide(item=world["items"]["undecided"], actor=world["reviewer"], decision="approve")
+    after_decision = download(api.get(zip_url(world["campaign"], "/api/v1/orgs/acme")))
+    # A remediation change without a decision is also a new state.
+    with scope(world["org"]):
+        ReviewItem.objects.filter(pk=world["items"]["revoke"].pk).update(remediation_status="verified_removed")
+    after_remediation = download(api.get(zip_url(world["campaign"], "/api/v1/orgs/acme")))
+    assert len({first, after_decision, after_remediation}) == 3
+    with scopes_disabled():
+        assert EvidencePackage.objects.count() == 3
+        assert EvidencePackage.objects.values("state_digest").distinct().count() == 3
+    # ... and asking again for that state reuses its package.
+    assert download(api.get(zip_url(world["campaign"], "/api/v1/orgs/acme"))) == after_remediation
+    with scopes_disabled():
+        assert EvidencePackage.objects.count() == 3
+
+
+def test_a_failed_package_of_the_same_state_is_not_reused(world, client_for, signing_key):
+    from campaigns.evidence_exports import evidence_state_digest
+
+    with scope(world["org"]):
+        failed = EvidencePackage.objects.create(
+            organization=world["org"], campaign=world["campaign"], stored=True, status="failed",
+            file_name="x.zip", generated_by_email="auditor@acme.test",
+            state_digest=evidence_state_digest(world["campaign"]), error="The download was interrupted.",
+        )
+    response = client_for(_auditor(world)).get(zip_url(world["campaign"]))
+    assert response.status_code == 200 and response["X-Evidence-Package"] != str(failed.pk)
+    download(response)
+    with scopes_disabled():
+        assert EvidencePackage.objects.filter(status="ready").count() == 1
