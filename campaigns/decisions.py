@@ -24,7 +24,7 @@ from thalian.models import Membership, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
 
-from .evidence import GENESIS_HASH, canonical_json, decision_hash, neutralize_cell
+from .evidence import GENESIS_HASH, canonical_json, decision_hash, decision_hash_payload
 from .models import Campaign, CampaignStatus, Decision, DecisionEvent, DefaultOutcome, ReviewItem
 
 # The fields each DecisionEvent's hash covers, in the form ``decision_hash`` receives them. Every one of them
@@ -38,6 +38,7 @@ DECISION_HASH_FIELDS = (
     "actor_role",
     "kind",
     "created_at",
+    "expires_on",  # exceptions only; hashed only when set (campaigns.evidence.OPTIONAL_HASH_FIELDS)
 )
 
 KIND_SINGLE = "single"
@@ -58,6 +59,30 @@ def decision_event_fields(event: DecisionEvent) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Validation and authorization
 # --------------------------------------------------------------------------------------------------
+
+
+def exception_expiry_clean(
+    *, organization, decision: str, expires_on: dt.date | None, today: dt.date | None = None
+) -> dt.date | None:
+    """The expiry date an exception decision gets: the one given (after today, within the organization's
+    maximum) or, when none is given, today plus the organization's default. None for other decisions; giving
+    a date with another decision is an error."""
+    if decision != Decision.EXCEPTION:
+        if expires_on is not None:
+            raise ValidationError({"expires_on": f"Only exception decisions expire; a {decision} has no expiry date."})
+        return None
+    today = today or timezone.localdate()
+    if expires_on is None:
+        return today + dt.timedelta(days=organization.exception_default_days)
+    latest = today + dt.timedelta(days=organization.exception_max_days)
+    if expires_on <= today:
+        raise ValidationError({"expires_on": f"The expiry date {expires_on.isoformat()} must be after today "
+                                             f"({today.isoformat()})."})
+    if expires_on > latest:
+        raise ValidationError({"expires_on": f"The expiry date {expires_on.isoformat()} is more than "
+                                             f"{organization.exception_max_days} days away; the latest allowed "
+                                             f"is {latest.isoformat()}."})
+    return expires_on
 
 
 def decision_validate(*, campaign: Campaign, decision: str, reason: str, comment: str = "") -> tuple[str, str, str]:
@@ -150,6 +175,7 @@ class _EventTemplate:
     kind: str
     created_at: dt.datetime
     bulk_id: uuid.UUID | None = None
+    expires_on: dt.date | None = None
 
     @classmethod
     def by_member(
@@ -162,6 +188,7 @@ class _EventTemplate:
         comment: str,
         kind: str,
         bulk_id: uuid.UUID | None = None,
+        expires_on: dt.date | None = None,
     ) -> _EventTemplate:
         """A write by a member of the organization, stamped now."""
         return cls(
@@ -176,6 +203,7 @@ class _EventTemplate:
             kind=kind,
             created_at=timezone.now(),
             bulk_id=bulk_id,
+            expires_on=expires_on,
         )
 
     def fields(self, item_id: int) -> dict:
@@ -188,6 +216,7 @@ class _EventTemplate:
             "actor_role": self.actor_role,
             "kind": self.kind,
             "created_at": self.created_at,
+            "expires_on": self.expires_on,
         }
 
     def hasher(self):
@@ -199,7 +228,7 @@ class _EventTemplate:
         exactly once (they are random, so only in theory), it falls back to the general function.
         """
         item_marker, prev_marker = f"i{uuid.uuid4().hex}", f"p{uuid.uuid4().hex}"
-        payload = {name: neutralize_cell(value) for name, value in self.fields(0).items()}
+        payload = decision_hash_payload(self.fields(0))
         payload["item_id"], payload["prev_hash"] = item_marker, prev_marker
         text = canonical_json(payload)
         item_b, prev_b = item_marker.encode(), prev_marker.encode()
@@ -245,12 +274,12 @@ def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Se
         t = template
         shared = [
             t.organization_id, t.campaign_id, t.decision, t.reason, t.comment, t.actor_id, t.actor_email,
-            t.actor_role, t.kind, t.bulk_id, t.created_at.isoformat(),
+            t.actor_role, t.kind, t.bulk_id, t.created_at.isoformat(), t.expires_on,
         ]
         prefix = "\t".join(_copy_text(value) for value in shared)
         columns = (
             "organization_id, campaign_id, decision, reason, comment, actor_id, actor_email, actor_role, kind, "
-            "bulk_id, created_at, item_id, prev_hash, hash"
+            "bulk_id, created_at, expires_on, item_id, prev_hash, hash"
         )
         with connection.cursor() as cursor:
             with cursor.copy(f"COPY {DecisionEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
@@ -282,6 +311,7 @@ def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Se
                     kind=template.kind,
                     bulk_id=template.bulk_id,
                     created_at=template.created_at,
+                    expires_on=template.expires_on,
                     prev_hash=prev,
                     hash=current,
                 )
@@ -307,6 +337,7 @@ def _item_update_values(template: _EventTemplate) -> dict:
         "decided_by_email": template.actor_email,
         "decided_by_role": template.actor_role,
         "decided_at": template.created_at,
+        "exception_expires_on": template.expires_on,
     }
 
 
@@ -383,9 +414,11 @@ def review_item_decide(
     decision: str,
     reason: str = "",
     comment: str = "",
+    expires_on: dt.date | None = None,
     request=None,
 ) -> ReviewItem:
-    """Records one decision on one item (a changed decision is a new history row) and returns the item."""
+    """Records one decision on one item (a changed decision is a new history row) and returns the item.
+    An exception carries ``expires_on`` (the organization's default when not given)."""
     _require_can_decide(actor)
     assert_same_organization(item, actor)
     with transaction.atomic():
@@ -410,6 +443,9 @@ def review_item_decide(
             reason=reason,
             comment=comment,
             kind=KIND_SINGLE,
+            expires_on=exception_expiry_clean(
+                organization=actor.organization, decision=decision, expires_on=expires_on
+            ),
         )
         previous = locked.decision
         for field, value in _item_update_values(template).items():
@@ -429,6 +465,7 @@ def review_item_decide(
                 "decision": decision,
                 "reason": reason,
                 "previous_decision": previous,
+                **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )
         _on_commit_tickets(campaign.organization_id, [locked.pk])
@@ -522,6 +559,7 @@ def decisions_bulk_apply(
     reason: str = "",
     comment: str = "",
     include_recommended_revoke: bool = False,
+    expires_on: dt.date | None = None,
     scope_label: str = "selected",
     expected_count: int | None = None,
     request=None,
@@ -556,6 +594,9 @@ def decisions_bulk_apply(
             comment=comment,
             kind=KIND_BULK,
             bulk_id=uuid.uuid4(),
+            expires_on=exception_expiry_clean(
+                organization=actor.organization, decision=decision, expires_on=expires_on
+            ),
         )
         updated = _update_items(items, template)
         ids = updated.ids
@@ -590,6 +631,7 @@ def decisions_bulk_apply(
                 "skipped": result.skipped,
                 "included_recommended_revoke": decision == Decision.APPROVE and include_recommended_revoke
                 and breakdown.recommended_revoke > 0,
+                **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )
         _on_commit_tickets(campaign.organization_id, updated.remediation_ids)

@@ -70,6 +70,7 @@ ITEM_COLUMNS = (
     "remediation_status",
     "campaign",
     "snapshot_at",
+    "exception_expires_on",
 )
 
 
@@ -200,6 +201,11 @@ def item_row_sql(campaign: Campaign, vendor: str) -> list[tuple[str, list[Any]]]
         "remediation_status": text("remediation_status"),
         "campaign": ("%s", [evidence.neutralize_cell(campaign.title)]),
         "snapshot_at": ("%s", [_ts(campaign.snapshot_at)]),
+        "exception_expires_on": (
+            f"to_char({col('exception_expires_on')}, 'YYYY-MM-DD')" if vendor == "postgresql"
+            else col("exception_expires_on"),
+            [],
+        ),
     }
     assert tuple(expressions) == ITEM_COLUMNS
     return list(expressions.values())

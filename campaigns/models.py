@@ -181,6 +181,12 @@ class ReviewItem(FindingsMixin, TenantModel):
     decided_at = models.DateTimeField(null=True, blank=True)
     signed_off_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=0)
+    # An exception decision lasts until this date (inclusive); the day after, the access is re-reviewed.
+    exception_expires_on = models.DateField(null=True, blank=True)
+    # In an "Exception renewals" campaign: the expired exception this item re-reviews.
+    renewal_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals"
+    )
     # Remediation (filled by the ITSM area).
     ticket_key = models.CharField(max_length=100, blank=True)
     ticket_url = models.CharField(max_length=500, blank=True)
@@ -200,6 +206,12 @@ class ReviewItem(FindingsMixin, TenantModel):
             models.Index(fields=["organization", "campaign", "application_name", "id"], name="item_org_campaign_app"),
             models.Index(fields=["organization", "campaign", "identity_department", "id"], name="item_org_campaign_dept"),
             models.Index(fields=["organization", "remediation_status"], name="item_org_remediation"),
+            # The exceptions list and the daily expiry sweep read exception items by expiry date.
+            models.Index(
+                fields=["organization", "exception_expires_on", "id"],
+                condition=models.Q(decision="exception"),
+                name="item_org_exception_expiry",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -218,6 +230,7 @@ class DecisionEvent(TenantModel):
     actor_email = models.CharField(max_length=254)  # "system" for default outcomes
     actor_role = models.CharField(max_length=20, blank=True)
     kind = models.CharField(max_length=20, default="single")  # single | bulk | system
+    expires_on = models.DateField(null=True, blank=True)  # exception decisions only
     bulk_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     prev_hash = models.CharField(max_length=64, blank=True)

@@ -352,10 +352,19 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer):
         child=serializers.CharField(max_length=100, allow_blank=True), max_length=100, allow_empty=True
     )
     ticket_trigger = serializers.ChoiceField(choices=TicketTrigger.choices)
+    exception_default_days = serializers.IntegerField(
+        min_value=1, max_value=3650, help_text="Days an exception lasts when the reviewer gives no expiry date."
+    )
+    exception_max_days = serializers.IntegerField(
+        min_value=1, max_value=3650, help_text="The longest exception allowed, in days from the decision."
+    )
 
     class Meta:
         model = Organization
-        fields = ["slug", "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger"]
+        fields = [
+            "slug", "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger",
+            "exception_default_days", "exception_max_days",
+        ]
         read_only_fields = ["slug"]
 
     def validate_privileged_patterns(self, value: list[str]) -> list[str]:

@@ -80,10 +80,26 @@ class Organization(models.Model):
     privileged_patterns = models.JSONField(default=default_privileged_patterns)
     freshness_days = models.PositiveIntegerField(default=7)
     ticket_trigger = models.CharField(max_length=20, choices=TicketTrigger.choices, default=TicketTrigger.ON_DECISION)
+    # Exception decisions expire: the default when a reviewer gives no date, and the longest allowed.
+    exception_default_days = models.PositiveIntegerField(default=90)
+    exception_max_days = models.PositiveIntegerField(default=365)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if self.exception_default_days and self.exception_max_days and (
+            self.exception_default_days > self.exception_max_days
+        ):
+            raise ValidationError(
+                {
+                    "exception_default_days": f"The default exception length ({self.exception_default_days} days) "
+                    f"is longer than the maximum ({self.exception_max_days} days)."
+                }
+            )
 
     @property
     def has_access_reviews(self) -> bool:

@@ -282,7 +282,10 @@ def membership_remove(*, actor: Membership, membership: Membership, request=None
 
 # Organization ------------------------------------------------------------------------------------------
 
-SETTINGS_FIELDS = ("name", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger")
+SETTINGS_FIELDS = (
+    "name", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger", "exception_default_days",
+    "exception_max_days",
+)
 
 
 @transaction.atomic

@@ -32,6 +32,7 @@ EXPECTED_HEADER = [
     "identity_email", "application", "role", "last_used", "decision", "decision_reason", "reviewer", "decided_at",
     "ticket_url", "identity_name", "department", "manager_email", "identity_kind", "identity_status", "findings",
     "recommendation", "assigned_reviewer", "reviewer_role", "remediation_status", "campaign", "snapshot_at",
+    "exception_expires_on",
 ]  # fmt: skip
 
 
@@ -151,6 +152,7 @@ def test_csv_values_for_approve_revoke_exception_and_undecided(world, client_for
         "identity_kind": "human", "identity_status": "active", "findings": "privileged",
         "recommendation": "approve", "assigned_reviewer": "rita@acme.test", "reviewer_role": "reviewer",
         "remediation_status": "", "campaign": "Q1 access review", "snapshot_at": "2026-03-02T09:00:00Z",
+        "exception_expires_on": "",
     }  # fmt: skip
     decided_at = dt.datetime.fromisoformat(approve["decided_at"].replace("Z", "+00:00"))
     assert approve["decided_at"].endswith("Z") and abs(timezone.now() - decided_at) < dt.timedelta(minutes=5)
@@ -169,6 +171,7 @@ def test_csv_values_for_approve_revoke_exception_and_undecided(world, client_for
 
     exception = by_email["svc-build@corp.test"]
     assert exception["decision"] == "exception"
+    assert exception["exception_expires_on"] == (timezone.localdate() + dt.timedelta(days=90)).isoformat()
     assert exception["decision_reason"] == "'=cmd|' /C calc'!A0"
     assert exception["identity_kind"] == "service_account"
 
@@ -327,6 +330,12 @@ def test_zip_contents(world, client_for, tmp_path, signing_key):
         ("svc-build@corp.test", "exception", "rita@acme.test"),
     ]
     assert [r["sequence"] for r in log] == ["1", "2", "3", "4"]
+    # The exception's expiry (the organization's default of 90 days) is in the hashed log and the items.
+    expiry = (timezone.localdate() + dt.timedelta(days=90)).isoformat()
+    assert [r["expires_on"] for r in log] == ["", "", "", expiry]
+    assert [r["exception_expires_on"] for r in items if r["decision"] == "exception"] == [expiry]
+    assert {r["exception_expires_on"] for r in items if r["decision"] != "exception"} == {""}
+    assert "expires_on" in manifest["decisions_log_hashed_columns"]
     assert log[0]["prev_hash"] == evidence.GENESIS_HASH
     assert log[1]["prev_hash"] == log[0]["hash"]
     with scope(world["org"]):
