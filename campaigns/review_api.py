@@ -78,6 +78,13 @@ class ReviewItemSerializer(serializers.Serializer):
     ticket_status = serializers.CharField()
     ticket_error = serializers.CharField()
     remediation_status = serializers.CharField()
+    exception_expires_on = serializers.DateField(
+        allow_null=True, help_text="For an exception: the last day it holds; null otherwise."
+    )
+    renewal_of = serializers.IntegerField(
+        source="renewal_of_id", allow_null=True,
+        help_text="In an exception renewals campaign: the id of the expired exception item this re-reviews.",
+    )
 
     def get_decision(self, item) -> str | None:
         return item.decision or None
@@ -89,7 +96,10 @@ class ReviewItemSerializer(serializers.Serializer):
 class DecisionEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = DecisionEvent
-        fields = ["id", "decision", "reason", "comment", "actor_email", "actor_role", "kind", "created_at", "hash"]
+        fields = [
+            "id", "decision", "reason", "comment", "expires_on", "actor_email", "actor_role", "kind", "created_at",
+            "hash",
+        ]
 
 
 class ReviewItemDetailSerializer(ReviewItemSerializer):
@@ -105,6 +115,13 @@ class DecisionInputSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Decision.choices)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=MAX_REASON_LENGTH, default="")
     comment = serializers.CharField(required=False, allow_blank=True, max_length=MAX_COMMENT_LENGTH, default="")
+    expires_on = serializers.DateField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Exceptions only: the last day the exception holds (after today, within the organization's "
+        "maximum). Omitted: today plus the organization's default.",
+    )
 
 
 class ItemFilterSerializer(serializers.Serializer):
@@ -282,6 +299,7 @@ class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
                 reason=values["reason"],
                 comment=values["comment"],
                 include_recommended_revoke=values["include_recommended_revoke"],
+                expires_on=values["expires_on"],
                 scope_label=scope_label,
                 request=request,
             )

@@ -14,6 +14,8 @@ class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=Decision.choices, error_messages={"required": "Choose a decision."})
     reason = forms.CharField(required=False, max_length=MAX_REASON_LENGTH)
     comment = forms.CharField(required=False, max_length=MAX_COMMENT_LENGTH, widget=forms.Textarea)
+    # Exceptions only; empty means the organization's default length.
+    expires_on = forms.DateField(required=False, error_messages={"invalid": "Enter the expiry date as YYYY-MM-DD."})
 
 
 class BulkDecisionForm(DecisionForm):

@@ -155,6 +155,8 @@ def _row_html(item: ReviewItem, *, can_decide: bool, csrf_input: str, next_url: 
         if item.decision_reason:
             decision += f'<br><span class="muted">{e(item.decision_reason)}</span>'
         decision += f'<br><span class="muted">{e(item.decided_by_email)}</span>'
+        if item.exception_expires_on:
+            decision += f'<br><span class="muted">Expires {item.exception_expires_on:%Y-%m-%d}</span>'
     else:
         decision = '<span class="badge badge-pending">Pending</span>'
     if item.signed_off_at:
@@ -393,6 +395,9 @@ def item_decide(request, campaign_id, item_id):
                 decision=form.cleaned_data["decision"],
                 reason=form.cleaned_data["reason"],
                 comment=form.cleaned_data["comment"],
+                expires_on=form.cleaned_data["expires_on"]
+                if form.cleaned_data["decision"] == Decision.EXCEPTION
+                else None,
                 request=request,
             )
         except ValidationError as exc:
@@ -519,6 +524,7 @@ def bulk_decide(request, campaign_id):
             reason=data["reason"],
             comment=data["comment"],
             include_recommended_revoke=data["include_recommended_revoke"],
+            expires_on=data["expires_on"] if data["decision"] == Decision.EXCEPTION else None,
             scope_label=scope_label,
             expected_count=data["expected"] if data["mode"] == BulkDecisionForm.MODE_ALL else None,
             request=request,

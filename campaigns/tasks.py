@@ -34,3 +34,25 @@ def campaign_snapshot_task(self, *, organization_id: int, campaign_id: str) -> i
         except Exception as exc:
             services.campaign_launch_failed(campaign_id=campaign_id, error=f"{exc.__class__.__name__}: {exc}")
             raise
+
+
+@shared_task(name="campaigns.exception_renewals_all", soft_time_limit=600, time_limit=660)
+def exception_renewals_all() -> int:
+    """Beat, daily: each organization's expired exceptions go into its "Exception renewals <date>" campaign."""
+    from .exceptions import organizations_with_expired_exceptions
+
+    ids = organizations_with_expired_exceptions()
+    for organization_id in ids:
+        exception_renewals_for.delay(organization_id)
+    return len(ids)
+
+
+@shared_task(name="campaigns.exception_renewals", acks_late=True, soft_time_limit=600, time_limit=660)
+def exception_renewals_for(organization_id: int) -> str:
+    """Safe to run twice: an expired exception is gathered into a renewal campaign once."""
+    from thalian.models import Organization
+
+    from .exceptions import exception_renewals_gather
+
+    campaign = exception_renewals_gather(organization=Organization.objects.get(pk=organization_id))
+    return str(campaign.pk) if campaign else ""

@@ -1,0 +1,65 @@
+"""Reviewers are reminded of the exceptions they granted 14 and 3 days before expiry, once each (e-mail
+through a real SMTP server on 127.0.0.1, time-machine for the days)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+
+from campaigns.decisions import review_item_decide
+from tests.campaigns.review_support import active_campaign, add_items
+from thalian.permissions import Role
+from thalian.tenancy import scope
+
+pytestmark = pytest.mark.django_db
+
+DAY0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def traveller():
+    with time_machine.travel(DAY0, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def campaign(org, member, traveller):
+    fallback = member(Role.SECURITY_ANALYST, email="fallback@acme.test")
+    return active_campaign(org, title="Q1 access review", fallback_reviewer=fallback)
+
+
+@pytest.fixture
+def reviewer(member):
+    return member(Role.REVIEWER, email="rita@acme.test")
+
+
+
+def test_reviewer_is_reminded_14_and_3_days_before_expiry_once(org, campaign, reviewer, traveller, mailbox,
+                                                               django_capture_on_commit_callbacks):
+    from notifications.services import exception_reminders_send
+    from notifications.tasks import exception_reminders_all
+
+    items = add_items(campaign, reviewer, 2)
+    with scope(org):
+        for item in items:
+            review_item_decide(item=item, actor=reviewer, decision="exception", reason="Contract until April",
+                               expires_on=dt.date(2026, 4, 1))
+    traveller.move_to(dt.datetime(2026, 3, 17, 9, 0, tzinfo=dt.UTC))  # 15 days before: nothing yet
+    with django_capture_on_commit_callbacks(execute=True):
+        assert exception_reminders_send(organization_id=org.pk) == 0
+    traveller.move_to(dt.datetime(2026, 3, 18, 9, 0, tzinfo=dt.UTC))  # 14 days before
+    with django_capture_on_commit_callbacks(execute=True):
+        assert exception_reminders_all() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert exception_reminders_send(organization_id=org.pk) == 0  # deduplicated
+    [mail] = mailbox.to("rita@acme.test")
+    assert "2 exceptions you granted expire in 14 days" in mail["subject"]
+    assert items[0].identity_email in mail["text/plain"] and "Contract until April" in mail["text/plain"]
+    assert "2026-04-01" in mail["text/plain"]
+    traveller.move_to(dt.datetime(2026, 3, 29, 9, 0, tzinfo=dt.UTC))  # 3 days before
+    with django_capture_on_commit_callbacks(execute=True):
+        exception_reminders_send(organization_id=org.pk)
+    assert len(mailbox.to("rita@acme.test")) == 2
+    assert "expire in 3 days" in mailbox.to("rita@acme.test")[1]["subject"]
