@@ -78,6 +78,8 @@ def test_item_shape_is_exactly_as_documented(org, campaign, reviewer, api_for):
         "ticket_status": "open",
         "ticket_error": "",
         "remediation_status": fresh(item).remediation_status,
+        "exception_expires_on": None,
+        "renewal_of": None,
     }
 
 
