@@ -5,35 +5,15 @@ only what the page stated is approved. Screenshots at desktop and phone sizes; a
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 
-from tests.browser_support import assert_accessible, login
+from tests.browser_support import assert_accessible, login, screenshots
 from thalian.permissions import Role
 
 from .review_support import active_campaign, add_items, fresh
 
 pytestmark = pytest.mark.browser
-
-SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
-
-
-def screenshots(page, name: str) -> list[Path]:
-    """Full-page screenshots of the current page at 1366x768 and 390x844 (git-ignored test artifacts)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for size, (width, height) in SIZES.items():
-        page.set_viewport_size({"width": width, "height": height})
-        path = ARTIFACTS / f"{name}-{size}.png"
-        page.screenshot(path=str(path), full_page=True)
-        paths.append(path)
-    page.set_viewport_size({"width": 1366, "height": 768})
-    return paths
-
 
 def test_guarded_approve_all_in_view_states_the_breakdown_and_includes_on_request(browser_page, live_server,
                                                                                   member, org):

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from campaigns import decisions
 from campaigns import services as campaign_services
+from campaigns.exceptions import exception_renewals_gather
 from campaigns.models import Campaign, ReviewItem
 from entitlements.models import Application, Identity, SyncRun
 from entitlements.services import inventory_import
@@ -112,6 +113,9 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
             decisions.decisions_bulk_apply(campaign=active, actor=inventory.owner_member, items=owner_items,
                                            decision="approve", reason="Team members")
             decisions.review_sign_off(campaign=active, actor=inventory.owner_member)
+        kept = ReviewItem.objects.filter(campaign=active, signed_off_at__isnull=True).exclude(pk=items[0].pk).first()
+        decisions.review_item_decide(item=kept, actor=inventory.fallback, decision="exception",
+                                     reason="Contract until spring", expires_on=timezone.localdate() + dt.timedelta(days=10))
         connection = ItsmConnection.objects.create(
             organization=org, kind="jira", name="Jira desk", base_url="https://jira.example.test",
             config={"email": "ops@acme.test", "project_key": "ACC"}, is_default=True,
@@ -127,6 +131,8 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
     with scope(org), django_capture_on_commit_callbacks(execute=True):
         campaign_services.campaign_cancel(campaign=cancelled, actor=admin, reason="Scope was wrong")
     draft = make_campaign(title="Draft review")
+    # The exception decided above, expired and gathered into a renewal campaign.
+    renewals = exception_renewals_gather(organization=org, today=timezone.localdate() + dt.timedelta(days=120))
 
     with scope(org):
         for n, event in enumerate(Event.values):
@@ -147,7 +153,7 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
         audit_record(action=action, organization=org, actor=admin.user, target_label=f"sweep {action}",
                      details=REALISTIC_DETAILS)
     return {
-        "campaigns": [active, closed, cancelled, draft],
+        "campaigns": [active, closed, cancelled, draft, renewals],
         "superadmin": superadmin,
         "admin": admin,
         "auditor": auditor,
@@ -179,7 +185,8 @@ def _values(world, name: str, param: str) -> list[str]:
             return [str(c.pk) for c in campaigns]
         if param == "item_id":
             items = ReviewItem.objects.filter(campaign=campaigns[0]).exclude(decision="").order_by("id")[:3]
-            return [str(i.pk) for i in items]
+            renewal = ReviewItem.objects.filter(campaign=campaigns[4]).order_by("id")[:1]
+            return [str(i.pk) for i in [*items, *renewal]]
         if param == "package_id":
             return [str(p) for p in campaigns[0].evidence_packages.values_list("id", flat=True)[:1]] or [
                 "00000000-0000-0000-0000-000000000000"
