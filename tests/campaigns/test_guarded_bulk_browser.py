@@ -5,6 +5,7 @@ only what the page stated is approved. Screenshots at desktop and phone sizes; a
 from __future__ import annotations
 
 import re
+
 import pytest
 from playwright.sync_api import expect
 
