@@ -270,3 +270,21 @@ def test_expired_exceptions_are_gathered_daily_into_a_launched_renewal_campaign(
     assert renewed.exception_expires_on == dt.date(2026, 6, 30)
     assert revoked.remediation_status in ("pending", "")
     assert_chain_intact(renewal)
+
+
+def test_api_pages_through_exceptions_with_equal_expiry_dates(org, campaign, reviewer, member, api_for):
+    items = add_items(campaign, reviewer, 7)
+    with scope(org):
+        decisions_bulk_apply(campaign=campaign, actor=reviewer, decision="exception", reason="hold",
+                             items=ReviewItem.objects.filter(pk__in=[i.pk for i in items[:5]]),
+                             expires_on=dt.date(2026, 4, 1))
+        decisions_bulk_apply(campaign=campaign, actor=reviewer, decision="exception", reason="hold",
+                             items=ReviewItem.objects.filter(pk__in=[i.pk for i in items[5:]]),
+                             expires_on=dt.date(2026, 3, 20))
+    api = api_for(member(Role.AUDITOR))
+    url, seen = "/api/v1/orgs/acme/exceptions/?page_size=2", []
+    while url:
+        page = api.get(url).json()
+        seen += [(r["expires_on"], r["item_id"]) for r in page["results"]]
+        url = page["next"]
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 7
