@@ -142,12 +142,14 @@ def _reviewers_by_email(organization: Organization) -> dict[str, Membership]:
     return {m.user.email.lower(): m for m in members}
 
 
-def exception_renewals_gather(*, organization: Organization, today: dt.date | None = None) -> Campaign | None:
+def exception_renewals_gather(
+    *, organization: Organization, today: dt.date | None = None, fallback: Membership | None = None
+) -> Campaign | None:
     """Gathers every exception that expired before ``today`` and is not yet renewed into the launched campaign
     "Exception renewals <today>" (created, or extended when it already exists), one item per exception,
-    assigned to the application's owner, else the fallback reviewer of the exception's campaign, never to the
-    identity under review. Safe to run twice: an exception is gathered once. Returns the campaign, or None
-    when nothing expired."""
+    assigned to the application's owner, else the organization's fallback reviewer (``fallback``), else the
+    fallback reviewer of the exception's campaign; never to the identity under review. Safe to run twice: an
+    exception is gathered once. Returns the campaign, or None when nothing expired."""
     today = today or timezone.localdate()
     with scope(organization), transaction.atomic():
         # One gatherer per organization at a time.
@@ -163,7 +165,11 @@ def exception_renewals_gather(*, organization: Organization, today: dt.date | No
         title = RENEWAL_TITLE.format(date=today.isoformat())
         campaign = Campaign.objects.filter(title=title, status=CampaignStatus.ACTIVE, created_by__isnull=True).first()
         now = timezone.now()
-        fallbacks = [i.campaign.fallback_reviewer for i in expired if i.campaign.fallback_reviewer_id]
+        if fallback is not None and fallback.organization_id != organization.pk:
+            raise ValueError("the fallback reviewer belongs to another organization")
+        fallbacks = ([fallback] if fallback is not None else []) + [
+            i.campaign.fallback_reviewer for i in expired if i.campaign.fallback_reviewer_id
+        ]
         if campaign is None:
             campaign = Campaign.objects.create(
                 organization=organization,
@@ -189,14 +195,15 @@ def exception_renewals_gather(*, organization: Organization, today: dt.date | No
         for old in expired:
             identity = old.identity_email.lower()
             owner = reviewers.get(owners.get(old.application_id, ""))
-            fallback = old.campaign.fallback_reviewer
+            candidates = [m for m in (fallback, old.campaign.fallback_reviewer) if m is not None]
+            backup = next((m for m in candidates if m.user.email.lower() != identity), None)
             if owner is not None and owner.user.email.lower() != identity:
                 reviewer, note = owner, ""
-            elif fallback is not None and fallback.user.email.lower() != identity:
+            elif backup is not None:
                 why = "the application has no owner who can review" if owner is None else (
                     "the application owner is the identity under review"
                 )
-                reviewer, note = fallback, f"Assigned to the fallback reviewer: {why}"
+                reviewer, note = backup, f"Assigned to the fallback reviewer: {why}"
             else:
                 reviewer, note = None, "No reviewer can take this renewal; an admin must reassign it"
             row = ReviewItem(

@@ -36,23 +36,20 @@ def campaign_snapshot_task(self, *, organization_id: int, campaign_id: str) -> i
             raise
 
 
-@shared_task(name="campaigns.exception_renewals_all", soft_time_limit=600, time_limit=660)
-def exception_renewals_all() -> int:
-    """Beat, daily: each organization's expired exceptions go into its "Exception renewals <date>" campaign."""
-    from .exceptions import organizations_with_expired_exceptions
-
-    ids = organizations_with_expired_exceptions()
-    for organization_id in ids:
-        exception_renewals_for.delay(organization_id)
-    return len(ids)
-
-
 @shared_task(name="campaigns.exception_renewals", acks_late=True, soft_time_limit=600, time_limit=660)
-def exception_renewals_for(organization_id: int) -> str:
-    """Safe to run twice: an expired exception is gathered into a renewal campaign once."""
-    from thalian.models import Organization
+def exception_renewals_for(organization_id: int, fallback_membership_id: int | None = None) -> str:
+    """Gathers an organization's expired exceptions into its renewal campaign (enqueued daily by the
+    notifications area with the organization's fallback reviewer). Safe to run twice: an expired exception is
+    gathered once."""
+    from thalian.models import Membership, Organization
 
     from .exceptions import exception_renewals_gather
 
-    campaign = exception_renewals_gather(organization=Organization.objects.get(pk=organization_id))
+    organization = Organization.objects.get(pk=organization_id)
+    fallback = (
+        Membership.objects.select_related("user").filter(pk=fallback_membership_id, organization=organization).first()
+        if fallback_membership_id
+        else None
+    )
+    campaign = exception_renewals_gather(organization=organization, fallback=fallback)
     return str(campaign.pk) if campaign else ""

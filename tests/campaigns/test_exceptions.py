@@ -240,10 +240,10 @@ def test_expired_exceptions_are_gathered_daily_into_a_launched_renewal_campaign(
     traveller.move_to(dt.datetime(2026, 3, 10, 23, 0, tzinfo=dt.UTC))  # the expiry day itself: still valid
     assert exception_renewals_gather(organization=org) is None
     traveller.move_to(dt.datetime(2026, 3, 11, 0, 30, tzinfo=dt.UTC))
-    from campaigns.tasks import exception_renewals_all
+    from campaigns.tasks import exception_renewals_for
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert exception_renewals_all() == 1
+        assert exception_renewals_for(org.pk)
     with scopes_disabled():
         renewal = Campaign.objects.get(title="Exception renewals 2026-03-11")
         items = {i.renewal_of_id: i for i in ReviewItem.objects.filter(campaign=renewal)}

@@ -9,7 +9,7 @@ import pytest
 import time_machine
 
 from campaigns.decisions import review_item_decide
-from tests.campaigns.review_support import active_campaign, add_items
+from tests.campaigns.review_support import active_campaign, add_items, fresh
 from thalian.permissions import Role
 from thalian.tenancy import scope
 
@@ -63,3 +63,32 @@ def test_reviewer_is_reminded_14_and_3_days_before_expiry_once(org, campaign, re
         exception_reminders_send(organization_id=org.pk)
     assert len(mailbox.to("rita@acme.test")) == 2
     assert "expire in 3 days" in mailbox.to("rita@acme.test")[1]["subject"]
+
+
+def test_daily_renewals_use_the_organizations_fallback_reviewer(org, campaign, reviewer, member, traveller,
+                                                               django_capture_on_commit_callbacks):
+    from campaigns.models import Campaign, ReviewItem
+    from notifications.selectors import notification_settings_for
+    from notifications.tasks import exception_renewals_all
+    from thalian.tenancy import scopes_disabled
+
+    org_fallback = member(Role.ADMIN, email="desk@acme.test")
+    with scope(org):
+        settings_row = notification_settings_for(organization_id=org.pk)
+        settings_row.fallback_reviewer = org_fallback
+        settings_row.save()
+    [item] = add_items(campaign, reviewer, 1, application_name="Unowned tool")
+    with scope(org):
+        review_item_decide(item=item, actor=reviewer, decision="exception", reason="Pilot",
+                           expires_on=dt.date(2026, 3, 5))
+    traveller.move_to(dt.datetime(2026, 3, 6, 0, 20, tzinfo=dt.UTC))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert exception_renewals_all() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert exception_renewals_all() == 0  # nothing is gathered twice
+    with scopes_disabled():
+        renewal = Campaign.objects.get(title="Exception renewals 2026-03-06")
+        [renewal_item] = ReviewItem.objects.filter(campaign=renewal)
+    assert renewal_item.renewal_of_id == item.pk and renewal_item.reviewer_email == "desk@acme.test"
+    assert "no owner who can review" in renewal_item.assignment_note
+    assert fresh(item).decision == "exception"
