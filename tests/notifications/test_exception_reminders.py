@@ -1,5 +1,6 @@
-"""Reviewers are reminded of the exceptions they granted 14 and 3 days before expiry, once each (e-mail
-through a real SMTP server on 127.0.0.1, time-machine for the days)."""
+"""Exceptions expiring: the granting reviewer is reminded 14 and 3 days before, once each (e-mail
+through a real SMTP server on 127.0.0.1, time-machine for the days); the day after expiry the daily renewal
+gathers them with the organization's fallback reviewer."""
 
 from __future__ import annotations
 
