@@ -22,9 +22,10 @@ migrate: setup
 demo: migrate
 	$(PY) manage.py loaddemo
 
-## Set up, migrate, load the demo and serve Thalian at http://127.0.0.1:8000 (embedded default: SQLite, eager tasks).
+## Set up, migrate, load the demo and run web, worker and beat at http://127.0.0.1:8000 (embedded default: SQLite
+## database and a SQLite broker file in the data directory, no server to install). Ctrl-C stops all three.
 run: demo
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	PATH="$(abspath $(VENV))/bin:$$PATH" EMBEDDED_BROKER=true HOST=$(HOST) $(VENV)/bin/honcho -f Procfile.dev start -p $(PORT)
 
 ## Set up and run the whole test suite (PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thalian_test

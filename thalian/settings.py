@@ -165,13 +165,31 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 IMPORT_ASYNC_THRESHOLD_ROWS = env.int("IMPORT_ASYNC_THRESHOLD_ROWS", default=5000)
 EVIDENCE_ASYNC_THRESHOLD_ITEMS = env.int("EVIDENCE_ASYNC_THRESHOLD_ITEMS", default=100_000)
 
-# Redis: Celery broker, result backend and cache. Unset: eager Celery and a local-memory cache.
+# Redis: Celery broker, result backend and cache. Without REDIS_URL (the embedded default) there are two modes:
+# - EMBEDDED_BROKER=true, set by `make run` for its web, worker and beat processes: tasks are queued on a SQLite
+#   file in the data directory (kombu's SQLAlchemy transport, no server to install) and run by the worker, so
+#   beat's schedule (scheduled launches, reminders, retries, sweeps) runs too; the cache is a directory in the
+#   data directory so progress written by the worker shows on pages served by the web process.
+# - otherwise (manage.py commands, a bare runserver, scripts): tasks run eagerly in the calling process and the
+#   cache is local memory.
 REDIS_URL = env.str("REDIS_URL", default="")
+EMBEDDED_BROKER = env.bool("EMBEDDED_BROKER", default=False)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+elif EMBEDDED_BROKER:
+    CELERY_BROKER_URL = f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
+    # Nothing reads task results; the broker file only carries messages.
+    CELERY_RESULT_BACKEND = None
+    CELERY_TASK_ALWAYS_EAGER = False
+    # Passed to SQLAlchemy's create_engine: web, worker and beat share the file, so wait for its lock.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"connect_args": {"timeout": 30}}
+    CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": DATA_DIR / "cache"}
+    }
 else:
     CELERY_BROKER_URL = "memory://"
     CELERY_RESULT_BACKEND = "cache+memory://"
