@@ -46,11 +46,12 @@ bench: setup
 	export DATABASE_URL=$${DATABASE_URL:-$(BENCH_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(BENCH_REDIS_URL)}; \
 	$(PY) manage.py ensure_database && $(PY) manage.py migrate --noinput -v0 && $(PY) manage.py bench $(BENCH_ARGS)
 
+## Without REDIS_URL these use the embedded SQLite broker (EMBEDDED_BROKER), like `make run`.
 worker: setup
-	$(VENV)/bin/celery -A thalian worker -l INFO
+	EMBEDDED_BROKER=$${EMBEDDED_BROKER:-true} $(VENV)/bin/celery -A thalian worker -l INFO
 
 beat: setup
-	$(VENV)/bin/celery -A thalian beat -l INFO
+	EMBEDDED_BROKER=$${EMBEDDED_BROKER:-true} $(VENV)/bin/celery -A thalian beat -l INFO
 
 check-deploy: setup
 	DEBUG=false SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(64))') \

@@ -147,3 +147,16 @@ def test_make_run_stack_runs_beat_schedule_and_web_tasks_in_its_worker_without_s
         except subprocess.TimeoutExpired:
             os.killpg(stack.pid, signal.SIGKILL)
             stack.wait(timeout=10)
+
+
+def test_make_run_starts_this_procfile_with_the_embedded_broker():
+    result = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if "honcho" in line)
+    assert "EMBEDDED_BROKER=true" in line and "-f Procfile.dev start" in line
+    processes = {
+        line.split(":", 1)[0]
+        for line in (ROOT / "Procfile.dev").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert processes == {"web", "worker", "beat"}
