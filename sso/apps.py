@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class SsoConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "sso"
+    verbose_name = "Single sign-on and two-factor sign-in"
