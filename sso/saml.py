@@ -62,7 +62,7 @@ def idp_entity_id_from_metadata(xml: str) -> str:
     eid = idps[0]
     if not md.certs(eid, "idpsso", "signing"):
         raise FetchError(f"The identity provider {eid} publishes no signing certificate in its metadata.")
-    if not any(md.single_sign_on_service(eid, b) for b in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST)):
+    if not any(md.service(eid, "idpsso_descriptor", "single_sign_on_service", b) for b in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST)):
         raise FetchError(f"The identity provider {eid} publishes no single sign-on service (Redirect or POST).")
     return eid
 
@@ -146,6 +146,8 @@ def response_parse(
         raise SamlError(f"the identity provider reported an error: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - pysaml2 signals other violations with plain exceptions
         text = str(exc)
+        if "signed" in text.lower() or "signature" in text.lower():
+            raise SamlError("the response is not signed by the identity provider's certificate") from None
         if "audience" in text.lower() or "not for me" in text.lower():
             raise SamlError("the assertion is addressed to another service provider (wrong audience)") from None
         raise SamlError(f"the response was refused ({exc.__class__.__name__}: {text[:200]})") from None

@@ -287,13 +287,25 @@ def _mapped_role(provider: IdentityProvider, groups) -> str | None:
     return min(roles, key=order.index) if roles else None
 
 
-@transaction.atomic
 def sso_login(*, provider: IdentityProvider, subject: str, email: str, groups=None, request=None) -> User:
     """The person the identity provider vouched for, with a membership of the provider's organization.
 
     The e-mail's domain must be verified by this organization: an identity provider speaks only for its own
     domains, so an assertion about any other address is refused and never linked to an existing account.
     """
+    with tenancy.scope(provider.organization):
+        try:
+            with transaction.atomic():
+                return _sso_login(provider=provider, subject=subject, email=email, groups=groups, request=request)
+        except SsoLoginRefused as exc:
+            _audit(
+                "sso_login_refused", actor=None, organization_id=provider.organization_id, request=request,
+                target=provider, details={"email": (email or "").strip().lower(), "reason": str(exc)},
+            )
+            raise
+
+
+def _sso_login(*, provider: IdentityProvider, subject: str, email: str, groups, request) -> User:
     organization = provider.organization
     email = (email or "").strip().lower()
     if not email or "@" not in email:
@@ -302,10 +314,6 @@ def sso_login(*, provider: IdentityProvider, subject: str, email: str, groups=No
         raise SsoLoginRefused("The identity provider did not identify the person (no subject).")
     domain = email_domain(email)
     if not VerifiedDomain.objects.filter(domain=domain, verified_at__isnull=False).exists():
-        _audit(
-            "sso_login_refused", actor=None, organization_id=organization.pk, request=request, target=provider,
-            details={"email": email, "reason": "domain not verified"},
-        )
         raise SsoLoginRefused(
             f"{domain} is not a verified domain of {organization.name}, so {provider.name} cannot sign in {email}."
         )
