@@ -78,7 +78,10 @@ class LoginView(auth_views.LoginView):
             providers = selectors.sso_providers_for_email(email)
             next_url = _safe_next(request, request.POST.get("next"))
             if len(providers) == 1:
-                return redirect(_sso_start_url(providers[0], next_url=next_url, email=email))
+                # A page that moves on by itself rather than a redirect: the sign-in form's CSP (form-action
+                # 'self') forbids a form submission that redirects to another origin.
+                url = _sso_start_url(providers[0], next_url=next_url, email=email)
+                return render(request, "sso/continue.html", {"provider": providers[0], "url": url})
             if providers:
                 choices = [(p, _sso_start_url(p, next_url=next_url, email=email)) for p in providers]
                 return render(request, "sso/choose_provider.html", {"choices": choices, "email": email})

@@ -88,12 +88,19 @@ def saml_provider(org, saml_idp):
     )
 
 
+def sso_start(client, email: str, *, next_url: str = "") -> str:
+    """Types the e-mail on the sign-in page; returns the address Thalian continues to (its SSO start)."""
+    page = client.post("/accounts/login/", {"username": email, "password": "", "next": next_url})
+    assert page.status_code == 200, page.content.decode()[:2000]
+    match = re.search(r'href="([^"]+)" data-sso-start', page.content.decode())
+    assert match, page.content.decode()[:3000]
+    return unescape(match.group(1))
+
+
 def oidc_sign_in(client, email: str, *, sub: str | None = None, next_url: str = ""):
     """Types the e-mail on the sign-in page, follows Thalian to the OIDC provider, signs in there as `sub`,
     and brings the provider's redirect back to Thalian. Returns Thalian's response to the callback."""
-    start = client.post("/accounts/login/", {"username": email, "password": "", "next": next_url})
-    assert start.status_code == 302, start.content.decode()[:2000]
-    to_idp = client.get(start.url)
+    to_idp = client.get(sso_start(client, email, next_url=next_url))
     assert to_idp.status_code == 302, to_idp.content.decode()[:2000]
     authorize = to_idp.url
     back = requests.post(authorize, data={"sub": sub or email}, allow_redirects=False, timeout=5)
@@ -111,9 +118,7 @@ def _form_fields(page: str) -> tuple[str, dict]:
 
 def saml_sign_in(client, email: str, *, next_url: str = ""):
     """E-mail first, then Thalian's AuthnRequest to the IdP, then the IdP's signed response POSTed back."""
-    start = client.post("/accounts/login/", {"username": email, "password": "", "next": next_url})
-    assert start.status_code == 302, start.content.decode()[:2000]
-    to_idp = client.get(start.url)
+    to_idp = client.get(sso_start(client, email, next_url=next_url))
     assert to_idp.status_code == 302, to_idp.content.decode()[:2000]
     page = requests.get(to_idp.url, timeout=10)
     assert page.status_code == 200, page.text[:2000]

@@ -11,7 +11,7 @@ from thalian.models import AuditEvent, Membership, User
 from thalian.permissions import Role
 from thalian.tenancy import scopes_disabled
 
-from .conftest import make_domain, make_provider, oidc_sign_in
+from .conftest import make_domain, make_provider, oidc_sign_in, sso_start
 
 pytestmark = pytest.mark.django_db
 
@@ -38,10 +38,9 @@ def test_the_sso_button_says_when_a_domain_has_no_single_sign_on(client, org):
 
 def test_an_sso_address_is_sent_to_its_identity_provider(client, org, oidc_provider, oidc_idp):
     make_domain(org)
-    response = client.post("/accounts/login/", {"username": "Alice@Example.com", "password": ""})
-    assert response.status_code == 302
-    assert response.url.startswith(f"/sso/oidc/{oidc_provider.public_id}/start/")
-    to_idp = client.get(response.url)
+    start = sso_start(client, "Alice@Example.com")
+    assert start.startswith(f"/sso/oidc/{oidc_provider.public_id}/start/")
+    to_idp = client.get(start)
     assert to_idp.url.startswith(f"{oidc_idp.issuer}/oauth2/authorize?")
     assert "login_hint=alice%40example.com" in to_idp.url and "code_challenge_method=S256" in to_idp.url
 
@@ -148,8 +147,7 @@ def test_the_same_subject_signs_in_as_the_same_user(client, org, oidc_provider):
 
 def test_a_callback_cannot_be_used_twice(client, org, oidc_provider):
     make_domain(org)
-    start = client.post("/accounts/login/", {"username": "alice@example.com", "password": ""})
-    to_idp = client.get(start.url)
+    to_idp = client.get(sso_start(client, "alice@example.com"))
     back = requests.post(to_idp.url, data={"sub": "alice@example.com"}, allow_redirects=False, timeout=5)
     from urllib.parse import parse_qs, urlsplit
 
