@@ -17,7 +17,7 @@ from thalian.audit import audit_record
 from thalian.models import Membership, User
 from thalian.permissions import Role
 
-from .models import MfaDevice, RecoveryCode
+from .models import MfaDevice, RecoveryCode, VerifiedDomain
 
 ISSUER = "Thalian"
 RECOVERY_CODE_COUNT = 10
@@ -137,6 +137,12 @@ def recovery_codes_regenerate(*, user: User, code: str, request=None) -> list[st
 
 @transaction.atomic
 def mfa_disable(*, user: User, code: str, request=None) -> None:
+    from .selectors import mfa_required_by
+
+    required = mfa_required_by(user)
+    if required:
+        names = ", ".join(o.name for o in required)
+        raise ValidationError(f"{names} requires two-factor sign-in for your role; it cannot be turned off.")
     if mfa_verify(user=user, code=code) is None:
         raise ValidationError("That code does not match; enter an authenticator code or a recovery code.")
     MfaDevice.objects.filter(user=user).delete()
@@ -151,6 +157,17 @@ def mfa_reset(*, actor: Membership, membership: Membership, request=None) -> Non
     if actor.role != Role.SUPER_ADMIN:
         raise ValidationError("Only super admins can reset two-factor sign-in.")
     user = membership.user
+    # The reset also affects the person's other organizations: allowed when this organization verified their
+    # e-mail domain or they belong to no other organization.
+    from .selectors import email_domain
+
+    with tenancy.scope(actor.organization):
+        owns_domain = VerifiedDomain.objects.filter(domain=email_domain(user.email), verified_at__isnull=False).exists()
+    if not owns_domain and Membership.objects.filter(user=user).exclude(organization=actor.organization).exists():
+        raise ValidationError(
+            f"{user.email} also belongs to other organizations and is not of a domain verified here: "
+            "they must reset it with a recovery code, or ask Thalian support."
+        )
     if not MfaDevice.objects.filter(user=user).exists():
         raise ValidationError(f"{user.email} has no two-factor sign-in to reset.")
     MfaDevice.objects.filter(user=user).delete()

@@ -148,3 +148,32 @@ def test_reset_is_404_for_another_organizations_member_and_403_for_admins(client
     assert client.post(f"/o/acme/settings/sso/members/{outsider.pk}/reset-two-factor/").status_code == 404
     client.force_login(member("admin").user)
     assert client.post(f"/o/acme/settings/sso/members/{boss.pk}/reset-two-factor/").status_code == 403
+
+
+def test_admins_cannot_turn_off_two_factor_their_organization_requires(client, org, member):
+    admin = member("admin")
+    client.force_login(admin.user)
+    _secret, codes = _enrol(client)
+    with scopes_disabled():
+        SsoSettings.objects.create(organization=org, require_mfa_for_admins=True)
+    response = client.post("/accounts/two-factor/", {"action": "disable", "code": codes[0]})
+    assert response.status_code == 400 and "cannot be turned off" in response.content.decode()
+    assert MfaDevice.objects.filter(user=admin.user).exists()
+
+
+def test_a_reset_of_someone_who_also_belongs_elsewhere_needs_their_domain_verified_here(client, org, other_org, member):
+    from thalian.models import Membership
+
+    from .conftest import make_domain
+
+    admin = member("admin", email="dana@example.com")
+    Membership.objects.create(user=admin.user, organization=other_org, role="viewer")
+    client.force_login(admin.user)
+    _enrol(client)
+    client.force_login(member("super_admin").user)
+    refused = client.post(f"/o/acme/settings/sso/members/{admin.pk}/reset-two-factor/", follow=True)
+    assert "also belongs to other organizations" in refused.content.decode()
+    assert MfaDevice.objects.filter(user=admin.user).exists()
+    make_domain(org, "example.com")
+    client.post(f"/o/acme/settings/sso/members/{admin.pk}/reset-two-factor/")
+    assert not MfaDevice.objects.filter(user=admin.user).exists()

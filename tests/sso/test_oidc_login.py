@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sso.models import SsoIdentity, SsoSettings
+from sso.models import SsoIdentity
 from thalian.models import AuditEvent, Membership, User
 from thalian.permissions import Role
 from thalian.tenancy import scopes_disabled
