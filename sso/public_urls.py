@@ -3,7 +3,7 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("accounts/login/", views.login_view, name="login"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/two-factor/", views.mfa_setup, name="mfa_setup"),
     path("accounts/two-factor/verify/", views.mfa_challenge, name="mfa_challenge"),
     path("sso/oidc/callback/", views.oidc_callback, name="sso_oidc_callback"),

@@ -461,17 +461,25 @@ def provider_test(request, public_id):
     return _sso_page(request, test_result={"provider": provider, "ok": ok, "lines": lines})
 
 
+def _act_and_report(request, action, *, done: str, failed: str):
+    """Runs one service call of a settings button; says what happened on the settings page."""
+    try:
+        action()
+    except ValidationError as exc:
+        messages.error(request, f"{failed} {_error_text(exc)}".strip())
+    else:
+        messages.success(request, done)
+    return redirect("sso_settings", org_slug=request.organization.slug)
+
+
 @require_POST
 @org_view(Perm.MANAGE_ORGANIZATION)
 def provider_delete(request, public_id):
     provider = _get_provider(request, public_id)
-    try:
-        services.provider_delete(actor=request.membership, provider=provider, request=request)
-    except ValidationError as exc:
-        messages.error(request, f"Not deleted: {_error_text(exc)}")
-    else:
-        messages.success(request, f"{provider.name} was deleted.")
-    return redirect("sso_settings", org_slug=request.organization.slug)
+    return _act_and_report(
+        request, lambda: services.provider_delete(actor=request.membership, provider=provider, request=request),
+        done=f"{provider.name} was deleted.", failed="Not deleted:",
+    )
 
 
 @require_POST
@@ -493,39 +501,29 @@ def domain_claim(request):
 @org_view(Perm.MANAGE_ORGANIZATION)
 def domain_verify(request, pk: int):
     domain = _get_domain(request, pk)
-    try:
-        services.domain_verify(actor=request.membership, domain=domain, request=request)
-    except ValidationError as exc:
-        messages.error(request, f"{domain.domain} is not verified yet. {_error_text(exc)}")
-    else:
-        messages.success(request, f"{domain.domain} is verified.")
-    return redirect("sso_settings", org_slug=request.organization.slug)
+    return _act_and_report(
+        request, lambda: services.domain_verify(actor=request.membership, domain=domain, request=request),
+        done=f"{domain.domain} is verified.", failed=f"{domain.domain} is not verified yet.",
+    )
 
 
 @require_POST
 @org_view(Perm.MANAGE_ORGANIZATION)
 def domain_delete(request, pk: int):
     domain = _get_domain(request, pk)
-    try:
-        services.domain_delete(actor=request.membership, domain=domain, request=request)
-    except ValidationError as exc:
-        messages.error(request, f"Not removed: {_error_text(exc)}")
-    else:
-        messages.success(request, f"{domain.domain} was removed.")
-    return redirect("sso_settings", org_slug=request.organization.slug)
+    return _act_and_report(
+        request, lambda: services.domain_delete(actor=request.membership, domain=domain, request=request),
+        done=f"{domain.domain} was removed.", failed="Not removed:",
+    )
 
 
 @require_POST
 @org_view(Perm.MANAGE_ORGANIZATION)
 def member_mfa_reset(request, pk: int):
-    member = get_object_or_404(Membership.objects.select_related("user", "organization"), pk=pk, organization=request.organization)
-    try:
-        mfa.mfa_reset(actor=request.membership, membership=member, request=request)
-    except ValidationError as exc:
-        messages.error(request, _error_text(exc))
-    else:
-        messages.success(request, f"Two-factor sign-in of {member.user.email} was reset.")
-    return redirect("sso_settings", org_slug=request.organization.slug)
-
-
-login_view = LoginView.as_view()
+    member = get_object_or_404(
+        Membership.objects.select_related("user", "organization"), pk=pk, organization=request.organization
+    )
+    return _act_and_report(
+        request, lambda: mfa.mfa_reset(actor=request.membership, membership=member, request=request),
+        done=f"Two-factor sign-in of {member.user.email} was reset.", failed="",
+    )
