@@ -128,3 +128,11 @@ def test_settings_page_query_count_does_not_grow(client, member, org, django_ass
         make_provider(org, protocol="oidc", name=f"p{i}", issuer="https://idp.example.com", client_id="x")
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert client.get("/o/acme/settings/sso/").status_code == 200
+
+
+def test_a_missing_xmlsec1_is_reported_at_start_up(settings):
+    from sso.checks import xmlsec_installed
+
+    assert xmlsec_installed(None) == []
+    settings.SAML_XMLSEC_BINARY = "/nonexistent/xmlsec1"
+    assert [w.id for w in xmlsec_installed(None)] == ["sso.W001"]

@@ -103,3 +103,23 @@ def test_a_response_signed_by_another_key_is_refused(client, org, saml_provider,
     response = saml_idp_initiated(client, saml_idp, org)
     assert response.status_code == 403
     assert "not signed by the identity provider" in response.content.decode()
+
+
+def test_idp_initiated_relay_state_opens_a_thalian_page_but_not_another_site(client, org, saml_provider, saml_idp):
+    make_domain(org)
+    assert saml_idp_initiated(client, saml_idp, org, relay="/o/acme/").url == "/o/acme/"
+    client.logout()
+    assert saml_idp_initiated(client, saml_idp, org, relay="https://evil.example/").url == "/o/acme/"
+
+
+def test_an_idp_group_attribute_maps_to_a_role(client, org, saml_provider, saml_idp):
+    from thalian.tenancy import scopes_disabled
+
+    make_domain(org)
+    with scopes_disabled():
+        saml_provider.groups_claim = "groups"
+        saml_provider.role_mapping = {"auditors": Role.AUDITOR}
+        saml_provider.save()
+    saml_idp.user = {"email": "audra@example.com", "groups": ["auditors", "staff"]}
+    assert saml_idp_initiated(client, saml_idp, org).status_code == 302
+    assert Membership.objects.get(user__email="audra@example.com").role == Role.AUDITOR
