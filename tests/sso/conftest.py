@@ -14,8 +14,8 @@ from django.utils import timezone
 from sso.models import IdentityProvider, Protocol, VerifiedDomain
 from thalian.tenancy import scopes_disabled
 
-from .dns_server import TxtDnsServer
-from .saml_idp import SamlIdp
+from tests.fakes.dns_server import TxtDnsServer
+from tests.fakes.saml_idp import SamlIdp
 
 
 @pytest.fixture(autouse=True)

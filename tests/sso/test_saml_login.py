@@ -96,7 +96,7 @@ def test_an_expired_assertion_is_refused(client, org, saml_provider, saml_idp):
 
 
 def test_a_response_signed_by_another_key_is_refused(client, org, saml_provider, saml_idp, tmp_path):
-    from .saml_idp import self_signed_pair
+    from tests.fakes.saml_idp import self_signed_pair
 
     make_domain(org)
     saml_idp.key_file, saml_idp.cert_file = self_signed_pair(tmp_path, "attacker")
