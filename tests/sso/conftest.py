@@ -12,10 +12,9 @@ import requests
 from django.utils import timezone
 
 from sso.models import IdentityProvider, Protocol, VerifiedDomain
-from thalian.tenancy import scopes_disabled
-
 from tests.fakes.dns_server import TxtDnsServer
 from tests.fakes.saml_idp import SamlIdp
+from thalian.tenancy import scopes_disabled
 
 
 @pytest.fixture(autouse=True)

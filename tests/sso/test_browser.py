@@ -53,7 +53,6 @@ def test_oidc_sign_in_from_the_e_mail_first_page(browser_page, live_site, org, o
 
 def test_saml_sign_in_by_pressing_enter_after_the_e_mail(browser_page, live_site, org, tmp_path):
     from sso.saml import idp_entity_id_from_metadata, sp_metadata
-
     from tests.fakes.saml_idp import SamlIdp
 
     page = browser_page
