@@ -85,14 +85,14 @@ class LoginView(auth_views.LoginView):
             if providers:
                 choices = [(p, _sso_start_url(p, next_url=next_url, email=email)) for p in providers]
                 return render(request, "sso/choose_provider.html", {"choices": choices, "email": email})
-            form = self.get_form()
-            form.is_bound and form.errors.clear()
-            message = (
-                f"Single sign-on is not set up for {selectors.email_domain(email)}: sign in with your password."
-                if wants_sso else "Enter your password."
-            )
-            form.add_error(None if wants_sso else "password", message)
-            return self.render_to_response(self.get_context_data(form=form, password_step=True), status=200)
+            # A fresh form: nothing of this step is a failed password attempt.
+            form = self.form_class(request, initial={"username": email})
+            if wants_sso:
+                step = {"sso_message": f"Single sign-on is not set up for {selectors.email_domain(email)}: "
+                                       "sign in with your password."}
+            else:
+                step = {"password_message": "Enter your password."}
+            return self.render_to_response(self.get_context_data(form=form, password_step=True, **step))
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
