@@ -92,3 +92,28 @@ def test_settings_and_two_factor_pages_are_accessible(browser_page, live_site, o
     page.get_by_role("img", name="QR code of the authenticator set-up address").wait_for()
     assert_accessible(page)
     _screenshots(page, "two-factor-enrol")
+
+
+def test_password_sign_in_with_a_second_factor_and_the_error_page(browser_page, live_site, org, member):
+    import pyotp
+
+    from sso import mfa
+
+    page = browser_page
+    admin = member(Role.ADMIN)
+    device = mfa.mfa_setup_start(user=admin.user)
+    codes = mfa.mfa_setup_confirm(user=admin.user, code=pyotp.TOTP(device.secret).now())
+    page.goto(f"{live_site.url}/accounts/login/")
+    page.get_by_label("E-mail").fill(admin.user.email)
+    page.get_by_label("Password", exact=True).fill("pw")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/accounts/two-factor/verify/")
+    assert_accessible(page)
+    _screenshots(page, "two-factor-verify")
+    page.get_by_label("Code").fill(codes[0])
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/o/acme/")
+    assert "recovery code" in page.locator(".messages").inner_text()
+    page.goto(f"{live_site.url}/sso/oidc/callback/?state=unknown&code=x")
+    assert "expired or was already used" in page.get_by_role("alert").inner_text()
+    assert_accessible(page)
