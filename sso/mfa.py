@@ -8,6 +8,8 @@ import time
 
 import pyotp
 import segno
+from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -120,6 +122,28 @@ def mfa_verify(*, user: User, code: str) -> str | None:
         used_at=timezone.now()
     )
     return "recovery_code" if updated else None
+
+
+def _failures_key(user: User) -> str:
+    return f"mfa-fail:user:{user.pk}"
+
+
+def mfa_locked_out(user: User) -> bool:
+    """Too many wrong codes for this person within the lock-out window (across sign-in attempts)."""
+    return cache.get(_failures_key(user), 0) >= settings.LOGIN_FAILURE_LIMIT
+
+
+def mfa_failure_record(user: User) -> None:
+    key = _failures_key(user)
+    cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    try:
+        cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+
+
+def mfa_failures_clear(user: User) -> None:
+    cache.delete(_failures_key(user))
 
 
 def recovery_codes_left(user: User) -> int:

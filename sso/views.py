@@ -132,14 +132,20 @@ def mfa_challenge(request):
         return redirect("login")
     form = CodeForm(request.POST or None)
     status = 200
+    if request.method == "POST" and form.is_valid() and mfa.mfa_locked_out(user):
+        request.session.pop(PENDING_KEY, None)
+        messages.error(request, "Too many wrong codes. Try again in a few minutes.")
+        return redirect("login")
     if request.method == "POST" and form.is_valid():
         used = mfa.mfa_verify(user=user, code=form.cleaned_data["code"])
         if used:
+            mfa.mfa_failures_clear(user)
             next_url = _finish_pending(request, user, data)
             if used == "recovery_code":
                 left = mfa.recovery_codes_left(user)
                 messages.warning(request, f"You used a recovery code; {left} left. Make new ones under Two-factor sign-in.")
             return redirect(next_url)
+        mfa.mfa_failure_record(user)
         data["failures"] = data.get("failures", 0) + 1
         if data["failures"] >= MAX_CODE_FAILURES:
             request.session.pop(PENDING_KEY, None)

@@ -177,3 +177,27 @@ def test_a_reset_of_someone_who_also_belongs_elsewhere_needs_their_domain_verifi
     make_domain(org, "example.com")
     client.post(f"/o/acme/settings/sso/members/{admin.pk}/reset-two-factor/")
     assert not MfaDevice.objects.filter(user=admin.user).exists()
+
+
+def test_wrong_codes_count_across_sign_in_attempts(client, org, member, settings):
+    import pyotp
+
+    admin = member("admin")
+    client.force_login(admin.user)
+    secret, _codes = _enrol(client)
+    client.logout()
+    _password(client, "admin@acme.test")
+    for _ in range(3):
+        client.post("/accounts/two-factor/verify/", {"code": "000000"})
+    _password(client, "admin@acme.test")  # starting again does not reset the count
+    for _ in range(2):
+        client.post("/accounts/two-factor/verify/", {"code": "000000"})
+    _password(client, "admin@acme.test")
+    import datetime as dt
+
+    import time_machine
+
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)):
+        refused = client.post("/accounts/two-factor/verify/", {"code": pyotp.TOTP(secret).now()}, follow=True)
+    assert "Too many wrong codes" in refused.content.decode()
+    assert "_auth_user_id" not in client.session

@@ -223,3 +223,15 @@ def test_the_schema_documents_the_sso_endpoints(client):
     assert "post" in paths["/api/v1/orgs/{org_slug}/sso/domains/{id}/verify/"]
     assert "post" in paths["/api/v1/orgs/{org_slug}/sso/providers/{public_id}/test/"]
     assert "delete" in paths["/api/v1/orgs/{org_slug}/members/{id}/two-factor/"]
+
+
+def test_test_connection_of_a_saml_provider_fetches_its_metadata(api_for, member, org, saml_idp, httpserver):
+    api = api_for(member(Role.SUPER_ADMIN))
+    good = make_provider(org, protocol="saml", name="IdP", metadata_url=f"{saml_idp.base_url}/metadata")
+    ok = api.post(f"/api/v1/orgs/acme/sso/providers/{good.public_id}/test/").json()
+    assert ok == {"ok": True, "messages": [f"Metadata describes the identity provider {saml_idp.entity_id} with a signing certificate."]}
+    httpserver.expect_request("/md").respond_with_data("<html>login page</html>", content_type="text/html")
+    bad = make_provider(org, protocol="saml", name="Not metadata", metadata_url=httpserver.url_for("/md"))
+    result = api.post(f"/api/v1/orgs/acme/sso/providers/{bad.public_id}/test/").json()
+    assert result["ok"] is False
+    assert result["messages"][0].startswith("The SAML metadata ")  # is not valid XML metadata / describes no IdP
