@@ -42,3 +42,62 @@ def test_next_is_kept_through_the_identity_provider_but_never_leaves_thalian(cli
     assert oidc_sign_in(client, "alice@example.com", next_url="/o/acme/").url == "/o/acme/"
     client.logout()
     assert oidc_sign_in(client, "alice@example.com", next_url="https://evil.example/").url == "/o/acme/"
+
+
+def _id_token_from_the_provider(issuer: str, *, client_id: str, nonce: str) -> str:
+    """A real ID token minted by the provider on loopback for `client_id` (authorization code flow)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import requests
+
+    back = requests.post(
+        f"{issuer}/oauth2/authorize",
+        params={"client_id": client_id, "redirect_uri": "https://client.test/cb", "response_type": "code",
+                "scope": "openid email", "nonce": nonce, "state": "s"},
+        data={"sub": "alice@example.com"}, allow_redirects=False, timeout=5,
+    )
+    code = parse_qs(urlsplit(back.headers["Location"]).query)["code"][0]
+    tokens = requests.post(
+        f"{issuer}/oauth2/token", auth=(client_id, "secret"), timeout=5,
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": "https://client.test/cb"},
+    ).json()
+    return tokens["id_token"]
+
+
+def test_an_id_token_issued_to_another_client_is_refused(oidc_provider, oidc_idp):
+    import pytest
+
+    from sso import oidc
+
+    token = _id_token_from_the_provider(oidc_idp.issuer, client_id="someone-else", nonce="n1")
+    with pytest.raises(oidc.OidcError, match="aud claim is wrong"):
+        oidc.id_token_claims(oidc_provider, id_token=token, nonce="n1")
+    # the same kind of token for our client id passes, and a wrong nonce does not
+    ours = _id_token_from_the_provider(oidc_idp.issuer, client_id=oidc_provider.client_id, nonce="n2")
+    assert oidc.id_token_claims(oidc_provider, id_token=ours, nonce="n2")["sub"] == "alice@example.com"
+    with pytest.raises(oidc.OidcError, match="nonce"):
+        oidc.id_token_claims(oidc_provider, id_token=ours, nonce="other")
+
+
+def test_unsigned_and_foreign_signed_id_tokens_are_refused(oidc_provider, oidc_idp):
+    import base64
+    import json
+
+    import pytest
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    from sso import oidc
+
+    real = _id_token_from_the_provider(oidc_idp.issuer, client_id=oidc_provider.client_id, nonce="n3")
+    claims = json.loads(base64.urlsafe_b64decode(real.split(".")[1] + "=="))
+
+    def b64(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    unsigned = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
+    with pytest.raises(oidc.OidcError, match="signature could not be verified"):
+        oidc.id_token_claims(oidc_provider, id_token=unsigned, nonce="n3")
+    forged = jwt.encode({"alg": "RS256"}, claims, RSAKey.generate_key(2048))
+    with pytest.raises(oidc.OidcError, match="signature could not be verified"):
+        oidc.id_token_claims(oidc_provider, id_token=forged, nonce="n3")
