@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "itsm",
     "notifications",
     "evidence",
+    "sso",
 ]
 # The benchmarks (`manage.py bench`) live in bench/ in a checkout only; the Docker image leaves them out. The
 # directory is checked rather than an ImportError caught, so a broken import of our own code still fails.
@@ -260,6 +261,11 @@ ALLOW_INSECURE_HTTP_INTEGRATIONS = env.bool("ALLOW_INSECURE_HTTP_INTEGRATIONS", 
 # Extra CA bundle (PEM path) trusted for ITSM connections, e.g. an internal ServiceNow; empty: system CAs.
 ITSM_CA_BUNDLE = env.str("ITSM_CA_BUNDLE", default="")
 ITSM_TIMEOUT_SECONDS = env.float("ITSM_TIMEOUT_SECONDS", default=10.0)
+# Single sign-on: timeout of discovery/metadata/token requests to identity providers; DNS servers ("ip" or
+# "ip:port", comma-separated) asked for domain verification TXT records (empty: the system resolver); xmlsec1.
+SSO_HTTP_TIMEOUT_SECONDS = env.float("SSO_HTTP_TIMEOUT_SECONDS", default=10.0)
+SSO_DNS_NAMESERVERS = env.list("SSO_DNS_NAMESERVERS", default=[])
+SAML_XMLSEC_BINARY = env.str("SAML_XMLSEC_BINARY", default="/usr/bin/xmlsec1")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -312,5 +318,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "xmlschema": {"level": "WARNING"}},
 }
