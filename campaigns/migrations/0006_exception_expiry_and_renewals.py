@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('campaigns', '0005_evidence_package_moves_to_evidence_app'),
         ('entitlements', '0007_entitlement_application_index_covered'),
-        ('thalian', '0003_organization_exception_expiry_days'),
+        ('thalian', '0004_organization_exception_expiry_days'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

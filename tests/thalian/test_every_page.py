@@ -29,6 +29,7 @@ from entitlements.models import Application, Identity, SyncRun
 from entitlements.services import inventory_import
 from itsm.models import ItsmConnection, Ticket
 from notifications.models import Event, Notification
+from sso.models import IdentityProvider, VerifiedDomain
 from thalian.audit import audit_record
 from thalian.models import ApiToken, AuditEvent, Invitation, Membership
 from thalian.permissions import Role
@@ -193,7 +194,12 @@ def _values(world, name: str, param: str) -> list[str]:
             ]
         if param == "ticket_id":
             return [str(t) for t in Ticket.objects.values_list("id", flat=True)]
+        if param == "protocol":
+            return ["oidc", "saml", "ldap"]
         if param == "public_id":
+            if "sso" in name:
+                ids = IdentityProvider.objects.values_list("public_id", flat=True)[:2]
+                return [str(p) for p in ids] or ["00000000-0000-0000-0000-000000000000"]
             if "itsm" in name:
                 return [str(world["connection"].public_id)]
             return [str(t) for t in ApiToken.objects.values_list("public_id", flat=True)[:1]]
@@ -213,6 +219,8 @@ def _values(world, name: str, param: str) -> list[str]:
             if "application" in name or "scim" in name:
                 return [str(a) for a in Application.objects.filter(organization__slug="acme")
                         .values_list("pk", flat=True)]
+            if "domain" in name:
+                return [str(d) for d in VerifiedDomain.objects.values_list("pk", flat=True)[:2]] or ["1"]
             if "import" in name:
                 return [str(r) for r in SyncRun.objects.filter(organization__slug="acme")
                         .values_list("pk", flat=True)[:2]] or ["1"]
