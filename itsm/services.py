@@ -11,6 +11,7 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Decision, RemediationStatus, ReviewItem
+from campaigns.remediation import campaign_remediation_complete_if_done
 from entitlements.models import Application, Entitlement
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
@@ -1028,7 +1030,15 @@ def remediation_verify_for_applications(
         campaign_ids = list(open_items.order_by().values_list("campaign_id", flat=True).distinct())
         present = Entitlement.objects.filter(present=True)
         still_there = open_items.filter(entitlement__in=present)
-        gone = open_items.exclude(entitlement__in=present)
+        # A removal confirmed by hand is upgraded to verified once the data proves it; an import that still
+        # lists the grant leaves the confirmation (and its owner's word) as it is.
+        gone = ReviewItem.objects.filter(
+            application_id__in=application_ids,
+            decision=Decision.REVOKE,
+            remediation_status__in=[
+                RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED, RemediationStatus.CONFIRMED_REMOVED,
+            ],
+        ).exclude(entitlement__in=present)
         # Set-based: two UPDATEs whatever the number of items.
         result["verified_removed"] = gone.update(
             remediation_status=RemediationStatus.VERIFIED_REMOVED, remediation_checked_at=now
@@ -1046,7 +1056,16 @@ def remediation_verify_for_applications(
                 system=True,
             )
         _remediation_outcomes(organization_id=organization_id, campaign_ids=campaign_ids)
+        if result["verified_removed"]:
+            transaction.on_commit(partial(_complete_remediated, organization_id, campaign_ids))
     return result
+
+
+def _complete_remediated(organization_id: int, campaign_ids: list) -> None:
+    """Campaigns in `remediating` whose last revokes were just verified removed become completed."""
+    with scope(organization_id=organization_id):
+        for campaign_id in campaign_ids:
+            campaign_remediation_complete_if_done(campaign_id=campaign_id)
 
 
 def _remediation_outcomes(*, organization_id: int, campaign_ids: list) -> None:
