@@ -32,15 +32,17 @@ from thalian import tenancy
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Membership, User
 
-from . import evidence
+from . import decision_quality, evidence
 from .decisions import DECISION_HASH_FIELDS
 from .evidence import GENESIS_HASH, csv_stream, format_timestamp
 from .models import (
     Campaign,
+    CampaignRemediationOwner,
     Decision,
     DecisionEvent,
     EvidencePackage,
     EvidencePackageStatus,
+    RemediationStatus,
     ReviewItem,
 )
 
@@ -457,6 +459,15 @@ def campaign_document(*, campaign: Campaign) -> dict[str, Any]:
             "cancelled_by": _member_email(campaign.cancelled_by),
             "cancel_reason": campaign.cancel_reason,
         },
+        "remediation": {
+            "remediating_at": _ts(campaign.remediating_at) or None,
+            "owners": [
+                {"application": app, "remediation_owner": email, "source": source}
+                for app, email, source in CampaignRemediationOwner.objects.filter(campaign=campaign)
+                .order_by("application_name")
+                .values_list("application_name", "owner_email", "source")
+            ],
+        },
         "audit_events": events,
     }
 
@@ -561,6 +572,54 @@ NOTIFICATION_LOG_COLUMNS = (
 )  # fmt: skip
 
 
+REMOVAL_COLUMNS = (
+    "identity_email", "application", "role", "revoked_at", "revoked_by", "remediation_owner", "removal_status",
+    "proof", "proven_at", "confirmed_by", "confirmation_comment", "ticket_key", "ticket_status",
+)  # fmt: skip
+PROOF_LABELS = {
+    RemediationStatus.VERIFIED_REMOVED: "verified by import or sync",
+    RemediationStatus.CONFIRMED_REMOVED: "manually confirmed",
+    RemediationStatus.ACTION_REQUIRED: "not proven: still present at the last import or sync",
+}
+
+
+def removals_log(*, campaign: Campaign) -> Iterator[bytes]:
+    """One row per revoked item: how its removal was proven (verified by a later import or sync, or manually
+    confirmed by its remediation owner with a comment), or that it is not proven yet."""
+    owners = dict(
+        CampaignRemediationOwner.objects.filter(campaign=campaign).values_list("application_name", "owner_email")
+    )
+    queryset = (
+        ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE)
+        .order_by("id")
+        .values_list(
+            "identity_email", "application_name", "role", "decided_at", "decided_by_email", "remediation_status",
+            "remediation_checked_at", "removal_confirmed_by_email", "removal_confirmed_at", "removal_comment",
+            "ticket_key", "ticket_status",
+        )
+    )
+
+    def rows() -> Iterator[list[Any]]:
+        for (email, app, role, decided_at, decided_by, status, checked_at, confirmed_by, confirmed_at, comment,
+             ticket_key, ticket_status) in queryset.iterator(chunk_size=ITERATOR_CHUNK):
+            proven_at = confirmed_at if status == RemediationStatus.CONFIRMED_REMOVED else (
+                checked_at if status == RemediationStatus.VERIFIED_REMOVED else None
+            )
+            yield [
+                email, app, role, _ts(decided_at), decided_by, owners.get(app, ""), status or "pending",
+                PROOF_LABELS.get(status, "not proven yet"), _ts(proven_at), confirmed_by, comment, ticket_key,
+                ticket_status,
+            ]
+
+    return csv_stream(rows(), header=REMOVAL_COLUMNS)
+
+
+def decision_quality_log(*, campaign: Campaign) -> Iterator[bytes]:
+    """Per reviewer: pace, bulk share, approvals against recommendations and flags (see decision_quality)."""
+    rows = decision_quality.campaign_decision_quality(campaign=campaign)
+    return csv_stream(decision_quality.csv_rows(rows), header=decision_quality.CSV_COLUMNS)
+
+
 def _application_file_names(names: Iterable[str]) -> dict[str, str]:
     used: set[str] = set()
     mapping = {}
@@ -599,6 +658,9 @@ def package_entries(
     population = population_certificate(campaign=campaign)
     state.item_count = population["total_items"]
     yield "population.json", iter([_json_bytes(population)])
+    if ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE).exists():
+        yield "removals.csv", removals_log(campaign=campaign)
+    yield "decision_quality.csv", decision_quality_log(campaign=campaign)
     for optional in (
         _optional_log("tickets_log.csv", "itsm.Ticket", TICKET_LOG_COLUMNS, campaign=campaign),
         _optional_log(

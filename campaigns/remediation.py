@@ -110,6 +110,10 @@ class OwnerChoice:
     source: str
     note: str = ""
 
+    @property
+    def source_label(self) -> str:
+        return RemediationOwnerSource(self.source).label
+
     def as_dict(self) -> dict:
         return {
             "application": self.application_name,
@@ -258,6 +262,37 @@ def campaign_remediation_owners(*, campaign: Campaign) -> list[dict]:
         .values("application_name", "owner_email", "owner_id", "source", "note", "open")
     )
     return list(rows)
+
+
+def open_removals_by_owner(*, campaign: Campaign) -> dict[int, int]:
+    """{remediation owner membership id: revokes of theirs still to be proven removed}, in one query."""
+    rows = (
+        open_removals(campaign.pk)
+        .filter(owned_by_any())
+        .annotate(owner_id=_owner_id())
+        .order_by()
+        .values("owner_id")
+        .annotate(n=Count("id"))
+    )
+    return {row["owner_id"]: row["n"] for row in rows if row["owner_id"] is not None}
+
+
+def _owner_id():
+    from django.db.models import Subquery
+
+    return Subquery(
+        CampaignRemediationOwner.objects.filter(
+            campaign_id=OuterRef("campaign_id"), application_name=OuterRef("application_name")
+        ).values("owner_id")[:1]
+    )
+
+
+def owned_by_any() -> Exists:
+    return Exists(
+        CampaignRemediationOwner.objects.filter(
+            campaign_id=OuterRef("campaign_id"), application_name=OuterRef("application_name"), owner__isnull=False
+        )
+    )
 
 
 def remediation_owner_of(*, item: ReviewItem) -> CampaignRemediationOwner | None:
