@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0004_campaign_decision_count'),
+        ('campaigns', '0005_evidence_package_moves_to_evidence_app'),
         ('entitlements', '0007_entitlement_application_index_covered'),
         ('thalian', '0002_auditevent_append_only_trigger'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
