@@ -18,9 +18,12 @@ ROW_NUMBER ranking, which PostgreSQL and SQLite both run.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from thalian.models import default_decision_quality_thresholds
 
@@ -167,6 +170,15 @@ def _sql() -> str:
     """
 
 
+def _aware(value):
+    """Raw SQL on SQLite returns timestamps as text."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, dt.UTC)
+    return value
+
+
 def _percent(part: int, whole: int) -> float:
     return round(part * 100.0 / whole, 1) if whole else 0.0
 
@@ -205,8 +217,8 @@ def campaign_decision_quality(*, campaign: Campaign) -> list[ReviewerQuality]:
             largest_flagged_burst=largest,
             quick_privileged_approvals=quick,
             bulk_approvals_with_recommended_revoke=bulk_revoke,
-            first_decision_at=first_at,
-            last_decision_at=last_at,
+            first_decision_at=_aware(first_at),
+            last_decision_at=_aware(last_at),
         )
         if flagged:
             quality.flags.append(Flag(

@@ -904,6 +904,7 @@ def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
             ticketed=Count("id", filter=~Q(ticket_url="")),
             pending=Count("id", filter=Q(remediation_status="pending")),
             verified=Count("id", filter=Q(remediation_status="verified_removed")),
+            confirmed=Count("id", filter=Q(remediation_status="confirmed_removed")),
             action_required=Count("id", filter=Q(remediation_status="action_required")),
             untracked=Count("id", filter=Q(remediation_status="")),
         )
