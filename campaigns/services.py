@@ -434,11 +434,13 @@ def campaign_update(*, campaign: Campaign, actor: Membership, request=None, **ch
             organization=organization, fallback_reviewer=changes["fallback_reviewer"]
         )
     if "remediation_owners" in changes or "fallback_remediation_owner" in changes:
+        # An empty fallback remediation owner means the fallback reviewer, as when creating.
         remediation = _remediation_clean(
             organization=organization,
             owners=changes.get("remediation_owners", campaign.remediation_owners),
-            fallback=changes.get("fallback_remediation_owner") or campaign.fallback_remediation_owner,
-            default=campaign.fallback_reviewer,
+            fallback=changes["fallback_remediation_owner"] if "fallback_remediation_owner" in changes
+            else campaign.fallback_remediation_owner,
+            default=clean.get("fallback_reviewer") or campaign.fallback_reviewer,
         )
         clean.update({k: v for k, v in remediation.items() if k in changes})
     if campaign.status in EDITABLE_STATUSES and "launch_at" in clean:

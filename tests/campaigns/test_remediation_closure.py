@@ -442,3 +442,19 @@ def test_remediation_owners_are_told_once_then_reminded_and_escalated(
         # The creator (the admin) hears about both owners; the fallback owner also about it-ops.
         assert sorted(escalated.values_list("recipient", flat=True)) == [
             "admin@acme.test", "admin@acme.test", "fallback@acme.test"]
+
+
+def test_remediation_owners_can_change_until_launch(inventory, owners_member, make_campaign, launched, api_for):
+    draft = make_campaign()
+    url = f"{BASE}{draft.pk}/"
+    changed = api_for(inventory.admin).patch(
+        url, {"remediation_owners": {"Slack": "it-ops@acme.test"}, "fallback_remediation_owner": "mia@acme.test"},
+        format="json")
+    assert changed.status_code == 200, changed.json()
+    assert changed.json()["remediation_owners"] == {"Slack": "it-ops@acme.test"}
+    assert changed.json()["fallback_remediation_owner"] == "mia@acme.test"
+    cleared = api_for(inventory.admin).patch(url, {"fallback_remediation_owner": None}, format="json")
+    assert cleared.json()["fallback_remediation_owner"] == "fallback@acme.test"  # back to the fallback reviewer
+    active = launched()
+    locked = api_for(inventory.admin).patch(f"{BASE}{active.pk}/", {"remediation_owners": {}}, format="json")
+    assert locked.status_code == 409
