@@ -12,16 +12,20 @@ recommendation, privileged items approved, and the longest burst (consecutive si
 - `bulk_approval_with_recommended_revoke`: a bulk approval that included items recommended for revoke.
 
 Everything is one SQL statement of window functions over the campaign's decision events (no Python loop over
-decisions), so a million-item campaign costs one sort of its events. Medians are the middle row(s) of a
-ROW_NUMBER ranking, which PostgreSQL and SQLite both run.
+decisions): one sort of the events per reviewer in time order feeds every window, and only bursts long enough
+to be flagged have their pace measured. Medians use PostgreSQL's percentile_cont; on SQLite (the embedded
+default) the middle row(s) of a ROW_NUMBER ranking.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 
-from django.db import connection
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -87,85 +91,95 @@ def _seconds(later: str, earlier: str) -> str:
     return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
 
 
+def _median(source: str, keys: str) -> str:
+    """Median of `gap` per `keys` over the rows of `source`: PostgreSQL's ordered-set aggregate, elsewhere the
+    middle row(s) of a ROW_NUMBER ranking."""
+    if connection.vendor == "postgresql":
+        return f"SELECT {keys}, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS median FROM {source} GROUP BY {keys}"
+    return (
+        f"SELECT {keys}, AVG(gap) AS median FROM (SELECT {keys}, gap, "
+        f"ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY gap) AS rn, COUNT(*) OVER (PARTITION BY {keys}) AS cnt "
+        f"FROM {source}) ranked WHERE rn IN ((cnt + 1) / 2, (cnt + 2) / 2) GROUP BY {keys}"
+    )
+
+
 def _sql() -> str:
     events = DecisionEvent._meta.db_table
     items = ReviewItem._meta.db_table
-    previous = "LAG(created_at) OVER (PARTITION BY actor_email ORDER BY created_at, id)"
+    # One sort of the campaign's events per reviewer in time order feeds every window: the gap to the
+    # previous decision of any kind (LAG), the gap to the previous single decision (the latest single decision
+    # before the row) and, one level up over the same order, the burst numbers (gaps and islands). Rows are
+    # kept narrow (flags as 0/1) so the sort of a million decisions stays in memory.
+    last_single = "MAX(CASE WHEN single = 1 THEN created_at END) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    new_burst = "CASE WHEN single = 1 AND (gap IS NULL OR gap > %(burst_gap)s) THEN 1 ELSE 0 END"
     return f"""
-    WITH ev AS (
-        SELECT e.id, e.actor_email, e.actor_role, e.kind, e.bulk_id, e.decision, e.created_at,
-               i.recommendation, CASE WHEN i.is_privileged THEN 1 ELSE 0 END AS privileged
-        FROM {events} e JOIN {items} i ON i.id = e.item_id
-        WHERE e.organization_id = %(org)s AND e.campaign_id = %(campaign)s AND e.kind <> 'system'
-    ),
-    -- Gap to the reviewer's previous decision of any kind (for privileged approvals).
-    timed AS (
-        SELECT ev.*, {_seconds("created_at", previous)} AS gap_any FROM ev
-    ),
-    -- Gap between consecutive single decisions (bulk decisions are not paced by a person).
-    singles AS (
-        SELECT id, actor_email, decision, created_at, {_seconds("created_at", previous)} AS gap
-        FROM ev WHERE kind = 'single'
-    ),
-    -- Gaps and islands: a new burst starts at a reviewer's first single decision or after a longer pause.
-    bursts AS (
-        SELECT singles.*, SUM(CASE WHEN gap IS NULL OR gap > %(burst_gap)s THEN 1 ELSE 0 END)
-               OVER (PARTITION BY actor_email ORDER BY created_at, id ROWS UNBOUNDED PRECEDING) AS burst
-        FROM singles
+    WITH bursts AS (
+        SELECT paced.*, SUM({new_burst}) OVER (PARTITION BY actor_email ORDER BY created_at, id
+                                              ROWS UNBOUNDED PRECEDING) AS burst
+        FROM (
+            SELECT ev.*, {_seconds("created_at", "LAG(created_at) OVER w")} AS gap_any,
+                   {_seconds("created_at", last_single)} AS gap
+            FROM (
+                SELECT e.id, e.actor_email, e.actor_role, e.created_at, e.bulk_id,
+                       CASE WHEN e.kind = 'single' THEN 1 ELSE 0 END AS single,
+                       CASE WHEN e.decision = 'approve' THEN 1 ELSE 0 END AS approve,
+                       CASE WHEN i.recommendation = 'revoke' THEN 1 ELSE 0 END AS advised_revoke,
+                       CASE WHEN i.is_privileged THEN 1 ELSE 0 END AS privileged
+                FROM {events} e JOIN {items} i ON i.id = e.item_id
+                WHERE e.organization_id = %(org)s AND e.campaign_id = %(campaign)s AND e.kind <> 'system'
+            ) ev
+            WINDOW w AS (PARTITION BY actor_email ORDER BY created_at, id)
+        ) paced
     ),
     burst_sizes AS (
-        SELECT actor_email, burst, COUNT(*) AS n,
-               SUM(CASE WHEN decision = 'approve' THEN 1 ELSE 0 END) AS approvals
-        FROM bursts GROUP BY actor_email, burst
+        SELECT actor_email, burst, COUNT(*) AS n, SUM(approve) AS approvals
+        FROM bursts WHERE single = 1 GROUP BY actor_email, burst
     ),
-    burst_ranked AS (
-        SELECT actor_email, burst, gap,
-               ROW_NUMBER() OVER (PARTITION BY actor_email, burst ORDER BY gap) AS rn,
-               COUNT(*) OVER (PARTITION BY actor_email, burst) AS cnt
-        FROM bursts WHERE gap IS NOT NULL AND gap <= %(burst_gap)s
+    -- Only bursts long and approving enough can be flagged; their pace is the only one measured.
+    candidates AS (
+        SELECT actor_email, burst, n FROM burst_sizes
+        WHERE n >= %(burst_min)s AND approvals * 100.0 >= %(burst_approve)s * n
     ),
-    burst_medians AS (
-        SELECT actor_email, burst, AVG(gap) AS median FROM burst_ranked
-        WHERE rn IN ((cnt + 1) / 2, (cnt + 2) / 2) GROUP BY actor_email, burst
+    candidate_gaps AS (
+        SELECT b.actor_email, b.burst, b.gap FROM bursts b
+        JOIN candidates c ON c.actor_email = b.actor_email AND c.burst = b.burst
+        WHERE b.single = 1 AND b.gap IS NOT NULL AND b.gap <= %(burst_gap)s
     ),
+    burst_medians AS ({_median("candidate_gaps", "actor_email, burst")}),
     flagged_bursts AS (
-        SELECT s.actor_email, COUNT(*) AS flagged, MAX(s.n) AS largest
-        FROM burst_sizes s JOIN burst_medians m ON m.actor_email = s.actor_email AND m.burst = s.burst
-        WHERE s.n >= %(burst_min)s AND m.median < %(burst_median)s AND s.approvals * 100.0 >= %(burst_approve)s * s.n
-        GROUP BY s.actor_email
+        SELECT c.actor_email, COUNT(*) AS flagged, MAX(c.n) AS largest
+        FROM candidates c JOIN burst_medians m ON m.actor_email = c.actor_email AND m.burst = c.burst
+        WHERE m.median < %(burst_median)s
+        GROUP BY c.actor_email
     ),
     longest AS (SELECT actor_email, MAX(n) AS longest FROM burst_sizes GROUP BY actor_email),
-    single_ranked AS (
-        SELECT actor_email, gap, ROW_NUMBER() OVER (PARTITION BY actor_email ORDER BY gap) AS rn,
-               COUNT(*) OVER (PARTITION BY actor_email) AS cnt
-        FROM singles WHERE gap IS NOT NULL
-    ),
-    medians AS (
-        SELECT actor_email, AVG(gap) AS median FROM single_ranked
-        WHERE rn IN ((cnt + 1) / 2, (cnt + 2) / 2) GROUP BY actor_email
+    single_gaps AS (SELECT actor_email, gap FROM bursts WHERE single = 1 AND gap IS NOT NULL),
+    medians AS ({_median("single_gaps", "actor_email")}),
+    bulk_revoke AS (
+        SELECT actor_email, COUNT(*) AS n FROM (
+            SELECT DISTINCT actor_email, bulk_id FROM bursts
+            WHERE single = 0 AND bulk_id IS NOT NULL AND approve = 1 AND advised_revoke = 1
+        ) approvals GROUP BY actor_email
     ),
     totals AS (
         SELECT actor_email, MAX(actor_role) AS actor_role, COUNT(*) AS decisions,
-               SUM(CASE WHEN kind = 'single' THEN 1 ELSE 0 END) AS single_decisions,
-               SUM(CASE WHEN kind = 'bulk' THEN 1 ELSE 0 END) AS bulk_decisions,
-               SUM(CASE WHEN decision = 'approve' THEN 1 ELSE 0 END) AS approvals,
-               SUM(CASE WHEN decision = 'approve' AND recommendation = 'revoke' THEN 1 ELSE 0 END) AS against,
-               SUM(CASE WHEN decision = 'approve' AND privileged = 1 THEN 1 ELSE 0 END) AS privileged_approved,
-               SUM(CASE WHEN kind = 'single' AND decision = 'approve' AND privileged = 1
+               SUM(single) AS single_decisions, COUNT(*) - SUM(single) AS bulk_decisions,
+               SUM(approve) AS approvals, SUM(approve * advised_revoke) AS against,
+               SUM(approve * privileged) AS privileged_approved,
+               SUM(CASE WHEN single = 1 AND approve = 1 AND privileged = 1
                          AND gap_any IS NOT NULL AND gap_any < %(privileged_seconds)s THEN 1 ELSE 0 END)
                    AS quick_privileged,
-               COUNT(DISTINCT CASE WHEN kind = 'bulk' AND decision = 'approve' AND recommendation = 'revoke'
-                                   THEN bulk_id END) AS bulk_with_revoke,
                MIN(created_at) AS first_at, MAX(created_at) AS last_at
-        FROM timed GROUP BY actor_email
+        FROM bursts GROUP BY actor_email
     )
     SELECT t.actor_email, t.actor_role, t.decisions, t.single_decisions, t.bulk_decisions, t.approvals, t.against,
-           t.privileged_approved, t.quick_privileged, t.bulk_with_revoke, m.median,
+           t.privileged_approved, t.quick_privileged, COALESCE(r.n, 0), m.median,
            COALESCE(l.longest, 0), COALESCE(f.flagged, 0), COALESCE(f.largest, 0), t.first_at, t.last_at
     FROM totals t
     LEFT JOIN medians m ON m.actor_email = t.actor_email
     LEFT JOIN longest l ON l.actor_email = t.actor_email
     LEFT JOIN flagged_bursts f ON f.actor_email = t.actor_email
+    LEFT JOIN bulk_revoke r ON r.actor_email = t.actor_email
     ORDER BY t.actor_email
     """
 
@@ -183,9 +197,29 @@ def _percent(part: int, whole: int) -> float:
     return round(part * 100.0 / whole, 1) if whole else 0.0
 
 
+CACHE_SECONDS = 24 * 3600
+
+
 def campaign_decision_quality(*, campaign: Campaign) -> list[ReviewerQuality]:
-    """One row per person who decided items of the campaign (system decisions excluded), flags included."""
+    """One row per person who decided items of the campaign (system decisions excluded), flags included.
+
+    Decision history is append-only and the items' recommendations are frozen, so the answer only changes
+    with a new decision event or other thresholds: it is cached under the campaign's last event id and the
+    thresholds, and the page, the API, the evidence and the flag check share one computation."""
     t = thresholds_for(campaign)
+    last_event = (
+        DecisionEvent.objects.filter(organization_id=campaign.organization_id, campaign_id=campaign.pk)
+        .order_by("-id").values_list("id", flat=True).first()
+    )
+    key = f"decision-quality:{campaign.pk}:{last_event}:{hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:16]}"
+    cached = cache.get(key)
+    if cached is None:
+        cached = _compute(campaign, t)
+        cache.set(key, cached, CACHE_SECONDS)
+    return cached
+
+
+def _compute(campaign: Campaign, t: dict) -> list[ReviewerQuality]:
     params = {
         "org": campaign.organization_id,
         "campaign": Campaign._meta.pk.get_db_prep_value(campaign.pk, connection),
@@ -195,7 +229,10 @@ def campaign_decision_quality(*, campaign: Campaign) -> list[ReviewerQuality]:
         "burst_approve": float(t["burst_min_approve_percent"]),
         "privileged_seconds": float(t["privileged_min_seconds"]),
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # A few sorts of every decision of the campaign: in memory rather than through temporary files.
+            cursor.execute("SET LOCAL work_mem = '128MB'")
         cursor.execute(_sql(), params)
         rows = cursor.fetchall()
     result = []
