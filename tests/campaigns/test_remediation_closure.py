@@ -458,3 +458,23 @@ def test_remediation_owners_can_change_until_launch(inventory, owners_member, ma
     active = launched()
     locked = api_for(inventory.admin).patch(f"{BASE}{active.pk}/", {"remediation_owners": {}}, format="json")
     assert locked.status_code == 409
+
+
+def test_remediating_campaigns_have_their_own_tab_and_status_filter(review_done, inventory, client_for, api_for):
+    campaign, _items_by_name = review_done
+    page = client_for(inventory.admin).get("/o/acme/campaigns/?tab=remediating").content.decode()
+    assert campaign.title in page and "Remediating" in page
+    listed = api_for(inventory.admin).get(f"{BASE}?status=remediating").json()["results"]
+    assert [c["id"] for c in listed] == [str(campaign.pk)]
+    assert listed[0]["remediation"] is None  # progress is on the single campaign only
+
+
+def test_quarter_hour_cadence_covers_remediating_campaigns(review_done, inventory):
+    from notifications.tasks import campaign_cadence, run_cadence
+
+    campaign, _items_by_name = review_done
+    assert run_cadence() >= 1
+    with scopes_disabled():
+        Campaign.objects.filter(pk=campaign.pk).update(remediating_at=timezone.now() - dt.timedelta(days=4))
+    sent = campaign_cadence(inventory.org.pk, str(campaign.pk))
+    assert sent["reminders"] == 2 and sent["removal_needed"] == 0
