@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures imported from lifecycle_fixtures are requested by name
 """Real Chromium: a remediation owner confirms a manual removal from the remediation queue, the campaign
 completes; an admin reads remediation progress and decision quality on the campaign page. Screenshots at
 1366x768 and 390x844 go to test-artifacts/screenshots/ (git-ignored); axe on every page visited."""
@@ -17,6 +18,7 @@ from thalian.models import AuditEvent
 from thalian.permissions import Role
 from thalian.tenancy import scopes_disabled
 
+from .lifecycle_fixtures import inventory  # noqa: F401
 from .review_support import active_campaign, add_items, fresh
 
 pytestmark = pytest.mark.browser
@@ -99,3 +101,29 @@ def test_remediation_owner_confirms_a_manual_removal(browser_page, live_server, 
     assert page.get_by_role("row", name=re.compile("lead@acme.test")).get_by_text("Fast approval burst").is_visible()
     assert_accessible(page)
     screenshots(page, "campaign-remediation-and-decision-quality")
+
+
+def test_wizard_names_remediation_owners_and_previews_them(browser_page, live_server, inventory, member):
+    page = browser_page
+    member(Role.REVIEWER, email="it-ops@acme.test")
+    login(page, live_server, inventory.admin.user.email, "pw")
+    page.goto("/o/acme/campaigns/new/")
+    page.get_by_label("Title").fill("Q3 with remediation owners")
+    page.get_by_role("listbox", name="Applications").select_option(["GitHub", "Salesforce"])
+    page.get_by_label("Fallback reviewer").select_option("fallback@acme.test")
+    owners = page.locator("[data-remediation-owner]")
+    page.locator('[data-remediation-owner="GitHub"]').filter(has_text="owner@acme.test").wait_for()
+    # Salesforce's owner is not a member: the fallback reviewer removes its access unless someone is named.
+    assert page.locator('[data-remediation-owner="Salesforce"]').inner_text() == "fallback@acme.test"
+    page.get_by_label("Remediation owners").fill("Salesforce: it-ops@acme.test")
+    page.locator('[data-remediation-owner="Salesforce"]').filter(has_text="it-ops@acme.test").wait_for()
+    assert owners.count() == 2
+    assert_accessible(page)
+    screenshots(page, "wizard-remediation-owners")
+    page.get_by_role("button", name="Save as draft").click()
+    page.wait_for_url(re.compile(r".*/o/acme/campaigns/[0-9a-f-]{36}/$"))
+    from campaigns.models import Campaign
+
+    with scopes_disabled():
+        campaign = Campaign.objects.get(title="Q3 with remediation owners")
+    assert campaign.remediation_owners == {"Salesforce": "it-ops@acme.test"}
