@@ -410,6 +410,30 @@ def campaign_remediation_complete_if_done(*, campaign_id) -> bool:
     return True
 
 
+def campaign_remediation_reopen(*, campaign_id, why: str) -> bool:
+    """A completed campaign whose revoked access is no longer proven removed (a confirmation contradicted by
+    later data) is `remediating` again, audited with the reason. Returns True when it changed."""
+    with transaction.atomic():
+        if not open_removals(campaign_id).exists():
+            return False
+        now = timezone.now()
+        updated = Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.COMPLETED).update(
+            status=CampaignStatus.REMEDIATING, remediating_at=now, completed_at=None, updated_at=now
+        )
+        if updated != 1:
+            return False
+        campaign = Campaign.objects.get(pk=campaign_id)
+        audit_record(
+            action="campaign_remediating",
+            organization_id=campaign.organization_id,
+            target=campaign,
+            system=True,
+            details={"how": f"reopened: {why}", "open_removals": open_removals(campaign_id).count()},
+        )
+        _hooks("notify_campaign_remediating", campaign_id=campaign.pk)
+    return True
+
+
 def review_item_confirm_removed(
     *, item: ReviewItem, actor: Membership, comment: str, request=None
 ) -> ReviewItem:

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Decision, RemediationStatus, ReviewItem
-from campaigns.remediation import campaign_remediation_complete_if_done
+from campaigns.remediation import campaign_remediation_complete_if_done, campaign_remediation_reopen
 from entitlements.models import Application, Entitlement
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
@@ -1031,7 +1031,14 @@ def remediation_verify_for_applications(
         present = Entitlement.objects.filter(present=True)
         still_there = open_items.filter(entitlement__in=present)
         # A removal confirmed by hand is upgraded to verified once the data proves it; an import that still
-        # lists the grant leaves the confirmation (and its owner's word) as it is.
+        # lists the grant contradicts it: the item needs action again (the confirmation stays on record).
+        contradicted = ReviewItem.objects.filter(
+            application_id__in=application_ids,
+            decision=Decision.REVOKE,
+            remediation_status=RemediationStatus.CONFIRMED_REMOVED,
+            entitlement__in=present,
+        )
+        contradicted_rows = list(contradicted.values_list("pk", "campaign_id"))
         gone = ReviewItem.objects.filter(
             application_id__in=application_ids,
             decision=Decision.REVOKE,
@@ -1046,6 +1053,20 @@ def remediation_verify_for_applications(
         result["action_required"] = still_there.update(
             remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
         )
+        if contradicted_rows:
+            result["action_required"] += ReviewItem.objects.filter(pk__in=[pk for pk, _c in contradicted_rows]).update(
+                remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
+            )
+            audit_record(
+                action="itsm.removal_confirmation_contradicted",
+                organization_id=organization_id,
+                target_type="application",
+                target_id=",".join(map(str, application_ids))[:80],
+                details={"applications": application_ids, "items": [pk for pk, _c in contradicted_rows][:1000]},
+                system=True,
+            )
+            reopen = sorted({str(c) for _pk, c in contradicted_rows})
+            transaction.on_commit(partial(_reopen_contradicted, organization_id, reopen))
         if result["verified_removed"] or result["action_required"]:
             audit_record(
                 action="itsm.remediation_verified",
@@ -1059,6 +1080,13 @@ def remediation_verify_for_applications(
         if result["verified_removed"]:
             transaction.on_commit(partial(_complete_remediated, organization_id, campaign_ids))
     return result
+
+
+def _reopen_contradicted(organization_id: int, campaign_ids: list) -> None:
+    """Completed campaigns whose manually confirmed removal an import contradicted are remediating again."""
+    with scope(organization_id=organization_id):
+        for campaign_id in campaign_ids:
+            campaign_remediation_reopen(campaign_id=campaign_id, why="an import still lists access confirmed removed")
 
 
 def _complete_remediated(organization_id: int, campaign_ids: list) -> None:

@@ -478,3 +478,23 @@ def test_quarter_hour_cadence_covers_remediating_campaigns(review_done, inventor
         Campaign.objects.filter(pk=campaign.pk).update(remediating_at=timezone.now() - dt.timedelta(days=4))
     sent = campaign_cadence(inventory.org.pk, str(campaign.pk))
     assert sent["reminders"] == 2 and sent["removal_needed"] == 0
+
+
+def test_import_that_still_lists_confirmed_access_reopens_the_campaign(
+    review_done, inventory, owners_member, api_for, django_capture_on_commit_callbacks
+):
+    campaign, items = review_done
+    with django_capture_on_commit_callbacks(execute=True):
+        api_for(owners_member).post(_confirm_url(campaign, items["mia_github"]), {"comment": "gone"}, format="json")
+        api_for(inventory.fallback).post(_confirm_url(campaign, items["bob_salesforce"]), {"comment": "gone"},
+                                         format="json")
+    assert _status(campaign) == CampaignStatus.COMPLETED
+    # The next Salesforce import still lists bob's access: the confirmation is contradicted.
+    _import_entitlements(inventory.org, [("Salesforce", "bob@acme.test", "user")], django_capture_on_commit_callbacks)
+    [bob] = _items(campaign, pk=items["bob_salesforce"].pk)
+    assert bob.remediation_status == "action_required"
+    assert bob.removal_confirmed_by_email == "fallback@acme.test"  # the confirmation stays on record
+    assert _status(campaign) == CampaignStatus.REMEDIATING
+    assert AuditEvent.objects.filter(action="itsm.removal_confirmation_contradicted").exists()
+    reopened = AuditEvent.objects.filter(action="campaign_remediating", target_id=str(campaign.pk)).last()
+    assert reopened.details["how"].startswith("reopened: an import still lists access confirmed removed")
