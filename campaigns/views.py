@@ -179,6 +179,10 @@ def campaign_detail(request, campaign_id):
                 progress_r[f"{key}_class"] = selectors.width_class(progress_r[key], progress_r["revoked"])
             context["remediation"] = progress_r
             context["remediation_owners"] = remediation.campaign_remediation_owners(campaign=campaign)
+            if campaign.status == CampaignStatus.REMEDIATING and context["can_manage"]:
+                context["remind_removal_url"] = _url_exists(
+                    "campaign_remind_removal", request.organization.slug, campaign.pk
+                )
         context["can_view_quality"] = has_perm(role, Perm.VIEW_DECISION_QUALITY)
         if campaign.status == CampaignStatus.ACTIVE and context["can_manage"]:
             context["reassign_form"] = ReassignForm(

@@ -16,7 +16,15 @@ from thalian.models import Membership
 
 from . import selectors
 from .models import Event
-from .services import Recipient, _default_recipients, effective_policy, notifications_create
+from .services import (
+    NotificationError,
+    Recipient,
+    ReminderResult,
+    _default_recipients,
+    effective_policy,
+    manual_reminder_create,
+    notifications_create,
+)
 
 # Revoked access is expected to be gone this many days after the review ended; escalation counts from then.
 REMOVAL_DUE_DAYS = 14
@@ -93,6 +101,32 @@ def removal_cadence_run(*, campaign: Campaign, now: dt.datetime | None = None) -
                              "escalated_to": sorted(t.user.email for t in to)},
                 )
     return sent
+
+
+def removal_reminder_send(
+    *, campaign: Campaign, actor: Membership, owner: Membership, now: dt.datetime | None = None, request=None
+) -> ReminderResult:
+    """Manual reminder from the campaign page to one remediation owner with revokes still to remove; at most
+    one per owner, campaign and day."""
+    if campaign.status != CampaignStatus.REMEDIATING:
+        raise NotificationError(
+            f"Removal reminders are sent for remediating campaigns; this one is {campaign.status}."
+        )
+    pending = open_removals_by_owner(campaign=campaign).get(owner.pk, 0)
+    if not pending:
+        raise NotificationError(f"{owner.user.email} has no revoked access left to remove in this campaign.")
+    reminded, already = manual_reminder_create(
+        campaign=campaign, event=Event.REMOVAL_REMINDER, recipients=[Recipient(owner, pending=pending)], now=now
+    )
+    audit_record(
+        action="campaign.removal_reminder_sent",
+        organization_id=campaign.organization_id,
+        actor=actor.user,
+        request=request,
+        target=campaign,
+        details={"remediation_owner": owner.user.email, "open_removals": pending, "already_reminded_today": already},
+    )
+    return ReminderResult(reminded=reminded, already_reminded=already)
 
 
 def _escalation_targets(campaign: Campaign) -> list[Membership]:

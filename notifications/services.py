@@ -882,6 +882,20 @@ class ReminderResult:
     already_reminded: list[str]
 
 
+def manual_reminder_create(
+    *, campaign: Campaign, event: str, recipients: list[Recipient], now: dt.datetime | None = None
+) -> tuple[list[str], list[str]]:
+    """A reminder sent by hand: at most one per recipient, campaign and day. Returns (reminded, already
+    reminded today) as e-mail addresses."""
+    day = timezone.localdate(now or timezone.now()).isoformat()
+    fan = notifications_create(
+        organization_id=campaign.organization_id, event=event, campaign=campaign, recipients=recipients,
+        period=f"manual-{day}",
+    )
+    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
+    return reminded, sorted(set(fan.duplicates) - set(reminded))
+
+
 def reminder_send(
     *,
     campaign: Campaign,
@@ -912,16 +926,10 @@ def reminder_send(
                 f"No reviewer has pending items for application {application!r} in this campaign."
             )
     members = selectors.memberships_by_id(organization_id=campaign.organization_id, ids=ids)
-    day = timezone.localdate(now or timezone.now()).isoformat()
-    fan = notifications_create(
-        organization_id=campaign.organization_id,
-        event=Event.REMINDER,
-        campaign=campaign,
-        recipients=[Recipient(m, pending=pending[m.pk]) for m in members.values()],
-        period=f"manual-{day}",
+    reminded, already = manual_reminder_create(
+        campaign=campaign, event=Event.REMINDER,
+        recipients=[Recipient(m, pending=pending[m.pk]) for m in members.values()], now=now,
     )
-    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
-    already = sorted(set(fan.duplicates) - set(reminded))
     audit_record(
         action="campaign.reminder_sent",
         organization_id=campaign.organization_id,

@@ -498,3 +498,39 @@ def test_import_that_still_lists_confirmed_access_reopens_the_campaign(
     assert AuditEvent.objects.filter(action="itsm.removal_confirmation_contradicted").exists()
     reopened = AuditEvent.objects.filter(action="campaign_remediating", target_id=str(campaign.pk)).last()
     assert reopened.details["how"].startswith("reopened: an import still lists access confirmed removed")
+
+
+def test_admin_reminds_a_remediation_owner_from_the_campaign_page_and_the_api(
+    review_done, inventory, owners_member, client_for, api_for
+):
+    campaign, _items_by_name = review_done
+    client = client_for(inventory.admin)
+    page = client.get(f"/o/acme/campaigns/{campaign.pk}/").content.decode()
+    assert "Send reminder to it-ops@acme.test for GitHub" in page
+    sent = client.post(f"/o/acme/campaigns/{campaign.pk}/remind-removal/",
+                       {"remediation_owner": owners_member.pk}, HTTP_HX_REQUEST="true")
+    assert sent.status_code == 200 and "Reminder sent" in sent.content.decode()
+    url = f"{BASE}{campaign.pk}/remind-removal/"
+    again = api_for(inventory.admin).post(url, {"remediation_owner": "it-ops@acme.test"}, format="json")
+    assert again.status_code == 202
+    assert again.json() == {"reminded": [], "already_reminded_today": ["it-ops@acme.test"]}
+    with scopes_disabled():
+        assert Notification.objects.filter(campaign=campaign, event="removal_reminder", channel="email").count() == 1
+    nothing = api_for(inventory.admin).post(url, {"remediation_owner": "mia@acme.test"}, format="json")
+    assert nothing.status_code == 400 and "no revoked access left" in str(nothing.json())
+
+
+def test_removal_reminders_refuse_other_roles_organizations_and_states(
+    review_done, inventory, member, outsider, api_for, client_for, launched
+):
+    campaign, _items_by_name = review_done
+    body = {"remediation_owner": "it-ops@acme.test"}
+    assert api_for(member(Role.AUDITOR)).post(f"{BASE}{campaign.pk}/remind-removal/", body,
+                                              format="json").status_code == 403
+    assert client_for(member(Role.VIEWER)).post(f"/o/acme/campaigns/{campaign.pk}/remind-removal/",
+                                                {"remediation_owner": "it-ops@acme.test"}).status_code == 403
+    assert api_for(outsider).post(f"/api/v1/orgs/globex/campaigns/{campaign.pk}/remind-removal/", body,
+                                  format="json").status_code == 404
+    active = launched()
+    refused = api_for(inventory.admin).post(f"{BASE}{active.pk}/remind-removal/", body, format="json")
+    assert refused.status_code == 400 and "remediating campaigns" in str(refused.json())
