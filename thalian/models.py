@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import uuid
 
+import pgtrigger
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
@@ -178,9 +179,18 @@ class ApiToken(TenantModel):
         return self.revoked_at is None
 
 
+# Body of the audit table's append-only triggers (PostgreSQL, installed by django-pgtrigger's migrations).
+AUDIT_APPEND_ONLY_REFUSAL = (
+    "RAISE EXCEPTION 'audit events are append-only: % of thalian_auditevent % refused', TG_OP, OLD.id "
+    "USING ERRCODE = 'insufficient_privilege';"
+)
+# Trigger that thalian.services.organization_delete ignores (pgtrigger.ignore) to remove an organization's trail.
+AUDIT_DELETE_TRIGGER = "thalian.AuditEvent:audit_append_only_delete"
+
+
 class AuditEvent(models.Model):
     """Append-only record of who did what. Rows are never updated or deleted (enforced in save/delete and,
-    on PostgreSQL, by a trigger)."""
+    on PostgreSQL, by the triggers below)."""
 
     organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -197,6 +207,31 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="audit_org_created"),
             models.Index(fields=["organization", "action", "-created_at"], name="audit_org_action"),
+        ]
+        triggers = [
+            # Any change but the actor is refused; the actor may only be cleared (deleting a user sets it to
+            # NULL, and actor_email keeps who it was).
+            pgtrigger.Trigger(
+                name="audit_append_only_update",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange(exclude=["actor"]),
+                func=AUDIT_APPEND_ONLY_REFUSAL,
+            ),
+            pgtrigger.Trigger(
+                name="audit_append_only_actor",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Q(new__actor__isnull=False, old__actor__df=pgtrigger.F("new__actor")),
+                func=AUDIT_APPEND_ONLY_REFUSAL,
+            ),
+            # Deletes are refused except inside organization_delete, which ignores this trigger.
+            pgtrigger.Trigger(
+                name="audit_append_only_delete",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Delete,
+                func=AUDIT_APPEND_ONLY_REFUSAL,
+            ),
         ]
 
     def save(self, *args, **kwargs):

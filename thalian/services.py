@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import smtplib
 from typing import Any
 
+import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -18,6 +18,7 @@ from django.utils import timezone
 from . import tenancy
 from .audit import audit_record
 from .models import (
+    AUDIT_DELETE_TRIGGER,
     ApiToken,
     Invitation,
     Membership,
@@ -387,20 +388,10 @@ def organization_update(*, actor: Membership, request=None, **changes) -> Organi
     return org
 
 
-@contextlib.contextmanager
 def _audit_purge_allowed():
-    """Lets the append-only trigger of the audit table accept deletes for the duration of the block (in the
-    current transaction only)."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('thalian.audit_purge', 'on', true)")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('thalian.audit_purge', 'off', true)")
+    """Lets the append-only delete trigger of the audit table accept deletes for the duration of the block
+    (django-pgtrigger's ignore: set per statement, in the current transaction only; a no-op on SQLite)."""
+    return pgtrigger.ignore(AUDIT_DELETE_TRIGGER)
 
 
 @transaction.atomic

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('thalian', '0002_auditevent_append_only_trigger'),
+        ('thalian', '0003_audit_append_only_by_pgtrigger'),
     ]
 
     operations = [
