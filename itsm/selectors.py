@@ -18,7 +18,14 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Lower, NullIf
 
-from campaigns.models import Campaign, CampaignRemediationOwner, CampaignStatus, Decision, RemediationStatus, ReviewItem
+from campaigns.models import (
+    Campaign,
+    CampaignRemediationOwner,
+    CampaignStatus,
+    Decision,
+    RemediationStatus,
+    ReviewItem,
+)
 from campaigns.remediation import owned_by
 from entitlements.models import Application
 from thalian.models import Membership, Organization, TicketTrigger
