@@ -20,8 +20,10 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Decision, RemediationStatus, ReviewItem
+from campaigns.models import Campaign, Decision, RemediationStatus, ReviewItem
 from campaigns.remediation import (
+    campaign_remediation_complete_if_done,
+    campaign_remediation_reopen,
     lock_campaigns,
     lock_campaigns_of_items,
     review_items_remediation_open,
@@ -58,6 +60,7 @@ from .models import (
     TicketComment,
     TicketState,
 )
+from .selectors import UNTICKETED_CAMPAIGN_STATUSES, unticketed_revokes
 
 logger = logging.getLogger(__name__)
 
@@ -545,6 +548,75 @@ def _reinstated_text(item: ReviewItem) -> str:
     )
 
 
+def _queue_tickets(organization_id: int, items) -> list[int]:
+    """Inside the caller's transaction and scope: one pending ticket per item of ``items`` (revoked items
+    without a ticket), on the connection routed for its application or the default one, enqueued to open
+    after the commit. Returns the ids of the tickets this call created; a concurrent call's are not counted."""
+    rows = list(items.values_list("pk", "campaign_id", "application_id"))
+    if not rows:
+        return []
+    now = timezone.now()
+    routes = dict(ApplicationRoute.objects.values_list("application_id", "connection_id"))
+    default_id = ItsmConnection.objects.filter(is_default=True).values_list("pk", flat=True).first()
+    Ticket.objects.bulk_create(
+        [
+            Ticket(
+                organization_id=organization_id,
+                item_id=pk,
+                campaign_id=campaign_id,
+                connection_id=routes.get(app_id, default_id),
+                state=TicketState.PENDING,
+                created_at=now,
+            )
+            for pk, campaign_id, app_id in rows
+            if routes.get(app_id, default_id) is not None
+        ],
+        batch_size=1000,
+        # A concurrent call may have created some: the one-to-one column keeps one per item.
+        ignore_conflicts=True,
+    )
+    item_ids = [pk for pk, _c, _a in rows]
+    # ignore_conflicts leaves primary keys unset: read back the pending tickets this call created.
+    created = list(
+        Ticket.objects.filter(item_id__in=item_ids, state=TicketState.PENDING, created_at=now).values_list(
+            "pk", "item_id"
+        )
+    )
+    review_items_ticket_record(item_ids=[item for _pk, item in created], status="pending")
+    queued = [pk for pk, _item in created]
+    _enqueue_open(organization_id, queued)
+    return queued
+
+
+def tickets_open_unticketed(*, organization: Organization, campaign: Campaign, actor: User | None,
+                            request=None) -> int:
+    """"Open tickets now": one ticket for every revoke of the campaign that has none although a connection
+    now applies (revokes recorded before any connection existed). Safe to repeat: each revoke gets exactly one
+    ticket, so a second call opens nothing. Returns how many tickets were opened."""
+    with scope(organization), transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status not in UNTICKETED_CAMPAIGN_STATUSES:
+            raise ValidationError(
+                f"Tickets are opened for revokes of active or completed campaigns; this campaign is "
+                f"{campaign.get_status_display().lower()}."
+            )
+        if not ItsmConnection.objects.exists():
+            raise ValidationError(
+                "No ticketing system is connected: add one under Settings → Ticketing (ITSM) first."
+            )
+        opened = _queue_tickets(organization.pk, unticketed_revokes(organization=organization, campaign=campaign))
+        if opened:
+            audit_record(
+                action="itsm.tickets_opened_now",
+                organization_id=organization.pk,
+                actor=actor,
+                request=request,
+                target=campaign,
+                details={"campaign": str(campaign.pk), "count": len(opened)},
+            )
+    return len(opened)
+
+
 def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> dict[str, int]:
     """Called after review decisions commit. Opens a ticket for every revoked item that has none, adds a
     withdrawal comment to opened tickets whose revoke was changed, and drops tickets not yet sent.
@@ -568,36 +640,7 @@ def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> di
             due = revoked.filter(itsm_ticket__isnull=True)
             if organization.ticket_trigger == TicketTrigger.ON_SIGN_OFF:
                 due = due.filter(signed_off_at__isnull=False)
-            rows = list(due.values_list("pk", "campaign_id", "application_id"))
-            now = timezone.now()
-            routes = dict(ApplicationRoute.objects.values_list("application_id", "connection_id"))
-            default_id = ItsmConnection.objects.filter(is_default=True).values_list("pk", flat=True).first()
-            Ticket.objects.bulk_create(
-                [
-                    Ticket(
-                        organization_id=organization_id,
-                        item_id=pk,
-                        campaign_id=campaign_id,
-                        connection_id=routes.get(app_id, default_id),
-                        state=TicketState.PENDING,
-                        created_at=now,
-                    )
-                    for pk, campaign_id, app_id in rows
-                ],
-                batch_size=1000,
-                # A concurrent call may have created some: the one-to-one column keeps one per item.
-                ignore_conflicts=True,
-            )
-            # ignore_conflicts leaves primary keys unset: read back the pending tickets of these items.
-            pending = list(
-                Ticket.objects.filter(
-                    item_id__in=[pk for pk, _c, _a in rows], state=TicketState.PENDING
-                ).values_list("pk", "item_id")
-            )
-            queued = [pk for pk, _item in pending]
-            review_items_ticket_record(item_ids=[item for _pk, item in pending], status="pending")
-            result["queued"] = len(queued)
-            _enqueue_open(organization_id, queued)
+            result["queued"] = len(_queue_tickets(organization_id, due))
 
         # Revoke changed to approve / exception.
         withdrawn = Ticket.objects.filter(item_id__in=item_ids).exclude(item__decision=Decision.REVOKE)
@@ -1006,9 +1049,24 @@ def remediation_verify_for_applications(
         return result
     now = timezone.now()
     with scope(organization_id=organization_id), transaction.atomic():
-        campaign_ids, result["verified_removed"], result["action_required"] = review_items_remediation_verify(
+        verified = review_items_remediation_verify(
             application_ids=application_ids, present_entitlements=Entitlement.objects.filter(present=True), now=now
         )
+        campaign_ids = verified.campaign_ids
+        result["verified_removed"], result["action_required"] = verified.verified_removed, verified.action_required
+        if verified.contradicted:
+            audit_record(
+                action="itsm.removal_confirmation_contradicted",
+                organization_id=organization_id,
+                target_type="application",
+                target_id=",".join(map(str, application_ids))[:80],
+                details={"applications": application_ids, "items": [pk for pk, _c in verified.contradicted][:1000]},
+                system=True,
+            )
+            # In this transaction (the campaigns are locked already): completed campaigns whose manually
+            # confirmed removal the import contradicts are remediating again.
+            for campaign_id in sorted({str(c) for _pk, c in verified.contradicted}):
+                campaign_remediation_reopen(campaign_id=campaign_id, why="an import still lists access confirmed removed")
         if result["verified_removed"] or result["action_required"]:
             audit_record(
                 action="itsm.remediation_verified",
@@ -1019,6 +1077,10 @@ def remediation_verify_for_applications(
                 system=True,
             )
         _remediation_outcomes(organization_id=organization_id, campaign_ids=campaign_ids)
+        if result["verified_removed"]:
+            # Campaigns in `remediating` whose last revokes were just verified removed become completed.
+            for campaign_id in campaign_ids:
+                campaign_remediation_complete_if_done(campaign_id=campaign_id)
     return result
 
 

@@ -27,6 +27,12 @@ def campaign_completed(event: events.CampaignCompleted) -> None:
     services.notify_event(
         organization_id=event.organization_id, event=Event.CAMPAIGN_COMPLETED, campaign_id=event.campaign_id
     )
+    services.notify_review_ended(organization_id=event.organization_id, campaign_id=event.campaign_id)
+
+
+def campaign_remediating(event: events.CampaignRemediating) -> None:
+    """Remediation owners hear what to remove; the creator hears about flagged reviewers."""
+    services.notify_review_ended(organization_id=event.organization_id, campaign_id=event.campaign_id)
 
 
 def items_reassigned(event: events.ItemsReassigned) -> None:
@@ -56,6 +62,7 @@ def register() -> None:
     events.register(events.CampaignLaunched, "notifications.reviewers_assigned", reviewers_assigned)
     events.register(events.CampaignCancelled, "notifications.campaign_cancelled", campaign_cancelled)
     events.register(events.CampaignCompleted, "notifications.campaign_completed", campaign_completed)
+    events.register(events.CampaignRemediating, "notifications.campaign_remediating", campaign_remediating)
     events.register(events.ItemsReassigned, "notifications.items_reassigned", items_reassigned)
     events.register(events.TicketFailed, "notifications.ticket_failed", ticket_failed)
     events.register(events.RemediationOutcome, "notifications.remediation_outcome", remediation_outcome)

@@ -94,8 +94,16 @@ class CampaignCancelled(Event):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class CampaignRemediating(Event):
+    """The review ended (every sign-off in, or closed) with revoked access still to be proven removed."""
+
+    name: ClassVar[str] = "campaigns.remediating"
+    campaign_id: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class CampaignCompleted(Event):
-    """Every reviewer signed off, or the campaign was closed."""
+    """The campaign is over: reviewed with nothing left to remove, or every removal proven."""
 
     name: ClassVar[str] = "campaigns.completed"
     campaign_id: str

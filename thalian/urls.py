@@ -6,13 +6,18 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import metrics, views
-from .forms import LoginForm
 
 # Page URLs of each app live in <app>/urls.py (under /o/<org_slug>/) and API URLs in <app>/api_urls.py (under
 # /api/v1/orgs/<org_slug>/). The root URLconf is the project's wiring: it names every installed app's URLconf
 # by its dotted path, and a URLconf that fails to import fails start-up rather than hiding its pages.
 PAGE_URLCONFS = (
-    "thalian.org_urls", "entitlements.urls", "campaigns.urls", "itsm.urls", "notifications.urls", "evidence.urls"
+    "thalian.org_urls",
+    "entitlements.urls",
+    "campaigns.urls",
+    "itsm.urls",
+    "notifications.urls",
+    "evidence.urls",
+    "sso.urls",
 )
 API_URLCONFS = (
     "thalian.api_urls",
@@ -21,6 +26,7 @@ API_URLCONFS = (
     "itsm.api_urls",
     "notifications.api_urls",
     "evidence.api_urls",
+    "sso.api_urls",
 )
 org_pages = [path("", views.dashboard, name="org_dashboard")]
 org_pages += [path("", include(module)) for module in PAGE_URLCONFS]
@@ -33,7 +39,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics, name="metrics"),
     path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
-    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
+    # Sign-in (e-mail first, routed to the organization's identity provider), SSO callbacks and two-factor steps.
+    path("", include("sso.public_urls")),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password/change/", views.PasswordChangeView.as_view(), name="password_change"),
     path(

@@ -1,4 +1,4 @@
-"""The apps depend one way: thalian <- entitlements <- campaigns <- {itsm, notifications, evidence}.
+"""The apps depend one way: thalian <- {sso, entitlements} <- campaigns <- {itsm, notifications, evidence}.
 
 Parses every module of the source tree (imports inside functions included) and fails on any import of an app
 in the same or a higher layer than the importing app's own, other than the app itself."""
@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = {"thalian": 0, "entitlements": 1, "campaigns": 2, "itsm": 3, "notifications": 3, "evidence": 3}
+LAYERS = {
+    "thalian": 0,
+    "sso": 1,
+    "entitlements": 1,
+    "campaigns": 2,
+    "itsm": 3,
+    "notifications": 3,
+    "evidence": 3,
+}
 
 
 def _modules():

@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('campaigns', '0004_campaign_decision_count'),
-        ('notifications', '0001_initial'),
+        ('notifications', '0004_event_choices_merged'),
     ]
 
     operations = [

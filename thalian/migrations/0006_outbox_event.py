@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('thalian', '0002_auditevent_append_only_trigger'),
+        ('thalian', '0005_merge_exception_and_decision_quality_settings'),
     ]
 
     operations = [
