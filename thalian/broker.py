@@ -32,8 +32,10 @@ def send_quickly(task, calls: Iterable[Sequence]) -> bool:
         return True
     try:
         timeout = app.conf.broker_connection_timeout
-        # Both timeouts bound a broker that accepts connections but does not answer (a hung Redis).
-        options = {**QUICK, "socket_connect_timeout": timeout, "socket_timeout": timeout}
+        options = {**(app.conf.broker_transport_options or {}), **QUICK}
+        if str(app.conf.broker_url).startswith(("redis://", "rediss://")):
+            # Both timeouts bound a broker that accepts connections but does not answer (a hung Redis).
+            options.update(socket_connect_timeout=timeout, socket_timeout=timeout)
         with app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
             for args in calls:
                 task.apply_async(tuple(args), connection=connection, retry=False)

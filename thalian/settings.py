@@ -216,7 +216,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Messages are published from requests (the outbox kick after commit): a broker that is down must cost a
 # request at most a couple of seconds, never a retry loop. What could not be published is in the outbox table.
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT}
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT}
 # Outbox (thalian/outbox.py): a claim older than this is taken to belong to a dead worker; handled events are
 # deleted after OUTBOX_KEEP_DAYS.
 OUTBOX_STALE_CLAIM_SECONDS = env.int("OUTBOX_STALE_CLAIM_SECONDS", default=300)
