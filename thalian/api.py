@@ -77,20 +77,12 @@ class OrgAPIView(APIView):
                 raise Http404
         request.membership = membership
         request.organization = membership.organization
-        self._scope = tenancy.scope(membership.organization)
-        self._scope.__enter__()
+        # Left by OrganizationScopeMiddleware when the request ends, whatever happens in the handler.
+        tenancy.activate(membership.organization)
         self.check_permissions(request)
         if self.requires_plan and not membership.organization.has_access_reviews:
             raise exceptions.PermissionDenied(PLAN_REQUIRED_MESSAGE)
         self.check_throttles(request)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        scope = getattr(self, "_scope", None)
-        if scope is not None:
-            self._scope = None
-            scope.__exit__(None, None, None)
-        return response
 
 
 def exception_handler(exc, context):
