@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from thalian import netguard
 from thalian.audit import audit_record
 from thalian.models import Organization, User
 from thalian.tenancy import ScopeError, assert_same_organization
@@ -403,6 +404,10 @@ def _check_base_url(base_url: str) -> str:
         raise ConnectorError("Base URL must start with https://")
     if base_url.startswith("http://") and not settings.ALLOW_INSECURE_HTTP_INTEGRATIONS:
         raise ConnectorError("Base URL must use https:// (plain http is refused in production)")
+    try:
+        netguard.check_url(base_url)
+    except netguard.AddressNotAllowed as exc:
+        raise ConnectorError(f"Base URL: {exc}") from exc
     return base_url
 
 

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+
+from thalian import netguard
 
 TIMEOUT_SECONDS = 10.0
 
@@ -98,6 +99,10 @@ def validate_base_url(url: str, *, allow_http: bool = False) -> str:
         parts.port  # noqa: B018 - raises on an out-of-range port
     except ValueError as exc:
         raise BaseUrlError("Base URL has an invalid port.") from exc
+    try:
+        netguard.check_url(url)
+    except netguard.AddressNotAllowed as exc:
+        raise BaseUrlError(str(exc)) from exc
     return url.rstrip("/")
 
 
@@ -136,8 +141,9 @@ def error_for_response(response: requests.Response, message: str) -> ItsmError:
     return ItsmPermanentError(text)
 
 
-class _VendorAdapter(HTTPAdapter):
-    """Applies the timeout and certificate policy to every call, whatever the vendor library passes.
+class _VendorAdapter(netguard.GuardedAdapter):
+    """Applies the timeout, certificate and internal-address policy to every call, whatever the vendor library
+    passes.
 
     pysnc never sets a timeout, and requests lets REQUESTS_CA_BUNDLE override a session's own CA bundle;
     a connection configured with its own bundle (or with verification off) must keep it.
@@ -178,9 +184,7 @@ def _vendor_session(
     session.auth = auth
     session.verify = verify
     session.headers["Accept"] = "application/json"
-    adapter = _VendorAdapter(timeout=timeout, verify=verify)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    netguard.guard_session(session, _VendorAdapter(timeout=timeout, verify=verify))
     session.hooks["response"].append(raise_for_error)
     return session
 
@@ -191,6 +195,8 @@ def _network_errors(vendor: str, timeout: float) -> Iterator[None]:
         yield
     except ItsmError:
         raise
+    except netguard.AddressNotAllowed as exc:
+        raise ItsmPermanentError(f"{vendor}: {exc}") from exc
     except requests.Timeout as exc:
         raise ItsmTransientError(f"{vendor} did not answer within {timeout:g} seconds.") from exc
     except requests.exceptions.SSLError as exc:
@@ -283,6 +289,7 @@ class JiraClient(TicketClient):
             max_retries=0,
             timeout=timeout,
         )
+        netguard.guard_session(self._jira._session, _VendorAdapter(timeout=timeout, verify=verify))
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

@@ -20,6 +20,8 @@ from django.template.loader import render_to_string
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from thalian import netguard
+
 EMAIL = "email"
 SLACK = "slack"
 TEAMS = "teams"
@@ -174,6 +176,11 @@ class SlackSender:
         self.channel_id = channel_id
 
     def send(self, message: Message) -> str:
+        # slack_sdk connects through urllib: the API address is checked after resolution, just before use.
+        try:
+            netguard.check_url(self.client.base_url)
+        except netguard.AddressNotAllowed as exc:
+            raise ChannelPermanentError(f"Slack API address refused: {exc}") from exc
         try:
             if message.recipient_email:
                 user = self.client.users_lookupByEmail(email=message.recipient_email)
@@ -250,7 +257,9 @@ class TeamsSender:
 
     def send(self, message: Message) -> str:
         try:
-            response = requests.post(self.webhook_url, json=teams_payload(message), timeout=self.timeout)
+            response = netguard.session().post(self.webhook_url, json=teams_payload(message), timeout=self.timeout)
+        except netguard.AddressNotAllowed as exc:
+            raise ChannelPermanentError(f"Teams webhook refused: {exc}") from exc
         except requests.RequestException as exc:
             raise ChannelTransientError(f"Teams webhook unreachable: {type(exc).__name__}") from exc
         status = response.status_code

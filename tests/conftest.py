@@ -14,10 +14,14 @@ from thalian.tenancy import scope, scopes_disabled
 
 from .factories import MembershipFactory, OrganizationFactory, UserFactory
 
+# The fake vendor servers listen on loopback; outbound connections reach only these internal addresses.
+TEST_INTERNAL_HOSTS = "127.0.0.1,localhost,::1"
+
 
 @pytest.fixture(autouse=True)
 def _fast_passwords_and_clean_cache(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.ALLOWED_INTERNAL_HOSTS = TEST_INTERNAL_HOSTS.split(",")
     from django.core.cache import cache
 
     cache.clear()
@@ -129,6 +133,7 @@ def _worker_env() -> dict:
     env["SECRET_KEY"] = settings.SECRET_KEY
     env["ENCRYPTION_KEY"] = settings.ENCRYPTION_KEY
     env["THALIAN_DATA_DIR"] = str(settings.DATA_DIR)
+    env["ALLOWED_INTERNAL_HOSTS"] = TEST_INTERNAL_HOSTS
     return env
 
 

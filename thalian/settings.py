@@ -92,6 +92,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "thalian.middleware.NulCharacterMiddleware",
 ]
 
 ROOT_URLCONF = "thalian.urls"
@@ -194,6 +195,8 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Thalian <no-reply@thalian.localhost>")
 # Slack Web API base address (overridden only to point at a test server).
+# Outbound URLs (ITSM, SCIM, Teams, Slack) may not reach internal addresses except these (thalian/netguard.py).
+ALLOWED_INTERNAL_HOSTS = env.list("ALLOWED_INTERNAL_HOSTS", default=[])
 SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
 
 # Security. Secure cookies, HSTS and HTTPS redirects whenever DEBUG is off.
