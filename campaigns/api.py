@@ -245,6 +245,7 @@ class CampaignBaseAPI(OrgAPIView):
 
 class CampaignListAPI(CampaignBaseAPI):
     required_perms = {"GET": Perm.VIEW_CAMPAIGNS, "POST": Perm.MANAGE_CAMPAIGNS}
+    pagination_class = CampaignPagination  # the schema documents the page (next, previous, results)
 
     @extend_schema(
         operation_id="campaigns_list",
@@ -261,7 +262,7 @@ class CampaignListAPI(CampaignBaseAPI):
                 raise exceptions.ValidationError({"status": [f"unknown status {wanted!r}; choose from "
                                                              f"{', '.join(valid)}"]})
             qs = qs.filter(status=wanted)
-        paginator = CampaignPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         progress = selectors.campaign_progress_many(campaigns=page)
         data = CampaignSerializer(page, many=True, context={"progress": progress}).data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import (
@@ -17,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -330,6 +333,10 @@ class EvidencePackageListAPI(OrgAPIView):
         packages = evidence_packages_for(membership=request.membership)
         campaign_id = request.query_params.get("campaign")
         if campaign_id:
+            try:
+                uuid.UUID(campaign_id)
+            except ValueError:
+                raise ValidationError({"campaign": [f"{campaign_id!r} is not a campaign id (a UUID)."]}) from None
             campaign = campaign_access(
                 membership=request.membership, campaign_id=campaign_id, perm=Perm.EXPORT_EVIDENCE
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -15,7 +15,7 @@ from thalian.permissions import Perm
 
 from . import selectors, services
 from .csv_import import KINDS, ImportValidationError
-from .models import Application, Entitlement, Identity, SyncRun
+from .models import Application, Entitlement, Finding, Identity, IdentityKind, IdentityStatus, SyncRun
 
 
 class SyncRunSerializer(serializers.ModelSerializer):
@@ -146,14 +146,28 @@ class ImportListCreateAPI(OrgAPIView):
             202: SyncRunEnvelopeSerializer,
             400: OpenApiResponse(
                 ImportRejectedSerializer,
-                description="The file has problems; nothing was imported. A missing or invalid form field "
-                "answers the usual validation error instead.",
+                description="The file has problems, or a form field is missing or invalid (row 0, the field "
+                "name as column); nothing was imported.",
             ),
         },
     )
     def post(self, request, org_slug):
         data = ImportRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        if not data.is_valid():
+            # One error shape for this endpoint: a bad form field is a problem of the file as a whole (row 0).
+            problems = [
+                {"row": 0, "column": field, "message": str(message)}
+                for field, messages in data.errors.items()
+                for message in (messages if isinstance(messages, list) else [messages])
+            ]
+            return Response(
+                {
+                    "detail": "Invalid input. " + "; ".join(f"{p['column']}: {p['message']}" for p in problems),
+                    "error_count": len(problems),
+                    "errors": problems,
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         upload = data.validated_data["file"]
         try:
             submission = services.inventory_import_submit(
@@ -198,6 +212,24 @@ class FilteredListAPI(OrgAPIView, generics.ListAPIView):
             raise ValidationError({"filter": [str(exc)]}) from exc
 
 
+def _filter(name: str, description: str, enum=None) -> OpenApiParameter:
+    return OpenApiParameter(name, str, description=description, enum=[c.value for c in enum] if enum else None)
+
+
+YES_NO = "yes or no (also true/false, 1/0)"
+IDENTITY_FILTERS = [
+    _filter("department", "department name (exact, any case)"),
+    _filter("kind", "identity kind", IdentityKind),
+    _filter("status", "identity status", IdentityStatus),
+]
+SEARCH = _filter("search", "part of the e-mail or name")
+
+
+@extend_schema_view(get=extend_schema(parameters=[
+    *IDENTITY_FILTERS,
+    _filter("application", "holds a present grant in this application (name, exact, any case)"),
+    SEARCH,
+]))
 class IdentityListAPI(FilteredListAPI):
     """Identities; filters: department, kind, status, application (name), search (e-mail or name)."""
 
@@ -218,6 +250,12 @@ class IdentityDetailAPI(OrgAPIView):
         return Response(IdentityDetailSerializer(identity).data)
 
 
+@extend_schema_view(get=extend_schema(parameters=[
+    _filter("category", "category (exact, any case)"),
+    _filter("sanctioned", YES_NO),
+    _filter("search", "part of the application name"),
+    _filter("name", "part of the application name (same as search)"),
+]))
 class ApplicationListAPI(FilteredListAPI):
     """Applications; filters: category, sanctioned, search / name."""
 
@@ -225,6 +263,17 @@ class ApplicationListAPI(FilteredListAPI):
     selector = staticmethod(selectors.applications_filtered)
 
 
+@extend_schema_view(get=extend_schema(parameters=[
+    *IDENTITY_FILTERS,
+    _filter("application", "application name (exact, any case)"),
+    OpenApiParameter("application_id", int, description="application id"),
+    _filter("identity", "identity e-mail (exact)"),
+    _filter("role", "role (exact, any case)"),
+    _filter("finding", "grants with this finding", Finding),
+    _filter("sanctioned", "the application is sanctioned: " + YES_NO),
+    SEARCH,
+    _filter("include_removed", "also grants no longer present: " + YES_NO),
+]))
 class EntitlementListAPI(FilteredListAPI):
     """Present grants; filters: application and department (by name), kind, status, role, finding,
     sanctioned, identity (e-mail), search (identity e-mail or name), include_removed."""

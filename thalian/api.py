@@ -85,6 +85,22 @@ class OrgAPIView(APIView):
         self.check_throttles(request)
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The shape of every error answer (see exception_handler)."""
+
+    detail = serializers.CharField(help_text="What is wrong, in one message")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors: field name -> messages",
+    )
+
+
+class MemberInUseSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    campaigns = serializers.ListField(child=serializers.CharField(), help_text="Campaigns they are fallback reviewer of")
+
+
 def exception_handler(exc, context):
     """Errors are JSON with a `detail` message and, for validation errors, field errors under `errors`."""
     if isinstance(exc, DjangoPermissionDenied):
@@ -311,7 +327,11 @@ class MemberDetailView(OrgAPIView):
             raise _as_api_error(exc) from None
         return Response(MemberSerializer(member).data)
 
-    @extend_schema(responses={204: None}, summary="Remove a member", tags=["platform"])
+    @extend_schema(
+        responses={204: None, 409: MemberInUseSerializer},
+        summary="Remove a member (409 naming the campaigns while they are a campaign's fallback reviewer)",
+        tags=["platform"],
+    )
     def delete(self, request, org_slug, pk):
         member = _member(request, pk)
         try:
@@ -319,6 +339,11 @@ class MemberDetailView(OrgAPIView):
         except DjangoValidationError as exc:
             if exc.code in ("cannot_manage", "forbidden"):
                 raise exceptions.PermissionDenied(" ".join(exc.messages)) from None
+            if exc.code == "in_use":
+                return Response(
+                    {"detail": " ".join(exc.messages), "campaigns": exc.params["campaigns"]},
+                    status=status.HTTP_409_CONFLICT,
+                )
             raise _as_api_error(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
