@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from django.utils import timezone
 from thalian import netguard
 from thalian.audit import audit_record
 from thalian.models import Organization, User
-from thalian.tenancy import ScopeError, assert_same_organization
+from thalian.tenancy import ScopeError, assert_same_organization, scopes_disabled
 
 from . import staging as pg_staging
 from . import staging_portable
@@ -247,8 +250,38 @@ def _count_lines(path: Path) -> int:
 
 def _upload_dir() -> Path:
     path = Path(settings.MEDIA_ROOT) / "imports"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def _private_file(path: Path) -> IO[bytes]:
+    """A new file only the server's own user can read: uploads hold identity data."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def import_uploads_sweep(*, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
+    """Delete parked uploads no queued or running import needs (the run ended, or the upload never became a
+    run because the process stopped in between). Files younger than `older_than` may still be being written
+    or waiting for their run's transaction, so they stay. Platform code: looks across organizations."""
+    directory = _upload_dir()
+    cutoff = time.time() - older_than.total_seconds()
+    candidates = {str(path): path for path in directory.glob("*.csv") if path.stat().st_mtime < cutoff}
+    if not candidates:
+        return 0
+    with scopes_disabled():
+        needed = set(
+            SyncRun.objects.filter(
+                upload_path__in=list(candidates), status__in=[SyncRunStatus.QUEUED, SyncRunStatus.RUNNING]
+            ).values_list("upload_path", flat=True)
+        )
+    removed = 0
+    for name, path in candidates.items():
+        if name not in needed:
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("deleted %d import upload(s) no run needs", removed)
+    return removed
 
 
 @dataclass
@@ -278,7 +311,7 @@ def inventory_import_submit(
         CsvReader(kind=kind, stream=upload, max_bytes=max_bytes, size=size, applications={})
     path = _upload_dir() / f"{uuid.uuid4().hex}.csv"
     written = 0
-    with path.open("wb") as out:
+    with _private_file(path) as out:
         while chunk := upload.read(1024 * 1024):
             written += len(chunk)
             if written > max_bytes:
@@ -332,7 +365,9 @@ def inventory_import_queued_run(*, organization: Organization, run_id: int) -> S
     if claimed != 1:
         return None
     run = SyncRun.objects.get(pk=run_id)
-    path = Path(run.upload_path)
+    # Kept aside: finishing or failing the run empties run.upload_path, and the file goes either way.
+    upload_path = run.upload_path
+    path = Path(upload_path)
     try:
         with path.open("rb") as handle:
             return inventory_import(
@@ -355,7 +390,7 @@ def inventory_import_queued_run(*, organization: Organization, run_id: int) -> S
         _fail_run(run, message=f"The import failed unexpectedly ({exc.__class__.__name__}); nothing was imported.")
         raise
     finally:
-        if run.upload_path:
+        if upload_path:
             path.unlink(missing_ok=True)
         cache.delete(_progress_key(run_id))
 

@@ -44,6 +44,12 @@ def scim_sync_task(organization_id: int, sync_run_id: int) -> None:
 
 
 @shared_task
+def import_uploads_sweep_task() -> int:
+    """Hourly: uploads of imports that ended (or never started) do not stay on disk."""
+    return services.import_uploads_sweep()
+
+
+@shared_task
 def scim_sync_due_task() -> int:
     return len(services.scim_sync_due())
 
