@@ -134,9 +134,13 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-# Login throttling: after this many failures for one e-mail (or one IP) within the window, logins are refused.
+# Login throttling (thalian/auth.py): this many failures for an address from one IP within the window lock that
+# IP out for the address (four times as many for one IP in all); failures from many IPs delay the address's next
+# attempt progressively up to the maximum delay, except from IPs it signed in from before.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+LOGIN_FAILURE_MAX_DELAY_SECONDS = env.int("LOGIN_FAILURE_MAX_DELAY_SECONDS", default=60)
+LOGIN_KNOWN_IP_SECONDS = env.int("LOGIN_KNOWN_IP_SECONDS", default=30 * 24 * 3600)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
