@@ -17,6 +17,7 @@ from thalian.audit import audit_record
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
+from thalian.text import single_line
 
 from .models import (
     Campaign,
@@ -209,7 +210,7 @@ def reviewers_clean(*, organization: Organization, strategy: str, reviewers: Any
 def _clean_common(*, organization: Organization, values: dict, creating: bool) -> dict:
     clean: dict[str, Any] = {}
     if "title" in values:
-        title = (values["title"] or "").strip()
+        title = single_line(values["title"])  # titles go into e-mail subjects and ticket summaries
         if not title:
             raise CampaignError("title is required", field="title")
         if len(title) > 200:

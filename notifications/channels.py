@@ -21,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from thalian import netguard
+from thalian.text import single_line
 
 EMAIL = "email"
 SLACK = "slack"
@@ -108,7 +109,7 @@ class EmailSender:
         html = render_to_string("notifications/email/message.html", context)
         message_id = make_msgid(domain=str(DNS_NAME))
         email = EmailMultiAlternatives(
-            subject=message.title,
+            subject=single_line(message.title),  # a header: a line break in it would refuse the whole message
             body=text,
             from_email=self.from_email,
             to=[message.recipient_email],
