@@ -9,13 +9,22 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from thalian.api import OrgAPIView
+from thalian.api import ErrorSerializer, OrgAPIView
 from thalian.pagination import IdCursorPagination
 from thalian.permissions import Perm
 
 from . import selectors, services
 from .csv_import import KINDS, ImportValidationError
-from .models import Application, Entitlement, Finding, Identity, IdentityKind, IdentityStatus, SyncRun
+from .models import (
+    Application,
+    Entitlement,
+    Finding,
+    Identity,
+    IdentityKind,
+    IdentityStatus,
+    ScimConnector,
+    SyncRun,
+)
 
 
 class SyncRunSerializer(serializers.ModelSerializer):
@@ -280,3 +289,103 @@ class EntitlementListAPI(FilteredListAPI):
 
     serializer_class = EntitlementSerializer
     selector = staticmethod(selectors.entitlements_filtered)
+
+
+# SCIM connectors: one per application, as on the application's page ------------------------------------
+
+
+class ScimConnectorSerializer(serializers.ModelSerializer):
+    application = serializers.IntegerField(source="application_id", read_only=True)
+    token_set = serializers.SerializerMethodField(help_text="A bearer token is stored (it is never shown).")
+
+    class Meta:
+        model = ScimConnector
+        fields = ["application", "base_url", "enabled", "sync_interval_hours", "token_set", "last_attempt_at",
+                  "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_token_set(self, connector: ScimConnector) -> bool:
+        return bool(connector.token)
+
+
+class ScimConnectorInputSerializer(serializers.Serializer):
+    base_url = serializers.URLField(max_length=500, help_text="The SCIM 2.0 base URL, e.g. https://idp.example.com/scim/v2")
+    token = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, max_length=4000, trim_whitespace=True,
+        help_text="Bearer token, stored encrypted; required when creating, omit or leave empty to keep it.",
+    )
+    enabled = serializers.BooleanField(default=True, help_text="Sync on a schedule")
+    sync_interval_hours = serializers.IntegerField(min_value=1, max_value=720, default=24)
+
+
+class SyncRunPageSerializer(serializers.Serializer):
+    results = SyncRunSerializer(many=True, help_text="The application's 20 most recent imports and syncs, newest first.")
+
+
+def _connector_field(message: str) -> str:
+    for prefix, field in (("Base URL", "base_url"), ("Bearer token", "token"), ("Sync interval", "sync_interval_hours")):
+        if message.startswith(prefix):
+            return field
+    return "non_field_errors"
+
+
+class ScimConnectorAPI(OrgAPIView):
+    """The SCIM connector of an application: read it, create or change it (PUT), remove it (DELETE: the
+    application is fed by file uploads again)."""
+
+    required_perms = {"GET": Perm.VIEW_INVENTORY, "PUT": Perm.MANAGE_INVENTORY, "DELETE": Perm.MANAGE_INVENTORY}
+
+    @extend_schema(operation_id="scim_connector_retrieve", responses=ScimConnectorSerializer)
+    def get(self, request, org_slug, pk: int):
+        application = selectors.application_for_page(pk)
+        return Response(ScimConnectorSerializer(get_object_or_404(ScimConnector, application=application)).data)
+
+    @extend_schema(
+        operation_id="scim_connector_save",
+        request=ScimConnectorInputSerializer,
+        responses={200: ScimConnectorSerializer, 201: ScimConnectorSerializer, 400: ErrorSerializer},
+    )
+    def put(self, request, org_slug, pk: int):
+        application = selectors.application_for_page(pk)
+        existed = ScimConnector.objects.filter(application=application).exists()
+        data = ScimConnectorInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            connector = services.scim_connector_save(application=application, actor=request.user, **data.validated_data)
+        except services.ConnectorError as exc:
+            raise ValidationError({_connector_field(str(exc)): [str(exc)]}) from exc
+        code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+        return Response(ScimConnectorSerializer(connector).data, status=code)
+
+    @extend_schema(operation_id="scim_connector_delete", responses={204: None})
+    def delete(self, request, org_slug, pk: int):
+        application = selectors.application_for_page(pk)
+        services.scim_connector_delete(
+            connector=get_object_or_404(ScimConnector, application=application), actor=request.user
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ScimSyncNowAPI(OrgAPIView):
+    """Sync now: queue a run of the application's SCIM connector; poll it at imports/<id>/."""
+
+    required_perms = {"POST": Perm.MANAGE_INVENTORY}
+
+    @extend_schema(operation_id="scim_connector_sync", request=None, responses={202: SyncRunEnvelopeSerializer})
+    def post(self, request, org_slug, pk: int):
+        application = selectors.application_for_page(pk)
+        connector = get_object_or_404(ScimConnector, application=application)
+        run = services.scim_sync_request(connector=connector, actor=request.user)
+        return Response({"sync_run": SyncRunSerializer(run).data}, status=status.HTTP_202_ACCEPTED)
+
+
+class ApplicationSyncRunsAPI(OrgAPIView):
+    """The application's recent imports and SCIM syncs, as in its page's history."""
+
+    required_perms = {"GET": Perm.VIEW_INVENTORY}
+
+    @extend_schema(operation_id="application_sync_runs", responses=SyncRunPageSerializer)
+    def get(self, request, org_slug, pk: int):
+        application = selectors.application_for_page(pk)
+        runs = selectors.application_sync_history(application)
+        return Response({"results": SyncRunSerializer(runs, many=True).data})
