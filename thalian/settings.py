@@ -78,7 +78,12 @@ INSTALLED_APPS = [
     "campaigns",
     "itsm",
     "notifications",
+    "evidence",
 ]
+# The benchmarks (`manage.py bench`) live in bench/ in a checkout only; the Docker image leaves them out. The
+# directory is checked rather than an ImportError caught, so a broken import of our own code still fails.
+if (BASE_DIR / "bench" / "apps.py").is_file():
+    INSTALLED_APPS.append("bench")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -260,7 +265,7 @@ SPECTACULAR_SETTINGS = {
     # Fields sharing a name (status, kind, ...) across models get one stable enum per choice set.
     "ENUM_NAME_OVERRIDES": {
         "CampaignStatusEnum": "campaigns.models.CampaignStatus.choices",
-        "EvidencePackageStatusEnum": "campaigns.models.EvidencePackageStatus.choices",
+        "EvidencePackageStatusEnum": "evidence.models.EvidencePackageStatus.choices",
         "ReviewerStrategyEnum": "campaigns.models.ReviewerStrategy.choices",
         "DefaultOutcomeEnum": "campaigns.models.DefaultOutcome.choices",
         "IdentityStatusEnum": "entitlements.models.IdentityStatus.choices",

@@ -73,10 +73,9 @@ def _purge(organization_id: int) -> None:
     from django.apps import apps
     from django.db import IntegrityError, connection, transaction
 
+    from campaigns.models import Campaign
     from entitlements.models import Identity
     from thalian.models import Organization
-
-    from .models import Campaign
 
     tables = [m._meta.db_table for m in apps.get_models()
               if any(f.column == "organization_id" for f in m._meta.concrete_fields) and not m._meta.proxy]
@@ -175,11 +174,10 @@ def _raw_snapshot(organization, campaign, fallback) -> int:
     """The same work as the snapshot service, hand-written: one INSERT ... SELECT."""
     from django.db import connection
 
+    from campaigns.models import ReviewItem
+    from campaigns.selectors import REVIEWER_ROLES
     from entitlements.models import Application, Entitlement, Identity
     from thalian.models import Membership, User
-
-    from .models import ReviewItem
-    from .selectors import REVIEWER_ROLES
 
     now = time.time()
     params: dict[str, Any] = {
@@ -222,8 +220,8 @@ def _raw_snapshot(organization, campaign, fallback) -> int:
 
 
 def _snapshot_via_service(campaign) -> int:
-    from . import services
-    from .models import Campaign, CampaignStatus
+    from campaigns import services
+    from campaigns.models import Campaign, CampaignStatus
 
     Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.LAUNCHING)
     return services.campaign_snapshot(campaign_id=campaign.pk)
@@ -232,10 +230,9 @@ def _snapshot_via_service(campaign) -> int:
 def run(stdout: TextIO, rows: int = ROWS) -> dict:
     from django.db import connection
 
+    from campaigns import selectors
+    from campaigns.models import Campaign, CampaignStatus, ReviewItem
     from thalian.tenancy import scope
-
-    from . import selectors
-    from .models import Campaign, CampaignStatus, ReviewItem
 
     organization, admin, fallback, count = _build(rows, stdout)
     results: dict[str, Any] = {"entitlements": count}

@@ -2,7 +2,7 @@
 PostgreSQL COPY of the same file.
 
 Each measurement runs in its own process so its peak RSS is its own. Run it with
-`python -m entitlements.benchmarks` (or call `run(stdout)`); it needs DATABASE_URL to point at
+`python -m bench.inventory` (or call `run(stdout)`); it needs DATABASE_URL to point at
 PostgreSQL; it creates an organization with the slug "bench-inventory" and removes it afterwards.
 """
 
@@ -152,7 +152,7 @@ def _child_copy(path: str) -> dict:
 
 
 def _purge() -> None:
-    from campaigns.benchmarks import _purge as purge_organization
+    from bench.snapshot import _purge as purge_organization
     from thalian.models import Organization
 
     organization = Organization.objects.filter(slug=SLUG).first()
@@ -167,7 +167,7 @@ def _vacuum() -> None:
     insert of the import, a cost of the benchmark's own clean-up that no real import pays."""
     from django.db import connection
 
-    from .models import Entitlement, Identity
+    from entitlements.models import Entitlement, Identity
 
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM (ANALYZE) {Entitlement._meta.db_table}, {Identity._meta.db_table}")
@@ -194,7 +194,7 @@ def _prepare(apps: Path, identities: Path) -> dict:
 
 def _in_child(mode: str, path: Path) -> dict:
     output = subprocess.run(
-        [sys.executable, "-m", "entitlements.benchmarks", mode, str(path)],
+        [sys.executable, "-m", "bench.inventory", mode, str(path)],
         check=True,
         capture_output=True,
         text=True,

@@ -11,8 +11,8 @@ import zipfile
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from campaigns import evidence
-from campaigns.evidence import (
+from evidence import formats
+from evidence.formats import (
     GENESIS_HASH,
     SigningKeyError,
     canonical_json,
@@ -85,7 +85,7 @@ def test_csv_stream_batches_rows_into_chunks():
     rows = ([str(i), "x" * 50] for i in range(10_000))
     chunks = list(csv_stream(rows, header=["n", "x"], chunk_size=64 * 1024))
     assert 5 < len(chunks) < 20
-    assert all(len(chunk) < 64 * 1024 + evidence.CSV_BATCH_ROWS * 60 for chunk in chunks)
+    assert all(len(chunk) < 64 * 1024 + formats.CSV_BATCH_ROWS * 60 for chunk in chunks)
     assert len(read_csv(b"".join(chunks))) == 10_001
 
 
@@ -133,13 +133,13 @@ def test_decision_hash_matches_values_read_back_from_the_log():
 def test_signing_key_from_base64_raw_and_pem():
     key = Ed25519PrivateKey.generate()
     raw = key.private_bytes_raw()
-    from_b64 = evidence.parse_signing_key(base64.b64encode(raw).decode())
-    from_urlsafe = evidence.parse_signing_key(base64.urlsafe_b64encode(raw).decode().rstrip("="))
-    pem = evidence.private_key_pem(key).decode()
-    from_pem = evidence.parse_signing_key(pem)
-    from_escaped_pem = evidence.parse_signing_key(pem.replace("\n", "\\n"))
+    from_b64 = formats.parse_signing_key(base64.b64encode(raw).decode())
+    from_urlsafe = formats.parse_signing_key(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+    pem = formats.private_key_pem(key).decode()
+    from_pem = formats.parse_signing_key(pem)
+    from_escaped_pem = formats.parse_signing_key(pem.replace("\n", "\\n"))
     fingerprints = {
-        evidence.key_fingerprint(k) for k in (key, from_b64, from_urlsafe, from_pem, from_escaped_pem)
+        formats.key_fingerprint(k) for k in (key, from_b64, from_urlsafe, from_pem, from_escaped_pem)
     }
     assert len(fingerprints) == 1
 
@@ -155,26 +155,26 @@ def test_signing_key_from_base64_raw_and_pem():
 )
 def test_bad_signing_key_is_rejected_with_the_reason(value, message):
     with pytest.raises(SigningKeyError, match=message):
-        evidence.parse_signing_key(value)
+        formats.parse_signing_key(value)
 
 
 def test_key_is_generated_once_in_the_data_dir_with_mode_0600(tmp_path):
-    first = evidence.resolve_signing_key(env_value=None, data_dir=tmp_path)
+    first = formats.resolve_signing_key(env_value=None, data_dir=tmp_path)
     path = tmp_path / "evidence_signing_key.pem"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    second = evidence.resolve_signing_key(env_value=None, data_dir=tmp_path)
-    assert evidence.key_fingerprint(first) == evidence.key_fingerprint(second)
+    second = formats.resolve_signing_key(env_value=None, data_dir=tmp_path)
+    assert formats.key_fingerprint(first) == formats.key_fingerprint(second)
     assert [p.name for p in tmp_path.iterdir()] == ["evidence_signing_key.pem"]
 
 
 def test_environment_key_wins_over_the_data_dir(tmp_path):
     key = Ed25519PrivateKey.generate()
-    chosen = evidence.resolve_signing_key(
+    chosen = formats.resolve_signing_key(
         env_value=base64.b64encode(key.private_bytes_raw()).decode(), data_dir=tmp_path
     )
-    assert evidence.key_fingerprint(chosen) == evidence.key_fingerprint(key)
+    assert formats.key_fingerprint(chosen) == formats.key_fingerprint(key)
     assert list(tmp_path.iterdir()) == []
-    assert evidence.public_key_pem(key).startswith("-----BEGIN PUBLIC KEY-----")
+    assert formats.public_key_pem(key).startswith("-----BEGIN PUBLIC KEY-----")
 
 
 # ---------------------------------------------------------------- packages
@@ -207,8 +207,8 @@ def build(tmp_path, key, decisions=None, extra_fields=None):
     events = list(chain_events(decisions))
     head = events[-1][1] if events else GENESIS_HASH
     log = csv_stream(
-        evidence.decisions_log_rows(events, columns=LOG_COLUMNS),
-        header=evidence.decisions_log_header(LOG_COLUMNS),
+        formats.decisions_log_rows(events, columns=LOG_COLUMNS),
+        header=formats.decisions_log_header(LOG_COLUMNS),
     )
     entries = [
         ("campaign.csv", csv_stream([["a@example.com", "GitHub"]], header=["identity_email", "application"])),
@@ -218,7 +218,7 @@ def build(tmp_path, key, decisions=None, extra_fields=None):
     ]
     path = tmp_path / "package.zip"
     with open(path, "wb") as handle:
-        result = evidence.write_package(
+        result = formats.write_package(
             handle,
             entries,
             manifest_fields={
@@ -269,7 +269,7 @@ def test_package_contents_manifest_and_checksums(tmp_path):
     assert sums.splitlines()[0] == f"{hashlib.sha256(contents['campaign.csv']).hexdigest()}  campaign.csv"
     assert manifest["campaign_id"] == "c-1"
     assert manifest["signature_algorithm"] == "Ed25519"
-    assert manifest["public_key_fingerprint"] == evidence.key_fingerprint(key)
+    assert manifest["public_key_fingerprint"] == formats.key_fingerprint(key)
     body = {k: v for k, v in manifest.items() if k != "signature"}
     key.public_key().verify(base64.b64decode(manifest["signature"]), canonical_json(body))
     assert result.complete and result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -279,9 +279,9 @@ def test_package_contents_manifest_and_checksums(tmp_path):
 def test_streamed_package_equals_written_package_and_yields_progressively(tmp_path):
     key = Ed25519PrivateKey.generate()
     big = (f"{n},{'y' * 40}\r\n".encode() for n in range(50_000))
-    result = evidence.PackageResult()
+    result = formats.PackageResult()
     chunks = list(
-        evidence.stream_package(
+        formats.stream_package(
             [("big.csv", big)],
             manifest_fields={"campaign_id": "x"},
             signing_key=key,
@@ -294,21 +294,21 @@ def test_streamed_package_equals_written_package_and_yields_progressively(tmp_pa
     assert hashlib.sha256(data).hexdigest() == result.sha256
     path = tmp_path / "big.zip"
     path.write_bytes(data)
-    pem = evidence.public_key_pem(key)
+    pem = formats.public_key_pem(key)
     assert verify_package(path, pem) == []
 
 
 def test_untouched_package_verifies(tmp_path):
     key = Ed25519PrivateKey.generate()
     path, _ = build(tmp_path, key)
-    assert verify_package(path, evidence.public_key_pem(key)) == []
+    assert verify_package(path, formats.public_key_pem(key)) == []
 
 
 def test_changed_csv_byte_is_reported_with_file_and_hashes(tmp_path):
     key = Ed25519PrivateKey.generate()
     path, _ = build(tmp_path, key)
     rewrite(path, replace={"campaign.csv": lambda data: data.replace(b"GitHub", b"GitHuB")})
-    problems = verify_package(path, evidence.public_key_pem(key))
+    problems = verify_package(path, formats.public_key_pem(key))
     assert len(problems) == 1
     assert problems[0].startswith("campaign.csv: SHA-256 is ")
     assert "manifest.json says" in problems[0]
@@ -323,7 +323,7 @@ def test_removed_decision_row_breaks_the_chain(tmp_path):
         return b"\n".join(lines[:3] + lines[4:])
 
     rewrite(path, replace={"decisions_log.csv": drop_third})
-    problems = verify_package(path, evidence.public_key_pem(key))
+    problems = verify_package(path, formats.public_key_pem(key))
     assert any(p.startswith("decisions_log.csv: SHA-256 is") for p in problems)
     assert any(p.startswith("decisions_log.csv line 4: prev_hash is") and "removed" in p for p in problems)
     assert "decisions_log.csv has 4 decisions, manifest.json decision_count is 5" in problems
@@ -343,7 +343,7 @@ def test_removed_last_decision_is_caught_by_the_chain_head_even_with_fixed_hashe
         for f in manifest["files"]
     ]
     rewrite(path, replace={"decisions_log.csv": lambda _: truncated}, manifest=manifest)
-    problems = verify_package(path, evidence.public_key_pem(key))
+    problems = verify_package(path, formats.public_key_pem(key))
     assert any("chain_head is" in p and "missing at the end" in p for p in problems)
     assert any(p.startswith("manifest.json signature does not verify") for p in problems)
     assert not any(p.startswith("decisions_log.csv: SHA-256") for p in problems)
@@ -353,7 +353,7 @@ def test_edited_decision_is_reported_on_its_line(tmp_path):
     key = Ed25519PrivateKey.generate()
     path, _ = build(tmp_path, key)
     rewrite(path, replace={"decisions_log.csv": lambda data: data.replace(b"revoke", b"approve", 1)})
-    problems = verify_package(path, evidence.public_key_pem(key))
+    problems = verify_package(path, formats.public_key_pem(key))
     assert any(p.startswith("decisions_log.csv line 2: hash is") and "edited" in p for p in problems)
 
 
@@ -363,16 +363,16 @@ def test_manifest_resigned_with_another_key_fails(tmp_path):
     path, result = build(tmp_path, key)
     body = {k: v for k, v in result.manifest.items() if k != "signature"}
     body["campaign_id"] = "c-2"
-    body["public_key_fingerprint"] = evidence.key_fingerprint(attacker)
-    forged = {**body, "signature": evidence.sign(canonical_json(body), attacker)}
+    body["public_key_fingerprint"] = formats.key_fingerprint(attacker)
+    forged = {**body, "signature": formats.sign(canonical_json(body), attacker)}
     rewrite(path, manifest=forged)
-    problems = verify_package(path, evidence.public_key_pem(key))
+    problems = verify_package(path, formats.public_key_pem(key))
     assert problems == [
-        f"manifest.json signature does not verify with public key {evidence.key_fingerprint(key)}; the manifest "
-        f"names key {evidence.key_fingerprint(attacker)}, not the expected key {evidence.key_fingerprint(key)} "
+        f"manifest.json signature does not verify with public key {formats.key_fingerprint(key)}; the manifest "
+        f"names key {formats.key_fingerprint(attacker)}, not the expected key {formats.key_fingerprint(key)} "
         "(re-signed with another key)"
     ]
-    assert verify_package(path, evidence.public_key_pem(attacker)) == []
+    assert verify_package(path, formats.public_key_pem(attacker)) == []
 
 
 def test_extra_and_missing_files_and_not_a_zip(tmp_path):
@@ -385,12 +385,12 @@ def test_extra_and_missing_files_and_not_a_zip(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
-    problems = verify_package(path, evidence.public_key_pem(key))
+    problems = verify_package(path, formats.public_key_pem(key))
     assert "campaign.json is listed in manifest.json but missing from the archive" in problems
     assert "notes.txt is in the archive but not listed in manifest.json" in problems
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"not a zip")
-    assert verify_package(garbage, evidence.public_key_pem(key))[0].startswith(
+    assert verify_package(garbage, formats.public_key_pem(key))[0].startswith(
         "cannot open the package as a ZIP"
     )
 
@@ -399,11 +399,11 @@ def test_package_with_no_decisions_verifies(tmp_path):
     key = Ed25519PrivateKey.generate()
     path, result = build(tmp_path, key, decisions=[])
     assert result.manifest["chain_head"] == GENESIS_HASH
-    assert verify_package(path, evidence.public_key_pem(key)) == []
+    assert verify_package(path, formats.public_key_pem(key)) == []
 
 
 @pytest.mark.parametrize("name", ["../evil.csv", "/abs.csv", "a//b.csv", "manifest.json", "SHA256SUMS", ""])
 def test_unsafe_or_reserved_entry_names_are_refused(name):
     key = Ed25519PrivateKey.generate()
     with pytest.raises(ValueError, match="evidence file name"):
-        evidence.write_package(io.BytesIO(), [(name, iter([b"x"]))], manifest_fields={}, signing_key=key)
+        formats.write_package(io.BytesIO(), [(name, iter([b"x"]))], manifest_fields={}, signing_key=key)

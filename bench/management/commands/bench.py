@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 AREAS = {
-    "inventory": "entitlements.benchmarks",
-    "snapshot": "campaigns.benchmarks",
-    "review": "campaigns.review_benchmarks",
-    "evidence": "campaigns.evidence_benchmarks",
-    "itsm": "itsm.benchmarks",
+    "inventory": "bench.inventory",
+    "snapshot": "bench.snapshot",
+    "review": "bench.review",
+    "evidence": "bench.evidence",
+    "itsm": "bench.itsm",
 }
 
 
@@ -32,13 +32,7 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown benchmark area(s): {', '.join(sorted(unknown))}; choose from {', '.join(AREAS)}")
         for area in areas or AREAS:
-            try:
-                module = importlib.import_module(AREAS[area])
-            except ModuleNotFoundError as exc:
-                if exc.name == AREAS[area]:
-                    self.stdout.write(f"== {area}: no benchmark module ({AREAS[area]})")
-                    continue
-                raise
+            module = importlib.import_module(AREAS[area])
             self.stdout.write(f"== {area} ({AREAS[area]})")
             started = time.perf_counter()
             kwargs = {"rows": rows} if "rows" in inspect.signature(module.run).parameters else {}

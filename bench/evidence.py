@@ -18,12 +18,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from bench.support import bench_campaign, review_items_insert
+from campaigns.models import Campaign, ReviewItem
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled
-
-from .bench_support import bench_campaign, review_items_insert
-from .models import Campaign, ReviewItem
 
 TTFB_LIMIT_S = 1.0
 RATIO_LIMIT = 3.0

@@ -17,11 +17,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from campaigns import evidence
+from campaigns import hashchain
 from campaigns.decisions import decisions_apply_default_outcome, review_item_decide
-from campaigns.evidence_exports import ITEM_COLUMNS
-from campaigns.models import CampaignStatus, DecisionEvent, EvidencePackage, ReviewItem
+from campaigns.models import CampaignStatus, DecisionEvent, ReviewItem
 from entitlements.models import SyncRun, SyncRunApplication, SyncRunStatus
+from evidence import formats
+from evidence.models import EvidencePackage
+from evidence.services import ITEM_COLUMNS
 from tests.factories import ApplicationFactory, CampaignFactory, ReviewItemFactory
 from thalian.models import AuditEvent
 from thalian.permissions import Role
@@ -45,7 +47,7 @@ def signing_key_fixture(settings):
 @pytest.fixture
 def public_key_file(tmp_path, signing_key) -> Path:
     path = tmp_path / "thalian-evidence.pem"
-    path.write_text(evidence.public_key_pem(signing_key))
+    path.write_text(formats.public_key_pem(signing_key))
     return path
 
 
@@ -206,7 +208,7 @@ def test_system_default_outcome_shows_system_as_reviewer(world, client_for):
 
 
 def test_copy_and_csv_module_paths_write_identical_bytes(world):
-    from campaigns.evidence_exports import campaign_items_for_export, items_csv_stream
+    from evidence.services import campaign_items_for_export, items_csv_stream
 
     with scope(world["org"]):
         ReviewItem.objects.filter(pk=world["items"]["approve"].pk).update(
@@ -327,7 +329,7 @@ def test_zip_contents(world, client_for, tmp_path, signing_key):
         ("svc-build@corp.test", "exception", "rita@acme.test"),
     ]
     assert [r["sequence"] for r in log] == ["1", "2", "3", "4"]
-    assert log[0]["prev_hash"] == evidence.GENESIS_HASH
+    assert log[0]["prev_hash"] == hashchain.GENESIS_HASH
     assert log[1]["prev_hash"] == log[0]["hash"]
     with scope(world["org"]):
         stored = list(DecisionEvent.objects.order_by("id").values_list("hash", flat=True))
@@ -338,7 +340,7 @@ def test_zip_contents(world, client_for, tmp_path, signing_key):
     assert manifest["item_count"] == 4
     assert manifest["campaign_id"] == str(world["campaign"].pk)
     assert manifest["generated_by"] == "auditor@acme.test"
-    assert manifest["public_key_fingerprint"] == evidence.key_fingerprint(signing_key)
+    assert manifest["public_key_fingerprint"] == formats.key_fingerprint(signing_key)
     assert {f["name"] for f in manifest["files"]} == set(names) - {"manifest.json"}
 
     assert campaign_doc["title"] == "Q1 access review"
@@ -383,7 +385,7 @@ def test_zip_includes_ticket_and_notification_logs_when_present(world, client_fo
     assert [(n["recipient"], n["title"], n["status"]) for n in notifications] == [
         ("rita@acme.test", "'=Reminder", "sent")
     ]
-    assert evidence.verify_package(path, public_key_file.read_text()) == []
+    assert formats.verify_package(path, public_key_file.read_text()) == []
 
 
 def test_streamed_zip_is_recorded_with_its_hash_and_author(world, client_for, tmp_path):
@@ -467,13 +469,13 @@ def test_manifest_resigned_with_another_key_fails_verification(
         manifest = json.loads(members["manifest.json"])
         manifest.pop("signature")
         manifest["generated_by"] = "someone-else@acme.test"
-        manifest["public_key_fingerprint"] = evidence.key_fingerprint(attacker)
-        manifest["signature"] = evidence.sign(evidence.canonical_json(manifest), attacker)
+        manifest["public_key_fingerprint"] = formats.key_fingerprint(attacker)
+        manifest["signature"] = formats.sign(hashchain.canonical_json(manifest), attacker)
         members["manifest.json"] = json.dumps(manifest).encode()
 
     rezip(path, resign)
     failures = verify_failures(path, public_key_file, capsys)
-    ours, theirs = evidence.key_fingerprint(signing_key), evidence.key_fingerprint(attacker)
+    ours, theirs = formats.key_fingerprint(signing_key), formats.key_fingerprint(attacker)
     assert failures == [
         f"manifest.json signature does not verify with public key {ours}; the manifest names key {theirs}, "
         f"not the expected key {ours} (re-signed with another key)"
@@ -495,8 +497,8 @@ def test_public_key_endpoint_publishes_the_signing_key(client, signing_key):
     response = client.get("/api/v1/evidence/public-key")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-pem-file"
-    assert response.content.decode() == evidence.public_key_pem(signing_key)
-    assert response["X-Key-Fingerprint"] == evidence.key_fingerprint(signing_key)
+    assert response.content.decode() == formats.public_key_pem(signing_key)
+    assert response["X-Key-Fingerprint"] == formats.key_fingerprint(signing_key)
 
 
 def test_embedded_default_generates_the_key_once_in_the_data_dir(client, settings, tmp_path):
@@ -766,7 +768,7 @@ def test_real_worker_builds_a_large_package_with_progress(
     path = tmp_path / "worker.zip"
     path.write_bytes(download(api.get(detail["download_url"])))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == detail["sha256"]
-    assert evidence.verify_package(path, evidence.public_key_pem(signing_key_in_environment)) == []
+    assert formats.verify_package(path, formats.public_key_pem(signing_key_in_environment)) == []
     with zipfile.ZipFile(path) as archive:
         assert {"applications/app-0.csv", "applications/app-1.csv", "applications/app-2.csv"} <= set(
             archive.namelist()

@@ -198,8 +198,8 @@ def run(stdout: TextIO, items: int = ITEMS, workers: int = WORKERS) -> dict:
     from pytest_httpserver import HTTPServer
 
     from campaigns.models import ReviewItem
-    from itsm.fake_servers import FakeJira
     from itsm.services import tickets_on_decisions
+    from tests.fakes.itsm import FakeJira
     from thalian.celery import app
     from thalian.tenancy import scope
 

@@ -8,9 +8,8 @@ import datetime as dt
 from django.db import connection
 from django.utils import timezone
 
+from campaigns.models import Campaign, CampaignStatus, ReviewItem
 from thalian.models import Organization
-
-from .models import Campaign, CampaignStatus, ReviewItem
 
 
 def bench_campaign(*, organization: Organization, title: str, rows: int, **extra) -> Campaign:

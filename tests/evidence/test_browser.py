@@ -9,10 +9,10 @@ import zipfile
 
 import pytest
 
-from campaigns import evidence
+from evidence import formats
 from tests.browser_support import assert_accessible, login
 
-from .test_evidence_exports import (  # noqa: F401 (the fixtures are used by name)
+from .test_exports import (  # noqa: F401 (the fixtures are used by name)
     EXPECTED_HEADER,
     _auditor,
     signing_key_fixture,
@@ -50,7 +50,7 @@ def test_auditor_downloads_csv_and_signed_zip_from_the_evidence_page(
         assert {"items.csv", "decisions_log.csv", "population.json", "manifest.json"} <= set(
             archive.namelist()
         )
-    assert evidence.verify_package(zip_path, evidence.public_key_pem(signing_key)) == []
+    assert formats.verify_package(zip_path, formats.public_key_pem(signing_key)) == []
 
     # The package now appears on the Evidence page with its hash and who generated it.
     page.reload()

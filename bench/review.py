@@ -29,14 +29,13 @@ from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
+from bench.support import bench_campaign, review_items_insert
+from campaigns.decisions import decisions_bulk_apply
+from campaigns.models import Campaign, DecisionEvent, ReviewItem
+from campaigns.review_selectors import ItemFilter, _encode_cursor, review_items_matching
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled
-
-from .bench_support import bench_campaign, review_items_insert
-from .decisions import decisions_bulk_apply
-from .models import Campaign, DecisionEvent, ReviewItem
-from .review_selectors import ItemFilter, _encode_cursor, review_items_matching
 
 BULK_RATIO_LIMIT = 2.0
 PAGE_P95_LIMIT_MS = 150.0

@@ -23,13 +23,16 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from campaigns.models import Campaign, CampaignStatus
+from campaigns.selectors import campaign_access
 from thalian.access import org_view
 from thalian.api import OrgAPIView
 from thalian.audit import audit_record
 from thalian.permissions import Perm
 
-from . import evidence
-from .evidence_exports import (
+from . import formats
+from .models import EvidencePackage, EvidencePackageStatus
+from .services import (
     DECISION_FILTERS,
     MAX_SAMPLE,
     ExportError,
@@ -43,8 +46,6 @@ from .evidence_exports import (
     needs_background_build,
     parse_item_filters,
 )
-from .models import Campaign, CampaignStatus, EvidencePackage, EvidencePackageStatus
-from .selectors import campaign_access
 
 PACKAGES_PER_PAGE = 50
 
@@ -65,7 +66,7 @@ def _csv_response(request, campaign: Campaign, params) -> HttpResponse:
 
 
 def _zip_stream_response(request, campaign: Campaign) -> HttpResponse:
-    evidence.get_signing_key()  # fail before recording anything when signing is not configured
+    formats.get_signing_key()  # fail before recording anything when signing is not configured
     package = evidence_package_create(campaign=campaign, actor=request.user, stored=False, request=request)
     chunks = evidence_package_stream(package=package, campaign=campaign)
     response = StreamingHttpResponse(chunks, content_type="application/zip")
@@ -119,14 +120,14 @@ def evidence_list(request):
         ),
         "fingerprint": _fingerprint_or_none(),
     }
-    template = "campaigns/evidence_list.html#packages" if request.htmx else "campaigns/evidence_list.html"
+    template = "evidence/list.html#packages" if request.htmx else "evidence/list.html"
     return render(request, template, context)
 
 
 def _fingerprint_or_none() -> str | None:
     try:
-        return evidence.key_fingerprint(evidence.get_signing_key())
-    except evidence.SigningKeyError:
+        return formats.key_fingerprint(formats.get_signing_key())
+    except formats.SigningKeyError:
         return None
 
 
@@ -158,7 +159,7 @@ def evidence_campaign_zip(request, campaign_id):
             )
             return redirect("evidence_list", request.organization.slug)
         return _zip_stream_response(request, campaign)
-    except evidence.SigningKeyError as exc:
+    except formats.SigningKeyError as exc:
         return HttpResponse(
             f"Evidence signing is not configured: {exc}", status=503, content_type="text/plain"
         )
@@ -178,7 +179,7 @@ def evidence_campaign_report(request, campaign_id):
     )
     return render(
         request,
-        "campaigns/evidence_report.html",
+        "evidence/report.html",
         {"campaign": campaign, "summary": campaign_summary(campaign=campaign)},
     )
 
@@ -213,7 +214,7 @@ def evidence_campaign_sample(request, campaign_id):
         else:
             context.update(sample=sample, seed=sample.seed)
             context["trails"] = [(item, sample.trails[item.pk]) for item in sample.items]
-    return render(request, "campaigns/evidence_sample.html", context, status=status)
+    return render(request, "evidence/sample.html", context, status=status)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,7 +314,7 @@ class CampaignExportZipAPI(OrgAPIView):
                 )
                 return Response(data, status=202)
             return _zip_stream_response(request, campaign)
-        except evidence.SigningKeyError as exc:
+        except formats.SigningKeyError as exc:
             return Response({"detail": f"Evidence signing is not configured: {exc}"}, status=503)
 
 
@@ -391,10 +392,10 @@ class EvidencePublicKeyAPI(APIView):
     )
     def get(self, request):
         try:
-            key = evidence.get_signing_key()
-        except evidence.SigningKeyError as exc:
+            key = formats.get_signing_key()
+        except formats.SigningKeyError as exc:
             return Response({"detail": f"Evidence signing is not configured: {exc}"}, status=503)
-        response = HttpResponse(evidence.public_key_pem(key), content_type="application/x-pem-file")
-        response["X-Key-Fingerprint"] = evidence.key_fingerprint(key)
+        response = HttpResponse(formats.public_key_pem(key), content_type="application/x-pem-file")
+        response["X-Key-Fingerprint"] = formats.key_fingerprint(key)
         response["Content-Disposition"] = 'inline; filename="thalian-evidence.pem"'
         return response

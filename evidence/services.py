@@ -2,7 +2,7 @@
 
 Selectors build querysets inside the caller's organization scope; everything that streams does so with
 ``.iterator()`` and constant memory. The byte-level formats (safe cells, manifest, signature, chain) live in
-``campaigns.evidence``.
+``evidence.formats`` and ``campaigns.hashchain``.
 """
 
 from __future__ import annotations
@@ -27,22 +27,18 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.text import slugify
 
+from campaigns import hashchain
+from campaigns.decisions import DECISION_HASH_FIELDS
+from campaigns.hashchain import GENESIS_HASH, format_timestamp
+from campaigns.models import Campaign, Decision, DecisionEvent, ReviewItem
 from entitlements.models import FINDING_FIELDS, Application, Finding, IdentityKind, SyncRun, SyncRunStatus
 from thalian import tenancy
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Membership, User
 
-from . import evidence
-from .decisions import DECISION_HASH_FIELDS
-from .evidence import GENESIS_HASH, csv_stream, format_timestamp
-from .models import (
-    Campaign,
-    Decision,
-    DecisionEvent,
-    EvidencePackage,
-    EvidencePackageStatus,
-    ReviewItem,
-)
+from . import formats
+from .formats import csv_stream
+from .models import EvidencePackage, EvidencePackageStatus
 
 # --------------------------------------------------------------------------------------------------
 # Items CSV
@@ -143,7 +139,7 @@ def _timestamp_sql(column: str, vendor: str) -> str:
 
 
 def _neutralized_sql(column: str) -> tuple[str, list[str]]:
-    """SQL form of ``evidence.neutralize_cell``: a leading single quote when the text starts with a
+    """SQL form of ``hashchain.neutralize_cell``: a leading single quote when the text starts with a
     formula trigger. Tab and carriage return travel as parameters, which every backend accepts."""
     sql = (
         f"CASE WHEN substr({column}, 1, 1) IN ('=', '+', '-', '@', %s, %s) "
@@ -198,7 +194,7 @@ def item_row_sql(campaign: Campaign, vendor: str) -> list[tuple[str, list[Any]]]
         "assigned_reviewer": text("reviewer_email"),
         "reviewer_role": decided(reviewer_role),
         "remediation_status": text("remediation_status"),
-        "campaign": ("%s", [evidence.neutralize_cell(campaign.title)]),
+        "campaign": ("%s", [hashchain.neutralize_cell(campaign.title)]),
         "snapshot_at": ("%s", [_ts(campaign.snapshot_at)]),
     }
     assert tuple(expressions) == ITEM_COLUMNS
@@ -249,7 +245,7 @@ def items_csv_stream(
             with cursor.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
                 for block in copy:
                     buffer += block
-                    if len(buffer) >= evidence.CSV_CHUNK_SIZE:
+                    if len(buffer) >= formats.CSV_CHUNK_SIZE:
                         if on_rows is not None:
                             on_rows(buffer.count(b"\n"))
                         yield bytes(buffer)
@@ -380,7 +376,7 @@ def decisions_log(*, campaign: Campaign, state: PackageState, recorded_head: str
             if recorded_head and hash_ == recorded_head:
                 return
 
-    return csv_stream(rows(), header=evidence.decisions_log_header(DECISION_LOG_COLUMNS))
+    return csv_stream(rows(), header=formats.decisions_log_header(DECISION_LOG_COLUMNS))
 
 
 def _member_email(user: User | None) -> str | None:
@@ -581,7 +577,7 @@ def package_entries(
     state: PackageState,
     recorded_head: str,
     on_rows: Callable[[int], None] | None = None,
-) -> Iterator[evidence.Entry]:
+) -> Iterator[formats.Entry]:
     """The files of the package, each produced lazily when the writer reaches it."""
     all_items = campaign_items_for_export(campaign=campaign)
     yield "items.csv", items_csv_stream(all_items, campaign=campaign, on_rows=on_rows)
@@ -616,22 +612,22 @@ def package_stream(
     state: PackageState | None = None,
     on_rows: Callable[[int], None] | None = None,
     progress: Callable[[str], None] | None = None,
-) -> tuple[Iterator[bytes], evidence.PackageResult]:
+) -> tuple[Iterator[bytes], formats.PackageResult]:
     """The ZIP bytes of ``package`` and the result object filled in as they are produced."""
     recorded_head = Campaign.objects.filter(pk=campaign.pk).values_list("chain_head", flat=True).first() or ""
     state = state if state is not None else PackageState()
-    result = evidence.PackageResult()
-    chunks = evidence.stream_package(
+    result = formats.PackageResult()
+    chunks = formats.stream_package(
         package_entries(campaign=campaign, state=state, recorded_head=recorded_head, on_rows=on_rows),
         manifest_fields=lambda: _manifest_fields(package, campaign, state, recorded_head),
-        signing_key=evidence.get_signing_key(),
+        signing_key=formats.get_signing_key(),
         result=result,
         progress=progress,
     )
     return chunks, result
 
 
-def _record_result(package: EvidencePackage, result: evidence.PackageResult, **extra: Any) -> None:
+def _record_result(package: EvidencePackage, result: formats.PackageResult, **extra: Any) -> None:
     manifest = result.manifest or {}
     EvidencePackage.objects.filter(pk=package.pk).update(
         status=EvidencePackageStatus.READY,
@@ -639,7 +635,7 @@ def _record_result(package: EvidencePackage, result: evidence.PackageResult, **e
         progress_label="Ready",
         sha256=result.sha256,
         size=result.size,
-        manifest_sha256=hashlib.sha256(evidence.canonical_json(manifest)).hexdigest(),
+        manifest_sha256=hashlib.sha256(hashchain.canonical_json(manifest)).hexdigest(),
         chain_head=manifest.get("chain_head", ""),
         item_count=manifest.get("item_count", 0),
         decision_count=manifest.get("decision_count", 0),
@@ -719,7 +715,7 @@ def evidence_package_request(*, campaign: Campaign, actor: User, request=None) -
     if existing is not None:
         return existing
     package = evidence_package_create(campaign=campaign, actor=actor, stored=True, request=request)
-    from .evidence_tasks import build_evidence_package
+    from .tasks import build_evidence_package
 
     organization_id, package_id = campaign.organization_id, str(package.pk)
     transaction.on_commit(lambda: build_evidence_package.delay(organization_id, package_id))

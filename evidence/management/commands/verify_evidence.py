@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns.evidence import (
+from evidence.formats import (
     SigningKeyError,
     get_signing_key,
     key_fingerprint,
