@@ -10,5 +10,6 @@ urlpatterns = [
         api.ConnectionTestApi.as_view(),
         name="api_itsm_connection_test",
     ),
+    path("remediation/", api.RemediationQueueApi.as_view(), name="api_remediation_queue"),
     path("itsm-tickets/<int:item_id>/retry/", api.TicketRetryApi.as_view(), name="api_itsm_ticket_retry"),
 ]
