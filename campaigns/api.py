@@ -197,8 +197,14 @@ PROGRESS_DETAIL_RESPONSE = inline_serializer(
 )
 ERROR_RESPONSE = inline_serializer("CampaignError", {"detail": serializers.CharField()})
 FRESHNESS_RESPONSE = inline_serializer(
-    "CampaignFreshnessBlocked",
-    {"detail": serializers.CharField(), "stale_applications": StaleApplicationSerializer(many=True)},
+    "CampaignConflict",
+    {
+        "detail": serializers.CharField(),
+        "stale_applications": StaleApplicationSerializer(
+            many=True, required=False,
+            help_text="Only when stale data blocks the launch: the applications whose data is too old",
+        ),
+    },
 )
 
 
