@@ -11,6 +11,7 @@ import smtplib
 from dataclasses import dataclass
 from email.utils import make_msgid
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -177,11 +178,16 @@ class SlackSender:
         self.channel_id = channel_id
 
     def send(self, message: Message) -> str:
-        # slack_sdk connects through urllib: the API address is checked after resolution, just before use.
+        # slack_sdk connects through urllib: the API address is checked when it is resolved and again on connect.
+        host = urlsplit(self.client.base_url).hostname or ""
         try:
             netguard.check_url(self.client.base_url)
+            with netguard.checking_connections(host):
+                return self._send(message)
         except netguard.AddressNotAllowed as exc:
             raise ChannelPermanentError(f"Slack API address refused: {exc}") from exc
+
+    def _send(self, message: Message) -> str:
         try:
             if message.recipient_email:
                 user = self.client.users_lookupByEmail(email=message.recipient_email)
@@ -200,7 +206,11 @@ class SlackSender:
             raise self._map_api_error(exc) from exc
         except SlackRequestError as exc:
             raise ChannelPermanentError(f"Slack request rejected: {exc}") from exc
+        except netguard.AddressNotAllowed:
+            raise
         except OSError as exc:
+            if isinstance(getattr(exc, "reason", None), netguard.AddressNotAllowed):  # urllib wraps it
+                raise exc.reason from exc
             raise ChannelTransientError(f"Slack unreachable: {exc}") from exc
         return str(response.get("ts", ""))
 

@@ -15,8 +15,13 @@ listed is allowed: listing 127.0.0.1 does not allow 127.0.0.2.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ipaddress
 import socket
+import sys
+import threading
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import requests
@@ -132,6 +137,40 @@ def check_url(url: str) -> None:
         checked_address(host, port)
     except socket.gaierror:
         return
+
+
+# Clients that open sockets themselves (slack_sdk through urllib) are checked where the socket connects: a
+# Python audit hook sees the address of every socket.connect, after resolution, while checking_connections() is
+# active in the calling context.
+_checking: contextvars.ContextVar[str | None] = contextvars.ContextVar("netguard_checking", default=None)
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event != "socket.connect":
+        return
+    host = _checking.get()
+    if host is None:
+        return
+    sock, address = args
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        check_addresses(host, [address[0]])
+
+
+@contextlib.contextmanager
+def checking_connections(host: str) -> Iterator[None]:
+    """Refuse, at connect time, any socket this context opens to an internal address not allowed for `host`."""
+    global _hook_installed
+    with _hook_lock:
+        if not _hook_installed:
+            sys.addaudithook(_audit)
+            _hook_installed = True
+    token = _checking.set(host)
+    try:
+        yield
+    finally:
+        _checking.reset(token)
 
 
 class _GuardedConnectionMixin:

@@ -130,6 +130,27 @@ def test_slack_api_at_an_internal_address_is_refused(no_internal_hosts, loopback
     assert loopback_server.log == []
 
 
+def test_sockets_opened_while_checking_connections_are_refused_at_connect(no_internal_hosts, loopback_server):
+    import socket
+
+    with pytest.raises(netguard.AddressNotAllowed, match="slack.example.com \\(127.0.0.1\\)"):
+        with netguard.checking_connections("slack.example.com"):
+            socket.create_connection(("127.0.0.1", loopback_server.port), timeout=2)
+    socket.create_connection(("127.0.0.1", loopback_server.port), timeout=2).close()  # nothing checked outside
+
+
+def test_slack_is_refused_on_connect_when_the_name_answers_differently_the_second_time(
+    no_internal_hosts, loopback_server, monkeypatch
+):
+    """DNS rebinding: the name passed the check when the message was prepared, then resolves inside."""
+    monkeypatch.setattr(netguard, "check_url", lambda url: None)
+    sender = SlackSender(token="xoxb-test-token-123456", channel_id="C0123ABCD",
+                         base_url=loopback_server.url_for("/api/"))
+    with pytest.raises(ChannelPermanentError, match="loopback address"):
+        sender.send(MESSAGE)
+    assert loopback_server.log == []
+
+
 def test_teams_webhook_setting_pointing_inside_is_refused(no_internal_hosts):
     from django import forms
 
