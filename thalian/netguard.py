@@ -5,8 +5,9 @@ including its own loopback, the private network and the cloud metadata service, 
 (a port scanner driven through the ticket log). Addresses that are not public internet addresses are refused:
 
 - when the URL is saved (``check_url``), for literal addresses and names that resolve to such addresses, and
-- when the connection is made, after DNS resolution (``GuardedAdapter`` for requests sessions connects to the
-  address it checked, so a name that resolves elsewhere a second time, DNS rebinding, is still refused).
+- when the connection is made, after DNS resolution: ``GuardedAdapter`` for requests sessions (ITSM, SCIM,
+  Teams) connects to the address it checked, and ``checking_connections()`` checks every socket a client opens
+  itself (Slack), so a name that resolves elsewhere a second time (DNS rebinding) is still refused.
 
 ``ALLOWED_INTERNAL_HOSTS`` (environment, comma-separated) names the exceptions: a host name (the name as
 written in the URL, trusted whatever it resolves to), an IP address, or a network in CIDR notation. Only what is
