@@ -51,7 +51,10 @@ def _scoped_routes() -> list[str]:
 
 def test_every_route_is_organization_scoped_or_listed_with_a_reason():
     unscoped = {route for route in _routes() if "<slug:org_slug>" not in route}
-    assert unscoped - set(NOT_ORGANIZATION_SCOPED) == set(), "new routes outside /o/<org>/ and the API orgs"
+    assert unscoped - set(NOT_ORGANIZATION_SCOPED) == set(), (
+        "routes outside /o/<org>/ and /api/v1/orgs/<org>/: list each in NOT_ORGANIZATION_SCOPED with the reason "
+        "it shows no organization's data"
+    )
     assert set(NOT_ORGANIZATION_SCOPED) - unscoped == set(), "listed routes that no longer exist"
     assert len(_scoped_routes()) > 100
 
@@ -88,6 +91,6 @@ def test_a_member_of_another_organization_gets_404_on_every_route_with_real_ids(
             # 405 only where the route does not take the method at all (the same for every organization).
             if 404 not in statuses.values() or set(statuses.values()) - {404, 405}:
                 leaks.append((path, statuses))
-    assert unbuildable == [], "routes whose ids tests/world.py cannot build"
+    assert unbuildable == [], "routes whose ids tests/world.py cannot build: teach World.value_for their parameters"
     assert not_real == [], "routes the organization's own admin cannot reach with the world's ids"
     assert leaks == []
