@@ -153,5 +153,7 @@ def test_a_nul_character_in_a_form_field_or_json_body_answers_400_and_changes_no
     assert response.status_code == 400 and b"form field &#x27;name&#x27; contains a NUL character" in response.content
     response = api_for(admin).post("/api/v1/orgs/acme/tokens/", {"name": "ci\u0000token"}, format="json")
     assert response.status_code == 400 and "NUL character" in response.json()["detail"]
+    response = client_for(admin).post("/o/acme/settings/tokens/", {"name": "ci\x00token"})  # multipart
+    assert response.status_code == 400 and b"form field &#x27;name&#x27; contains a NUL" in response.content
     with scopes_disabled():
         assert ApiToken.objects.count() == 1  # the one api_for made
