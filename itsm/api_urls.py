@@ -11,5 +11,8 @@ urlpatterns = [
         name="api_itsm_connection_test",
     ),
     path("remediation/", api.RemediationQueueApi.as_view(), name="api_remediation_queue"),
+    path(
+        "campaigns/<uuid:campaign_id>/tickets/", api.CampaignOpenTicketsApi.as_view(), name="api_campaign_open_tickets"
+    ),
     path("itsm-tickets/<int:item_id>/retry/", api.TicketRetryApi.as_view(), name="api_itsm_ticket_retry"),
 ]

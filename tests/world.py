@@ -18,6 +18,7 @@ from campaigns.models import CampaignStatus, DecisionEvent
 from entitlements.models import ScimConnector, SyncRun, SyncRunApplication, SyncRunStatus
 from evidence.models import EvidencePackage
 from itsm.models import ItsmConnection, Ticket
+from sso.models import IdentityProvider, VerifiedDomain
 from thalian.models import ApiToken, Invitation, Membership, Organization, hash_token, new_raw_token
 from thalian.permissions import Role
 from thalian.tenancy import scopes_disabled
@@ -43,6 +44,8 @@ class World:
     admin_token: str
     viewer_token: str
     ids: dict[str, object] = field(default_factory=dict)
+    super_admin: Membership | None = None
+    super_admin_token: str = ""
 
     def value_for(self, segment: str, name: str):
         """The real value of URL parameter `name` that follows the literal path `segment` ("members/", ...)."""
@@ -62,6 +65,9 @@ class World:
             ("campaigns", "campaign_id"): "campaign",
             ("packages", "package_id"): "package",
             ("test", "channel"): "channel",
+            ("providers", "public_id"): "sso_provider",
+            ("new", "protocol"): "sso_protocol",
+            ("domains", "pk"): "sso_domain",
         }
         key = by_owner.get((owner, name))
         return self.ids.get(key) if key else None
@@ -91,7 +97,7 @@ def _token(membership: Membership) -> tuple[ApiToken, str]:
 
 
 def build_world(organization: Organization) -> World:
-    """Members (admin, viewer, reviewer), an open invitation, API tokens, an application with a SCIM connector
+    """Members (super admin, admin, viewer, reviewer), an open invitation, API tokens, an application with a SCIM connector
     and a sync run, an identity with a grant, an active campaign with a decided revoke (ticketed) and a pending
     item, an ITSM connection and an evidence package, all in `organization`."""
     slug = organization.slug
@@ -100,11 +106,12 @@ def build_world(organization: Organization) -> World:
             role: Membership.objects.create(
                 organization=organization, role=role, user=UserFactory(email=f"{role}@{slug}.test")
             )
-            for role in (Role.ADMIN, Role.VIEWER, Role.REVIEWER)
+            for role in (Role.SUPER_ADMIN, Role.ADMIN, Role.VIEWER, Role.REVIEWER)
         }
         admin, viewer, reviewer = members[Role.ADMIN], members[Role.VIEWER], members[Role.REVIEWER]
         token, admin_raw = _token(admin)
         _viewer_token, viewer_raw = _token(viewer)
+        _super_token, super_raw = _token(members[Role.SUPER_ADMIN])
         invitation = Invitation.objects.create(
             organization=organization, email=f"invited@{slug}.test", role=Role.VIEWER,
             token_hash=hash_token(new_raw_token()), invited_by=admin.user,
@@ -147,7 +154,13 @@ def build_world(organization: Organization) -> World:
             generated_by_email=admin.user.email, stored=True,
         )
         package.file.save("evidence.zip", ContentFile(b"PK\x05\x06" + bytes(18)), save=True)
-    world = World(organization, admin, viewer, reviewer, admin_raw, viewer_raw)
+        provider = IdentityProvider.objects.create(
+            organization=organization, name="Okta", protocol="oidc", issuer="https://idp.example.com",
+            client_id="thalian", client_secret="sso-secret",
+        )
+        domain = VerifiedDomain.objects.create(organization=organization, domain=f"{slug}.example.com")
+    world = World(organization, admin, viewer, reviewer, admin_raw, viewer_raw,
+                  super_admin=members[Role.SUPER_ADMIN], super_admin_token=super_raw)
     world.ids = {
         "membership": viewer.pk,
         "invitation": invitation.pk,
@@ -162,6 +175,9 @@ def build_world(organization: Organization) -> World:
         "itsm_connection": connection.public_id,
         "package": package.pk,
         "channel": "email",
+        "sso_provider": provider.public_id,
+        "sso_protocol": "oidc",
+        "sso_domain": domain.pk,
         "uuid": uuid.uuid4(),
     }
     return world

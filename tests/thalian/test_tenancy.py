@@ -88,3 +88,24 @@ def test_activating_a_scope_outside_a_request_is_refused(org):
 
     with pytest.raises(ScopeError, match="for requests"):
         activate(org)
+
+
+def test_a_scope_for_no_organization_is_refused_rather_than_showing_every_organization(org, other_org):
+    IdentityFactory(organization=org)
+    IdentityFactory(organization=other_org)
+    with pytest.raises(ScopeError, match="needs an organization"):
+        with scope(None):
+            list(Identity.objects.all())
+    with pytest.raises(ScopeError, match="needs an organization"):
+        with scope(organization_id=None):
+            list(Identity.objects.all())
+
+
+def test_a_scope_entered_inside_disabled_scoping_filters_again(org, other_org):
+    IdentityFactory(organization=org, email="a@acme.test")
+    IdentityFactory(organization=other_org, email="b@globex.test")
+    with scopes_disabled():
+        assert Identity.objects.count() == 2
+        with scope(org):
+            assert list(Identity.objects.values_list("email", flat=True)) == ["a@acme.test"]
+        assert Identity.objects.count() == 2

@@ -18,6 +18,13 @@ NOT_ORGANIZATION_SCOPED = {
     "favicon.ico": "static redirect",
     "accounts/login/": "sign-in",
     "accounts/logout/": "sign-out",
+    "accounts/two-factor/": "the caller's own second factor",
+    "accounts/two-factor/verify/": "the second step of the caller's own sign-in",
+    "sso/oidc/callback/": "the identity provider's redirect back, checked against the state its sign-in started",
+    "sso/oidc/<uuid:public_id>/start/": "starts single sign-on with an organization's identity provider: public",
+    "sso/saml/<slug:org_slug>/metadata/": "the service provider metadata identity providers read: public",
+    "sso/saml/<slug:org_slug>/acs/": "receives the identity provider's signed assertion: public before sign-in",
+    "sso/saml/<slug:org_slug>/<uuid:public_id>/start/": "starts SAML sign-in: public before sign-in",
     "accounts/password/change/": "the caller's own password",
     "accounts/password/change/done/": "confirmation page",
     "accounts/password/reset/": "asks for a reset e-mail; answers the same for any address",
@@ -45,12 +52,15 @@ def _path(route: str, kwargs: dict) -> str:
     return "/" + PARAM.sub(lambda m: str(kwargs[m.group("name")]), route)
 
 
+ORGANIZATION_PREFIXES = ("o/<slug:org_slug>/", "api/v1/orgs/<slug:org_slug>/")
+
+
 def _scoped_routes() -> list[str]:
-    return [route for route in _routes() if "<slug:org_slug>" in route]
+    return [route for route in _routes() if route.startswith(ORGANIZATION_PREFIXES)]
 
 
 def test_every_route_is_organization_scoped_or_listed_with_a_reason():
-    unscoped = {route for route in _routes() if "<slug:org_slug>" not in route}
+    unscoped = {route for route in _routes() if not route.startswith(ORGANIZATION_PREFIXES)}
     assert unscoped - set(NOT_ORGANIZATION_SCOPED) == set(), (
         "routes outside /o/<org>/ and /api/v1/orgs/<org>/: list each in NOT_ORGANIZATION_SCOPED with the reason "
         "it shows no organization's data"
@@ -63,13 +73,14 @@ def test_every_route_is_organization_scoped_or_listed_with_a_reason():
 def test_a_member_of_another_organization_gets_404_on_every_route_with_real_ids():
     acme = build_world(Organization.objects.create(slug="acme", name="Acme", plan="pro"))
     globex = build_world(Organization.objects.create(slug="globex", name="Globex", plan="pro"))
-    outsider = globex.admin
+    # Super admins: their role allows everything, so only the organization decides the answer.
+    outsider = globex.super_admin
     page_client = Client(raise_request_exception=False)
     page_client.force_login(outsider.user)
-    api_client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Bearer {globex.admin_token}")
+    api_client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Bearer {globex.super_admin_token}")
     insider_pages = Client(raise_request_exception=False)
-    insider_pages.force_login(acme.admin.user)
-    insider_api = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Bearer {acme.admin_token}")
+    insider_pages.force_login(acme.super_admin.user)
+    insider_api = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Bearer {acme.super_admin_token}")
     leaks, unbuildable, not_real = [], [], []
     for route in _scoped_routes():
         kwargs = acme.kwargs_for(route)
@@ -83,7 +94,7 @@ def test_a_member_of_another_organization_gets_404_on_every_route_with_real_ids(
         own = (insider_api if api else insider_pages).get(paths[0]).status_code
         if own == 404:
             not_real.append(paths[0])
-        if set(kwargs) - {"org_slug", "channel"}:  # a channel name is no organization's object
+        if set(kwargs) - {"org_slug", "channel", "protocol"}:  # names, not an organization's objects
             # acme's ids under the outsider's own organization: found nowhere either.
             paths.append(_path(route, {**kwargs, "org_slug": "globex"}))
         for path in paths:
