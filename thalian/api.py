@@ -63,6 +63,12 @@ class OrgAPIView(APIView):
     required_perms: dict[str, Perm | str] = {}  # fails closed: an implemented method must be named
     requires_plan = False
 
+    def dispatch(self, request, *args, **kwargs):
+        # The scope activated in initial() ends with the view, whatever happens in it (OrganizationScopeMiddleware
+        # does the same around the whole request; this also holds where a view is called without it).
+        with tenancy.request_scope():
+            return super().dispatch(request, *args, **kwargs)
+
     def initial(self, request, *args, **kwargs):
         self.format_kwarg = self.get_format_suffix(**kwargs)
         neg = self.perform_content_negotiation(request)
@@ -88,7 +94,6 @@ class OrgAPIView(APIView):
                 raise Http404
         request.membership = membership
         request.organization = membership.organization
-        # Left by OrganizationScopeMiddleware when the request ends, whatever happens in the handler.
         tenancy.activate(membership.organization)
         self.check_permissions(request)
         if self.requires_plan and not membership.organization.has_access_reviews:
