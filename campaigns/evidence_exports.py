@@ -240,6 +240,7 @@ def items_csv_stream(
         yield from csv_stream(counted, neutralize=False)
         return
     buffer = bytearray()
+    sent_rows = 0
     for lower, upper in _id_ranges(queryset, COPY_BATCH_ROWS):
         batch = (
             queryset.filter(id__lte=upper) if lower is None else queryset.filter(id__gt=lower, id__lte=upper)
@@ -250,13 +251,18 @@ def items_csv_stream(
                 for block in copy:
                     buffer += block
                     if len(buffer) >= evidence.CSV_CHUNK_SIZE:
-                        if on_rows is not None:
-                            on_rows(buffer.count(b"\n"))
+                        sent_rows += buffer.count(b"\n")
                         yield bytes(buffer)
                         buffer.clear()
+        # Rows are reported only between COPY statements: while a COPY is open psycopg holds the
+        # connection's lock, so a callback writing progress through the same connection would wait forever.
+        # Whoever consumes this stream must likewise not use the connection between chunks.
+        if on_rows is not None and sent_rows:
+            on_rows(sent_rows)
+            sent_rows = 0
     if buffer:
         if on_rows is not None:
-            on_rows(buffer.count(b"\n"))
+            on_rows(sent_rows + buffer.count(b"\n"))
         yield bytes(buffer)
 
 
