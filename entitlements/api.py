@@ -192,12 +192,12 @@ class RunActionErrorSerializer(serializers.Serializer):
 
 class _RunActionAPI(OrgAPIView):
     required_perms = {"POST": Perm.MANAGE_INVENTORY}
-    action = staticmethod(services.sync_run_cancel)
+    run_action = staticmethod(services.sync_run_cancel)
 
     def post(self, request, org_slug, pk: int):
         run = get_object_or_404(SyncRun, pk=pk)
         try:
-            run = self.action(run=run, actor=request.user, request=request)
+            run = self.run_action(run=run, actor=request.user, request=request)
         except services.RunActionError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response({"sync_run": SyncRunSerializer(run).data})
@@ -207,7 +207,7 @@ class ImportCancelAPI(_RunActionAPI):
     """Give up on a queued import or sync, or one whose worker is gone; its upload is deleted. 409 when it
     already finished or a live worker is carrying it out."""
 
-    action = staticmethod(services.sync_run_cancel)
+    run_action = staticmethod(services.sync_run_cancel)
 
     @extend_schema(operation_id="imports_cancel", request=None,
                    responses={200: SyncRunEnvelopeSerializer, 409: RunActionErrorSerializer})
@@ -219,7 +219,7 @@ class ImportRetryAPI(_RunActionAPI):
     """Send a queued or interrupted file import to a worker again now. 409 when it finished, a live worker
     is carrying it out, or its upload is gone."""
 
-    action = staticmethod(services.sync_run_retry)
+    run_action = staticmethod(services.sync_run_retry)
 
     @extend_schema(operation_id="imports_retry", request=None,
                    responses={200: SyncRunEnvelopeSerializer, 409: RunActionErrorSerializer})
