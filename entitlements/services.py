@@ -355,9 +355,10 @@ def _resend_import(run: SyncRun) -> bool:
 
 
 def _end_run(run: SyncRun, message: str) -> None:
+    upload = run.upload_path
     _fail_run(run, message=message)
-    if run.source == FeedKind.FILE and run.upload_path:
-        Path(run.upload_path).unlink(missing_ok=True)
+    if upload:
+        Path(upload).unlink(missing_ok=True)
 
 
 def sync_runs_sweep() -> dict[str, int]:
@@ -451,7 +452,8 @@ def inventory_import_queued_run(*, organization: Organization, run_id: int) -> S
         _fail_run(run, message=f"The import failed unexpectedly ({exc.__class__.__name__}); nothing was imported.")
         raise
     finally:
-        if run.upload_path:
+        # The run ended either way: the upload goes (run.upload_path itself was emptied by the finish).
+        if path.name:
             path.unlink(missing_ok=True)
         cache.delete(_progress_key(run_id))
 
