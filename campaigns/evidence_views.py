@@ -385,6 +385,15 @@ class EvidencePackageDetailAPI(OrgAPIView):
         return Response(EvidencePackageSerializer(package, context={"request": request}).data)
 
 
+def _package_action_response(request, package_id, action, *, status: int) -> Response:
+    """Cancel or retry through the API: the resulting package, or 409 saying why the action does not apply."""
+    try:
+        package = action(package=_get_package(package_id), actor=request.user, request=request)
+    except ExportError as exc:
+        return Response({"detail": str(exc)}, status=409)
+    return Response(EvidencePackageSerializer(package, context={"request": request}).data, status=status)
+
+
 class EvidencePackageCancelAPI(OrgAPIView):
     """Stop waiting for a queued or building package: it is marked failed (409 if it is not in progress)."""
 
@@ -394,11 +403,7 @@ class EvidencePackageCancelAPI(OrgAPIView):
     @extend_schema(operation_id="evidence_packages_cancel", request=None,
                    responses={200: EvidencePackageSerializer, 409: ERROR})
     def post(self, request, org_slug, package_id):
-        try:
-            package = evidence_package_cancel(package=_get_package(package_id), actor=request.user, request=request)
-        except ExportError as exc:
-            return Response({"detail": str(exc)}, status=409)
-        return Response(EvidencePackageSerializer(package, context={"request": request}).data)
+        return _package_action_response(request, package_id, evidence_package_cancel, status=200)
 
 
 class EvidencePackageRetryAPI(OrgAPIView):
@@ -411,11 +416,7 @@ class EvidencePackageRetryAPI(OrgAPIView):
     @extend_schema(operation_id="evidence_packages_retry", request=None,
                    responses={202: EvidencePackageSerializer, 409: ERROR})
     def post(self, request, org_slug, package_id):
-        try:
-            package = evidence_package_retry(package=_get_package(package_id), actor=request.user, request=request)
-        except ExportError as exc:
-            return Response({"detail": str(exc)}, status=409)
-        return Response(EvidencePackageSerializer(package, context={"request": request}).data, status=202)
+        return _package_action_response(request, package_id, evidence_package_retry, status=202)
 
 
 class EvidencePackageDownloadAPI(OrgAPIView):

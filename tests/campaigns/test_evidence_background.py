@@ -1,14 +1,13 @@
 """Background evidence builds on PostgreSQL with a real worker: large packages finish, verify, and never hang."""
+# ruff: noqa: F811 - the signing key fixture imported from test_evidence_exports is requested by name
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 import zipfile
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from campaigns import evidence
 from campaigns.evidence_exports import evidence_packages_sweep
@@ -19,16 +18,9 @@ from tests.factories import CampaignFactory
 from thalian.permissions import Role
 from thalian.tenancy import scopes_disabled
 
+from .test_evidence_exports import signing_key_in_environment  # noqa: F401 - a fixture, used by name
+
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def signing_key_in_environment(monkeypatch, settings):
-    key = Ed25519PrivateKey.generate()
-    value = base64.b64encode(key.private_bytes_raw()).decode()
-    monkeypatch.setenv("EVIDENCE_SIGNING_KEY", value)
-    settings.EVIDENCE_SIGNING_KEY = value
-    return key
 
 
 def _campaign_with_items(org, count: int):

@@ -137,22 +137,28 @@ def test_outsiders_get_404_and_roles_without_inventory_rights_403(queued, member
     assert _run(queued.pk).status == "queued"
 
 
+def _killed_mid_import(start_worker, api, settings) -> SyncRun:
+    """Queue an import, let a worker claim it, stop it before it reads anything, and kill it there."""
+    settings.IMPORT_ASYNC_THRESHOLD_ROWS = 50
+    settings.CLAIM_STALE_SECONDS = 1
+    run = _submit(api)  # queued; the message waits in Redis
+    with held_lock("LOCK TABLE entitlements_application IN ACCESS EXCLUSIVE MODE"):
+        start_worker()
+        wait_for_lock_waiter()
+        assert _run(run.pk).status == "running"
+        assert sync_runs_sweep() == {"resent": 0, "failed": 0}  # a live worker is never taken over
+        start_worker.kill()
+    time.sleep(1.1)
+    assert _run(run.pk).status == "running" and Path(run.upload_path).exists()
+    return run
+
+
 @pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_import_is_recovered_by_the_sweep(
     celery_worker_factory, org, inventory, member, api_for, settings
 ):
-    settings.IMPORT_ASYNC_THRESHOLD_ROWS = 50
-    settings.CLAIM_STALE_SECONDS = 1
-    run = _submit(api_for(member(Role.ADMIN)))  # queued; the message waits in Redis
-    with held_lock("LOCK TABLE entitlements_application IN ACCESS EXCLUSIVE MODE"):
-        celery_worker_factory()
-        wait_for_lock_waiter()  # claimed (running), then stopped before reading anything
-        assert _run(run.pk).status == "running"
-        assert sync_runs_sweep() == {"resent": 0, "failed": 0}  # a live worker is never taken over
-        celery_worker_factory.kill()
-    time.sleep(1.1)
-    assert _run(run.pk).status == "running" and Path(run.upload_path).exists()
+    run = _killed_mid_import(celery_worker_factory, api_for(member(Role.ADMIN)), settings)
 
     assert sync_runs_sweep() == {"resent": 1, "failed": 0}
     celery_worker_factory()
@@ -166,15 +172,8 @@ def test_a_worker_killed_mid_import_is_recovered_by_the_sweep(
 def test_a_worker_killed_mid_import_on_the_last_attempt_fails_visibly(
     celery_worker_factory, org, inventory, member, api_for, settings
 ):
-    settings.IMPORT_ASYNC_THRESHOLD_ROWS = 50
-    settings.CLAIM_STALE_SECONDS = 1
     settings.CLAIM_MAX_ATTEMPTS = 1
-    run = _submit(api_for(member(Role.ADMIN)))
-    with held_lock("LOCK TABLE entitlements_application IN ACCESS EXCLUSIVE MODE"):
-        celery_worker_factory()
-        wait_for_lock_waiter()
-        celery_worker_factory.kill()
-    time.sleep(1.1)
+    run = _killed_mid_import(celery_worker_factory, api_for(member(Role.ADMIN)), settings)
 
     assert sync_runs_sweep() == {"resent": 0, "failed": 1}
     failed = _run(run.pk)
