@@ -638,10 +638,16 @@ def package_stream(
     return chunks, result
 
 
-def _record_result(package: EvidencePackage, result: evidence.PackageResult, **extra: Any) -> int:
+def _record_result(
+    package: EvidencePackage,
+    result: evidence.PackageResult,
+    *,
+    from_statuses: tuple[str, ...] = (EvidencePackageStatus.BUILDING,),
+    **extra: Any,
+) -> int:
     """Mark the package ready with its hashes, unless it was cancelled meanwhile; returns the rows updated."""
     manifest = result.manifest or {}
-    return EvidencePackage.objects.filter(pk=package.pk, status=EvidencePackageStatus.BUILDING).update(
+    return EvidencePackage.objects.filter(pk=package.pk, status__in=from_statuses).update(
         status=EvidencePackageStatus.READY,
         progress=100,
         progress_label="Ready",
@@ -701,7 +707,12 @@ def evidence_package_stream(*, package: EvidencePackage, campaign: Campaign) -> 
         finally:
             with tenancy.scope(organization_id=organization_id):
                 if completed and result.complete:
-                    _record_result(package, result)
+                    # A slow download the sweep already gave up on still counts once its last byte is out.
+                    _record_result(
+                        package,
+                        result,
+                        from_statuses=(EvidencePackageStatus.BUILDING, EvidencePackageStatus.FAILED),
+                    )
                 else:
                     EvidencePackage.objects.filter(pk=package.pk).update(
                         status=EvidencePackageStatus.FAILED, error="The download was interrupted."

@@ -121,3 +121,28 @@ def test_outsiders_get_404_and_roles_without_evidence_rights_403(package, member
     assert api_for(viewer).post(f"/api/v1/orgs/acme/evidence/packages/{package.pk}/{action}/").status_code == 403
     assert client_for(viewer).post(f"/o/acme/evidence/packages/{package.pk}/{action}").status_code == 403
     assert _reload(package).status == EvidencePackageStatus.QUEUED
+
+
+def test_a_slow_download_the_sweep_gave_up_on_is_recorded_once_its_last_byte_is_out(org, member, settings):
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from campaigns.evidence_exports import evidence_package_create, evidence_package_stream
+
+    settings.EVIDENCE_SIGNING_KEY = base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode()
+    settings.CLAIM_STALE_SECONDS = 60
+    campaign = CampaignFactory(organization=org, status=CampaignStatus.ACTIVE)
+    with scope(org):
+        ReviewItemFactory.create_batch(2, organization=org, campaign=campaign)
+        streamed = evidence_package_create(campaign=campaign, actor=member(Role.AUDITOR).user, stored=False)
+        chunks = evidence_package_stream(package=streamed, campaign=campaign)
+    first = next(chunks)
+    with scopes_disabled():
+        EvidencePackage.objects.filter(pk=streamed.pk).update(created_at=timezone.now() - dt.timedelta(minutes=5))
+    assert evidence_packages_sweep()["failed"] == 1
+
+    body = first + b"".join(chunks)
+
+    done = _reload(streamed)
+    assert done.status == EvidencePackageStatus.READY and done.size == len(body)
