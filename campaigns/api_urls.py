@@ -1,6 +1,6 @@
-from django.urls import include, path
+from django.urls import path
 
-from . import api, evidence_api_urls, review_api
+from . import api, review_api
 
 urlpatterns = [
     path("campaigns/", api.CampaignListAPI.as_view(), name="api_campaign_list"),
@@ -25,7 +25,4 @@ urlpatterns = [
         "campaigns/<uuid:campaign_id>/bulk-decision/", review_api.BulkDecisionAPI.as_view(), name="api-review-bulk"
     ),
     path("campaigns/<uuid:campaign_id>/sign-off/", review_api.SignOffAPI.as_view(), name="api-review-sign-off"),
-    path("", include(evidence_api_urls.urlpatterns)),
 ]
-
-global_urlpatterns = [*evidence_api_urls.global_urlpatterns]

@@ -2,5 +2,4 @@
 
 SCHEDULE = {
     "campaigns-sweep-stale-launches": {"task": "campaigns.sweep_stale_launches", "schedule": 60.0},
-    "campaigns-sweep-stale-evidence-packages": {"task": "campaigns.sweep_stale_evidence_packages", "schedule": 60.0},
 }

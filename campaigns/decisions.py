@@ -1,7 +1,7 @@
 """Review decisions: single, bulk ("selected" and "all in view"), default outcomes at close, and sign-off.
 
 Every decision updates the item's current decision and appends one DecisionEvent. Events of a campaign form a
-hash chain (``campaigns.evidence.decision_hash``); to keep the chain serial, every writer first locks the
+hash chain (``campaigns.hashchain.decision_hash``); to keep the chain serial, every writer first locks the
 campaign row (``SELECT ... FOR UPDATE``), reads ``chain_head``, appends, and moves ``chain_head`` in the same
 transaction. The item row is locked after the campaign row, always in that order, so writers cannot deadlock.
 """
@@ -24,7 +24,7 @@ from thalian.models import Membership, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
 
-from .evidence import GENESIS_HASH, canonical_json, decision_hash, neutralize_cell
+from .hashchain import GENESIS_HASH, canonical_json, decision_hash, neutralize_cell
 from .models import Campaign, CampaignStatus, Decision, DecisionEvent, DefaultOutcome, ReviewItem
 
 # The fields each DecisionEvent's hash covers, in the form ``decision_hash`` receives them. Every one of them

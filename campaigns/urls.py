@@ -1,6 +1,6 @@
-from django.urls import include, path
+from django.urls import path
 
-from . import evidence_urls, review_views, views
+from . import review_views, views
 
 urlpatterns = [
     path("campaigns/", views.campaign_list, name="campaign_list"),
@@ -23,5 +23,4 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/items/bulk/confirm/", review_views.bulk_confirm, name="review_bulk_confirm"),
     path("campaigns/<uuid:campaign_id>/sign-off/", review_views.sign_off, name="review_sign_off"),
     path("campaigns/<uuid:campaign_id>/my-progress/", review_views.progress, name="review_progress"),
-    path("", include(evidence_urls.urlpatterns)),
 ]

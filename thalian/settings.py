@@ -78,7 +78,12 @@ INSTALLED_APPS = [
     "campaigns",
     "itsm",
     "notifications",
+    "evidence",
 ]
+# The benchmarks (`manage.py bench`) live in bench/ in a checkout only; the Docker image leaves them out. The
+# directory is checked rather than an ImportError caught, so a broken import of our own code still fails.
+if (BASE_DIR / "bench" / "apps.py").is_file():
+    INSTALLED_APPS.append("bench")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -208,7 +213,7 @@ if CLAIM_STALE_SECONDS < 1 or CLAIM_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("CLAIM_STALE_SECONDS and CLAIM_MAX_ATTEMPTS must be at least 1")
 # Each app may declare a plain-dict SCHEDULE in <app>/beat.py; they are merged here.
 CELERY_BEAT_SCHEDULE: dict = {}
-for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications"):
+for _app in ("thalian", "entitlements", "campaigns", "evidence", "itsm", "notifications"):
     try:
         CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"{_app}.beat").SCHEDULE)
     except ModuleNotFoundError as exc:
@@ -278,7 +283,7 @@ SPECTACULAR_SETTINGS = {
     # Fields sharing a name (status, kind, ...) across models get one stable enum per choice set.
     "ENUM_NAME_OVERRIDES": {
         "CampaignStatusEnum": "campaigns.models.CampaignStatus.choices",
-        "EvidencePackageStatusEnum": "campaigns.models.EvidencePackageStatus.choices",
+        "EvidencePackageStatusEnum": "evidence.models.EvidencePackageStatus.choices",
         "ReviewerStrategyEnum": "campaigns.models.ReviewerStrategy.choices",
         "DefaultOutcomeEnum": "campaigns.models.DefaultOutcome.choices",
         "IdentityStatusEnum": "entitlements.models.IdentityStatus.choices",

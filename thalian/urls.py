@@ -12,7 +12,7 @@ from .forms import LoginForm
 org_pages = [path("", views.dashboard, name="org_dashboard")]
 org_api = []
 extra_api = []
-for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications"):
+for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications", "evidence"):
     try:
         _pages = __import__(f"{_app}.org_urls" if _app == "thalian" else f"{_app}.urls", fromlist=["urlpatterns"])
         org_pages.append(path("", include(_pages.urlpatterns)))

@@ -6,9 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0006_evidence_package_attempts'),
         ('notifications', '0001_initial'),
-        ('thalian', '0002_auditevent_append_only_trigger'),
     ]
 
     operations = [

@@ -11,9 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 
-from campaigns.evidence_exports import evidence_package_create
-from campaigns.models import Campaign, CampaignStatus, EvidencePackage
+from campaigns.models import Campaign, CampaignStatus
 from entitlements.models import SyncRun
+from evidence.models import EvidencePackage
+from evidence.services import evidence_package_create
 from tests.browser_support import assert_accessible, login
 from tests.factories import CampaignFactory, ReviewItemFactory
 from thalian.permissions import Role

@@ -62,7 +62,7 @@ def test_a_hung_create_creates_nothing_and_the_lookup_says_so(vendor):  # noqa: 
 
 @pytest.mark.parametrize("status,unknown", [(500, True), (502, True), (504, True), (503, False), (429, False)])
 def test_only_answers_that_may_follow_a_write_leave_the_outcome_unknown(itsm_http_server, status, unknown):
-    from itsm.fake_servers import FakeJira
+    from tests.fakes.itsm import FakeJira
 
     fake = FakeJira().install(itsm_http_server)
     client = build_client(
