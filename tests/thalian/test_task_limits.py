@@ -42,7 +42,7 @@ def short_long_task_limits(monkeypatch):
     sender's limits travel in the message, so web and worker processes must share the same settings."""
     monkeypatch.setenv("TASK_LONG_SOFT_TIME_LIMIT", "2")
     monkeypatch.setenv("TASK_LONG_TIME_LIMIT", "30")
-    task = type(campaign_snapshot_task._get_current_object())
+    task = campaign_snapshot_task._get_current_object()  # options are cached on the task instance
     monkeypatch.setattr(task, "soft_time_limit", 2)
     monkeypatch.setattr(task, "time_limit", 30)
     monkeypatch.setattr(task, "_exec_options", None)
