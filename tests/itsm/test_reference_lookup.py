@@ -4,6 +4,7 @@ and after an unknown outcome the next attempt looks the reference up before crea
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from django.utils import timezone
@@ -195,3 +196,34 @@ def test_ten_revokes_against_a_jira_that_answers_after_the_timeout_make_ten_issu
     with scope(org):
         keys = set(Ticket.objects.filter(pk__in=ticket_ids).values_list("key", flat=True))
     assert keys == set(jira.tickets)
+
+
+@pytest.mark.celery_worker
+def test_a_worker_killed_while_jira_creates_the_issue_ends_with_one_issue(
+    celery_worker_factory, jira, connect, revoked_item, org, settings
+):
+    """Jira creates the issue, then the worker waiting for the answer is killed: the sweep hands the claim back
+    and the next worker finds the issue by its label instead of creating a second."""
+    from itsm.tasks import open_ticket
+
+    connect(jira)
+    item = revoked_item()
+    services.tickets_on_decisions(organization_id=org.pk, item_ids=[item.pk])
+    ticket = _ticket(item)
+    jira.answer_late_next(8)  # the issue exists at once; the answer would come after 8 s
+    celery_worker_factory()
+    open_ticket.delay(org.pk, ticket.pk)
+    wait_until(lambda: jira.tickets, timeout=30)
+    assert _ticket(item).state == TicketState.OPENING
+    celery_worker_factory.kill()
+
+    settings.CLAIM_STALE_SECONDS = 1
+    time.sleep(1.1)
+    celery_worker_factory()
+    # The periodic sweep (itsm.resume_due), run here so that it sees the one-second threshold.
+    assert (org.pk, ticket.pk) in services.tickets_due()
+    open_ticket.delay(org.pk, ticket.pk)
+
+    wait_until(lambda: _ticket(item).state == TicketState.OPEN, timeout=60)
+    assert len(jira.tickets) == 1 and len(jira.calls("POST", r"/rest/api/2/issue")) == 1
+    assert _ticket(item).key == next(iter(jira.tickets))
