@@ -22,6 +22,7 @@ from bench.support import bench_campaign, review_items_insert
 from campaigns.models import Campaign, ReviewItem
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Role
+from thalian.services import _audit_purge_allowed
 from thalian.tenancy import scope, scopes_disabled
 
 TTFB_LIMIT_S = 1.0
@@ -184,10 +185,9 @@ def run(stdout, rows: int = 1_000_000) -> dict:
 
 
 def _remove(organization: Organization, user: User) -> None:
-    with transaction.atomic(), connection.cursor() as cursor, scopes_disabled():
-        # The download's audit events belong to the throw-away organization; the audit table accepts deletes
-        # only when told so within the transaction.
-        cursor.execute("SET LOCAL thalian.audit_purge = 'on'")
+    # The download's audit events belong to the throw-away organization; the audit table accepts deletes only
+    # inside _audit_purge_allowed.
+    with transaction.atomic(), _audit_purge_allowed(), connection.cursor() as cursor, scopes_disabled():
         cursor.execute(
             f"DELETE FROM {ReviewItem._meta.db_table} WHERE organization_id = %s", [organization.pk]
         )

@@ -178,16 +178,14 @@ def _stop(procs) -> None:
 
 
 def _delete_org(org) -> None:
-    from django.db import connection, transaction
+    from django.db import transaction
 
     from thalian.models import Organization
+    from thalian.services import _audit_purge_allowed
     from thalian.tenancy import scopes_disabled
 
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('thalian.audit_purge', 'on', true)")
-        with scopes_disabled():
-            Organization.objects.filter(pk=org.pk).delete()
+    with transaction.atomic(), _audit_purge_allowed(), scopes_disabled():
+        Organization.objects.filter(pk=org.pk).delete()
 
 
 def run(stdout: TextIO, items: int = ITEMS, workers: int = WORKERS) -> dict:

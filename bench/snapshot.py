@@ -80,8 +80,9 @@ def _purge(organization_id: int) -> None:
     tables = [m._meta.db_table for m in apps.get_models()
               if any(f.column == "organization_id" for f in m._meta.concrete_fields) and not m._meta.proxy]
     tables = list(dict.fromkeys(tables))
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL thalian.audit_purge = 'on'")
+    from thalian.services import _audit_purge_allowed
+
+    with transaction.atomic(), _audit_purge_allowed(), connection.cursor() as cursor:
         cursor.execute(f"UPDATE {Identity._meta.db_table} SET manager_id = NULL WHERE organization_id = %s",
                        [organization_id])
         cursor.execute(f"UPDATE {Campaign._meta.db_table} SET series_id = NULL WHERE organization_id = %s",

@@ -71,6 +71,16 @@ def canonical_json(value: Any) -> bytes:
 
 GENESIS_HASH = "0" * 64
 
+# Fields covered by the hash only when they have a value (an exception's expiry date), so events written
+# before such a field existed keep the hashes they were chained with.
+OPTIONAL_HASH_FIELDS = frozenset({"expires_on"})
+
+
+def decision_hash_payload(fields: dict[str, Any]) -> dict[str, str]:
+    """The hashed text of each field: ``neutralize_cell`` of its value, optional fields left out when empty."""
+    payload = {name: neutralize_cell(value) for name, value in fields.items()}
+    return {name: text for name, text in payload.items() if text or name not in OPTIONAL_HASH_FIELDS}
+
 
 def decision_hash(prev_hash: str | None, fields: dict[str, Any]) -> str:
     """SHA-256 (hex) linking one decision event to the previous one in its campaign.
@@ -82,6 +92,6 @@ def decision_hash(prev_hash: str | None, fields: dict[str, Any]) -> str:
     """
     if "prev_hash" in fields or "hash" in fields:
         raise ValueError("decision fields may not be named 'prev_hash' or 'hash'")
-    payload = {name: neutralize_cell(value) for name, value in fields.items()}
+    payload = decision_hash_payload(fields)
     payload["prev_hash"] = prev_hash or GENESIS_HASH
     return hashlib.sha256(canonical_json(payload)).hexdigest()

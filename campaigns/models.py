@@ -16,6 +16,8 @@ class CampaignStatus(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     LAUNCHING = "launching", "Launching"
     ACTIVE = "active", "Active"
+    # Every reviewer signed off (or the campaign was closed) but some revoked access is not yet proven removed.
+    REMEDIATING = "remediating", "Remediating"
     COMPLETED = "completed", "Completed"
     CANCELLED = "cancelled", "Cancelled"
     ARCHIVED = "archived", "Archived"
@@ -77,6 +79,12 @@ class Campaign(TenantModel):
     fallback_reviewer = models.ForeignKey(
         "thalian.Membership", null=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Remediation owners: {"<application name>": "<member e-mail>"} overrides of the application's remediation
+    # owner (else its owner); the fallback takes applications whose owner is not a member who can remediate.
+    remediation_owners = models.JSONField(default=dict, blank=True)
+    fallback_remediation_owner = models.ForeignKey(
+        "thalian.Membership", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     reason_required = models.BooleanField(default=True)
     default_outcome = models.CharField(max_length=20, choices=DefaultOutcome.choices, default=DefaultOutcome.NONE)
     # Data freshness override recorded at launch.
@@ -100,6 +108,7 @@ class Campaign(TenantModel):
     item_count = models.PositiveIntegerField(default=0)
     closed_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     closed_at = models.DateTimeField(null=True, blank=True)
+    remediating_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(
         "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -135,6 +144,12 @@ class RemediationStatus(models.TextChoices):
     PENDING = "pending", "Pending removal"
     VERIFIED_REMOVED = "verified_removed", "Verified removed"
     ACTION_REQUIRED = "action_required", "Action required"
+    # The remediation owner stated, with a comment, that the access is gone (no import or sync proved it).
+    CONFIRMED_REMOVED = "confirmed_removed", "Manually confirmed removed"
+
+
+# Removal is proven for these; a campaign in `remediating` completes once every revoke holds one of them.
+REMOVAL_PROVEN = (RemediationStatus.VERIFIED_REMOVED, RemediationStatus.CONFIRMED_REMOVED)
 
 
 class TicketStatus(models.TextChoices):
@@ -184,6 +199,12 @@ class ReviewItem(FindingsMixin, TenantModel):
     decided_at = models.DateTimeField(null=True, blank=True)
     signed_off_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=0)
+    # An exception decision lasts until this date (inclusive); the day after, the access is re-reviewed.
+    exception_expires_on = models.DateField(null=True, blank=True)
+    # In an "Exception renewals" campaign: the expired exception this item re-reviews.
+    renewal_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals"
+    )
     # Remediation (filled by the ITSM area).
     ticket_key = models.CharField(max_length=100, blank=True)
     ticket_url = models.CharField(max_length=500, blank=True)
@@ -193,6 +214,13 @@ class ReviewItem(FindingsMixin, TenantModel):
         max_length=20, choices=RemediationStatus.choices, blank=True, default=""
     )
     remediation_checked_at = models.DateTimeField(null=True, blank=True)
+    # Manual confirmation of removal by the remediation owner (also in the audit log).
+    removal_confirmed_by = models.ForeignKey(
+        "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    removal_confirmed_by_email = models.CharField(max_length=254, blank=True)
+    removal_confirmed_at = models.DateTimeField(null=True, blank=True)
+    removal_comment = models.TextField(blank=True)
 
     class Meta:
         indexes = [
@@ -203,6 +231,12 @@ class ReviewItem(FindingsMixin, TenantModel):
             models.Index(fields=["organization", "campaign", "application_name", "id"], name="item_org_campaign_app"),
             models.Index(fields=["organization", "campaign", "identity_department", "id"], name="item_org_campaign_dept"),
             models.Index(fields=["organization", "remediation_status"], name="item_org_remediation"),
+            # The exceptions list and the daily expiry sweep read exception items by expiry date.
+            models.Index(
+                fields=["organization", "exception_expires_on", "id"],
+                condition=models.Q(decision="exception"),
+                name="item_org_exception_expiry",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -221,6 +255,7 @@ class DecisionEvent(TenantModel):
     actor_email = models.CharField(max_length=254)  # "system" for default outcomes
     actor_role = models.CharField(max_length=20, blank=True)
     kind = models.CharField(max_length=20, default="single")  # single | bulk | system
+    expires_on = models.DateField(null=True, blank=True)  # exception decisions only
     bulk_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     prev_hash = models.CharField(max_length=64, blank=True)
@@ -254,3 +289,38 @@ class CampaignDecisionCount(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "decision"], name="decisioncount_unique_campaign_decision")
         ]
+
+
+class RemediationOwnerSource(models.TextChoices):
+    CAMPAIGN = "campaign", "Named for this campaign"
+    APPLICATION = "application", "Application's remediation owner"
+    OWNER = "owner", "Application owner"
+    FALLBACK = "fallback", "Fallback remediation owner"
+
+
+class CampaignRemediationOwner(TenantModel):
+    """Who removes the revoked access of one application in one campaign, resolved when the snapshot is taken
+    (the campaign's override, else the application's remediation owner, else its owner, else the fallback)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="remediation_owner_rows")
+    application = models.ForeignKey(
+        "entitlements.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Items carry the frozen application name, so the queue joins on it (it survives a deleted application).
+    application_name = models.CharField(max_length=200)
+    owner = models.ForeignKey("thalian.Membership", null=True, on_delete=models.SET_NULL, related_name="+")
+    owner_email = models.CharField(max_length=254)
+    source = models.CharField(max_length=20, choices=RemediationOwnerSource.choices)
+    note = models.CharField(max_length=300, blank=True)  # why the fallback took it
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "campaign", "application_name"], name="remediationowner_unique_app"
+            )
+        ]
+        # The remediation queue of one member: "which campaign applications are mine".
+        indexes = [models.Index(fields=["organization", "owner"], name="remediationowner_org_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.application_name}: {self.owner_email}"

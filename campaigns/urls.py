@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import review_views, views
+from . import exception_views, review_views, views
 
 urlpatterns = [
     path("campaigns/", views.campaign_list, name="campaign_list"),
@@ -13,7 +13,18 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/cancel/", views.campaign_cancel, name="campaign_cancel"),
     path("campaigns/<uuid:campaign_id>/close/", views.campaign_close, name="campaign_close"),
     path("campaigns/<uuid:campaign_id>/reassign/", views.campaign_reassign, name="campaign_reassign"),
+    path(
+        "campaigns/<uuid:campaign_id>/items/<int:item_id>/confirm-removed/",
+        views.item_confirm_removed,
+        name="item_confirm_removed",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/decision-quality/",
+        views.campaign_decision_quality,
+        name="campaign_decision_quality",
+    ),
     path("reviews/", review_views.my_reviews, name="my_reviews"),
+    path("exceptions/", exception_views.exception_list, name="exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_views.item_list, name="review_items"),
     path("campaigns/<uuid:campaign_id>/items/<int:item_id>/", review_views.item_detail, name="review_item_detail"),
     path(

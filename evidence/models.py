@@ -40,6 +40,8 @@ class EvidencePackage(TenantModel):
     size = models.BigIntegerField(null=True, blank=True)
     manifest_sha256 = models.CharField(max_length=64, blank=True)
     chain_head = models.CharField(max_length=64, blank=True)
+    # evidence_state_digest() of the campaign when the package was requested: the same state reuses the package.
+    state_digest = models.CharField(max_length=64, blank=True)
     item_count = models.PositiveIntegerField(default=0)
     decision_count = models.PositiveIntegerField(default=0)
     public_key_fingerprint = models.CharField(max_length=64, blank=True)

@@ -28,10 +28,17 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.text import slugify
 
-from campaigns import hashchain
+from campaigns import decision_quality, hashchain
 from campaigns.decisions import DECISION_HASH_FIELDS
 from campaigns.hashchain import GENESIS_HASH, format_timestamp
-from campaigns.models import Campaign, Decision, DecisionEvent, ReviewItem
+from campaigns.models import (
+    Campaign,
+    CampaignRemediationOwner,
+    Decision,
+    DecisionEvent,
+    RemediationStatus,
+    ReviewItem,
+)
 from entitlements.models import FINDING_FIELDS, Application, Finding, IdentityKind, SyncRun, SyncRunStatus
 from thalian import claims, tenancy
 from thalian.audit import audit_record
@@ -67,6 +74,7 @@ ITEM_COLUMNS = (
     "remediation_status",
     "campaign",
     "snapshot_at",
+    "exception_expires_on",
 )
 
 
@@ -197,6 +205,11 @@ def item_row_sql(campaign: Campaign, vendor: str) -> list[tuple[str, list[Any]]]
         "remediation_status": text("remediation_status"),
         "campaign": ("%s", [hashchain.neutralize_cell(campaign.title)]),
         "snapshot_at": ("%s", [_ts(campaign.snapshot_at)]),
+        "exception_expires_on": (
+            f"to_char({col('exception_expires_on')}, 'YYYY-MM-DD')" if vendor == "postgresql"
+            else col("exception_expires_on"),
+            [],
+        ),
     }
     assert tuple(expressions) == ITEM_COLUMNS
     return list(expressions.values())
@@ -460,6 +473,15 @@ def campaign_document(*, campaign: Campaign) -> dict[str, Any]:
             "cancelled_by": _member_email(campaign.cancelled_by),
             "cancel_reason": campaign.cancel_reason,
         },
+        "remediation": {
+            "remediating_at": _ts(campaign.remediating_at) or None,
+            "owners": [
+                {"application": app, "remediation_owner": email, "source": source}
+                for app, email, source in CampaignRemediationOwner.objects.filter(campaign=campaign)
+                .order_by("application_name")
+                .values_list("application_name", "owner_email", "source")
+            ],
+        },
         "audit_events": events,
     }
 
@@ -564,6 +586,54 @@ NOTIFICATION_LOG_COLUMNS = (
 )  # fmt: skip
 
 
+REMOVAL_COLUMNS = (
+    "identity_email", "application", "role", "revoked_at", "revoked_by", "remediation_owner", "removal_status",
+    "proof", "proven_at", "confirmed_by", "confirmation_comment", "ticket_key", "ticket_status",
+)  # fmt: skip
+PROOF_LABELS = {
+    RemediationStatus.VERIFIED_REMOVED: "verified by import or sync",
+    RemediationStatus.CONFIRMED_REMOVED: "manually confirmed",
+    RemediationStatus.ACTION_REQUIRED: "not proven: still present at the last import or sync",
+}
+
+
+def removals_log(*, campaign: Campaign) -> Iterator[bytes]:
+    """One row per revoked item: how its removal was proven (verified by a later import or sync, or manually
+    confirmed by its remediation owner with a comment), or that it is not proven yet."""
+    owners = dict(
+        CampaignRemediationOwner.objects.filter(campaign=campaign).values_list("application_name", "owner_email")
+    )
+    queryset = (
+        ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE)
+        .order_by("id")
+        .values_list(
+            "identity_email", "application_name", "role", "decided_at", "decided_by_email", "remediation_status",
+            "remediation_checked_at", "removal_confirmed_by_email", "removal_confirmed_at", "removal_comment",
+            "ticket_key", "ticket_status",
+        )
+    )
+
+    def rows() -> Iterator[list[Any]]:
+        for (email, app, role, decided_at, decided_by, status, checked_at, confirmed_by, confirmed_at, comment,
+             ticket_key, ticket_status) in queryset.iterator(chunk_size=ITERATOR_CHUNK):
+            proven_at = confirmed_at if status == RemediationStatus.CONFIRMED_REMOVED else (
+                checked_at if status == RemediationStatus.VERIFIED_REMOVED else None
+            )
+            yield [
+                email, app, role, _ts(decided_at), decided_by, owners.get(app, ""), status or "pending",
+                PROOF_LABELS.get(status, "not proven yet"), _ts(proven_at), confirmed_by, comment, ticket_key,
+                ticket_status,
+            ]
+
+    return csv_stream(rows(), header=REMOVAL_COLUMNS)
+
+
+def decision_quality_log(*, campaign: Campaign) -> Iterator[bytes]:
+    """Per reviewer: pace, bulk share, approvals against recommendations and flags (see decision_quality)."""
+    rows = decision_quality.campaign_decision_quality(campaign=campaign)
+    return csv_stream(decision_quality.csv_rows(rows), header=decision_quality.CSV_COLUMNS)
+
+
 def _application_file_names(names: Iterable[str]) -> dict[str, str]:
     used: set[str] = set()
     mapping = {}
@@ -602,6 +672,9 @@ def package_entries(
     population = population_certificate(campaign=campaign)
     state.item_count = population["total_items"]
     yield "population.json", iter([_json_bytes(population)])
+    if ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE).exists():
+        yield "removals.csv", removals_log(campaign=campaign)
+    yield "decision_quality.csv", decision_quality_log(campaign=campaign)
     for optional in (
         _optional_log("tickets_log.csv", "itsm.Ticket", TICKET_LOG_COLUMNS, campaign=campaign),
         _optional_log(
@@ -663,14 +736,44 @@ def package_file_name(campaign: Campaign, created_at: dt.datetime) -> str:
     return f"{export_file_stem(campaign)}-evidence-{created_at.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.zip"
 
 
+def evidence_state_digest(campaign: Campaign) -> str:
+    """A digest of what an evidence package proves about the campaign: its status and decision chain head, and
+    every item's sign-off, ticket and remediation state. The same digest means the same package can be reused."""
+    head = Campaign.objects.filter(pk=campaign.pk).values_list("status", "chain_head").first() or ("", "")
+    digest = hashlib.sha256(f"{head[0]}|{head[1]}\n".encode())
+    rows = (
+        ReviewItem.objects.filter(campaign=campaign)
+        .order_by("id")
+        .values_list("id", "signed_off_at", "ticket_key", "ticket_status", "remediation_status")
+    )
+    for pk, signed_off_at, key, ticket_status, remediation in rows.iterator(chunk_size=5000):
+        signed = signed_off_at.isoformat() if signed_off_at else ""
+        digest.update(f"{pk}|{signed}|{key}|{ticket_status}|{remediation}\n".encode())
+    return digest.hexdigest()
+
+
+def evidence_package_reusable(*, campaign: Campaign, state_digest: str) -> EvidencePackage | None:
+    """The package already kept for this campaign state, if any (ready, or still being built)."""
+    return (
+        EvidencePackage.objects.filter(campaign=campaign, state_digest=state_digest, stored=True)
+        .filter(
+            Q(status=EvidencePackageStatus.READY) & ~Q(file="")
+            | Q(status__in=[EvidencePackageStatus.QUEUED, EvidencePackageStatus.BUILDING])
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def evidence_package_create(
-    *, campaign: Campaign, actor: User, stored: bool, request=None
+    *, campaign: Campaign, actor: User, stored: bool, request=None, state_digest: str = ""
 ) -> EvidencePackage:
     now = timezone.now()
     package = EvidencePackage.objects.create(
         organization_id=campaign.organization_id,
         campaign=campaign,
         stored=stored,
+        state_digest=state_digest,
         status=EvidencePackageStatus.QUEUED if stored else EvidencePackageStatus.BUILDING,
         attempts=1 if stored else 0,
         claimed_at=now,
@@ -690,29 +793,43 @@ def evidence_package_create(
     return package
 
 
+def _store_package_file(package: EvidencePackage, handle) -> str:
+    handle.seek(0)
+    name = package.file.field.generate_filename(package, package.file_name)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    return default_storage.save(name, File(handle))
+
+
 def evidence_package_stream(*, package: EvidencePackage, campaign: Campaign) -> Iterator[bytes]:
-    """Stream a small package straight to the client and record its hashes once the last byte is out."""
+    """Stream a small package straight to the client, keeping a copy, and record its hashes once the last
+    byte is out. The kept copy is what a later request for the same campaign state gets, byte for byte."""
     chunks, result = package_stream(package=package, campaign=campaign)
     organization_id = campaign.organization_id
 
     def body() -> Iterator[bytes]:
         completed = False
-        try:
-            yield from chunks
-            completed = True
-        finally:
-            with tenancy.scope(organization_id=organization_id):
-                if completed and result.complete:
-                    # A slow download the sweep already gave up on still counts once its last byte is out.
-                    _record_result(
-                        package,
-                        result,
-                        from_statuses=(EvidencePackageStatus.BUILDING, EvidencePackageStatus.FAILED),
-                    )
-                else:
-                    EvidencePackage.objects.filter(pk=package.pk).update(
-                        status=EvidencePackageStatus.FAILED, error="The download was interrupted."
-                    )
+        with tempfile.TemporaryFile(dir=settings.DATA_DIR) as handle:
+            try:
+                for chunk in chunks:
+                    handle.write(chunk)
+                    yield chunk
+                completed = True
+            finally:
+                with tenancy.scope(organization_id=organization_id):
+                    if completed and result.complete:
+                        # A slow download the sweep already gave up on still counts once its last byte is out.
+                        _record_result(
+                            package,
+                            result,
+                            from_statuses=(EvidencePackageStatus.BUILDING, EvidencePackageStatus.FAILED),
+                            stored=True,
+                            file=_store_package_file(package, handle),
+                        )
+                    else:
+                        EvidencePackage.objects.filter(pk=package.pk).update(
+                            status=EvidencePackageStatus.FAILED, error="The download was interrupted."
+                        )
 
     return scoped_stream(organization_id, body())
 
@@ -747,18 +864,22 @@ def _fail_package(package_id, *, error: str, statuses=IN_PROGRESS) -> int:
 
 
 def evidence_package_request(*, campaign: Campaign, actor: User, request=None) -> EvidencePackage:
-    """Queue a background build, or return the one already queued or building for this campaign. One that
-    is abandoned (stale, no live worker) is failed and replaced, so a stuck build never blocks an export."""
-    existing = (
+    """Queue a background build, or return the package of this campaign state (ready, queued or building),
+    or the one already queued or building for this campaign. One in progress that is abandoned (stale, no
+    live worker) is failed and replaced, so a stuck build never blocks an export."""
+    digest = evidence_state_digest(campaign)
+    existing = evidence_package_reusable(campaign=campaign, state_digest=digest) or (
         EvidencePackage.objects.filter(campaign=campaign, stored=True, status__in=IN_PROGRESS)
         .order_by("-created_at")
         .first()
     )
     if existing is not None:
-        if not _is_abandoned(existing):
+        if existing.status not in IN_PROGRESS or not _is_abandoned(existing):
             return existing
         _fail_package(existing.pk, error="The build stopped without finishing; a new package was requested.")
-    package = evidence_package_create(campaign=campaign, actor=actor, stored=True, request=request)
+    package = evidence_package_create(
+        campaign=campaign, actor=actor, stored=True, request=request, state_digest=digest
+    )
     _enqueue_build(package)
     return package
 
@@ -859,11 +980,7 @@ def evidence_package_build(*, package_id: str) -> EvidencePackage | None:
         with tempfile.TemporaryFile(dir=settings.DATA_DIR) as handle:
             for chunk in chunks:
                 handle.write(chunk)
-            handle.seek(0)
-            name = package.file.field.generate_filename(package, package.file_name)
-            if default_storage.exists(name):
-                default_storage.delete(name)
-            saved = default_storage.save(name, File(handle))
+            saved = _store_package_file(package, handle)
         if not _record_result(package, result, file=saved):
             default_storage.delete(saved)  # cancelled while building
     except SoftTimeLimitExceeded:
@@ -951,6 +1068,7 @@ def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
             ticketed=Count("id", filter=~Q(ticket_url="")),
             pending=Count("id", filter=Q(remediation_status="pending")),
             verified=Count("id", filter=Q(remediation_status="verified_removed")),
+            confirmed=Count("id", filter=Q(remediation_status="confirmed_removed")),
             action_required=Count("id", filter=Q(remediation_status="action_required")),
             untracked=Count("id", filter=Q(remediation_status="")),
         )

@@ -38,9 +38,11 @@ from .services import (
     evidence_package_create,
     evidence_package_request,
     evidence_package_retry,
+    evidence_package_reusable,
     evidence_package_stream,
     evidence_packages_for,
     evidence_sample_draw,
+    evidence_state_digest,
     items_csv_download,
     needs_background_build,
     parse_item_filters,
@@ -65,8 +67,18 @@ def _csv_response(request, campaign: Campaign, params) -> HttpResponse:
 
 
 def _zip_stream_response(request, campaign: Campaign) -> HttpResponse:
+    """The campaign's evidence package: the one kept for the current campaign state when there is one (same
+    package, same bytes), else a new one streamed as it is built and kept."""
     formats.get_signing_key()  # fail before recording anything when signing is not configured
-    package = evidence_package_create(campaign=campaign, actor=request.user, stored=False, request=request)
+    digest = evidence_state_digest(campaign)
+    existing = evidence_package_reusable(campaign=campaign, state_digest=digest)
+    if existing is not None and existing.status == EvidencePackageStatus.READY:
+        response = _package_download(request, existing)
+        response["X-Evidence-Package"] = str(existing.pk)
+        return response
+    package = evidence_package_create(
+        campaign=campaign, actor=request.user, stored=False, request=request, state_digest=digest
+    )
     chunks = evidence_package_stream(package=package, campaign=campaign)
     response = StreamingHttpResponse(chunks, content_type="application/zip")
     response["X-Evidence-Package"] = str(package.pk)
@@ -151,6 +163,8 @@ def evidence_campaign_zip(request, campaign_id):
     try:
         if needs_background_build(campaign):
             package = evidence_package_request(campaign=campaign, actor=request.user, request=request)
+            if package.status == EvidencePackageStatus.READY:
+                return _package_download(request, package)  # the package of this very campaign state
             messages.info(
                 request,
                 f"“{campaign.title}” is large, so its evidence package is being built in the background. "

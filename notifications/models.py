@@ -30,6 +30,11 @@ class Event(models.TextChoices):
     CAMPAIGN_COMPLETED = "campaign_completed", "Campaign completed"
     TICKET_FAILED = "ticket_failed", "Ticket failed"
     REMEDIATION_OUTCOME = "remediation_outcome", "Remediation outcome"
+    EXCEPTION_EXPIRING = "exception_expiring", "Exception expiring"
+    REMOVAL_NEEDED = "removal_needed", "Removal needed"
+    REMOVAL_REMINDER = "removal_reminder", "Removal reminder"
+    REMOVAL_ESCALATED = "removal_escalated", "Removal escalated"
+    DECISION_QUALITY_FLAGGED = "decision_quality_flagged", "Decision quality flagged"
     TEST = "test", "Test message"
 
 

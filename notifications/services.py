@@ -91,6 +91,13 @@ def campaign_url(campaign: Campaign) -> str:
         return _absolute("org_dashboard", slug)
 
 
+def remediation_url(campaign: Campaign) -> str:
+    try:
+        return _absolute("remediation_queue", campaign.organization.slug)
+    except NoReverseMatch:
+        return campaign_url(campaign)
+
+
 def dedupe_key(*, event: str, subject: str, recipient: str, channel: str, period: str) -> str:
     return f"{event}|{subject}|{recipient}|{channel}|{period}"[:300]
 
@@ -136,6 +143,19 @@ def build_content(
             action_url=details.get("url")
             or (campaign_url(campaign) if campaign else details.get("home", "")),
             action_label="Open remediation",
+        )
+    if event == Event.EXCEPTION_EXPIRING:
+        lines = "\n".join(f"- {line}" for line in details.get("items", []))
+        count = details.get("count", 0)
+        return Content(
+            title=f"{count} exception{'s' if count != 1 else ''} you granted expire{'s' if count == 1 else ''} "
+            f"in {details.get('days')} days",
+            body=(
+                f"These exceptions you granted expire on {details.get('expires_on')}. The day after, the access "
+                f"is reviewed again in an exception renewals campaign.\n{lines}"
+            ),
+            action_url=details.get("url", ""),
+            action_label="Open exceptions",
         )
     assert campaign is not None
     title = campaign.title
@@ -208,6 +228,37 @@ def build_content(
             + (f" ({counts})." if counts else "."),
             campaign_url(campaign),
             "Open remediation",
+        )
+    if event == Event.REMOVAL_NEEDED:
+        return Content(
+            f"Revoked access to remove: {title}",
+            f"The review of {title} ended with {_items(pending)} revoked in applications whose remediation you "
+            "own. Remove the access; the next import or sync verifies it, or confirm the removal with a comment.",
+            remediation_url(campaign),
+            "Open remediation",
+        )
+    if event == Event.REMOVAL_REMINDER:
+        return Content(
+            f"Reminder: {_items(pending)} still to remove in {title}",
+            f"{_items(pending).capitalize()} revoked in {title} are not proven removed yet.",
+            remediation_url(campaign),
+            "Open remediation",
+        )
+    if event == Event.REMOVAL_ESCALATED:
+        return Content(
+            f"Escalated: revoked access not removed in {title}",
+            f"{details.get('owner', 'A remediation owner')} has {_items(pending)} revoked in {title} that are "
+            "still not proven removed. Please follow up with them.",
+            campaign_url(campaign),
+            "Open campaign",
+        )
+    if event == Event.DECISION_QUALITY_FLAGGED:
+        flags = "; ".join(details.get("flags") or []) or "see the campaign page"
+        return Content(
+            f"Decision quality flag: {details.get('reviewer', 'a reviewer')} in {title}",
+            f"The decisions of {details.get('reviewer', 'a reviewer')} in {title} were flagged: {flags}.",
+            campaign_url(campaign) + "#decision-quality",
+            "Open campaign",
         )
     raise NotificationError(f"unknown notification event {event!r}")
 
@@ -524,6 +575,21 @@ def notify_campaign_cancelled(*, campaign_id, **_) -> None:
 
 def notify_campaign_completed(*, campaign_id, **_) -> None:
     _notify_campaign_event(campaign_id, Event.CAMPAIGN_COMPLETED)
+    _review_ended(campaign_id)
+
+
+def notify_campaign_remediating(*, campaign_id, **_) -> None:
+    """campaigns hook: the review ended with revokes to remove; remediation owners are told, and the creator
+    hears about flagged reviewers."""
+    _review_ended(campaign_id)
+
+
+def _review_ended(campaign_id) -> None:
+    organization_id = _organization_of(campaign_id)
+    if organization_id is not None:
+        from .tasks import review_ended_notices
+
+        review_ended_notices.delay(organization_id, str(campaign_id))
 
 
 def notify_items_reassigned(*, campaign_id, reviewer_id: int, count: int = 0, **_) -> None:
@@ -837,6 +903,20 @@ class ReminderResult:
     already_reminded: list[str]
 
 
+def manual_reminder_create(
+    *, campaign: Campaign, event: str, recipients: list[Recipient], now: dt.datetime | None = None
+) -> tuple[list[str], list[str]]:
+    """A reminder sent by hand: at most one per recipient, campaign and day. Returns (reminded, already
+    reminded today) as e-mail addresses."""
+    day = timezone.localdate(now or timezone.now()).isoformat()
+    fan = notifications_create(
+        organization_id=campaign.organization_id, event=event, campaign=campaign, recipients=recipients,
+        period=f"manual-{day}",
+    )
+    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
+    return reminded, sorted(set(fan.duplicates) - set(reminded))
+
+
 def reminder_send(
     *,
     campaign: Campaign,
@@ -867,16 +947,10 @@ def reminder_send(
                 f"No reviewer has pending items for application {application!r} in this campaign."
             )
     members = selectors.memberships_by_id(organization_id=campaign.organization_id, ids=ids)
-    day = timezone.localdate(now or timezone.now()).isoformat()
-    fan = notifications_create(
-        organization_id=campaign.organization_id,
-        event=Event.REMINDER,
-        campaign=campaign,
-        recipients=[Recipient(m, pending=pending[m.pk]) for m in members.values()],
-        period=f"manual-{day}",
+    reminded, already = manual_reminder_create(
+        campaign=campaign, event=Event.REMINDER,
+        recipients=[Recipient(m, pending=pending[m.pk]) for m in members.values()], now=now,
     )
-    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
-    already = sorted(set(fan.duplicates) - set(reminded))
     audit_record(
         action="campaign.reminder_sent",
         organization_id=campaign.organization_id,
@@ -1040,3 +1114,40 @@ def campaign_policy_update(
             details={"changed": changed},
         )
     return policy
+
+
+# Exceptions expiring ------------------------------------------------------------------------------------------
+
+
+def exception_reminders_send(*, organization_id: int, today: dt.date | None = None) -> int:
+    """Reminds each reviewer of the exceptions they granted that expire in 14 and in 3 days (read through the
+    campaigns selector). One notification per reviewer, expiry date and channel; repeats are deduplicated."""
+    from campaigns.exceptions import MAX_REMINDER_LINES, exception_reminders_due
+
+    sent = 0
+    with scope(organization_id=organization_id):
+        url = _absolute("exception_list", Organization.objects.get(pk=organization_id).slug, query="?status=expiring")
+        for reminder in exception_reminders_due(today=today):
+            lines = [
+                f"{i.identity_email} in {i.application_name} ({i.role}): {i.decision_reason or 'no reason given'}"
+                for i in reminder.items[:MAX_REMINDER_LINES]
+            ]
+            if len(reminder.items) > MAX_REMINDER_LINES:
+                lines.append(f"and {len(reminder.items) - MAX_REMINDER_LINES} more")
+            fan = notifications_create(
+                organization_id=organization_id,
+                event=Event.EXCEPTION_EXPIRING,
+                campaign=None,
+                recipients=[Recipient(membership=reminder.membership)],
+                period=f"{reminder.days}d",
+                subject=f"exceptions-{reminder.expires_on.isoformat()}",
+                details={
+                    "items": lines,
+                    "count": len(reminder.items),
+                    "days": reminder.days,
+                    "expires_on": reminder.expires_on.isoformat(),
+                    "url": url,
+                },
+            )
+            sent += len(fan.created)
+    return sent

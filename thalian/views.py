@@ -86,6 +86,15 @@ def healthz(request):
             checks["broker"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["broker"] = f"error: {exc.__class__.__name__}"
+    elif settings.EMBEDDED_BROKER:
+        try:
+            from thalian.celery import app
+
+            with app.connection_for_write() as broker:
+                broker.ensure_connection(max_retries=1)
+            checks["broker"] = "ok (embedded SQLite broker)"
+        except Exception as exc:  # noqa: BLE001
+            checks["broker"] = f"error: {exc.__class__.__name__}"
     else:
         checks["broker"] = "ok (eager, in process)"
     healthy = all(v.startswith("ok") for v in checks.values())
@@ -246,7 +255,7 @@ def org_settings(request):
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            changes = {f: form.cleaned_data[f] for f in form.Meta.fields}
+            changes = form.service_changes()
             form.instance.refresh_from_db()  # the form mutated it; the service decides what changes
             try:
                 services.organization_update(actor=request.membership, request=request, **changes)

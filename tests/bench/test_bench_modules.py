@@ -83,3 +83,17 @@ def test_no_fake_vendor_server_or_benchmark_is_left_in_the_product_packages():
 def test_the_docker_image_leaves_out_the_benchmarks_and_the_tests():
     ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {"bench", "tests"} <= ignored
+
+
+@pytest.mark.django_db
+def test_benchmark_cleanup_removes_an_organization_with_its_append_only_audit_trail(org):
+    from bench.snapshot import _purge
+    from thalian.audit import audit_record
+    from thalian.models import AuditEvent, Organization
+    from thalian.tenancy import scopes_disabled
+
+    audit_record(action="login", organization=org)
+    _purge(org.pk)
+    with scopes_disabled():
+        assert not Organization.objects.filter(pk=org.pk).exists()
+        assert not AuditEvent.objects.filter(organization_id=org.pk).exists()

@@ -34,6 +34,7 @@ EXPECTED_HEADER = [
     "identity_email", "application", "role", "last_used", "decision", "decision_reason", "reviewer", "decided_at",
     "ticket_url", "identity_name", "department", "manager_email", "identity_kind", "identity_status", "findings",
     "recommendation", "assigned_reviewer", "reviewer_role", "remediation_status", "campaign", "snapshot_at",
+    "exception_expires_on",
 ]  # fmt: skip
 
 
@@ -153,6 +154,7 @@ def test_csv_values_for_approve_revoke_exception_and_undecided(world, client_for
         "identity_kind": "human", "identity_status": "active", "findings": "privileged",
         "recommendation": "approve", "assigned_reviewer": "rita@acme.test", "reviewer_role": "reviewer",
         "remediation_status": "", "campaign": "Q1 access review", "snapshot_at": "2026-03-02T09:00:00Z",
+        "exception_expires_on": "",
     }  # fmt: skip
     decided_at = dt.datetime.fromisoformat(approve["decided_at"].replace("Z", "+00:00"))
     assert approve["decided_at"].endswith("Z") and abs(timezone.now() - decided_at) < dt.timedelta(minutes=5)
@@ -171,6 +173,7 @@ def test_csv_values_for_approve_revoke_exception_and_undecided(world, client_for
 
     exception = by_email["svc-build@corp.test"]
     assert exception["decision"] == "exception"
+    assert exception["exception_expires_on"] == (timezone.localdate() + dt.timedelta(days=90)).isoformat()
     assert exception["decision_reason"] == "'=cmd|' /C calc'!A0"
     assert exception["identity_kind"] == "service_account"
 
@@ -329,6 +332,12 @@ def test_zip_contents(world, client_for, tmp_path, signing_key):
         ("svc-build@corp.test", "exception", "rita@acme.test"),
     ]
     assert [r["sequence"] for r in log] == ["1", "2", "3", "4"]
+    # The exception's expiry (the organization's default of 90 days) is in the hashed log and the items.
+    expiry = (timezone.localdate() + dt.timedelta(days=90)).isoformat()
+    assert [r["expires_on"] for r in log] == ["", "", "", expiry]
+    assert [r["exception_expires_on"] for r in items if r["decision"] == "exception"] == [expiry]
+    assert {r["exception_expires_on"] for r in items if r["decision"] != "exception"} == {""}
+    assert "expires_on" in manifest["decisions_log_hashed_columns"]
     assert log[0]["prev_hash"] == hashchain.GENESIS_HASH
     assert log[1]["prev_hash"] == log[0]["hash"]
     with scope(world["org"]):
@@ -393,7 +402,7 @@ def test_streamed_zip_is_recorded_with_its_hash_and_author(world, client_for, tm
     with scopes_disabled():
         package = EvidencePackage.objects.get()
         event = AuditEvent.objects.get(action="evidence_package_downloaded")
-    assert package.status == "ready" and not package.stored
+    assert package.status == "ready" and package.stored and package.file
     assert package.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert package.size == path.stat().st_size
     assert package.generated_by_email == "auditor@acme.test"
@@ -649,7 +658,7 @@ def test_summary_report_shows_completion_decisions_reviewers_and_remediation(wor
         "approve": 1, "revoke": 1, "exception": 1, "pending": 1,
     }  # fmt: skip
     assert summary["revocations"] == [
-        {"application_name": "GitHub", "total": 1, "ticketed": 1, "pending": 1, "verified": 0,
+        {"application_name": "GitHub", "total": 1, "ticketed": 1, "pending": 1, "verified": 0, "confirmed": 0,
          "action_required": 0, "untracked": 0}
     ]  # fmt: skip
     html = page.content.decode()
@@ -775,3 +784,50 @@ def test_real_worker_builds_a_large_package_with_progress(
         )
     with scopes_disabled():
         EvidencePackage.objects.get(pk=detail["id"]).file.delete(save=False)
+
+
+# --------------------------------------------------------------------------------------------------- reuse
+
+
+def test_the_same_campaign_state_gives_the_same_package(world, client_for, api_for, tmp_path, signing_key):
+    first = fetch_zip(world, client_for, tmp_path).read_bytes()
+    api = api_for(world["admin"])
+    again = api.get(zip_url(world["campaign"], "/api/v1/orgs/acme"))
+    assert again.status_code == 200 and download(again) == first
+    with scopes_disabled():
+        [package] = EvidencePackage.objects.all()
+    assert again["X-Evidence-Package"] == str(package.pk) and package.generated_by_email == "auditor@acme.test"
+    assert AuditEvent.objects.filter(action="evidence_package_downloaded").count() == 2
+
+    # A decision moves the chain head: a new package.
+    with scope(world["org"]):
+        review_item_decide(item=world["items"]["undecided"], actor=world["reviewer"], decision="approve")
+    after_decision = download(api.get(zip_url(world["campaign"], "/api/v1/orgs/acme")))
+    # A remediation change without a decision is also a new state.
+    with scope(world["org"]):
+        ReviewItem.objects.filter(pk=world["items"]["revoke"].pk).update(remediation_status="verified_removed")
+    after_remediation = download(api.get(zip_url(world["campaign"], "/api/v1/orgs/acme")))
+    assert len({first, after_decision, after_remediation}) == 3
+    with scopes_disabled():
+        assert EvidencePackage.objects.count() == 3
+        assert EvidencePackage.objects.values("state_digest").distinct().count() == 3
+    # ... and asking again for that state reuses its package.
+    assert download(api.get(zip_url(world["campaign"], "/api/v1/orgs/acme"))) == after_remediation
+    with scopes_disabled():
+        assert EvidencePackage.objects.count() == 3
+
+
+def test_a_failed_package_of_the_same_state_is_not_reused(world, client_for, signing_key):
+    from evidence.services import evidence_state_digest
+
+    with scope(world["org"]):
+        failed = EvidencePackage.objects.create(
+            organization=world["org"], campaign=world["campaign"], stored=True, status="failed",
+            file_name="x.zip", generated_by_email="auditor@acme.test",
+            state_digest=evidence_state_digest(world["campaign"]), error="The download was interrupted.",
+        )
+    response = client_for(_auditor(world)).get(zip_url(world["campaign"]))
+    assert response.status_code == 200 and response["X-Evidence-Package"] != str(failed.pk)
+    download(response)
+    with scopes_disabled():
+        assert EvidencePackage.objects.filter(status="ready").count() == 1

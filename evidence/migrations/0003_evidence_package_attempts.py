@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evidence', '0001_evidence_package_from_campaigns'),
+        ('evidence', '0002_evidence_package_state_digest'),
     ]
 
     operations = [

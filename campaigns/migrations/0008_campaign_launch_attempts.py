@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0005_evidence_package_moves_to_evidence_app'),
+        ('campaigns', '0007_merge_exception_expiry_and_remediation_owners'),
     ]
 
     operations = [
