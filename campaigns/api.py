@@ -105,7 +105,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = [
             "id", "title", "description", "status", "due_date", "scope", "reviewer_strategy", "reviewers",
             "fallback_reviewer", "reason_required", "default_outcome", "created_at", "launch_at", "launched_at",
-            "snapshot_at", "launch_progress", "launch_error", "item_count", "stale_applications",
+            "snapshot_at", "launch_progress", "launch_error", "launch_attempts", "item_count", "stale_applications",
             "freshness_override_reason", "completed_at", "closed_at", "cancelled_at", "cancel_reason", "progress",
             "recurrence", "duration_days", "series", "archived_reason",
             "remediation_owners", "fallback_remediation_owner", "remediating_at", "remediation",

@@ -35,7 +35,7 @@ class SyncRunSerializer(serializers.ModelSerializer):
         fields = [
             "id", "source", "kind", "mode", "file_name", "status", "started_at", "finished_at", "total_rows",
             "processed_rows", "progress_rows", "created", "updated", "removed", "unchanged", "identities_created",
-            "error", "errors",
+            "error", "errors", "attempt",
         ]
 
     def get_progress_rows(self, run: SyncRun) -> int:
@@ -207,6 +207,47 @@ class ImportDetailAPI(OrgAPIView):
     @extend_schema(responses=SyncRunEnvelopeSerializer)
     def get(self, request, org_slug, pk: int):
         return Response({"sync_run": SyncRunSerializer(get_object_or_404(SyncRun, pk=pk)).data})
+
+
+class RunActionErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class _RunActionAPI(OrgAPIView):
+    required_perms = {"POST": Perm.MANAGE_INVENTORY}
+    run_action = staticmethod(services.sync_run_cancel)
+
+    def post(self, request, org_slug, pk: int):
+        run = get_object_or_404(SyncRun, pk=pk)
+        try:
+            run = self.run_action(run=run, actor=request.user, request=request)
+        except services.RunActionError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response({"sync_run": SyncRunSerializer(run).data})
+
+
+class ImportCancelAPI(_RunActionAPI):
+    """Give up on a queued import or sync, or one whose worker is gone; its upload is deleted. 409 when it
+    already finished or a live worker is carrying it out."""
+
+    run_action = staticmethod(services.sync_run_cancel)
+
+    @extend_schema(operation_id="imports_cancel", request=None,
+                   responses={200: SyncRunEnvelopeSerializer, 409: RunActionErrorSerializer})
+    def post(self, request, org_slug, pk: int):
+        return super().post(request, org_slug, pk)
+
+
+class ImportRetryAPI(_RunActionAPI):
+    """Send a queued or interrupted file import to a worker again now. 409 when it finished, a live worker
+    is carrying it out, or its upload is gone."""
+
+    run_action = staticmethod(services.sync_run_retry)
+
+    @extend_schema(operation_id="imports_retry", request=None,
+                   responses={200: SyncRunEnvelopeSerializer, 409: RunActionErrorSerializer})
+    def post(self, request, org_slug, pk: int):
+        return super().post(request, org_slug, pk)
 
 
 class FilteredListAPI(OrgAPIView, generics.ListAPIView):

@@ -6,6 +6,7 @@ SCHEDULE = {
         "task": "entitlements.tasks.import_uploads_sweep_task",
         "schedule": 60 * 60,
     },
+    "entitlements-sweep-stale-runs": {"task": "entitlements.tasks.sync_runs_sweep_task", "schedule": 60.0},
     "entitlements-findings-refresh": {
         "task": "entitlements.tasks.findings_refresh_all_task",
         "schedule": crontab(hour=3, minute=17),

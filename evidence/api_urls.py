@@ -22,6 +22,16 @@ urlpatterns = [
         name="api_evidence_package_detail",
     ),
     path(
+        "evidence/packages/<uuid:package_id>/cancel/",
+        views.EvidencePackageCancelAPI.as_view(),
+        name="api_evidence_package_cancel",
+    ),
+    path(
+        "evidence/packages/<uuid:package_id>/retry/",
+        views.EvidencePackageRetryAPI.as_view(),
+        name="api_evidence_package_retry",
+    ),
+    path(
         "evidence/packages/<uuid:package_id>/download",
         views.EvidencePackageDownloadAPI.as_view(),
         name="api_evidence_package_download",

@@ -15,7 +15,7 @@ from django.http import (
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
@@ -37,8 +37,10 @@ from .services import (
     MAX_SAMPLE,
     ExportError,
     campaign_summary,
+    evidence_package_cancel,
     evidence_package_create,
     evidence_package_request,
+    evidence_package_retry,
     evidence_package_reusable,
     evidence_package_stream,
     evidence_packages_for,
@@ -183,6 +185,32 @@ def evidence_campaign_zip(request, campaign_id):
 @org_view(Perm.EXPORT_EVIDENCE, requires_plan=True)
 def evidence_package_download(request, package_id):
     return _package_download(request, _get_package(package_id))
+
+
+def _package_action(request, package_id, action, success: str):
+    """Cancel or retry a background package from the Evidence page; a refusal is shown as an error."""
+    package = _get_package(package_id)
+    try:
+        action(package=package, actor=request.user, request=request)
+    except ExportError as exc:
+        messages.error(request, str(exc).capitalize() + ".")
+    else:
+        messages.success(request, success)
+    return redirect("evidence_list", request.organization.slug)
+
+
+@require_POST
+@org_view(Perm.EXPORT_EVIDENCE, requires_plan=True)
+def evidence_package_cancel_view(request, package_id):
+    return _package_action(request, package_id, evidence_package_cancel, "The evidence package was cancelled.")
+
+
+@require_POST
+@org_view(Perm.EXPORT_EVIDENCE, requires_plan=True)
+def evidence_package_retry_view(request, package_id):
+    return _package_action(
+        request, package_id, evidence_package_retry, "A new evidence package is being built in the background."
+    )
 
 
 @require_GET
@@ -377,6 +405,40 @@ class EvidencePackageDetailAPI(OrgAPIView):
     def get(self, request, org_slug, package_id):
         package = _get_package(package_id)
         return Response(EvidencePackageSerializer(package, context={"request": request}).data)
+
+
+def _package_action_response(request, package_id, action, *, status: int) -> Response:
+    """Cancel or retry through the API: the resulting package, or 409 saying why the action does not apply."""
+    try:
+        package = action(package=_get_package(package_id), actor=request.user, request=request)
+    except ExportError as exc:
+        return Response({"detail": str(exc)}, status=409)
+    return Response(EvidencePackageSerializer(package, context={"request": request}).data, status=status)
+
+
+class EvidencePackageCancelAPI(OrgAPIView):
+    """Stop waiting for a queued or building package: it is marked failed (409 if it is not in progress)."""
+
+    required_perms = {"POST": Perm.EXPORT_EVIDENCE}
+    requires_plan = True
+
+    @extend_schema(operation_id="evidence_packages_cancel", request=None,
+                   responses={200: EvidencePackageSerializer, 409: ERROR})
+    def post(self, request, org_slug, package_id):
+        return _package_action_response(request, package_id, evidence_package_cancel, status=200)
+
+
+class EvidencePackageRetryAPI(OrgAPIView):
+    """Request a new background package for the campaign of a failed one (202 with the new package, 409 if
+    the package did not fail)."""
+
+    required_perms = {"POST": Perm.EXPORT_EVIDENCE}
+    requires_plan = True
+
+    @extend_schema(operation_id="evidence_packages_retry", request=None,
+                   responses={202: EvidencePackageSerializer, 409: ERROR})
+    def post(self, request, org_slug, package_id):
+        return _package_action_response(request, package_id, evidence_package_retry, status=202)
 
 
 class EvidencePackageDownloadAPI(OrgAPIView):

@@ -215,9 +215,35 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Time limits of every task (seconds): the soft limit raises SoftTimeLimitExceeded inside the task, which
+# records a visible failure where a user waits; the hard limit kills the worker child. Long work (launch
+# snapshots, imports, SCIM syncs, evidence builds) has its own, longer pair.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("TASK_TIME_LIMIT", default=360)
+TASK_LONG_SOFT_TIME_LIMIT = env.int("TASK_LONG_SOFT_TIME_LIMIT", default=3600)
+TASK_LONG_TIME_LIMIT = env.int("TASK_LONG_TIME_LIMIT", default=3660)
+if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT or not 0 < TASK_LONG_SOFT_TIME_LIMIT < TASK_LONG_TIME_LIMIT:
+    raise ImproperlyConfigured("each soft task time limit must be positive and below its hard limit")
+CELERY_TASK_ANNOTATIONS = {
+    name: {"soft_time_limit": TASK_LONG_SOFT_TIME_LIMIT, "time_limit": TASK_LONG_TIME_LIMIT}
+    for name in (
+        "campaigns.snapshot",
+        "campaigns.build_evidence_package",
+        "entitlements.tasks.inventory_import_task",
+        "entitlements.tasks.scim_sync_task",
+        "entitlements.tasks.findings_refresh_all_task",
+        "entitlements.tasks.findings_refresh_task",
+    )
+}
+# Stale-claim sweeps (thalian/claims.py): claimed work untouched for this long with no live worker is handed
+# back, and failed visibly after CLAIM_MAX_ATTEMPTS attempts.
+CLAIM_STALE_SECONDS = env.int("CLAIM_STALE_SECONDS", default=900)
+CLAIM_MAX_ATTEMPTS = env.int("CLAIM_MAX_ATTEMPTS", default=3)
+if CLAIM_STALE_SECONDS < 1 or CLAIM_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("CLAIM_STALE_SECONDS and CLAIM_MAX_ATTEMPTS must be at least 1")
 # Each app may declare a plain-dict SCHEDULE in <app>/beat.py; they are merged here.
 CELERY_BEAT_SCHEDULE: dict = {}
-for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications"):
+for _app in ("thalian", "entitlements", "campaigns", "evidence", "itsm", "notifications"):
     try:
         CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"{_app}.beat").SCHEDULE)
     except ModuleNotFoundError as exc:

@@ -204,3 +204,33 @@ def test_preferences_api_is_404_for_outsiders(org, outsider, api_for):
     api = api_for(outsider)
     assert api.get(PREFS).status_code == 404
     assert api.patch(PREFS, {"slack": False}, format="json").status_code == 404
+def test_a_reminder_whose_enqueue_was_lost_is_sent_by_the_next_press_and_by_the_sweep(
+    org, campaign, people, api_for, django_capture_on_commit_callbacks, settings
+):
+    """The broker was down when the reminder committed: the row waits `queued`. Pressing the button again the
+    same day sends it (the de-duplication key does not refuse it), and the retry sweep would have too."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from notifications.services import notifications_due_for_retry
+
+    api = api_for(people["admin"])
+    with django_capture_on_commit_callbacks(execute=False):  # the enqueue after commit never happens
+        api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+    with scope(org):
+        lost = Notification.objects.get(event=Event.REMINDER)
+    assert lost.status == "queued"
+    settings.CLAIM_STALE_SECONDS = 60
+    assert (org.pk, str(lost.pk)) not in notifications_due_for_retry()
+    later = timezone.now() + dt.timedelta(seconds=61)
+    assert (org.pk, str(lost.pk)) in notifications_due_for_retry(now=later)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+
+    assert response.json() == {"reminded": ["rita@acme.test"], "already_reminded_today": []}
+    with scope(org):
+        assert list(Notification.objects.filter(event=Event.REMINDER).values_list("status", flat=True)) == ["sent"]
+    again = api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+    assert again.json() == {"reminded": [], "already_reminded_today": ["rita@acme.test"]}
