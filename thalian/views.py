@@ -22,6 +22,7 @@ from .forms import (
     RoleForm,
     TokenCreateForm,
 )
+from .home import home_sections
 from .models import ApiToken, Invitation, Membership
 from .permissions import Perm, Role
 
@@ -65,7 +66,8 @@ def home(request):
 
 @org_view()
 def dashboard(request):
-    return render(request, "thalian/dashboard.html")
+    """Home: what this member should do next, from the sections the apps contribute (see thalian.home)."""
+    return render(request, "thalian/dashboard.html", {"sections": home_sections(request)})
 
 
 @require_GET

@@ -1,6 +1,7 @@
 from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.text import slugify
 
 register = template.Library()
 
@@ -24,3 +25,28 @@ def nav_link(context, url_name: str, label: str, *args):
 @register.filter
 def badge_class(value: str) -> str:
     return f"badge badge-{str(value).replace('_', '-')}"
+
+
+@register.inclusion_tag("_bar_chart.html")
+def bar_chart(bars, title: str, unit: str = ""):
+    """A horizontal bar chart as server-rendered SVG (the CSP allows no inline style or script): one Bar per row,
+    each linking to where people act on it."""
+    from thalian.home import chart_rows
+
+    rows = chart_rows(list(bars), width=180)
+    return {
+        "rows": rows, "title": title, "unit": unit, "height": max(28 * len(rows), 28),
+        "chart_id": "chart-" + slugify(title),
+    }
+
+
+@register.simple_tag
+def super_admin_emails(organization) -> str:
+    """Who can change the plan, for the upgrade call to action of members who cannot."""
+    from thalian.models import Membership
+    from thalian.permissions import Role
+
+    emails = Membership.objects.filter(organization=organization, role=Role.SUPER_ADMIN).values_list(
+        "user__email", flat=True
+    )
+    return ",".join(sorted(emails)[:5])
