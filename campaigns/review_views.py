@@ -298,15 +298,16 @@ def progress(request, campaign_id):
     except ValidationError:
         flt = sel.ItemFilter()
     matching_items = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt)
-    if context["can_decide"]:
+    if has_perm(request.membership.role, Perm.DECIDE_ASSIGNED):
         progress = reviewer_progress(campaign=campaign, membership=request.membership)
         if progress.is_signed_off:
+            # Signing off the last items may have completed the campaign: the done state shows either way.
             next_review = sel.next_open_review(membership=request.membership, exclude=campaign)
-        if membership_can_decide_any(request.membership) or not progress.is_signed_off:
-            # What "… all in view" would decide: the same count the confirmation page states.
-            matching = matching_items.filter(signed_off_at__isnull=True).count()
-    else:
+    if not context["can_decide"]:
         matching = matching_items.count()
+    elif membership_can_decide_any(request.membership) or not progress.is_signed_off:
+        # What "… all in view" would decide: the same count the confirmation page states.
+        matching = matching_items.filter(signed_off_at__isnull=True).count()
     percent = round(100 * progress.decided / progress.total) if progress and progress.total else 0
     context.update(
         {

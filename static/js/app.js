@@ -133,6 +133,7 @@
     var count = document.querySelectorAll('input[name="item_ids"]:checked').length;
     document.querySelectorAll("[data-selected-count]").forEach(function (el) { el.textContent = String(count); });
     document.querySelectorAll("[data-needs-selection]").forEach(function (btn) { btn.disabled = count === 0; });
+    document.querySelectorAll("[data-selection-group]").forEach(function (group) { group.hidden = count === 0; });
   }
 
   function askReason(button, submit) {
