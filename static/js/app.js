@@ -307,7 +307,89 @@
     });
   }
 
+  // ---- Campaign wizard: one step at a time, the preview beside it -------------------------------------------
+  function wireWizard() {
+    var form = document.querySelector("form[data-wizard]");
+    if (!form) return;
+    var steps = Array.prototype.slice.call(form.querySelectorAll(".wizard-step"));
+    var tabs = Array.prototype.slice.call(document.querySelectorAll("[data-step-to]"));
+    var prev = form.querySelector("[data-step-prev]");
+    var next = form.querySelector("[data-step-next]");
+    var current = 0;
+    function show(index, focus) {
+      current = Math.max(0, Math.min(index, steps.length - 1));
+      steps.forEach(function (step, i) { step.classList.toggle("is-current", i === current); });
+      tabs.forEach(function (tab, i) {
+        if (i === current) tab.setAttribute("aria-current", "step"); else tab.removeAttribute("aria-current");
+        tab.classList.toggle("done", i < current);
+      });
+      prev.disabled = current === 0;
+      next.hidden = current === steps.length - 1;
+      if (focus) {
+        var heading = steps[current].querySelector("h2");
+        if (heading) { heading.setAttribute("tabindex", "-1"); heading.focus(); }
+      }
+    }
+    tabs.forEach(function (tab, i) { tab.addEventListener("click", function () { show(i, true); }); });
+    prev.addEventListener("click", function () { show(current - 1, true); });
+    next.addEventListener("click", function () { show(current + 1, true); });
+    // After a refused submit, open the step with the first error.
+    var firstError = form.querySelector(".errorlist, [aria-invalid=true]");
+    var start = 0;
+    if (firstError) steps.forEach(function (step, i) { if (step.contains(firstError) && !start) start = i; });
+    show(start, false);
+  }
+
+  function wirePickers() {
+    document.querySelectorAll("[data-picker]").forEach(function (picker) {
+      var search = picker.querySelector("[data-picker-search]");
+      var chosen = picker.querySelector("[data-picker-chosen]");
+      var boxes = Array.prototype.slice.call(picker.querySelectorAll("input[type=checkbox]"));
+      var count = function () {
+        var names = boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.parentNode.textContent.trim(); });
+        chosen.textContent = names.length ? names.length + " chosen: " + names.join(", ") : "None chosen: the filters below decide.";
+      };
+      search.addEventListener("input", function () {
+        var q = search.value.trim().toLowerCase();
+        boxes.forEach(function (b) {
+          var row = b.closest("div") || b.parentNode;
+          row.hidden = q !== "" && b.parentNode.textContent.toLowerCase().indexOf(q) === -1;
+        });
+      });
+      // Enter in the search box must not submit the wizard.
+      search.addEventListener("keydown", function (ev) { if (ev.key === "Enter") ev.preventDefault(); });
+      boxes.forEach(function (b) { b.addEventListener("change", count); });
+      count();
+    });
+  }
+
+  // ---- Forms whose fields depend on a choice: data-show-when="field=value[,value]" ----------------------------
+  function wireConditional(root) {
+    root.querySelectorAll("[data-show-when]").forEach(function (el) {
+      if (el.dataset.wiredWhen) return; el.dataset.wiredWhen = "1";
+      var parts = el.dataset.showWhen.split("=");
+      var form = el.closest("form");
+      if (!form) return;
+      var values = parts[1].split(",");
+      var apply = function () {
+        var field = form.elements[parts[0]];
+        var value = field ? (field.value !== undefined ? field.value : "") : "";
+        if (field && field.length && !field.tagName) { // radio group
+          value = ""; Array.prototype.forEach.call(field, function (r) { if (r.checked) value = r.value; });
+        }
+        var shown = values.indexOf(value) !== -1;
+        el.hidden = !shown;
+        el.querySelectorAll("input, select, textarea").forEach(function (input) { input.disabled = !shown; });
+      };
+      form.addEventListener("change", apply);
+      apply();
+    });
+  }
+
   onReady(function () {
+    wireWizard();
+    wirePickers();
+    wireConditional(document);
     markScrollable();
     window.addEventListener("resize", markScrollable);
     document.addEventListener("htmx:afterSettle", markScrollable);
