@@ -27,6 +27,8 @@ TICKET_RESOLVED = "resolved"
 
 
 class ItsmError(Exception):
+    status: int | None = None  # the vendor's HTTP status, when it answered
+
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
@@ -129,11 +131,13 @@ def _json_message(response: requests.Response) -> Any:
 def error_for_response(response: requests.Response, message: str) -> ItsmError:
     status = response.status_code
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
-    if status == 429:
-        return ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    if status >= 500 or status == 408:
-        return ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    return ItsmPermanentError(text)
+    error: ItsmError
+    if status == 429 or status >= 500 or status == 408:
+        error = ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    else:
+        error = ItsmPermanentError(text)
+    error.status = status
+    return error
 
 
 class _VendorAdapter(HTTPAdapter):
