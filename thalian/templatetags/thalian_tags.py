@@ -1,6 +1,7 @@
 from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.text import slugify
 
 register = template.Library()
@@ -50,3 +51,29 @@ def super_admin_emails(organization) -> str:
         "user__email", flat=True
     )
     return ",".join(sorted(emails)[:5])
+
+
+@register.simple_tag(takes_context=True)
+def sort_header(context, key: str, label: str):
+    """A sortable column header: links to ascending order, then descending; marks the current order for
+    screen readers (aria-sort). Uses `sort` and `sort_query` (the list's other parameters) from the context."""
+    current = context.get("sort") or ""
+    query = context.get("sort_query") or ""
+    ascending_now = current == key
+    descending_now = current == f"-{key}"
+    target = f"-{key}" if ascending_now else key
+    href = f"?{query}&sort={target}" if query else f"?sort={target}"
+    css = "sorted desc" if descending_now else ("sorted" if ascending_now else "")
+    aria = ' aria-sort="ascending"' if ascending_now else (' aria-sort="descending"' if descending_now else "")
+    return format_html(
+        '<th scope="col"{}><a href="{}"{}>{}</a></th>',
+        mark_safe(aria),  # one of two constant strings
+        href,
+        format_html(' class="{}"', css) if css else "",
+        label,
+    )
+
+
+@register.inclusion_tag("_list_total.html")
+def list_total(total: int, capped: bool, noun: str, plural: str = ""):
+    return {"total": total, "capped": capped, "noun": noun if total == 1 and not capped else (plural or noun + "s")}
