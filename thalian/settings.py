@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.forms",  # the form renderer below finds Django's widget templates through the template settings
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -120,6 +121,9 @@ TEMPLATES = [
         "OPTIONS": {"autoescape": True, "auto_reload": DEBUG},
     },
 ]
+
+# Every form field renders through templates/forms/field.html: label, field, help, errors, in one wrapper.
+FORM_RENDERER = "thalian.forms_renderer.FormRenderer"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'thalian.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
