@@ -7,6 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     THALIAN_DATA_DIR=/data
 
 WORKDIR /app
+# xmlsec1 checks SAML signatures (single sign-on).
+RUN apt-get update && apt-get install -y --no-install-recommends xmlsec1 && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml ./
 RUN pip install --upgrade pip && pip install .
 COPY . .

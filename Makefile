@@ -22,9 +22,10 @@ migrate: setup
 demo: migrate
 	$(PY) manage.py loaddemo
 
-## Set up, migrate, load the demo and serve Thalian at http://127.0.0.1:8000 (embedded default: SQLite, eager tasks).
+## Set up, migrate, load the demo and run web, worker and beat at http://127.0.0.1:8000 (embedded default: SQLite
+## database and a SQLite broker file in the data directory, no server to install). Ctrl-C stops all three.
 run: demo
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	PATH="$(abspath $(VENV))/bin:$$PATH" EMBEDDED_BROKER=true HOST=$(HOST) $(VENV)/bin/honcho -f Procfile.dev start -p $(PORT)
 
 ## Set up and run the whole test suite (PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thalian_test
@@ -45,11 +46,12 @@ bench: setup
 	export DATABASE_URL=$${DATABASE_URL:-$(BENCH_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(BENCH_REDIS_URL)}; \
 	$(PY) manage.py ensure_database && $(PY) manage.py migrate --noinput -v0 && $(PY) manage.py bench $(BENCH_ARGS)
 
+## Without REDIS_URL these use the embedded SQLite broker (EMBEDDED_BROKER), like `make run`.
 worker: setup
-	$(VENV)/bin/celery -A thalian worker -l INFO
+	EMBEDDED_BROKER=$${EMBEDDED_BROKER:-true} $(VENV)/bin/celery -A thalian worker -l INFO
 
 beat: setup
-	$(VENV)/bin/celery -A thalian beat -l INFO
+	EMBEDDED_BROKER=$${EMBEDDED_BROKER:-true} $(VENV)/bin/celery -A thalian beat -l INFO
 
 check-deploy: setup
 	DEBUG=false SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(64))') \

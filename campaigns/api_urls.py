@@ -1,6 +1,6 @@
-from django.urls import include, path
+from django.urls import path
 
-from . import api, evidence_api_urls, review_api
+from . import api, exception_views, review_api
 
 urlpatterns = [
     path("campaigns/", api.CampaignListAPI.as_view(), name="api_campaign_list"),
@@ -12,6 +12,7 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/reassign/", api.CampaignReassignAPI.as_view(), name="api_campaign_reassign"),
     path("campaigns/<uuid:campaign_id>/progress/", api.CampaignProgressAPI.as_view(), name="api_campaign_progress"),
     path("my-reviews/", review_api.MyReviewsAPI.as_view(), name="api-my-reviews"),
+    path("exceptions/", exception_views.ExceptionListAPI.as_view(), name="api_exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_api.ItemListAPI.as_view(), name="api-review-items"),
     path(
         "campaigns/<uuid:campaign_id>/items/<int:item_id>/", review_api.ItemDetailAPI.as_view(), name="api-review-item"
@@ -25,7 +26,4 @@ urlpatterns = [
         "campaigns/<uuid:campaign_id>/bulk-decision/", review_api.BulkDecisionAPI.as_view(), name="api-review-bulk"
     ),
     path("campaigns/<uuid:campaign_id>/sign-off/", review_api.SignOffAPI.as_view(), name="api-review-sign-off"),
-    path("", include(evidence_api_urls.urlpatterns)),
 ]
-
-global_urlpatterns = [*evidence_api_urls.global_urlpatterns]

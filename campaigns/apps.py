@@ -8,8 +8,7 @@ class CampaignsConfig(AppConfig):
     def ready(self) -> None:
         from thalian.home import home_section_register
 
-        from .home import campaigns_home_section, evidence_home_section, reviews_home_section
+        from .home import campaigns_home_section, reviews_home_section
 
         home_section_register(reviews_home_section)
         home_section_register(campaigns_home_section)
-        home_section_register(evidence_home_section)

@@ -1,7 +1,7 @@
 """Review decisions: single, bulk ("selected" and "all in view"), default outcomes at close, and sign-off.
 
 Every decision updates the item's current decision and appends one DecisionEvent. Events of a campaign form a
-hash chain (``campaigns.evidence.decision_hash``); to keep the chain serial, every writer first locks the
+hash chain (``campaigns.hashchain.decision_hash``); to keep the chain serial, every writer first locks the
 campaign row (``SELECT ... FOR UPDATE``), reads ``chain_head``, appends, and moves ``chain_head`` in the same
 transaction. The item row is locked after the campaign row, always in that order, so writers cannot deadlock.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import EmptyResultSet, PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from thalian.audit import audit_record
@@ -24,7 +24,7 @@ from thalian.models import Membership, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
 
-from .evidence import GENESIS_HASH, canonical_json, decision_hash, neutralize_cell
+from .hashchain import GENESIS_HASH, canonical_json, decision_hash, decision_hash_payload
 from .models import Campaign, CampaignStatus, Decision, DecisionEvent, DefaultOutcome, ReviewItem
 
 # The fields each DecisionEvent's hash covers, in the form ``decision_hash`` receives them. Every one of them
@@ -38,6 +38,7 @@ DECISION_HASH_FIELDS = (
     "actor_role",
     "kind",
     "created_at",
+    "expires_on",  # exceptions only; hashed only when set (campaigns.hashchain.OPTIONAL_HASH_FIELDS)
 )
 
 KIND_SINGLE = "single"
@@ -58,6 +59,30 @@ def decision_event_fields(event: DecisionEvent) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Validation and authorization
 # --------------------------------------------------------------------------------------------------
+
+
+def exception_expiry_clean(
+    *, organization, decision: str, expires_on: dt.date | None, today: dt.date | None = None
+) -> dt.date | None:
+    """The expiry date an exception decision gets: the one given (after today, within the organization's
+    maximum) or, when none is given, today plus the organization's default. None for other decisions; giving
+    a date with another decision is an error."""
+    if decision != Decision.EXCEPTION:
+        if expires_on is not None:
+            raise ValidationError({"expires_on": f"Only exception decisions expire; a {decision} has no expiry date."})
+        return None
+    today = today or timezone.localdate()
+    if expires_on is None:
+        return today + dt.timedelta(days=organization.exception_default_days)
+    latest = today + dt.timedelta(days=organization.exception_max_days)
+    if expires_on <= today:
+        raise ValidationError({"expires_on": f"The expiry date {expires_on.isoformat()} must be after today "
+                                             f"({today.isoformat()})."})
+    if expires_on > latest:
+        raise ValidationError({"expires_on": f"The expiry date {expires_on.isoformat()} is more than "
+                                             f"{organization.exception_max_days} days away; the latest allowed "
+                                             f"is {latest.isoformat()}."})
+    return expires_on
 
 
 def decision_validate(*, campaign: Campaign, decision: str, reason: str, comment: str = "") -> tuple[str, str, str]:
@@ -97,6 +122,22 @@ def _require_can_decide(membership: Membership) -> None:
         raise PermissionDenied(f"Your role ({membership.role}) does not allow deciding review items.")
 
 
+def is_own_access(item: ReviewItem, membership: Membership) -> bool:
+    """Whether the item's identity is the member themselves (e-mails compared case-insensitively)."""
+    return (item.identity_email or "").strip().lower() == (membership.user.email or "").strip().lower()
+
+
+def _own_access_q(membership: Membership) -> Q:
+    return Q(identity_email__iexact=(membership.user.email or "").strip())
+
+
+def self_review_message(item: ReviewItem) -> str:
+    return (
+        f"You cannot decide your own access: this item's identity ({item.identity_email}) is you. Independent "
+        "review needs another reviewer; an admin can reassign it."
+    )
+
+
 def _lock_campaign(campaign: Campaign) -> Campaign:
     return Campaign.objects.select_for_update().get(pk=campaign.pk)
 
@@ -134,6 +175,7 @@ class _EventTemplate:
     kind: str
     created_at: dt.datetime
     bulk_id: uuid.UUID | None = None
+    expires_on: dt.date | None = None
 
     @classmethod
     def by_member(
@@ -146,6 +188,7 @@ class _EventTemplate:
         comment: str,
         kind: str,
         bulk_id: uuid.UUID | None = None,
+        expires_on: dt.date | None = None,
     ) -> _EventTemplate:
         """A write by a member of the organization, stamped now."""
         return cls(
@@ -160,6 +203,7 @@ class _EventTemplate:
             kind=kind,
             created_at=timezone.now(),
             bulk_id=bulk_id,
+            expires_on=expires_on,
         )
 
     def fields(self, item_id: int) -> dict:
@@ -172,6 +216,7 @@ class _EventTemplate:
             "actor_role": self.actor_role,
             "kind": self.kind,
             "created_at": self.created_at,
+            "expires_on": self.expires_on,
         }
 
     def hasher(self):
@@ -183,7 +228,7 @@ class _EventTemplate:
         exactly once (they are random, so only in theory), it falls back to the general function.
         """
         item_marker, prev_marker = f"i{uuid.uuid4().hex}", f"p{uuid.uuid4().hex}"
-        payload = {name: neutralize_cell(value) for name, value in self.fields(0).items()}
+        payload = decision_hash_payload(self.fields(0))
         payload["item_id"], payload["prev_hash"] = item_marker, prev_marker
         text = canonical_json(payload)
         item_b, prev_b = item_marker.encode(), prev_marker.encode()
@@ -229,12 +274,12 @@ def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Se
         t = template
         shared = [
             t.organization_id, t.campaign_id, t.decision, t.reason, t.comment, t.actor_id, t.actor_email,
-            t.actor_role, t.kind, t.bulk_id, t.created_at.isoformat(),
+            t.actor_role, t.kind, t.bulk_id, t.created_at.isoformat(), t.expires_on,
         ]
         prefix = "\t".join(_copy_text(value) for value in shared)
         columns = (
             "organization_id, campaign_id, decision, reason, comment, actor_id, actor_email, actor_role, kind, "
-            "bulk_id, created_at, item_id, prev_hash, hash"
+            "bulk_id, created_at, expires_on, item_id, prev_hash, hash"
         )
         with connection.cursor() as cursor:
             with cursor.copy(f"COPY {DecisionEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
@@ -266,6 +311,7 @@ def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Se
                     kind=template.kind,
                     bulk_id=template.bulk_id,
                     created_at=template.created_at,
+                    expires_on=template.expires_on,
                     prev_hash=prev,
                     hash=current,
                 )
@@ -291,6 +337,7 @@ def _item_update_values(template: _EventTemplate) -> dict:
         "decided_by_email": template.actor_email,
         "decided_by_role": template.actor_role,
         "decided_at": template.created_at,
+        "exception_expires_on": template.expires_on,
     }
 
 
@@ -367,9 +414,11 @@ def review_item_decide(
     decision: str,
     reason: str = "",
     comment: str = "",
+    expires_on: dt.date | None = None,
     request=None,
 ) -> ReviewItem:
-    """Records one decision on one item (a changed decision is a new history row) and returns the item."""
+    """Records one decision on one item (a changed decision is a new history row) and returns the item.
+    An exception carries ``expires_on`` (the organization's default when not given)."""
     _require_can_decide(actor)
     assert_same_organization(item, actor)
     with transaction.atomic():
@@ -380,6 +429,8 @@ def review_item_decide(
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
         if not membership_can_decide_any(actor) and locked.reviewer_id != actor.pk:
             raise PermissionDenied("This item is assigned to another reviewer.")
+        if is_own_access(locked, actor):
+            raise PermissionDenied(self_review_message(locked))
         if locked.signed_off_at is not None:
             raise ValidationError(
                 f"The decision on this item was signed off on {locked.signed_off_at:%Y-%m-%d %H:%M} UTC and can "
@@ -392,6 +443,9 @@ def review_item_decide(
             reason=reason,
             comment=comment,
             kind=KIND_SINGLE,
+            expires_on=exception_expiry_clean(
+                organization=actor.organization, decision=decision, expires_on=expires_on
+            ),
         )
         previous = locked.decision
         for field, value in _item_update_values(template).items():
@@ -411,11 +465,89 @@ def review_item_decide(
                 "decision": decision,
                 "reason": reason,
                 "previous_decision": previous,
+                **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )
         _on_commit_tickets(campaign.organization_id, [locked.pk])
     locked.campaign = campaign
     return locked
+
+
+# Why a bulk decision leaves an item out, as reported to the caller.
+SKIP_SELF_REVIEW = "self_review"
+SKIP_RECOMMENDED_REVOKE = "recommended_revoke"
+# The finding behind a revoke recommendation, in the precedence the snapshot uses for its reason.
+REVOKE_CAUSES = ("terminated", "orphaned", "dormant", "never_used")
+
+
+@dataclass(frozen=True)
+class BulkBreakdown:
+    """What a bulk decision over a selection would do: how many items it decides and which it leaves out."""
+
+    matching: int  # undecided-or-decided items of the selection the actor may decide, not signed off
+    self_review: int  # of those, the actor's own access (always left out)
+    recommended_revoke: int  # of the rest, recommended for revoke (left out of an approval unless included)
+    revoke_causes: dict[str, int]  # recommended_revoke by cause (terminated, orphaned, dormant, never_used, other)
+    guarded: bool  # whether recommended-revoke items are left out
+
+    @property
+    def to_decide(self) -> int:
+        return self.matching - self.self_review - (self.recommended_revoke if self.guarded else 0)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        skipped = {SKIP_SELF_REVIEW: self.self_review}
+        if self.guarded:
+            skipped[SKIP_RECOMMENDED_REVOKE] = self.recommended_revoke
+        return {cause: n for cause, n in skipped.items() if n}
+
+    @property
+    def causes_text(self) -> str:
+        return ", ".join(f"{cause.replace('_', ' ')} {n}" for cause, n in self.revoke_causes.items() if n)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    updated: int
+    skipped: dict[str, int]
+    recommended_revoke_causes: dict[str, int]
+
+
+def guards_recommended_revoke(decision: str, include_recommended_revoke: bool) -> bool:
+    return decision == Decision.APPROVE and not include_recommended_revoke
+
+
+def _decidable(campaign: Campaign, actor: Membership, items: QuerySet) -> QuerySet:
+    items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
+    if not membership_can_decide_any(actor):
+        items = items.filter(reviewer_id=actor.pk)
+    return items
+
+
+def bulk_decision_breakdown(
+    *, campaign: Campaign, actor: Membership, items: QuerySet, decision: str, include_recommended_revoke: bool = False
+) -> BulkBreakdown:
+    """Counts, in one query, what ``decisions_bulk_apply`` would decide and leave out of ``items``."""
+    own = _own_access_q(actor)
+    revoke = Q(recommendation=Decision.REVOKE) & ~own
+    earlier = Q()
+    cause_counts = {}
+    for cause in REVOKE_CAUSES:
+        flag = Q(**{f"is_{cause}": True})
+        cause_counts[cause] = Count("id", filter=revoke & flag & ~earlier) if earlier else Count("id", filter=revoke & flag)
+        earlier = earlier | flag
+    cause_counts["other"] = Count("id", filter=revoke & ~earlier)
+    row = _decidable(campaign, actor, items).aggregate(
+        matching=Count("id"), self_review=Count("id", filter=own), recommended_revoke=Count("id", filter=revoke),
+        **{f"cause_{k}": v for k, v in cause_counts.items()},
+    )
+    return BulkBreakdown(
+        matching=row["matching"],
+        self_review=row["self_review"],
+        recommended_revoke=row["recommended_revoke"],
+        revoke_causes={cause: row[f"cause_{cause}"] for cause in cause_counts},
+        guarded=guards_recommended_revoke(decision, include_recommended_revoke),
+    )
 
 
 def decisions_bulk_apply(
@@ -426,26 +558,34 @@ def decisions_bulk_apply(
     decision: str,
     reason: str = "",
     comment: str = "",
+    include_recommended_revoke: bool = False,
+    expires_on: dt.date | None = None,
     scope_label: str = "selected",
     expected_count: int | None = None,
     request=None,
-) -> int:
+) -> BulkResult:
     """Applies one decision to every item of ``items`` that the actor may decide and that is not signed off,
     in one transaction: one UPDATE, one history row per item, one audit event with the count.
 
     ``items`` is the caller's selection (checked ids, or every item matching the filters in view); it is
-    narrowed here to the campaign and, for reviewers, to their own items. With ``expected_count`` (the number
-    a confirmation showed), a different number of matching items rolls everything back with an error, so
-    nobody decides more items than they agreed to. Returns the number updated."""
+    narrowed here to the campaign and, for reviewers, to their own items. The actor's own access is always
+    left out (no self-review), and an approval leaves out items recommended for revoke unless
+    ``include_recommended_revoke``; the result reports both by cause. With ``expected_count`` (the number a
+    confirmation showed), a different number of items to decide rolls everything back with an error, so
+    nobody decides more items than they agreed to."""
     _require_can_decide(actor)
     assert_same_organization(campaign, actor)
     with transaction.atomic():
         campaign, decision, reason, comment = _lock_for_decision(
             campaign, decision=decision, reason=reason, comment=comment
         )
-        items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
-        if not membership_can_decide_any(actor):
-            items = items.filter(reviewer_id=actor.pk)
+        breakdown = bulk_decision_breakdown(
+            campaign=campaign, actor=actor, items=items, decision=decision,
+            include_recommended_revoke=include_recommended_revoke,
+        )
+        items = _decidable(campaign, actor, items).exclude(_own_access_q(actor))
+        if breakdown.guarded:
+            items = items.exclude(recommendation=Decision.REVOKE)
         template = _EventTemplate.by_member(
             campaign=campaign,
             actor=actor,
@@ -454,6 +594,9 @@ def decisions_bulk_apply(
             comment=comment,
             kind=KIND_BULK,
             bulk_id=uuid.uuid4(),
+            expires_on=exception_expiry_clean(
+                organization=actor.organization, decision=decision, expires_on=expires_on
+            ),
         )
         updated = _update_items(items, template)
         ids = updated.ids
@@ -462,8 +605,15 @@ def decisions_bulk_apply(
                 f"The view now matches {len(ids)} items you can decide, not the {expected_count} you "
                 "confirmed; review the count and confirm again."
             )
+        result = BulkResult(
+            updated=len(ids),
+            skipped=breakdown.skipped,
+            recommended_revoke_causes=(
+                {cause: n for cause, n in breakdown.revoke_causes.items() if n} if breakdown.guarded else {}
+            ),
+        )
         if not ids:
-            return 0
+            return result
         _append_events(campaign=campaign, template=template, item_ids=ids)
         audit_record(
             action="campaign_bulk_decision",
@@ -478,10 +628,14 @@ def decisions_bulk_apply(
                 "count": len(ids),
                 "scope": scope_label,
                 "bulk_id": str(template.bulk_id),
+                "skipped": result.skipped,
+                "included_recommended_revoke": decision == Decision.APPROVE and include_recommended_revoke
+                and breakdown.recommended_revoke > 0,
+                **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )
         _on_commit_tickets(campaign.organization_id, updated.remediation_ids)
-    return len(ids)
+    return result
 
 
 def decisions_apply_default_outcome(*, campaign: Campaign, actor: User | Membership | None = None) -> int:

@@ -1,5 +1,4 @@
-"""Home sections of campaigns: a reviewer's open reviews; staff's active campaigns and overdue reviewers; an
-auditor's completed campaigns and evidence."""
+"""Home sections of campaigns: a reviewer's open reviews; active campaigns, and overdue reviewers for staff."""
 
 from __future__ import annotations
 
@@ -102,32 +101,5 @@ def campaigns_home_section(request) -> Section | None:
             "can_manage": has_perm(membership.role, Perm.MANAGE_CAMPAIGNS),
             "list_url": reverse("campaign_list", args=[slug]),
             "new_url": reverse("campaign_new", args=[slug]),
-        },
-    )
-
-
-def evidence_home_section(request) -> Section | None:
-    """Completed campaigns and their evidence, for members who export evidence but do not run campaigns."""
-    membership = request.membership
-    role = membership.role
-    if (
-        not request.organization.has_access_reviews
-        or not has_perm(role, Perm.EXPORT_EVIDENCE)
-        or has_perm(role, Perm.MANAGE_CAMPAIGNS)
-    ):
-        return None
-    slug = request.organization.slug
-    completed = list(
-        Campaign.objects.filter(status=CampaignStatus.COMPLETED).order_by("-completed_at", "-created_at")[:8]
-    )
-    return Section(
-        template="campaigns/home_evidence.html",
-        order=15,
-        wide=True,
-        data={
-            "completed": [
-                {"campaign": c, "url": reverse("campaign_detail", args=[slug, c.pk])} for c in completed
-            ],
-            "evidence_url": reverse("evidence_list", args=[slug]),
         },
     )

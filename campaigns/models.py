@@ -181,6 +181,12 @@ class ReviewItem(FindingsMixin, TenantModel):
     decided_at = models.DateTimeField(null=True, blank=True)
     signed_off_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=0)
+    # An exception decision lasts until this date (inclusive); the day after, the access is re-reviewed.
+    exception_expires_on = models.DateField(null=True, blank=True)
+    # In an "Exception renewals" campaign: the expired exception this item re-reviews.
+    renewal_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals"
+    )
     # Remediation (filled by the ITSM area).
     ticket_key = models.CharField(max_length=100, blank=True)
     ticket_url = models.CharField(max_length=500, blank=True)
@@ -200,6 +206,12 @@ class ReviewItem(FindingsMixin, TenantModel):
             models.Index(fields=["organization", "campaign", "application_name", "id"], name="item_org_campaign_app"),
             models.Index(fields=["organization", "campaign", "identity_department", "id"], name="item_org_campaign_dept"),
             models.Index(fields=["organization", "remediation_status"], name="item_org_remediation"),
+            # The exceptions list and the daily expiry sweep read exception items by expiry date.
+            models.Index(
+                fields=["organization", "exception_expires_on", "id"],
+                condition=models.Q(decision="exception"),
+                name="item_org_exception_expiry",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -218,6 +230,7 @@ class DecisionEvent(TenantModel):
     actor_email = models.CharField(max_length=254)  # "system" for default outcomes
     actor_role = models.CharField(max_length=20, blank=True)
     kind = models.CharField(max_length=20, default="single")  # single | bulk | system
+    expires_on = models.DateField(null=True, blank=True)  # exception decisions only
     bulk_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     prev_hash = models.CharField(max_length=64, blank=True)
@@ -236,57 +249,6 @@ class DecisionEvent(TenantModel):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("decision history is append-only")
-
-
-class EvidencePackageStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    BUILDING = "building", "Building"
-    READY = "ready", "Ready"
-    FAILED = "failed", "Failed"
-
-
-def evidence_package_path(instance: EvidencePackage, filename: str) -> str:
-    return f"evidence/{instance.organization_id}/{instance.campaign_id}/{instance.id}.zip"
-
-
-class EvidencePackage(TenantModel):
-    """One generated evidence ZIP: its hashes and who generated it. Large packages are built in the
-    background and kept in storage (``file``); small ones are streamed and only recorded here."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="evidence_packages")
-    status = models.CharField(
-        max_length=20, choices=EvidencePackageStatus.choices, default=EvidencePackageStatus.BUILDING
-    )
-    stored = models.BooleanField(default=False)  # built in the background and kept for download
-    progress = models.PositiveSmallIntegerField(default=0)  # percent while building
-    progress_label = models.CharField(max_length=200, blank=True)
-    file = models.FileField(upload_to=evidence_package_path, max_length=300, blank=True)
-    file_name = models.CharField(max_length=200)
-    sha256 = models.CharField(max_length=64, blank=True)  # of the whole ZIP
-    size = models.BigIntegerField(null=True, blank=True)
-    manifest_sha256 = models.CharField(max_length=64, blank=True)
-    chain_head = models.CharField(max_length=64, blank=True)
-    item_count = models.PositiveIntegerField(default=0)
-    decision_count = models.PositiveIntegerField(default=0)
-    public_key_fingerprint = models.CharField(max_length=64, blank=True)
-    generated_by = models.ForeignKey(
-        "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    generated_by_email = models.CharField(max_length=254)
-    created_at = models.DateTimeField(default=timezone.now)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
-
-    class Meta:
-        indexes = [
-            # The Evidence page lists an organization's packages newest first, optionally per campaign.
-            models.Index(fields=["organization", "-created_at"], name="evidencepkg_org_created"),
-            models.Index(fields=["organization", "campaign", "-created_at"], name="evidencepkg_org_campaign"),
-        ]
-
-    def __str__(self) -> str:
-        return self.file_name
 
 
 class CampaignDecisionCount(TenantModel):

@@ -78,6 +78,13 @@ class ReviewItemSerializer(serializers.Serializer):
     ticket_status = serializers.CharField()
     ticket_error = serializers.CharField()
     remediation_status = serializers.CharField()
+    exception_expires_on = serializers.DateField(
+        allow_null=True, help_text="For an exception: the last day it holds; null otherwise."
+    )
+    renewal_of = serializers.IntegerField(
+        source="renewal_of_id", allow_null=True,
+        help_text="In an exception renewals campaign: the id of the expired exception item this re-reviews.",
+    )
 
     def get_decision(self, item) -> str | None:
         return item.decision or None
@@ -89,7 +96,10 @@ class ReviewItemSerializer(serializers.Serializer):
 class DecisionEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = DecisionEvent
-        fields = ["id", "decision", "reason", "comment", "actor_email", "actor_role", "kind", "created_at", "hash"]
+        fields = [
+            "id", "decision", "reason", "comment", "expires_on", "actor_email", "actor_role", "kind", "created_at",
+            "hash",
+        ]
 
 
 class ReviewItemDetailSerializer(ReviewItemSerializer):
@@ -105,6 +115,13 @@ class DecisionInputSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Decision.choices)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=MAX_REASON_LENGTH, default="")
     comment = serializers.CharField(required=False, allow_blank=True, max_length=MAX_COMMENT_LENGTH, default="")
+    expires_on = serializers.DateField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Exceptions only: the last day the exception holds (after today, within the organization's "
+        "maximum). Omitted: today plus the organization's default.",
+    )
 
 
 class ItemFilterSerializer(serializers.Serializer):
@@ -121,6 +138,12 @@ class ItemFilterSerializer(serializers.Serializer):
 
 
 class BulkDecisionInputSerializer(DecisionInputSerializer):
+    include_recommended_revoke = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="An approval leaves out items recommended for revoke unless this is true. Items whose identity "
+        "is the caller are always left out.",
+    )
     item_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, allow_empty=False, max_length=MAX_API_ITEM_IDS
     )
@@ -236,7 +259,22 @@ class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
 
     @extend_schema(
         request=BulkDecisionInputSerializer,
-        responses=inline_serializer("BulkDecisionResult", {"updated": serializers.IntegerField()}),
+        responses=inline_serializer(
+            "BulkDecisionResult",
+            {
+                "updated": serializers.IntegerField(),
+                "skipped": serializers.DictField(
+                    child=serializers.IntegerField(),
+                    help_text="Items left out, by cause: self_review (the caller's own access), "
+                    "recommended_revoke (an approval without include_recommended_revoke).",
+                ),
+                "recommended_revoke_causes": serializers.DictField(
+                    child=serializers.IntegerField(),
+                    help_text="The recommended_revoke items left out, by finding: terminated, orphaned, dormant, "
+                    "never_used, other.",
+                ),
+            },
+        ),
         operation_id="campaign_bulk_decide",
     )
     def post(self, request, org_slug, campaign_id):
@@ -253,19 +291,27 @@ class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
             else:
                 items = sel.review_items_selected(campaign=campaign, membership=membership, item_ids=values["item_ids"])
                 scope_label = "selected"
-            updated = decisions_bulk_apply(
+            result = decisions_bulk_apply(
                 campaign=campaign,
                 actor=membership,
                 items=items,
                 decision=values["decision"],
                 reason=values["reason"],
                 comment=values["comment"],
+                include_recommended_revoke=values["include_recommended_revoke"],
+                expires_on=values["expires_on"],
                 scope_label=scope_label,
                 request=request,
             )
         except DjangoValidationError as exc:
             raise _drf_error(exc) from exc
-        return Response({"updated": updated})
+        return Response(
+            {
+                "updated": result.updated,
+                "skipped": result.skipped,
+                "recommended_revoke_causes": result.recommended_revoke_causes,
+            }
+        )
 
 
 class SignOffAPI(_CampaignMixin, OrgAPIView):

@@ -14,6 +14,8 @@ class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=Decision.choices, error_messages={"required": "Choose a decision."})
     reason = forms.CharField(required=False, max_length=MAX_REASON_LENGTH)
     comment = forms.CharField(required=False, max_length=MAX_COMMENT_LENGTH, widget=forms.Textarea)
+    # Exceptions only; empty means the organization's default length.
+    expires_on = forms.DateField(required=False, error_messages={"invalid": "Enter the expiry date as YYYY-MM-DD."})
 
 
 class BulkDecisionForm(DecisionForm):
@@ -23,6 +25,8 @@ class BulkDecisionForm(DecisionForm):
     mode = forms.ChoiceField(choices=[(MODE_SELECTED, "Selected items"), (MODE_ALL, "All items in view")])
     item_ids = forms.TypedMultipleChoiceField(coerce=int, required=False)
     expected = forms.IntegerField(required=False, min_value=0)
+    # An approval leaves out items recommended for revoke unless the reviewer includes them explicitly.
+    include_recommended_revoke = forms.BooleanField(required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -24,7 +24,9 @@ from thalian.permissions import Perm, has_perm
 
 from . import review_selectors as sel
 from .decisions import (
+    bulk_decision_breakdown,
     decisions_bulk_apply,
+    is_own_access,
     membership_can_decide_any,
     review_item_decide,
     review_sign_off,
@@ -81,7 +83,7 @@ def _can_decide_item(request, campaign, item: ReviewItem) -> bool:
     membership = request.membership
     if campaign.status != CampaignStatus.ACTIVE or item.signed_off_at is not None:
         return False
-    if not has_perm(membership.role, Perm.DECIDE_ASSIGNED):
+    if not has_perm(membership.role, Perm.DECIDE_ASSIGNED) or is_own_access(item, membership):
         return False
     return membership_can_decide_any(membership) or item.reviewer_id == membership.pk
 
@@ -157,6 +159,7 @@ def _decorate(request, campaign, items) -> None:
     for item in items:
         item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
         item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
+        item.own_access = is_own_access(item, request.membership)
         item.can_decide = _can_decide_item(request, campaign, item)
 
 
@@ -363,6 +366,9 @@ def item_decide(request, campaign_id, item_id):
                 decision=form.cleaned_data["decision"],
                 reason=form.cleaned_data["reason"],
                 comment=form.cleaned_data["comment"],
+                expires_on=form.cleaned_data["expires_on"]
+                if form.cleaned_data["decision"] == Decision.EXCEPTION
+                else None,
                 request=request,
             )
         except ValidationError as exc:
@@ -398,31 +404,43 @@ def item_decide(request, campaign_id, item_id):
 @require_GET
 @org_view(Perm.DECIDE_ASSIGNED, requires_plan=True)
 def bulk_confirm(request, campaign_id):
-    """Confirmation of "<decision> all in view": states how many items the current filters match."""
+    """Confirmation of "<decision> all in view": states how many items the current filters match, and which
+    are left out (the reviewer's own access; for an approval, items recommended for revoke unless included)."""
     campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
     errors = []
-    count = 0
+    breakdown = None
     flt = sel.ItemFilter()
     decision = request.GET.get("apply", "")
+    include = request.GET.get("include_recommended_revoke") == "1"
     if decision not in Decision.values:
         errors.append(f"Unknown decision {decision!r}; choose approve, revoke or exception.")
     try:
-        flt = sel.item_filter_parse(request.GET)
+        flt = sel.item_filter_parse({k: v for k, v in request.GET.items() if k != "include_recommended_revoke"})
     except ValidationError as exc:
         errors.append(_error_text(exc))
     if campaign.status != CampaignStatus.ACTIVE:
         errors.append(f"Decisions can only be made while the campaign is active; this campaign is {campaign.status}.")
     if not errors:
-        count = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt).filter(
-            signed_off_at__isnull=True
-        ).count()
+        breakdown = bulk_decision_breakdown(
+            campaign=campaign,
+            actor=request.membership,
+            items=sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt),
+            decision=decision,
+            include_recommended_revoke=include,
+        )
+    confirm_url = reverse("review_bulk_confirm", args=[request.organization.slug, campaign.pk])
+    query = {**flt.active, "apply": decision}
     return render(
         request,
         "campaigns/review_bulk_confirm.html",
         {
             "campaign": campaign,
             "errors": errors,
-            "count": count,
+            "breakdown": breakdown,
+            "count": breakdown.to_decide if breakdown else 0,
+            "include": include,
+            "include_url": f"{confirm_url}?{urlencode({**query, 'include_recommended_revoke': '1'})}",
+            "exclude_url": f"{confirm_url}?{urlencode(query)}",
             "flt": flt,
             "filter_params": flt.active,
             "decision": decision,
@@ -432,6 +450,19 @@ def bulk_confirm(request, campaign_id):
         },
         status=400 if errors else 200,
     )
+
+
+def _skipped_text(result) -> str:
+    parts = []
+    if result.skipped.get("self_review"):
+        n = result.skipped["self_review"]
+        parts.append(f"{n} item{'s' if n != 1 else ''} of your own access (another reviewer decides them)")
+    if result.skipped.get("recommended_revoke"):
+        n = result.skipped["recommended_revoke"]
+        causes = ", ".join(f"{c.replace('_', ' ')} {k}" for c, k in result.recommended_revoke_causes.items())
+        parts.append(f"{n} item{'s' if n != 1 else ''} recommended for revoke ({causes}); include them explicitly "
+                     "to approve them")
+    return f" Left out: {'; '.join(parts)}." if parts else ""
 
 
 @require_POST
@@ -455,13 +486,15 @@ def bulk_decide(request, campaign_id):
                 campaign=campaign, membership=request.membership, item_ids=data["item_ids"]
             )
             scope_label = "selected"
-        updated = decisions_bulk_apply(
+        result = decisions_bulk_apply(
             campaign=campaign,
             actor=request.membership,
             items=items,
             decision=data["decision"],
             reason=data["reason"],
             comment=data["comment"],
+            include_recommended_revoke=data["include_recommended_revoke"],
+            expires_on=data["expires_on"] if data["decision"] == Decision.EXCEPTION else None,
             scope_label=scope_label,
             expected_count=data["expected"] if data["mode"] == BulkDecisionForm.MODE_ALL else None,
             request=request,
@@ -470,7 +503,8 @@ def bulk_decide(request, campaign_id):
         messages.error(request, f"Nothing was changed. {_error_text(exc)}")
         return HttpResponseRedirect(back)
     label = dict(Decision.choices)[data["decision"]]
-    messages.success(request, f"{label}: {updated} item{'s' if updated != 1 else ''} decided.")
+    updated = result.updated
+    messages.success(request, f"{label}: {updated} item{'s' if updated != 1 else ''} decided.{_skipped_text(result)}")
     return HttpResponseRedirect(back)
 
 

@@ -562,6 +562,8 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
         "fb_id": fallback.pk,
         "fb_email": fallback.user.email.lower(),
         "dormant_reason": f"Not used in the last {organization.dormant_days} days",
+        "never_used_reason": f"Never used in {organization.dormant_days} days since granted",
+        "new_grant_reason": f"Active identity; granted within the last {organization.dormant_days} days, not used yet",
         "active_reason": f"Active identity, used in the last {organization.dormant_days} days",
     }
     where = ["e.organization_id = %(org)s", "e.present", "e.id > %(lo)s", "e.id <= %(hi)s"]
@@ -620,6 +622,9 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
     dormant = "(e.last_used IS NOT NULL AND e.last_used < %(dormant_before)s)"
     terminated = "(i.status = 'terminated')"
     orphaned = "(i.status = 'unknown')"
+    # A grant nobody has used is judged by its age: older than the dormant threshold it is as stale as a
+    # dormant one; a newer grant may simply not have been used yet.
+    never_used_old = "(e.last_used IS NULL AND e.first_seen < %(dormant_before)s)"
     computed = {
         "organization_id": "e.organization_id",
         "campaign_id": "%(campaign)s",
@@ -642,14 +647,15 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
         "is_orphaned": orphaned,
         "is_never_used": "(e.last_used IS NULL)",
         "recommendation": (
-            f"CASE WHEN {terminated} OR {orphaned} OR {dormant} THEN '{Decision.REVOKE.value}' "
+            f"CASE WHEN {terminated} OR {orphaned} OR {dormant} OR {never_used_old} THEN '{Decision.REVOKE.value}' "
             f"ELSE '{Decision.APPROVE.value}' END"
         ),
         "recommendation_reason": (
             f"CASE WHEN {terminated} THEN 'Identity is terminated' "
             f"WHEN {orphaned} THEN 'Orphaned account: no matching person in the identity source' "
             f"WHEN {dormant} THEN %(dormant_reason)s "
-            f"WHEN e.last_used IS NULL THEN 'Active identity; no usage recorded' "
+            f"WHEN {never_used_old} THEN %(never_used_reason)s "
+            f"WHEN e.last_used IS NULL THEN %(new_grant_reason)s "
             f"ELSE %(active_reason)s END"
         ),
         "reviewer_id": f"CASE WHEN {ok} THEN r.id WHEN {fb_ok} THEN %(fb_id)s ELSE NULL END",

@@ -34,3 +34,22 @@ def campaign_snapshot_task(self, *, organization_id: int, campaign_id: str) -> i
         except Exception as exc:
             services.campaign_launch_failed(campaign_id=campaign_id, error=f"{exc.__class__.__name__}: {exc}")
             raise
+
+
+@shared_task(name="campaigns.exception_renewals", acks_late=True, soft_time_limit=600, time_limit=660)
+def exception_renewals_for(organization_id: int, fallback_membership_id: int | None = None) -> str:
+    """Gathers an organization's expired exceptions into its renewal campaign (enqueued daily by the
+    notifications area with the organization's fallback reviewer). Safe to run twice: an expired exception is
+    gathered once."""
+    from thalian.models import Membership, Organization
+
+    from .exceptions import exception_renewals_gather
+
+    organization = Organization.objects.get(pk=organization_id)
+    fallback = (
+        Membership.objects.select_related("user").filter(pk=fallback_membership_id, organization=organization).first()
+        if fallback_membership_id
+        else None
+    )
+    campaign = exception_renewals_gather(organization=organization, fallback=fallback)
+    return str(campaign.pk) if campaign else ""

@@ -1,6 +1,6 @@
-from django.urls import include, path
+from django.urls import path
 
-from . import evidence_urls, review_views, views
+from . import exception_views, review_views, views
 
 urlpatterns = [
     path("campaigns/", views.campaign_list, name="campaign_list"),
@@ -14,6 +14,7 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/close/", views.campaign_close, name="campaign_close"),
     path("campaigns/<uuid:campaign_id>/reassign/", views.campaign_reassign, name="campaign_reassign"),
     path("reviews/", review_views.my_reviews, name="my_reviews"),
+    path("exceptions/", exception_views.exception_list, name="exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_views.item_list, name="review_items"),
     path("campaigns/<uuid:campaign_id>/items/<int:item_id>/", review_views.item_detail, name="review_item_detail"),
     path(
@@ -23,5 +24,4 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/items/bulk/confirm/", review_views.bulk_confirm, name="review_bulk_confirm"),
     path("campaigns/<uuid:campaign_id>/sign-off/", review_views.sign_off, name="review_sign_off"),
     path("campaigns/<uuid:campaign_id>/my-progress/", review_views.progress, name="review_progress"),
-    path("", include(evidence_urls.urlpatterns)),
 ]

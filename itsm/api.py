@@ -14,7 +14,7 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from campaigns.models import TicketStatus
+from campaigns.models import Campaign, TicketStatus
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
@@ -278,3 +278,34 @@ class TicketRetryApi(OrgAPIView):
             },
             status=status.HTTP_202_ACCEPTED,
         )
+
+
+class CampaignOpenTicketsApi(OrgAPIView):
+    """Open tickets now: one ticket for every revoke of an active or completed campaign that has none although a
+    connection now applies to its application (revokes recorded before any connection existed). Idempotent:
+    each revoke has exactly one ticket, so repeating the call opens nothing more."""
+
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+    requires_plan = True
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "CampaignTicketsOpened",
+                {"opened": serializers.IntegerField(help_text="Tickets opened by this call.")},
+            )
+        },
+        operation_id="campaign_tickets_open",
+    )
+    def post(self, request, org_slug, campaign_id):
+        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        if campaign is None:
+            raise Http404
+        try:
+            opened = services.tickets_open_unticketed(
+                organization=request.organization, campaign=campaign, actor=request.user, request=request
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError({"non_field_errors": exc.messages}) from exc
+        return Response({"opened": opened})

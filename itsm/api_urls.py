@@ -10,5 +10,8 @@ urlpatterns = [
         api.ConnectionTestApi.as_view(),
         name="api_itsm_connection_test",
     ),
+    path(
+        "campaigns/<uuid:campaign_id>/tickets/", api.CampaignOpenTicketsApi.as_view(), name="api_campaign_open_tickets"
+    ),
     path("itsm-tickets/<int:item_id>/retry/", api.TicketRetryApi.as_view(), name="api_itsm_ticket_retry"),
 ]

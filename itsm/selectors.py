@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db.models import Case, Count, F, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce, Lower, NullIf
 
-from campaigns.models import Campaign, Decision, RemediationStatus, ReviewItem
+from campaigns.models import Campaign, CampaignStatus, Decision, RemediationStatus, ReviewItem
 from entitlements.models import Application
-from thalian.models import Membership
+from thalian.models import Membership, Organization, TicketTrigger
 from thalian.permissions import Perm
 
 from .models import ApplicationRoute, ItsmConnection, Ticket, TicketState
@@ -140,5 +140,46 @@ def failed_tickets(*, campaign: Campaign, limit: int = 100) -> QuerySet[Ticket]:
             "connection__id",
             "connection__name",
         )
+        .order_by("id")[:limit]
+    )
+
+
+# Revokes recorded before any connection applied to their application, and so without a ticket, are opened
+# later from here. Campaigns in these states keep their revokes' remediation open.
+UNTICKETED_CAMPAIGN_STATUSES = (CampaignStatus.ACTIVE, CampaignStatus.COMPLETED)
+
+
+def unticketed_revokes(*, organization: Organization, campaign: Campaign | None = None) -> QuerySet[ReviewItem]:
+    """Revoked items of active or completed campaigns that have no ticket although a connection now applies
+    to their application (its route, or the default connection). With the sign-off trigger, items of an
+    active campaign wait for their reviewer's sign-off, as they would have anyway."""
+    items = ReviewItem.objects.filter(
+        decision=Decision.REVOKE,
+        itsm_ticket__isnull=True,
+        campaign__status__in=UNTICKETED_CAMPAIGN_STATUSES,
+    )
+    if campaign is not None:
+        items = items.filter(campaign=campaign)
+    if not ItsmConnection.objects.filter(is_default=True).exists():
+        items = items.filter(application_id__in=ApplicationRoute.objects.values("application_id"))
+    if organization.ticket_trigger == TicketTrigger.ON_SIGN_OFF:
+        items = items.filter(Q(signed_off_at__isnull=False) | Q(campaign__status=CampaignStatus.COMPLETED))
+    return items
+
+
+def unticketed_revokes_by_campaign(*, organization: Organization) -> list[dict]:
+    """[{campaign_id, campaign__title, count}] for the remediation queue, largest first."""
+    return list(
+        unticketed_revokes(organization=organization)
+        .values("campaign_id", "campaign__title")
+        .annotate(count=Count("id"))
+        .order_by("-count", "campaign__title")
+    )
+
+
+def unticketed_revokes_sample(*, organization: Organization, campaign: Campaign, limit: int = 100):
+    return (
+        unticketed_revokes(organization=organization, campaign=campaign)
+        .only("id", "identity_email", "application_name", "role", "decided_at", "decided_by_email")
         .order_by("id")[:limit]
     )

@@ -21,7 +21,7 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Decision, RemediationStatus, ReviewItem
+from campaigns.models import Campaign, Decision, RemediationStatus, ReviewItem
 from entitlements.models import Application, Entitlement
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
@@ -50,6 +50,7 @@ from .models import (
     TicketComment,
     TicketState,
 )
+from .selectors import UNTICKETED_CAMPAIGN_STATUSES, unticketed_revokes
 
 logger = logging.getLogger(__name__)
 
@@ -602,6 +603,76 @@ def _reinstated_text(item: ReviewItem) -> str:
     )
 
 
+def _queue_tickets(organization_id: int, items) -> list[int]:
+    """Inside the caller's transaction and scope: one pending ticket per item of ``items`` (revoked items
+    without a ticket), on the connection routed for its application or the default one, enqueued to open
+    after the commit. Returns the ids of the tickets this call created; a concurrent call's are not counted."""
+    rows = list(items.values_list("pk", "campaign_id", "application_id"))
+    if not rows:
+        return []
+    now = timezone.now()
+    routes = dict(ApplicationRoute.objects.values_list("application_id", "connection_id"))
+    default_id = ItsmConnection.objects.filter(is_default=True).values_list("pk", flat=True).first()
+    Ticket.objects.bulk_create(
+        [
+            Ticket(
+                organization_id=organization_id,
+                item_id=pk,
+                campaign_id=campaign_id,
+                connection_id=routes.get(app_id, default_id),
+                state=TicketState.PENDING,
+                created_at=now,
+            )
+            for pk, campaign_id, app_id in rows
+            if routes.get(app_id, default_id) is not None
+        ],
+        batch_size=1000,
+        # A concurrent call may have created some: the one-to-one column keeps one per item.
+        ignore_conflicts=True,
+    )
+    item_ids = [pk for pk, _c, _a in rows]
+    ReviewItem.objects.filter(pk__in=item_ids, itsm_ticket__state=TicketState.PENDING).update(
+        ticket_status="pending", ticket_error="", ticket_key="", ticket_url=""
+    )
+    # ignore_conflicts leaves primary keys unset: read back the pending tickets this call created.
+    queued = list(
+        Ticket.objects.filter(item_id__in=item_ids, state=TicketState.PENDING, created_at=now).values_list(
+            "pk", flat=True
+        )
+    )
+    _enqueue_open(organization_id, queued)
+    return queued
+
+
+def tickets_open_unticketed(*, organization: Organization, campaign: Campaign, actor: User | None,
+                            request=None) -> int:
+    """"Open tickets now": one ticket for every revoke of the campaign that has none although a connection
+    now applies (revokes recorded before any connection existed). Safe to repeat: each revoke gets exactly one
+    ticket, so a second call opens nothing. Returns how many tickets were opened."""
+    with scope(organization), transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status not in UNTICKETED_CAMPAIGN_STATUSES:
+            raise ValidationError(
+                f"Tickets are opened for revokes of active or completed campaigns; this campaign is "
+                f"{campaign.get_status_display().lower()}."
+            )
+        if not ItsmConnection.objects.exists():
+            raise ValidationError(
+                "No ticketing system is connected: add one under Settings → Ticketing (ITSM) first."
+            )
+        opened = _queue_tickets(organization.pk, unticketed_revokes(organization=organization, campaign=campaign))
+        if opened:
+            audit_record(
+                action="itsm.tickets_opened_now",
+                organization_id=organization.pk,
+                actor=actor,
+                request=request,
+                target=campaign,
+                details={"campaign": str(campaign.pk), "count": len(opened)},
+            )
+    return len(opened)
+
+
 def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> dict[str, int]:
     """Called after review decisions commit. Opens a ticket for every revoked item that has none, adds a
     withdrawal comment to opened tickets whose revoke was changed, and drops tickets not yet sent.
@@ -627,37 +698,7 @@ def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> di
             due = revoked.filter(itsm_ticket__isnull=True)
             if organization.ticket_trigger == TicketTrigger.ON_SIGN_OFF:
                 due = due.filter(signed_off_at__isnull=False)
-            rows = list(due.values_list("pk", "campaign_id", "application_id"))
-            now = timezone.now()
-            routes = dict(ApplicationRoute.objects.values_list("application_id", "connection_id"))
-            default_id = ItsmConnection.objects.filter(is_default=True).values_list("pk", flat=True).first()
-            Ticket.objects.bulk_create(
-                [
-                    Ticket(
-                        organization_id=organization_id,
-                        item_id=pk,
-                        campaign_id=campaign_id,
-                        connection_id=routes.get(app_id, default_id),
-                        state=TicketState.PENDING,
-                        created_at=now,
-                    )
-                    for pk, campaign_id, app_id in rows
-                ],
-                batch_size=1000,
-                # A concurrent call may have created some: the one-to-one column keeps one per item.
-                ignore_conflicts=True,
-            )
-            ReviewItem.objects.filter(
-                pk__in=[pk for pk, _c, _a in rows], itsm_ticket__state=TicketState.PENDING
-            ).update(ticket_status="pending", ticket_error="", ticket_key="", ticket_url="")
-            # ignore_conflicts leaves primary keys unset: read back the pending tickets of these items.
-            queued = list(
-                Ticket.objects.filter(
-                    item_id__in=[pk for pk, _c, _a in rows], state=TicketState.PENDING
-                ).values_list("pk", flat=True)
-            )
-            result["queued"] = len(queued)
-            _enqueue_open(organization_id, queued)
+            result["queued"] = len(_queue_tickets(organization_id, due))
 
         # Revoke changed to approve / exception.
         withdrawn = Ticket.objects.filter(item_id__in=item_ids).exclude(item__decision=Decision.REVOKE)

@@ -13,6 +13,11 @@ urlpatterns = [
         "campaigns/<uuid:campaign_id>/remediation/", views.campaign_remediation, name="campaign_remediation"
     ),
     path(
+        "campaigns/<uuid:campaign_id>/remediation/open-tickets/",
+        views.campaign_open_tickets,
+        name="campaign_open_tickets",
+    ),
+    path(
         "campaigns/<uuid:campaign_id>/remediation/retry-failed/",
         views.campaign_retry_failed,
         name="campaign_retry_failed",

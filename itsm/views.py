@@ -131,6 +131,10 @@ def remediation_queue(request):
         "items": page.object_list,
         "state": state,
         "counts": selectors.remediation_counts(base.order_by()),
+        "unticketed": selectors.unticketed_revokes_by_campaign(organization=request.organization)
+        if selectors.sees_all_remediation(request.membership)
+        else [],
+        "can_open_tickets": request.membership.can(Perm.MANAGE_CAMPAIGNS),
         "sees_all": selectors.sees_all_remediation(request.membership),
         "filters": [
             ("", "All"),
@@ -151,6 +155,12 @@ def campaign_remediation(request, campaign_id):
         "campaign": campaign,
         "summary": selectors.campaign_remediation_summary(campaign),
         "failed": selectors.failed_tickets(campaign=campaign),
+        "unticketed": list(
+            selectors.unticketed_revokes_sample(organization=request.organization, campaign=campaign)
+        ),
+        "unticketed_count": selectors.unticketed_revokes(organization=request.organization, campaign=campaign)
+        .count(),
+        "can_open_tickets": request.membership.can(Perm.MANAGE_CAMPAIGNS),
         "can_retry": request.membership.can(Perm.MANAGE_CAMPAIGNS)
         or request.membership.can(Perm.MANAGE_SETTINGS),
     }
@@ -183,3 +193,29 @@ def campaign_retry_failed(request, campaign_id):
     )
     messages.success(request, f"{count} failed ticket{'s' if count != 1 else ''} queued again.")
     return redirect("campaign_remediation", request.organization.slug, campaign.pk)
+
+
+@require_POST
+@org_view(Perm.MANAGE_CAMPAIGNS)
+def campaign_open_tickets(request, campaign_id):
+    """"Open tickets now" for the campaign's revokes that have no ticket."""
+    campaign = _campaign_for_member(request.membership, campaign_id)
+    try:
+        opened = services.tickets_open_unticketed(
+            organization=request.organization, campaign=campaign, actor=request.user, request=request
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{opened} ticket{'s' if opened != 1 else ''} opened for revokes without one.")
+    return redirect(_safe_back(request, campaign))
+
+
+def _safe_back(request, campaign: Campaign) -> str:
+    from django.urls import reverse
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return back
+    return reverse("campaign_remediation", args=[request.organization.slug, campaign.pk])

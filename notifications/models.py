@@ -30,6 +30,7 @@ class Event(models.TextChoices):
     CAMPAIGN_COMPLETED = "campaign_completed", "Campaign completed"
     TICKET_FAILED = "ticket_failed", "Ticket failed"
     REMEDIATION_OUTCOME = "remediation_outcome", "Remediation outcome"
+    EXCEPTION_EXPIRING = "exception_expiring", "Exception expiring"
     TEST = "test", "Test message"
 
 

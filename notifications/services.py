@@ -137,6 +137,19 @@ def build_content(
             or (campaign_url(campaign) if campaign else details.get("home", "")),
             action_label="Open remediation",
         )
+    if event == Event.EXCEPTION_EXPIRING:
+        lines = "\n".join(f"- {line}" for line in details.get("items", []))
+        count = details.get("count", 0)
+        return Content(
+            title=f"{count} exception{'s' if count != 1 else ''} you granted expire{'s' if count == 1 else ''} "
+            f"in {details.get('days')} days",
+            body=(
+                f"These exceptions you granted expire on {details.get('expires_on')}. The day after, the access "
+                f"is reviewed again in an exception renewals campaign.\n{lines}"
+            ),
+            action_url=details.get("url", ""),
+            action_label="Open exceptions",
+        )
     assert campaign is not None
     title = campaign.title
     if event == Event.REVIEW_ASSIGNED:
@@ -1033,3 +1046,40 @@ def campaign_policy_update(
             details={"changed": changed},
         )
     return policy
+
+
+# Exceptions expiring ------------------------------------------------------------------------------------------
+
+
+def exception_reminders_send(*, organization_id: int, today: dt.date | None = None) -> int:
+    """Reminds each reviewer of the exceptions they granted that expire in 14 and in 3 days (read through the
+    campaigns selector). One notification per reviewer, expiry date and channel; repeats are deduplicated."""
+    from campaigns.exceptions import MAX_REMINDER_LINES, exception_reminders_due
+
+    sent = 0
+    with scope(organization_id=organization_id):
+        url = _absolute("exception_list", Organization.objects.get(pk=organization_id).slug, query="?status=expiring")
+        for reminder in exception_reminders_due(today=today):
+            lines = [
+                f"{i.identity_email} in {i.application_name} ({i.role}): {i.decision_reason or 'no reason given'}"
+                for i in reminder.items[:MAX_REMINDER_LINES]
+            ]
+            if len(reminder.items) > MAX_REMINDER_LINES:
+                lines.append(f"and {len(reminder.items) - MAX_REMINDER_LINES} more")
+            fan = notifications_create(
+                organization_id=organization_id,
+                event=Event.EXCEPTION_EXPIRING,
+                campaign=None,
+                recipients=[Recipient(membership=reminder.membership)],
+                period=f"{reminder.days}d",
+                subject=f"exceptions-{reminder.expires_on.isoformat()}",
+                details={
+                    "items": lines,
+                    "count": len(reminder.items),
+                    "days": reminder.days,
+                    "expires_on": reminder.expires_on.isoformat(),
+                    "url": url,
+                },
+            )
+            sent += len(fan.created)
+    return sent

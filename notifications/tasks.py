@@ -107,3 +107,38 @@ def launch_scheduled_campaign(organization_id: int, campaign_id: str) -> str:
         if campaign is None:
             return "missing"
         return scheduling.campaign_occurrence_launch(campaign=campaign, now=timezone.now())
+
+
+@shared_task(name="notifications.exception_reminders_all", soft_time_limit=600, time_limit=660)
+def exception_reminders_all() -> int:
+    """Beat, daily: reviewers are reminded of the exceptions they granted 14 and 3 days before expiry."""
+    from campaigns.exceptions import organizations_with_exceptions_expiring
+
+    ids = organizations_with_exceptions_expiring()
+    for organization_id in ids:
+        exception_reminders.delay(organization_id)
+    return len(ids)
+
+
+@shared_task(name="notifications.exception_renewals_all", soft_time_limit=600, time_limit=660)
+def exception_renewals_all() -> int:
+    """Beat, daily: each organization's expired exceptions go into its "Exception renewals <date>" campaign,
+    with the organization's fallback reviewer (of these notification settings) for applications without an
+    owner who can review."""
+    from campaigns.exceptions import organizations_with_expired_exceptions
+    from campaigns.tasks import exception_renewals_for
+
+    from .selectors import notification_settings_for
+
+    ids = organizations_with_expired_exceptions()
+    for organization_id in ids:
+        with scope(organization_id=organization_id):
+            fallback_id = notification_settings_for(organization_id=organization_id).fallback_reviewer_id
+        exception_renewals_for.delay(organization_id, fallback_id)
+    return len(ids)
+
+
+@shared_task(name="notifications.exception_reminders", acks_late=True, soft_time_limit=600, time_limit=660)
+def exception_reminders(organization_id: int) -> int:
+    """Safe to run twice: each reminder has a dedupe key (reviewer, expiry date, days before, channel)."""
+    return services.exception_reminders_send(organization_id=organization_id)

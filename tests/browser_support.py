@@ -148,3 +148,25 @@ def assert_fits_viewport(page) -> None:
         )
         pytest.fail(f"{page.url} is {overflow}px wider than the {page.viewport_size['width']}px viewport: "
                     + "; ".join(culprits), pytrace=False)
+
+
+SCREEN_SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
+
+
+def screenshots(page, name: str) -> list:
+    """Full-page screenshots of the current page at 1366x768 and 390x844, saved as test artifacts under the
+    git-ignored test-artifacts/screenshots/ (look at them before calling a page done)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    folder = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for size, (width, height) in SCREEN_SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        path = folder / f"{name}-{size}.png"
+        page.screenshot(path=str(path), full_page=True)
+        paths.append(path)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    return paths

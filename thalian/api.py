@@ -27,16 +27,27 @@ from .models import (
 )
 from .permissions import ROLE_CHOICES, Perm, Role, has_perm, perms_for
 
+# In a view's ``required_perms``: the method is open to every member of the organization (their own data).
+ANY_MEMBER = "any_member"
+
 
 class OrgPermission(permissions.BasePermission):
-    """Maps HTTP methods to permissions from the role table: view.required_perms = {"GET": Perm.X, ...}."""
+    """Maps HTTP methods to permissions from the role table: view.required_perms = {"GET": Perm.X, ...}.
+
+    The map fails closed: a method the view implements but its map does not name is refused (HEAD and
+    OPTIONS follow GET). A method the view does not implement is left to DRF, which answers 405."""
 
     def has_permission(self, request, view):
         perms = getattr(view, "required_perms", {})
-        perm = perms.get(request.method) or perms.get("*")
-        if perm is None and request.method in ("HEAD", "OPTIONS"):
+        method = request.method
+        perm = perms.get(method)
+        if perm is None and method in ("HEAD", "OPTIONS"):
             perm = perms.get("GET")
         if perm is None:
+            if not hasattr(view, method.lower()):
+                return True  # no handler: DRF answers 405 Method Not Allowed
+            raise exceptions.PermissionDenied(f"{method} is not allowed on this endpoint for any role.")
+        if perm == ANY_MEMBER:
             return True
         if not has_perm(request.membership.role, perm):
             raise exceptions.PermissionDenied(f"Your role ({request.membership.role}) does not allow this.")
@@ -49,7 +60,7 @@ class OrgAPIView(APIView):
     `requires_plan`, and runs the handler inside the organization's scope."""
 
     permission_classes = [permissions.IsAuthenticated, OrgPermission]
-    required_perms: dict[str, Perm] = {}
+    required_perms: dict[str, Perm | str] = {}  # fails closed: an implemented method must be named
     requires_plan = False
 
     def initial(self, request, *args, **kwargs):
@@ -230,6 +241,8 @@ class AuditCursorPagination(CursorPagination):
 
 
 class MeView(OrgAPIView):
+    required_perms = {"GET": ANY_MEMBER}
+
     @extend_schema(responses=MeSerializer, summary="Who am I in this organization", tags=["platform"])
     def get(self, request, org_slug):
         m = request.membership
@@ -339,10 +352,19 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer):
         child=serializers.CharField(max_length=100, allow_blank=True), max_length=100, allow_empty=True
     )
     ticket_trigger = serializers.ChoiceField(choices=TicketTrigger.choices)
+    exception_default_days = serializers.IntegerField(
+        min_value=1, max_value=3650, help_text="Days an exception lasts when the reviewer gives no expiry date."
+    )
+    exception_max_days = serializers.IntegerField(
+        min_value=1, max_value=3650, help_text="The longest exception allowed, in days from the decision."
+    )
 
     class Meta:
         model = Organization
-        fields = ["slug", "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger"]
+        fields = [
+            "slug", "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger",
+            "exception_default_days", "exception_max_days",
+        ]
         read_only_fields = ["slug"]
 
     def validate_privileged_patterns(self, value: list[str]) -> list[str]:
@@ -382,6 +404,8 @@ class OrganizationSettingsView(OrgAPIView):
 
 
 class TokenListView(OrgAPIView):
+    required_perms = {"GET": ANY_MEMBER, "POST": ANY_MEMBER}  # each member's own tokens
+
     @extend_schema(responses=TokenSerializer(many=True), summary="List your API tokens", tags=["platform"])
     def get(self, request, org_slug):
         tokens = selectors.tokens_for_membership(membership=request.membership)
@@ -406,6 +430,8 @@ class TokenListView(OrgAPIView):
 
 
 class TokenDetailView(OrgAPIView):
+    required_perms = {"DELETE": ANY_MEMBER}  # each member's own tokens
+
     @extend_schema(responses={204: None}, summary="Revoke one of your API tokens", tags=["platform"])
     def delete(self, request, org_slug, public_id):
         token = get_object_or_404(ApiToken.objects.all(), public_id=public_id, membership=request.membership)

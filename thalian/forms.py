@@ -115,8 +115,13 @@ class OrganizationSettingsForm(forms.ModelForm):
 
     class Meta:
         model = Organization
-        fields = ["name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger"]
+        fields = [
+            "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger",
+            "exception_default_days", "exception_max_days",
+        ]
         labels = {
+            "exception_default_days": "Exceptions expire after (days, when the reviewer gives no date)",
+            "exception_max_days": "Longest exception allowed (days)",
             "dormant_days": "Dormant after (days without use)",
             "freshness_days": "Inventory freshness limit (days)",
             "ticket_trigger": "Open remediation tickets",
@@ -132,7 +137,7 @@ class OrganizationSettingsForm(forms.ModelForm):
         self.fields["ticket_trigger"].choices = TicketTrigger.choices
         self.fields["dormant_days"].min_value = 1
         self.fields["freshness_days"].min_value = 1
-        for name in ("dormant_days", "freshness_days"):
+        for name in ("dormant_days", "freshness_days", "exception_default_days", "exception_max_days"):
             self.fields[name].widget.attrs["min"] = 1
             self.fields[name].validators.append(_at_least_one)
 

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import uuid
 
+import pgtrigger
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
@@ -80,10 +81,26 @@ class Organization(models.Model):
     privileged_patterns = models.JSONField(default=default_privileged_patterns)
     freshness_days = models.PositiveIntegerField(default=7)
     ticket_trigger = models.CharField(max_length=20, choices=TicketTrigger.choices, default=TicketTrigger.ON_DECISION)
+    # Exception decisions expire: the default when a reviewer gives no date, and the longest allowed.
+    exception_default_days = models.PositiveIntegerField(default=90)
+    exception_max_days = models.PositiveIntegerField(default=365)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if self.exception_default_days and self.exception_max_days and (
+            self.exception_default_days > self.exception_max_days
+        ):
+            raise ValidationError(
+                {
+                    "exception_default_days": f"The default exception length ({self.exception_default_days} days) "
+                    f"is longer than the maximum ({self.exception_max_days} days)."
+                }
+            )
 
     @property
     def has_access_reviews(self) -> bool:
@@ -165,9 +182,18 @@ class ApiToken(TenantModel):
         return self.revoked_at is None
 
 
+# Body of the audit table's append-only triggers (PostgreSQL, installed by django-pgtrigger's migrations).
+AUDIT_APPEND_ONLY_REFUSAL = (
+    "RAISE EXCEPTION 'audit events are append-only: % of thalian_auditevent % refused', TG_OP, OLD.id "
+    "USING ERRCODE = 'insufficient_privilege';"
+)
+# Trigger that thalian.services.organization_delete ignores (pgtrigger.ignore) to remove an organization's trail.
+AUDIT_DELETE_TRIGGER = "thalian.AuditEvent:audit_append_only_delete"
+
+
 class AuditEvent(models.Model):
     """Append-only record of who did what. Rows are never updated or deleted (enforced in save/delete and,
-    on PostgreSQL, by a trigger)."""
+    on PostgreSQL, by the triggers below)."""
 
     organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -185,6 +211,38 @@ class AuditEvent(models.Model):
             models.Index(fields=["organization", "-created_at"], name="audit_org_created"),
             models.Index(fields=["organization", "action", "-created_at"], name="audit_org_action"),
         ]
+        triggers = [
+            # Any change but the actor is refused; the actor may only be cleared (deleting a user sets it to
+            # NULL, and actor_email keeps who it was).
+            pgtrigger.Trigger(
+                name="audit_append_only_update",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange(exclude=["actor"]),
+                func=AUDIT_APPEND_ONLY_REFUSAL,
+            ),
+            pgtrigger.Trigger(
+                name="audit_append_only_actor",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Q(new__actor__isnull=False, old__actor__df=pgtrigger.F("new__actor")),
+                func=AUDIT_APPEND_ONLY_REFUSAL,
+            ),
+            # Deletes are refused except inside organization_delete, which ignores this trigger.
+            pgtrigger.Trigger(
+                name="audit_append_only_delete",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Delete,
+                func=AUDIT_APPEND_ONLY_REFUSAL,
+            ),
+        ]
+
+    @property
+    def detail_pairs(self) -> list[tuple[str, object]]:
+        """The details as (key, value) pairs for display. Templates must not look up ``details.items``: a
+        detail may itself be called ``items`` (the item count of a launch or sign-off)."""
+        details = self.details if isinstance(self.details, dict) else {"value": self.details}
+        return list(details.items())
 
     def save(self, *args, **kwargs):
         if self.pk is not None and not self._state.adding:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import smtplib
 
+import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -17,6 +17,7 @@ from django.utils import timezone
 from . import tenancy
 from .audit import audit_record
 from .models import (
+    AUDIT_DELETE_TRIGGER,
     ApiToken,
     Invitation,
     Membership,
@@ -282,7 +283,10 @@ def membership_remove(*, actor: Membership, membership: Membership, request=None
 
 # Organization ------------------------------------------------------------------------------------------
 
-SETTINGS_FIELDS = ("name", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger")
+SETTINGS_FIELDS = (
+    "name", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger", "exception_default_days",
+    "exception_max_days",
+)
 
 
 @transaction.atomic
@@ -337,20 +341,10 @@ def organization_update(*, actor: Membership, request=None, **changes) -> Organi
     return org
 
 
-@contextlib.contextmanager
 def _audit_purge_allowed():
-    """Lets the append-only trigger of the audit table accept deletes for the duration of the block (in the
-    current transaction only)."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('thalian.audit_purge', 'on', true)")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('thalian.audit_purge', 'off', true)")
+    """Lets the append-only delete trigger of the audit table accept deletes for the duration of the block
+    (django-pgtrigger's ignore: set per statement, in the current transaction only; a no-op on SQLite)."""
+    return pgtrigger.ignore(AUDIT_DELETE_TRIGGER)
 
 
 @transaction.atomic

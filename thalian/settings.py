@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 from cryptography.fernet import Fernet
+from csp.constants import NONE as CSP_NONE
+from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -74,16 +76,25 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    "csp",
+    "pgtrigger",
     "thalian",
     "entitlements",
     "campaigns",
     "itsm",
     "notifications",
+    "evidence",
+    "sso",
 ]
+# The benchmarks (`manage.py bench`) live in bench/ in a checkout only; the Docker image leaves them out. The
+# directory is checked rather than an ImportError caught, so a broken import of our own code still fails.
+if (BASE_DIR / "bench" / "apps.py").is_file():
+    INSTALLED_APPS.append("bench")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "thalian.middleware.SecurityHeadersMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -173,13 +184,31 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 IMPORT_ASYNC_THRESHOLD_ROWS = env.int("IMPORT_ASYNC_THRESHOLD_ROWS", default=5000)
 EVIDENCE_ASYNC_THRESHOLD_ITEMS = env.int("EVIDENCE_ASYNC_THRESHOLD_ITEMS", default=100_000)
 
-# Redis: Celery broker, result backend and cache. Unset: eager Celery and a local-memory cache.
+# Redis: Celery broker, result backend and cache. Without REDIS_URL (the embedded default) there are two modes:
+# - EMBEDDED_BROKER=true, set by `make run` for its web, worker and beat processes: tasks are queued on a SQLite
+#   file in the data directory (kombu's SQLAlchemy transport, no server to install) and run by the worker, so
+#   beat's schedule (scheduled launches, reminders, retries, sweeps) runs too; the cache is a directory in the
+#   data directory so progress written by the worker shows on pages served by the web process.
+# - otherwise (manage.py commands, a bare runserver, scripts): tasks run eagerly in the calling process and the
+#   cache is local memory.
 REDIS_URL = env.str("REDIS_URL", default="")
+EMBEDDED_BROKER = env.bool("EMBEDDED_BROKER", default=False)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+elif EMBEDDED_BROKER:
+    CELERY_BROKER_URL = f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
+    # Nothing reads task results; the broker file only carries messages.
+    CELERY_RESULT_BACKEND = None
+    CELERY_TASK_ALWAYS_EAGER = False
+    # Passed to SQLAlchemy's create_engine: web, worker and beat share the file, so wait for its lock.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"connect_args": {"timeout": 30}}
+    CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": DATA_DIR / "cache"}
+    }
 else:
     CELERY_BROKER_URL = "memory://"
     CELERY_RESULT_BACKEND = "cache+memory://"
@@ -224,15 +253,32 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
+# Content-Security-Policy (django-csp): the site itself only, no inline script or style. A view that must
+# reach further (a form posting to an identity provider, say) widens it with csp.decorators.csp_update.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [CSP_SELF],
+        "script-src": [CSP_SELF],
+        "style-src": [CSP_SELF],
+        "img-src": [CSP_SELF, "data:"],
+        "font-src": [CSP_SELF],
+        "connect-src": [CSP_SELF],
+        "object-src": [CSP_NONE],
+        "base-uri": [CSP_SELF],
+        "form-action": [CSP_SELF],
+        "frame-ancestors": [CSP_NONE],
+    }
+}
 # ITSM and SCIM base URLs must be https in production unless this is set.
 ALLOW_INSECURE_HTTP_INTEGRATIONS = env.bool("ALLOW_INSECURE_HTTP_INTEGRATIONS", default=DEBUG)
 # Extra CA bundle (PEM path) trusted for ITSM connections, e.g. an internal ServiceNow; empty: system CAs.
 ITSM_CA_BUNDLE = env.str("ITSM_CA_BUNDLE", default="")
 ITSM_TIMEOUT_SECONDS = env.float("ITSM_TIMEOUT_SECONDS", default=10.0)
+# Single sign-on: timeout of discovery/metadata/token requests to identity providers; DNS servers ("ip" or
+# "ip:port", comma-separated) asked for domain verification TXT records (empty: the system resolver); xmlsec1.
+SSO_HTTP_TIMEOUT_SECONDS = env.float("SSO_HTTP_TIMEOUT_SECONDS", default=10.0)
+SSO_DNS_NAMESERVERS = env.list("SSO_DNS_NAMESERVERS", default=[])
+SAML_XMLSEC_BINARY = env.str("SAML_XMLSEC_BINARY", default="/usr/bin/xmlsec1")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -265,7 +311,7 @@ SPECTACULAR_SETTINGS = {
     # Fields sharing a name (status, kind, ...) across models get one stable enum per choice set.
     "ENUM_NAME_OVERRIDES": {
         "CampaignStatusEnum": "campaigns.models.CampaignStatus.choices",
-        "EvidencePackageStatusEnum": "campaigns.models.EvidencePackageStatus.choices",
+        "EvidencePackageStatusEnum": "evidence.models.EvidencePackageStatus.choices",
         "ReviewerStrategyEnum": "campaigns.models.ReviewerStrategy.choices",
         "DefaultOutcomeEnum": "campaigns.models.DefaultOutcome.choices",
         "IdentityStatusEnum": "entitlements.models.IdentityStatus.choices",
@@ -285,5 +331,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "xmlschema": {"level": "WARNING"}},
 }

@@ -5,14 +5,13 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import views
-from .forms import LoginForm
 
 # Page URLs of each app live in <app>/urls.py (under /o/<org_slug>/) and API URLs in <app>/api_urls.py (under
 # /api/v1/orgs/<org_slug>/); both are included here when the module exists.
 org_pages = [path("", views.dashboard, name="org_dashboard")]
 org_api = []
 extra_api = []
-for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications"):
+for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications", "evidence", "sso"):
     try:
         _pages = __import__(f"{_app}.org_urls" if _app == "thalian" else f"{_app}.urls", fromlist=["urlpatterns"])
         org_pages.append(path("", include(_pages.urlpatterns)))
@@ -31,7 +30,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
-    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
+    # Sign-in (e-mail first, routed to the organization's identity provider), SSO callbacks and two-factor steps.
+    path("", include("sso.public_urls")),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password/change/", views.PasswordChangeView.as_view(), name="password_change"),
     path(

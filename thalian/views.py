@@ -88,6 +88,15 @@ def healthz(request):
             checks["broker"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["broker"] = f"error: {exc.__class__.__name__}"
+    elif settings.EMBEDDED_BROKER:
+        try:
+            from thalian.celery import app
+
+            with app.connection_for_write() as broker:
+                broker.ensure_connection(max_retries=1)
+            checks["broker"] = "ok (embedded SQLite broker)"
+        except Exception as exc:  # noqa: BLE001
+            checks["broker"] = f"error: {exc.__class__.__name__}"
     else:
         checks["broker"] = "ok (eager, in process)"
     healthy = all(v.startswith("ok") for v in checks.values())

@@ -6,7 +6,7 @@ import datetime as dt
 
 from django.utils import timezone
 
-from campaigns.evidence import GENESIS_HASH, decision_hash
+from campaigns.hashchain import GENESIS_HASH, decision_hash
 from campaigns.models import Campaign, CampaignStatus, DecisionEvent, ReviewItem
 from thalian.tenancy import scope, scopes_disabled
 

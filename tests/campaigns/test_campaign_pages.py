@@ -121,6 +121,11 @@ def test_stale_data_blocks_launch_and_admin_overrides_on_the_page(inventory, mak
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.ACTIVE
     assert campaign.freshness_override_reason == "Uploaded by hand"
+    for who in (inventory.admin, inventory.mia_member):
+        launched_page = client_for(who).get(f"{ORG}{campaign.pk}/").content.decode()
+        assert "Launched on stale data" in launched_page
+        assert "admin@acme.test overrode the data freshness check" in launched_page
+        assert "Reason: Uploaded by hand" in launched_page and "Slack (never loaded)" in launched_page
 
 
 def test_launching_page_polls_progress_then_refreshes(inventory, make_campaign, client_for):

@@ -134,7 +134,7 @@ def test_bulk_decision_is_one_update_with_a_history_row_per_item_and_one_audit_e
             decision="approve",
             scope_label="all in view",
         )
-    assert updated == 7
+    assert updated.updated == 7 and updated.skipped == {}
     with scopes_disabled():
         decided = set(ReviewItem.objects.filter(campaign=campaign).exclude(decision="").values_list("pk", flat=True))
     assert decided == {i.pk for i in sales}
@@ -166,7 +166,7 @@ def test_bulk_decision_by_reviewer_only_touches_their_items(org, campaign, revie
         updated = decisions_bulk_apply(
             campaign=campaign, actor=reviewer, items=ReviewItem.objects.all(), decision="approve"
         )
-    assert updated == 3
+    assert updated.updated == 3
     assert {fresh(i).decision for i in mine} == {"approve"}
     assert {fresh(i).decision for i in theirs} == {""}
 
@@ -215,7 +215,7 @@ def test_sign_off_locks_the_reviewers_decisions(org, campaign, reviewer, member)
         assert (
             decisions_bulk_apply(
                 campaign=campaign, actor=admin, items=ReviewItem.objects.all(), decision="revoke", reason="x"
-            )
+            ).updated
             == 0
         )
     assert {fresh(i).decision for i in items} == {"approve"}

@@ -78,6 +78,8 @@ def test_item_shape_is_exactly_as_documented(org, campaign, reviewer, api_for):
         "ticket_status": "open",
         "ticket_error": "",
         "remediation_status": fresh(item).remediation_status,
+        "exception_expires_on": None,
+        "renewal_of": None,
     }
 
 
@@ -184,7 +186,7 @@ def test_bulk_decision_by_ids(campaign, reviewer, api_for):
         {"decision": "approve", "item_ids": [items[0].pk, items[2].pk]},
         format="json",
     )
-    assert response.status_code == 200 and response.json() == {"updated": 2}
+    assert response.status_code == 200 and response.json() == {"updated": 2, "skipped": {}, "recommended_revoke_causes": {}}
     assert [fresh(i).decision for i in items] == ["approve", "", "approve", ""]
 
 
@@ -196,7 +198,7 @@ def test_bulk_decision_by_filter_applies_to_all_matching_items(campaign, reviewe
         {"decision": "revoke", "reason": "Sales reorganised", "filter": {"department": "Sales"}},
         format="json",
     )
-    assert response.json() == {"updated": 60}
+    assert response.json() == {"updated": 60, "skipped": {}, "recommended_revoke_causes": {}}
     assert {fresh(i).decision for i in sales} == {"revoke"} and {fresh(i).decision for i in other} == {""}
     assert AuditEvent.objects.get(action="campaign_bulk_decision").details["count"] == 60
     assert_chain_intact(campaign)

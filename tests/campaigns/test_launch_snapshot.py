@@ -141,7 +141,21 @@ def test_recommendations_with_reasons(inventory, launched):
     ann = items[("ann@acme.test", "GitHub")]
     assert ann.recommendation == "approve" and ann.recommendation_reason == "Active identity, used in the last 90 days"
     svc = items[("ci-bot@acme.test", "GitHub")]
-    assert svc.recommendation == "approve" and svc.is_never_used and "no usage" in svc.recommendation_reason
+    assert svc.recommendation == "approve" and svc.is_never_used
+    assert svc.recommendation_reason == "Active identity; granted within the last 90 days, not used yet"
+
+
+def test_never_used_grant_older_than_the_dormant_threshold_is_recommended_for_revoke(inventory, launched):
+    with scope(inventory.org):
+        inventory.org.dormant_days = 30
+        inventory.org.save(update_fields=["dormant_days"])
+        type(inventory.grants.svc_github).objects.filter(pk=inventory.grants.svc_github.pk).update(
+            first_seen=timezone.now() - dt.timedelta(days=31)
+        )
+    campaign = launched()
+    svc = items_by_grant(campaign)[("ci-bot@acme.test", "GitHub")]
+    assert (svc.recommendation, svc.recommendation_reason) == ("revoke", "Never used in 30 days since granted")
+    assert svc.is_never_used and not svc.is_dormant
 
 
 def test_application_owner_strategy_and_fallbacks(inventory, launched):

@@ -66,7 +66,7 @@ def test_reviewer_decides_three_items_with_the_keyboard_and_signs_off(browser_pa
     page.keyboard.press("r")
     dialog = page.get_by_role("dialog", name="Revoke")
     expect(dialog).to_be_visible()
-    expect(dialog.get_by_label("Exception expires on (optional)")).to_be_hidden()
+    expect(dialog.get_by_label("Exception expires on")).to_be_hidden()
     page.keyboard.type("Left the sales team in October")
     assert_accessible(page)
     screenshot(page, "review-keyboard-dialog")
@@ -78,7 +78,7 @@ def test_reviewer_decides_three_items_with_the_keyboard_and_signs_off(browser_pa
     # e: exception asks for the reason and offers the expiry date.
     page.keyboard.press("e")
     dialog = page.get_by_role("dialog", name="Exception")
-    expect(dialog.get_by_label("Exception expires on (optional)")).to_be_visible()
+    expect(dialog.get_by_label("Exception expires on")).to_be_visible()
     page.keyboard.type("Needed for the year-end migration")
     page.keyboard.press("Tab")  # the expiry date
     page.keyboard.press("Tab")  # confirm

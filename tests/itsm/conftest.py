@@ -85,7 +85,7 @@ def itsm_settings(settings, itsm_ca_bundle):
 @pytest.fixture
 def fake_vendor(itsm_ca):
     """fake_vendor("jira") -> a running fake of that kind on its own port (ServiceNow over TLS)."""
-    from itsm.fake_servers import FAKES
+    from tests.fakes.itsm import FAKES
 
     servers = []
 

@@ -15,7 +15,7 @@ from itsm.clients import (
     parse_retry_after,
     validate_base_url,
 )
-from itsm.fake_servers import FakeFreshservice, FakeJira, FakeServiceNow, FakeZendesk
+from tests.fakes.itsm import FakeFreshservice, FakeJira, FakeServiceNow, FakeZendesk
 
 KINDS = ["jira", "servicenow", "freshservice", "zendesk"]
 

@@ -158,3 +158,21 @@ def test_api_page_cost_does_not_grow_with_page_size(member, org, api_for, django
     _events(org, 200)
     with django_assert_max_num_queries(baseline):
         assert len(api.get("/api/v1/orgs/acme/audit-events/", {"page_size": 200}).json()["results"]) == 200
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the triggers exist on PostgreSQL")
+def test_database_refuses_moving_an_event_to_another_actor_and_only_the_declared_triggers_guard_it(org, member):
+    first, second = member("admin"), member("viewer")
+    event = audit_record(action="login", organization=org, actor=first.user)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(actor=second.user)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'thalian_auditevent'::regclass AND NOT tgisinternal"
+        )
+        names = sorted(row[0] for row in cursor.fetchall())
+    assert [name.rsplit("_", 1)[0] for name in names] == [
+        "pgtrigger_audit_append_only_actor",
+        "pgtrigger_audit_append_only_delete",
+        "pgtrigger_audit_append_only_update",
+    ]

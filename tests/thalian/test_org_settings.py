@@ -21,6 +21,8 @@ def _form(org, **changes):
         "privileged_patterns": "\n".join(org.privileged_patterns),
         "freshness_days": org.freshness_days,
         "ticket_trigger": org.ticket_trigger,
+        "exception_default_days": org.exception_default_days,
+        "exception_max_days": org.exception_max_days,
     }
     data.update(changes)
     return data

@@ -27,6 +27,8 @@ def test_super_admin_reads_the_settings(api_for, member, org):
         "privileged_patterns": ["admin", "owner", "root"],
         "freshness_days": org.freshness_days,
         "ticket_trigger": org.ticket_trigger,
+        "exception_default_days": 90,
+        "exception_max_days": 365,
     }
 
 

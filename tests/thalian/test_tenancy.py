@@ -35,3 +35,24 @@ def test_linking_objects_of_two_organizations_is_refused(org, other_org):
     with pytest.raises(ScopeError, match="different organizations"):
         assert_same_organization(a, b)
     assert_same_organization(a, IdentityFactory(organization=org))
+
+
+def test_a_scope_for_no_organization_is_refused_rather_than_showing_every_organization(org, other_org):
+    IdentityFactory(organization=org)
+    IdentityFactory(organization=other_org)
+    with pytest.raises(ScopeError, match="needs an organization"):
+        with scope(None):
+            list(Identity.objects.all())
+    with pytest.raises(ScopeError, match="needs an organization"):
+        with scope(organization_id=None):
+            list(Identity.objects.all())
+
+
+def test_a_scope_entered_inside_disabled_scoping_filters_again(org, other_org):
+    IdentityFactory(organization=org, email="a@acme.test")
+    IdentityFactory(organization=other_org, email="b@globex.test")
+    with scopes_disabled():
+        assert Identity.objects.count() == 2
+        with scope(org):
+            assert list(Identity.objects.values_list("email", flat=True)) == ["a@acme.test"]
+        assert Identity.objects.count() == 2

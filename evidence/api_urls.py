@@ -1,0 +1,32 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path(
+        "campaigns/<uuid:campaign_id>/export.csv",
+        views.CampaignExportCsvAPI.as_view(),
+        name="api_campaign_export_csv",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/export.zip",
+        views.CampaignExportZipAPI.as_view(),
+        name="api_campaign_export_zip",
+    ),
+    path("evidence/packages/", views.EvidencePackageListAPI.as_view(), name="api_evidence_package_list"),
+    path(
+        "evidence/packages/<uuid:package_id>/",
+        views.EvidencePackageDetailAPI.as_view(),
+        name="api_evidence_package_detail",
+    ),
+    path(
+        "evidence/packages/<uuid:package_id>/download",
+        views.EvidencePackageDownloadAPI.as_view(),
+        name="api_evidence_package_download",
+    ),
+]
+
+# Not organization-scoped: mounted under /api/v1/.
+global_urlpatterns = [
+    path("evidence/public-key", views.EvidencePublicKeyAPI.as_view(), name="api_evidence_public_key"),
+]

@@ -1,0 +1,967 @@
+"""Evidence of one campaign: the items CSV, the signed evidence package, the summary report and sampling.
+
+Selectors build querysets inside the caller's organization scope; everything that streams does so with
+``.iterator()`` and constant memory. The byte-level formats (safe cells, manifest, signature, chain) live in
+``evidence.formats`` and ``campaigns.hashchain``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+import secrets
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import connections, models, transaction
+from django.db.models import Count, Max, Min, Q
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+from django.utils.text import slugify
+
+from campaigns import hashchain
+from campaigns.decisions import DECISION_HASH_FIELDS
+from campaigns.hashchain import GENESIS_HASH, format_timestamp
+from campaigns.models import Campaign, Decision, DecisionEvent, ReviewItem
+from entitlements.models import FINDING_FIELDS, Application, Finding, IdentityKind, SyncRun, SyncRunStatus
+from thalian import tenancy
+from thalian.audit import audit_record
+from thalian.models import AuditEvent, Membership, User
+
+from . import formats
+from .formats import csv_stream
+from .models import EvidencePackage, EvidencePackageStatus
+
+# --------------------------------------------------------------------------------------------------
+# Items CSV
+# --------------------------------------------------------------------------------------------------
+
+ITEM_COLUMNS = (
+    "identity_email",
+    "application",
+    "role",
+    "last_used",
+    "decision",
+    "decision_reason",
+    "reviewer",
+    "decided_at",
+    "ticket_url",
+    "identity_name",
+    "department",
+    "manager_email",
+    "identity_kind",
+    "identity_status",
+    "findings",
+    "recommendation",
+    "assigned_reviewer",
+    "reviewer_role",
+    "remediation_status",
+    "campaign",
+    "snapshot_at",
+    "exception_expires_on",
+)
+
+
+_FINDING_NAMES = tuple(finding.value for finding in FINDING_FIELDS)
+ITERATOR_CHUNK = 5000
+DECISION_FILTERS = ("pending", "approve", "revoke", "exception")
+
+
+class ExportError(ValueError):
+    """Bad export input; the message names what is wrong."""
+
+
+def parse_item_filters(params: Mapping[str, str]) -> dict[str, str]:
+    """The items-view filters understood by exports (``decision``, ``application``, ``department``,
+    ``identity_kind``, ``finding``, ``search``); empty values are ignored, invalid ones rejected."""
+    filters: dict[str, str] = {}
+    for key in ("decision", "application", "department", "identity_kind", "finding", "search"):
+        value = (params.get(key) or "").strip()
+        if value:
+            filters[key] = value
+    allowed = {
+        "decision": DECISION_FILTERS,
+        "identity_kind": tuple(IdentityKind.values),
+        "finding": _FINDING_NAMES,
+    }
+    for key, choices in allowed.items():
+        if key in filters and filters[key] not in choices:
+            raise ExportError(f"{key} must be one of {', '.join(choices)}; got {filters[key]!r}")
+    return filters
+
+
+def campaign_items_for_export(
+    *, campaign: Campaign, filters: Mapping[str, str] | None = None
+) -> models.QuerySet:
+    """The campaign's items in id order (the keyset index ``organization, campaign, id``)."""
+    qs = ReviewItem.objects.filter(campaign=campaign)
+    filters = filters or {}
+    decision = filters.get("decision")
+    if decision == "pending":
+        qs = qs.filter(decision="")
+    elif decision:
+        qs = qs.filter(decision=decision)
+    if filters.get("application"):
+        qs = qs.filter(application_name=filters["application"])
+    if filters.get("department"):
+        qs = qs.filter(identity_department=filters["department"])
+    if filters.get("identity_kind"):
+        qs = qs.filter(identity_kind=filters["identity_kind"])
+    if filters.get("finding"):
+        qs = qs.filter(**{FINDING_FIELDS[Finding(filters["finding"])]: True})
+    if filters.get("search"):
+        term = filters["search"]
+        qs = qs.filter(
+            Q(identity_email__icontains=term)
+            | Q(identity_name__icontains=term)
+            | Q(application_name__icontains=term)
+            | Q(role__icontains=term)
+        )
+    return qs.order_by("id")
+
+
+def _ts(value: dt.datetime | None) -> str:
+    return format_timestamp(value) if value is not None else ""
+
+
+def _timestamp_sql(column: str, vendor: str) -> str:
+    """ISO 8601 UTC text (``2026-03-31T17:05:00Z``) formatted by the database; NULL stays NULL."""
+    if vendor == "postgresql":
+        return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+    return f"strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ', {column})"
+
+
+def _neutralized_sql(column: str) -> tuple[str, list[str]]:
+    """SQL form of ``hashchain.neutralize_cell``: a leading single quote when the text starts with a
+    formula trigger. Tab and carriage return travel as parameters, which every backend accepts."""
+    sql = (
+        f"CASE WHEN substr({column}, 1, 1) IN ('=', '+', '-', '@', %s, %s) "
+        f"THEN '''' || {column} ELSE {column} END"
+    )
+    return sql, ["\t", "\r"]
+
+
+def item_row_sql(campaign: Campaign, vendor: str) -> list[tuple[str, list[Any]]]:
+    """One SQL expression per column of ``ITEM_COLUMNS``: the database hands over finished, neutralised
+    text, so Python only writes CSV (parsing and re-printing a million rows in Python would dominate)."""
+    table = ReviewItem._meta.db_table
+
+    def col(name: str) -> str:
+        return f'"{table}"."{name}"'
+
+    def text(name: str) -> tuple[str, list[Any]]:
+        return _neutralized_sql(col(name))
+
+    def decided(expression: tuple[str, list[Any]]) -> tuple[str, list[Any]]:
+        # Decision columns are empty while an item is undecided.
+        return f"CASE WHEN {col('decision')} = '' THEN '' ELSE {expression[0]} END", expression[1]
+
+    findings = " || ".join(
+        f"CASE WHEN {col(column)} THEN '{finding.value}; ' ELSE '' END"
+        for finding, column in FINDING_FIELDS.items()
+    )
+    role_sql, role_params = text("decided_by_role")
+    reviewer_role = (
+        f"CASE WHEN {col('decided_by_role')} = '' AND {col('decided_by_email')} = 'system' THEN 'system' "
+        f"ELSE {role_sql} END",
+        role_params,
+    )
+    expressions = {
+        "identity_email": text("identity_email"),
+        "application": text("application_name"),
+        "role": text("role"),
+        "last_used": (_timestamp_sql(col("last_used"), vendor), []),
+        "decision": (col("decision"), []),
+        "decision_reason": decided(text("decision_reason")),
+        "reviewer": decided(text("decided_by_email")),
+        "decided_at": decided((_timestamp_sql(col("decided_at"), vendor), [])),
+        "ticket_url": text("ticket_url"),
+        "identity_name": text("identity_name"),
+        "department": text("identity_department"),
+        "manager_email": text("identity_manager_email"),
+        "identity_kind": text("identity_kind"),
+        "identity_status": text("identity_status"),
+        # "dormant; privileged": each set flag adds "name; " and the trailing separator is trimmed.
+        "findings": (f"rtrim({findings}, '; ')", []),
+        "recommendation": text("recommendation"),
+        "assigned_reviewer": text("reviewer_email"),
+        "reviewer_role": decided(reviewer_role),
+        "remediation_status": text("remediation_status"),
+        "campaign": ("%s", [hashchain.neutralize_cell(campaign.title)]),
+        "snapshot_at": ("%s", [_ts(campaign.snapshot_at)]),
+        "exception_expires_on": (
+            f"to_char({col('exception_expires_on')}, 'YYYY-MM-DD')" if vendor == "postgresql"
+            else col("exception_expires_on"),
+            [],
+        ),
+    }
+    assert tuple(expressions) == ITEM_COLUMNS
+    return list(expressions.values())
+
+
+def item_rows(queryset: models.QuerySet, *, campaign: Campaign) -> models.QuerySet:
+    """Rows in ``ITEM_COLUMNS`` order, every value finished text (None where empty)."""
+    vendor = connections[queryset.db].vendor
+    annotations = {
+        f"export_{n}": RawSQL(f"NULLIF({sql}, '')", params, output_field=models.CharField())
+        for n, (sql, params) in enumerate(item_row_sql(campaign, vendor))
+    }
+    return queryset.annotate(**annotations).values_list(*annotations)
+
+
+def items_csv_stream(
+    queryset: models.QuerySet,
+    *,
+    campaign: Campaign,
+    on_rows: Callable[[int], None] | None = None,
+    use_copy: bool | None = None,
+) -> Iterator[bytes]:
+    """The items CSV of ``queryset``: the header, then the rows.
+
+    On PostgreSQL the rows come straight from ``COPY (SELECT ...) TO STDOUT CSV``: the SELECT already
+    yields finished text, and COPY's quoting matches Python's csv module (empty values are NULL, so they
+    are written unquoted), so the bytes equal the other databases' path through ``csv_stream``
+    (``use_copy=False`` takes that path on PostgreSQL too).
+    """
+    rows = item_rows(queryset, campaign=campaign)
+    yield from csv_stream([], header=ITEM_COLUMNS)
+    if use_copy is None:
+        use_copy = connections[rows.db].vendor == "postgresql"
+    if not use_copy:
+        counted = rows.iterator(chunk_size=ITERATOR_CHUNK)
+        if on_rows is not None:
+            counted = _counted(counted, on_rows)
+        yield from csv_stream(counted, neutralize=False)
+        return
+    buffer = bytearray()
+    for lower, upper in _id_ranges(queryset, COPY_BATCH_ROWS):
+        batch = (
+            queryset.filter(id__lte=upper) if lower is None else queryset.filter(id__gt=lower, id__lte=upper)
+        )
+        sql, params = item_rows(batch, campaign=campaign).query.sql_with_params()
+        with connections[rows.db].cursor() as cursor:
+            with cursor.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                for block in copy:
+                    buffer += block
+                    if len(buffer) >= formats.CSV_CHUNK_SIZE:
+                        if on_rows is not None:
+                            on_rows(buffer.count(b"\n"))
+                        yield bytes(buffer)
+                        buffer.clear()
+    if buffer:
+        if on_rows is not None:
+            on_rows(buffer.count(b"\n"))
+        yield bytes(buffer)
+
+
+# Rows per COPY. One COPY over a whole campaign is planned for total time (scan everything, sort, then
+# output), so the first row would wait for the sort; an id range of the (organization, campaign, id) index
+# is read in order and starts at once.
+COPY_BATCH_ROWS = 25_000
+
+
+def _id_ranges(queryset: models.QuerySet, size: int) -> Iterator[tuple[int | None, int]]:
+    """Consecutive ``(lower, upper]`` id ranges of at most ``size`` rows of ``queryset``, found lazily."""
+    ids = queryset.order_by("id").values_list("id", flat=True)
+    lower = None
+    while True:
+        remaining = ids if lower is None else ids.filter(id__gt=lower)
+        boundary = list(remaining[size - 1 : size])
+        if boundary:
+            upper = boundary[0]
+        else:
+            upper = remaining.order_by().aggregate(last=Max("id"))["last"]
+            if upper is None:
+                return
+        yield lower, upper
+        if not boundary:
+            return
+        lower = upper
+
+
+def _counted(rows: Iterable[Any], on_rows: Callable[[int], None]) -> Iterator[Any]:
+    for n, row in enumerate(rows, start=1):
+        if n % 10_000 == 0:
+            on_rows(10_000)
+        yield row
+
+
+def items_csv(*, campaign: Campaign, filters: Mapping[str, str] | None = None) -> Iterator[bytes]:
+    queryset = campaign_items_for_export(campaign=campaign, filters=filters)
+    return items_csv_stream(queryset, campaign=campaign)
+
+
+def scoped_stream(organization_id: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Drive a lazy byte stream with the organization scope active around every step, so it can be
+    consumed after the view returned (and on another thread under ASGI)."""
+    iterator = iter(chunks)
+    while True:
+        with tenancy.scope(organization_id=organization_id):
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+        yield chunk
+
+
+def export_file_stem(campaign: Campaign) -> str:
+    return f"{slugify(campaign.title)[:60] or 'campaign'}-{campaign.pk.hex[:8]}"
+
+
+def items_csv_download(
+    *, campaign: Campaign, filters: Mapping[str, str], actor: User, request=None
+) -> tuple[str, Iterator[bytes]]:
+    """Record the download in the audit log and return the file name and the streamed CSV."""
+    audit_record(
+        action="evidence_csv_exported",
+        organization_id=campaign.organization_id,
+        actor=actor,
+        request=request,
+        target=campaign,
+        details={"filters": dict(filters)},
+    )
+    return f"{export_file_stem(campaign)}-items.csv", scoped_stream(
+        campaign.organization_id, items_csv(campaign=campaign, filters=filters)
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Evidence package contents
+# --------------------------------------------------------------------------------------------------
+
+# decisions_log.csv: context columns for people reading it, then the hashed fields, then the chain.
+# The hashed fields are exactly those the decision services hash (DECISION_HASH_FIELDS).
+DECISION_CONTEXT_COLUMNS = ("sequence", "identity_email", "application", "role", "bulk_id")
+DECISION_LOG_COLUMNS = (*DECISION_CONTEXT_COLUMNS, *DECISION_HASH_FIELDS)
+
+
+@dataclass
+class PackageState:
+    """What the package writer learns while streaming, read by the manifest at the end."""
+
+    chain_head: str = GENESIS_HASH
+    decision_count: int = 0
+    item_count: int = 0
+    rows_written: int = 0
+    files: dict[str, int] = field(default_factory=dict)
+
+
+def decisions_log(*, campaign: Campaign, state: PackageState, recorded_head: str) -> Iterator[bytes]:
+    """Every decision event in chain order. The log stops at the head recorded on the campaign when the
+    export began, so decisions made while it is written do not make the package inconsistent."""
+    queryset = (
+        DecisionEvent.objects.filter(campaign=campaign)
+        .order_by("id")
+        .values_list(
+            "item__identity_email",
+            "item__application_name",
+            "item__role",
+            "bulk_id",
+            *DECISION_HASH_FIELDS,
+            "prev_hash",
+            "hash",
+        )
+    )
+
+    def rows() -> Iterator[list[Any]]:
+        sequence = 0
+        for values in queryset.iterator(chunk_size=ITERATOR_CHUNK):
+            sequence += 1
+            context, chained, (prev_hash, hash_) = values[:4], values[4:-2], values[-2:]
+            state.decision_count = sequence
+            state.chain_head = hash_
+            yield [sequence, *context, *chained, prev_hash or GENESIS_HASH, hash_]
+            if recorded_head and hash_ == recorded_head:
+                return
+
+    return csv_stream(rows(), header=formats.decisions_log_header(DECISION_LOG_COLUMNS))
+
+
+def _member_email(user: User | None) -> str | None:
+    return user.email if user is not None else None
+
+
+def campaign_document(*, campaign: Campaign) -> dict[str, Any]:
+    """campaign.json: scope, reviewers, options, lifecycle with who and when, and the audit trail."""
+    campaign = (
+        Campaign.objects.select_related(
+            "created_by", "launched_by", "closed_by", "cancelled_by", "fallback_reviewer__user",
+            "freshness_override_by",
+        ).get(pk=campaign.pk)
+    )  # fmt: skip
+    reviewers = [
+        {
+            "email": row["reviewer_email"],
+            "items": row["items"],
+            "decided": row["decided"],
+            "signed_off_at": _ts(row["signed_off"]) or None,
+        }
+        for row in ReviewItem.objects.filter(campaign=campaign)
+        .values("reviewer_email")
+        .annotate(
+            items=Count("id"),
+            decided=Count("id", filter=~Q(decision="")),
+            signed_off=Max("signed_off_at"),
+        )
+        .order_by("reviewer_email")
+    ]
+    events = [
+        {
+            "at": _ts(event.created_at),
+            "action": event.action,
+            "actor": event.actor_email,
+            "details": event.details,
+        }
+        for event in AuditEvent.objects.filter(
+            organization_id=campaign.organization_id, target_type="campaign", target_id=str(campaign.pk)
+        ).order_by("created_at", "id")
+    ]
+    return {
+        "id": str(campaign.pk),
+        "title": campaign.title,
+        "description": campaign.description,
+        "status": campaign.status,
+        "due_date": campaign.due_date.isoformat(),
+        "scope": campaign.scope,
+        "reviewer_strategy": campaign.reviewer_strategy,
+        "reviewers_configured": campaign.reviewers,
+        "fallback_reviewer": _member_email(campaign.fallback_reviewer.user)
+        if campaign.fallback_reviewer
+        else None,
+        "reviewers": reviewers,
+        "options": {
+            "reason_required": campaign.reason_required,
+            "default_outcome": campaign.default_outcome,
+        },
+        "data_freshness": {
+            "stale_applications": campaign.stale_applications,
+            "override_reason": campaign.freshness_override_reason,
+            "override_by": _member_email(campaign.freshness_override_by),
+        },
+        "lifecycle": {
+            "created_at": _ts(campaign.created_at),
+            "created_by": _member_email(campaign.created_by),
+            "launched_at": _ts(campaign.launched_at) or None,
+            "launched_by": _member_email(campaign.launched_by),
+            "snapshot_at": _ts(campaign.snapshot_at) or None,
+            "closed_at": _ts(campaign.closed_at) or None,
+            "closed_by": _member_email(campaign.closed_by),
+            "completed_at": _ts(campaign.completed_at) or None,
+            "cancelled_at": _ts(campaign.cancelled_at) or None,
+            "cancelled_by": _member_email(campaign.cancelled_by),
+            "cancel_reason": campaign.cancel_reason,
+        },
+        "audit_events": events,
+    }
+
+
+def population_certificate(*, campaign: Campaign) -> dict[str, Any]:
+    """population.json: per application its data source, the last successful sync before the snapshot,
+    and how many items were snapshotted; then the totals."""
+    per_app = list(
+        ReviewItem.objects.filter(campaign=campaign)
+        .values("application_id", "application_name")
+        .annotate(items=Count("id"), identities=Count("identity_email", distinct=True))
+        .order_by("application_name")
+    )
+    app_ids = [row["application_id"] for row in per_app if row["application_id"] is not None]
+    applications = Application.objects.in_bulk(app_ids)
+    snapshot_at = campaign.snapshot_at or timezone.now()
+    entries = []
+    for row in per_app:
+        application = applications.get(row["application_id"])
+        run = None
+        if application is not None:
+            run = (
+                SyncRun.objects.filter(
+                    syncrunapplication__application=application,
+                    status=SyncRunStatus.SUCCEEDED,
+                    finished_at__lte=snapshot_at,
+                )
+                .order_by("-finished_at")
+                .first()
+            )
+        entries.append(
+            {
+                "application": row["application_name"],
+                "application_id": row["application_id"],
+                "data_source": application.feed if application is not None else None,
+                "last_sync_before_snapshot": _ts(run.finished_at) if run else None,
+                "sync_run": (
+                    {
+                        "id": run.pk,
+                        "source": run.source,
+                        "kind": run.kind,
+                        "mode": run.mode,
+                        "file_name": run.file_name,
+                        "started_at": _ts(run.started_at),
+                        "finished_at": _ts(run.finished_at),
+                        "rows": run.total_rows,
+                        "created": run.created,
+                        "updated": run.updated,
+                        "removed": run.removed,
+                        "unchanged": run.unchanged,
+                    }
+                    if run
+                    else None
+                ),
+                "items_snapshotted": row["items"],
+                "identities_snapshotted": row["identities"],
+            }
+        )
+    return {
+        "campaign_id": str(campaign.pk),
+        "snapshot_at": _ts(campaign.snapshot_at) or None,
+        "applications": entries,
+        "total_applications": len(entries),
+        "total_items": sum(entry["items_snapshotted"] for entry in entries),
+    }
+
+
+def _json_bytes(document: Any) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode(
+        "utf-8"
+    )
+
+
+def _optional_log(
+    label: str, model_label: str, columns: Iterable[str], *, campaign: Campaign
+) -> tuple[str, Iterator[bytes]] | None:
+    """A CSV log of a related table (tickets, notifications) when that table exists and has rows."""
+    try:
+        model = apps.get_model(model_label)
+    except LookupError:
+        return None
+    names = {f.name for f in model._meta.concrete_fields} | {f.attname for f in model._meta.concrete_fields}
+    lookups = [c for c in columns if c.split("__")[0] in names]
+    queryset = model.objects.filter(campaign=campaign).order_by("created_at", "pk")
+    if not queryset.exists():
+        return None
+    header = [c.replace("__", "_") for c in lookups]
+
+    def rows() -> Iterator[list[Any]]:
+        for values in queryset.values_list(*lookups).iterator(chunk_size=ITERATOR_CHUNK):
+            yield list(values)
+
+    return label, csv_stream(rows(), header=header)
+
+
+TICKET_LOG_COLUMNS = (
+    "item__identity_email", "item__application_name", "item__role", "connection__name", "connection__kind",
+    "state", "key", "url", "attempts", "error", "created_at", "opened_at", "status_checked_at", "withdrawn_at",
+)  # fmt: skip
+NOTIFICATION_LOG_COLUMNS = (
+    "created_at", "event", "channel", "recipient", "title", "status", "attempts", "error", "sent_at",
+)  # fmt: skip
+
+
+def _application_file_names(names: Iterable[str]) -> dict[str, str]:
+    used: set[str] = set()
+    mapping = {}
+    for name in names:
+        base = slugify(name)[:80] or "application"
+        candidate, n = base, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{base}-{n}"
+        used.add(candidate)
+        mapping[name] = f"applications/{candidate}.csv"
+    return mapping
+
+
+def package_entries(
+    *,
+    campaign: Campaign,
+    state: PackageState,
+    recorded_head: str,
+    on_rows: Callable[[int], None] | None = None,
+) -> Iterator[formats.Entry]:
+    """The files of the package, each produced lazily when the writer reaches it."""
+    all_items = campaign_items_for_export(campaign=campaign)
+    yield "items.csv", items_csv_stream(all_items, campaign=campaign, on_rows=on_rows)
+    app_names = list(
+        ReviewItem.objects.filter(campaign=campaign)
+        .order_by("application_name")
+        .values_list("application_name", flat=True)
+        .distinct()
+    )
+    for app_name, file_name in _application_file_names(app_names).items():
+        queryset = campaign_items_for_export(campaign=campaign, filters={"application": app_name})
+        yield file_name, items_csv_stream(queryset, campaign=campaign, on_rows=on_rows)
+    yield "decisions_log.csv", decisions_log(campaign=campaign, state=state, recorded_head=recorded_head)
+    yield "campaign.json", iter([_json_bytes(campaign_document(campaign=campaign))])
+    population = population_certificate(campaign=campaign)
+    state.item_count = population["total_items"]
+    yield "population.json", iter([_json_bytes(population)])
+    for optional in (
+        _optional_log("tickets_log.csv", "itsm.Ticket", TICKET_LOG_COLUMNS, campaign=campaign),
+        _optional_log(
+            "notifications_log.csv", "notifications.Notification", NOTIFICATION_LOG_COLUMNS, campaign=campaign
+        ),
+    ):
+        if optional is not None:
+            yield optional
+
+
+def package_stream(
+    *,
+    package: EvidencePackage,
+    campaign: Campaign,
+    state: PackageState | None = None,
+    on_rows: Callable[[int], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Iterator[bytes], formats.PackageResult]:
+    """The ZIP bytes of ``package`` and the result object filled in as they are produced."""
+    recorded_head = Campaign.objects.filter(pk=campaign.pk).values_list("chain_head", flat=True).first() or ""
+    state = state if state is not None else PackageState()
+    result = formats.PackageResult()
+    chunks = formats.stream_package(
+        package_entries(campaign=campaign, state=state, recorded_head=recorded_head, on_rows=on_rows),
+        manifest_fields=lambda: _manifest_fields(package, campaign, state, recorded_head),
+        signing_key=formats.get_signing_key(),
+        result=result,
+        progress=progress,
+    )
+    return chunks, result
+
+
+def _record_result(package: EvidencePackage, result: formats.PackageResult, **extra: Any) -> None:
+    manifest = result.manifest or {}
+    EvidencePackage.objects.filter(pk=package.pk).update(
+        status=EvidencePackageStatus.READY,
+        progress=100,
+        progress_label="Ready",
+        sha256=result.sha256,
+        size=result.size,
+        manifest_sha256=hashlib.sha256(hashchain.canonical_json(manifest)).hexdigest(),
+        chain_head=manifest.get("chain_head", ""),
+        item_count=manifest.get("item_count", 0),
+        decision_count=manifest.get("decision_count", 0),
+        public_key_fingerprint=manifest.get("public_key_fingerprint", ""),
+        completed_at=timezone.now(),
+        **extra,
+    )
+
+
+def package_file_name(campaign: Campaign, created_at: dt.datetime) -> str:
+    return f"{export_file_stem(campaign)}-evidence-{created_at.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.zip"
+
+
+def evidence_state_digest(campaign: Campaign) -> str:
+    """A digest of what an evidence package proves about the campaign: its status and decision chain head, and
+    every item's sign-off, ticket and remediation state. The same digest means the same package can be reused."""
+    head = Campaign.objects.filter(pk=campaign.pk).values_list("status", "chain_head").first() or ("", "")
+    digest = hashlib.sha256(f"{head[0]}|{head[1]}\n".encode())
+    rows = (
+        ReviewItem.objects.filter(campaign=campaign)
+        .order_by("id")
+        .values_list("id", "signed_off_at", "ticket_key", "ticket_status", "remediation_status")
+    )
+    for pk, signed_off_at, key, ticket_status, remediation in rows.iterator(chunk_size=5000):
+        signed = signed_off_at.isoformat() if signed_off_at else ""
+        digest.update(f"{pk}|{signed}|{key}|{ticket_status}|{remediation}\n".encode())
+    return digest.hexdigest()
+
+
+def evidence_package_reusable(*, campaign: Campaign, state_digest: str) -> EvidencePackage | None:
+    """The package already kept for this campaign state, if any (ready, or still being built)."""
+    return (
+        EvidencePackage.objects.filter(campaign=campaign, state_digest=state_digest, stored=True)
+        .filter(
+            Q(status=EvidencePackageStatus.READY) & ~Q(file="")
+            | Q(status__in=[EvidencePackageStatus.QUEUED, EvidencePackageStatus.BUILDING])
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def evidence_package_create(
+    *, campaign: Campaign, actor: User, stored: bool, request=None, state_digest: str = ""
+) -> EvidencePackage:
+    now = timezone.now()
+    package = EvidencePackage.objects.create(
+        organization_id=campaign.organization_id,
+        campaign=campaign,
+        stored=stored,
+        state_digest=state_digest,
+        status=EvidencePackageStatus.QUEUED if stored else EvidencePackageStatus.BUILDING,
+        file_name=package_file_name(campaign, now),
+        generated_by=actor,
+        generated_by_email=actor.email,
+        created_at=now,
+    )
+    audit_record(
+        action="evidence_package_requested" if stored else "evidence_package_downloaded",
+        organization_id=campaign.organization_id,
+        actor=actor,
+        request=request,
+        target=campaign,
+        details={"package_id": str(package.pk), "stored": stored},
+    )
+    return package
+
+
+def _store_package_file(package: EvidencePackage, handle) -> str:
+    handle.seek(0)
+    name = package.file.field.generate_filename(package, package.file_name)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    return default_storage.save(name, File(handle))
+
+
+def evidence_package_stream(*, package: EvidencePackage, campaign: Campaign) -> Iterator[bytes]:
+    """Stream a small package straight to the client, keeping a copy, and record its hashes once the last
+    byte is out. The kept copy is what a later request for the same campaign state gets, byte for byte."""
+    chunks, result = package_stream(package=package, campaign=campaign)
+    organization_id = campaign.organization_id
+
+    def body() -> Iterator[bytes]:
+        completed = False
+        with tempfile.TemporaryFile(dir=settings.DATA_DIR) as handle:
+            try:
+                for chunk in chunks:
+                    handle.write(chunk)
+                    yield chunk
+                completed = True
+            finally:
+                with tenancy.scope(organization_id=organization_id):
+                    if completed and result.complete:
+                        _record_result(package, result, stored=True, file=_store_package_file(package, handle))
+                    else:
+                        EvidencePackage.objects.filter(pk=package.pk).update(
+                            status=EvidencePackageStatus.FAILED, error="The download was interrupted."
+                        )
+
+    return scoped_stream(organization_id, body())
+
+
+def needs_background_build(campaign: Campaign) -> bool:
+    count = ReviewItem.objects.filter(campaign=campaign).count()
+    return count > settings.EVIDENCE_ASYNC_THRESHOLD_ITEMS
+
+
+def evidence_package_request(*, campaign: Campaign, actor: User, request=None) -> EvidencePackage:
+    """Queue a background build, or return the package of this campaign state (ready, queued or building),
+    or the one already queued or building for this campaign."""
+    digest = evidence_state_digest(campaign)
+    existing = evidence_package_reusable(campaign=campaign, state_digest=digest) or (
+        EvidencePackage.objects.filter(
+            campaign=campaign,
+            stored=True,
+            status__in=[EvidencePackageStatus.QUEUED, EvidencePackageStatus.BUILDING],
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if existing is not None:
+        return existing
+    package = evidence_package_create(
+        campaign=campaign, actor=actor, stored=True, request=request, state_digest=digest
+    )
+    from .tasks import build_evidence_package
+
+    organization_id, package_id = campaign.organization_id, str(package.pk)
+    transaction.on_commit(lambda: build_evidence_package.delay(organization_id, package_id))
+    return package
+
+
+def evidence_package_build(*, package_id: str) -> EvidencePackage | None:
+    """Build a queued package into storage. Claims it first, so a second run of the same task does nothing."""
+    claimed = EvidencePackage.objects.filter(pk=package_id, status=EvidencePackageStatus.QUEUED).update(
+        status=EvidencePackageStatus.BUILDING, progress_label="Starting"
+    )
+    if claimed != 1:
+        return None
+    package = EvidencePackage.objects.select_related("campaign", "organization").get(pk=package_id)
+    campaign = package.campaign
+    total_rows = max(1, 2 * ReviewItem.objects.filter(campaign=campaign).count())
+    state = PackageState()
+
+    def report(label: str) -> None:
+        EvidencePackage.objects.filter(pk=package_id).update(progress_label=f"Writing {label}"[:200])
+
+    shown = [0]
+
+    def on_rows(count: int) -> None:
+        # Item rows dominate the work: items.csv and the per-application files hold each item once.
+        state.rows_written += count
+        percent = min(99, state.rows_written * 100 // total_rows)
+        if percent != shown[0]:
+            shown[0] = percent
+            EvidencePackage.objects.filter(pk=package_id).update(progress=percent)
+
+    try:
+        chunks, result = package_stream(
+            package=package, campaign=campaign, state=state, on_rows=on_rows, progress=report
+        )
+        with tempfile.TemporaryFile(dir=settings.DATA_DIR) as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            saved = _store_package_file(package, handle)
+        _record_result(package, result, file=saved)
+    except Exception as exc:
+        EvidencePackage.objects.filter(pk=package_id).update(
+            status=EvidencePackageStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        raise
+    package.refresh_from_db()
+    return package
+
+
+def _manifest_fields(
+    package: EvidencePackage, campaign: Campaign, state: PackageState, recorded_head: str
+) -> dict[str, Any]:
+    return {
+        "campaign_id": str(campaign.pk),
+        "campaign_title": campaign.title,
+        "organization": package.organization.slug,
+        "package_id": str(package.pk),
+        "generated_at": _ts(package.created_at),
+        "generated_by": package.generated_by_email,
+        "snapshot_at": _ts(campaign.snapshot_at) or None,
+        "item_count": state.item_count,
+        "chain_head": recorded_head or state.chain_head,
+        "decision_count": state.decision_count,
+        "decisions_log_hashed_columns": list(DECISION_HASH_FIELDS),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Summary report
+# --------------------------------------------------------------------------------------------------
+
+
+def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
+    """Figures of the printable campaign report, from a handful of aggregate queries."""
+    items = ReviewItem.objects.filter(campaign=campaign)
+    totals = items.aggregate(
+        total=Count("id"),
+        decided=Count("id", filter=~Q(decision="")),
+        approve=Count("id", filter=Q(decision=Decision.APPROVE)),
+        revoke=Count("id", filter=Q(decision=Decision.REVOKE)),
+        exception=Count("id", filter=Q(decision=Decision.EXCEPTION)),
+        system=Count("id", filter=Q(decided_by_email="system")),
+        identities=Count("identity_email", distinct=True),
+        applications=Count("application_name", distinct=True),
+        first_decision=Min("decided_at"),
+        last_decision=Max("decided_at"),
+    )
+    total = totals["total"] or 0
+    totals["pending"] = total - totals["decided"]
+    totals["percent"] = round(100 * totals["decided"] / total) if total else 0
+    chart = [
+        {"key": key, "label": label, "count": totals[key], "width": _width_class(totals[key], total)}
+        for key, label in (
+            ("approve", "Approved"),
+            ("revoke", "Revoked"),
+            ("exception", "Exception"),
+            ("pending", "Undecided"),
+        )
+    ]
+    reviewers = list(
+        items.values("reviewer_email")
+        .annotate(
+            items=Count("id"),
+            decided=Count("id", filter=~Q(decision="")),
+            revoked=Count("id", filter=Q(decision=Decision.REVOKE)),
+            signed_off=Max("signed_off_at"),
+        )
+        .order_by("reviewer_email")
+    )
+    revocations = list(
+        items.filter(decision=Decision.REVOKE)
+        .values("application_name")
+        .annotate(
+            total=Count("id"),
+            ticketed=Count("id", filter=~Q(ticket_url="")),
+            pending=Count("id", filter=Q(remediation_status="pending")),
+            verified=Count("id", filter=Q(remediation_status="verified_removed")),
+            action_required=Count("id", filter=Q(remediation_status="action_required")),
+            untracked=Count("id", filter=Q(remediation_status="")),
+        )
+        .order_by("application_name")
+    )
+    return {
+        "totals": totals,
+        "chart": chart,
+        "reviewers": reviewers,
+        "revocations": revocations,
+        "population": population_certificate(campaign=campaign),
+    }
+
+
+def _width_class(count: int, total: int) -> str:
+    if not total:
+        return "w-0"
+    return f"w-{round(20 * count / total) * 5}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Sampling
+# --------------------------------------------------------------------------------------------------
+
+MAX_SAMPLE = 200
+
+
+@dataclass
+class Sample:
+    seed: int
+    size: int
+    population: int
+    items: list[ReviewItem]
+    trails: dict[int, list[DecisionEvent]]
+
+
+def evidence_sample_draw(
+    *, campaign: Campaign, size: int, seed: int | None, actor: User, request=None
+) -> Sample:
+    """Pick ``size`` items at random (reproducible from ``seed`` over the same campaign), record the draw
+    in the audit log, and return each item with its full decision trail."""
+    if not 1 <= size <= MAX_SAMPLE:
+        raise ExportError(f"sample size must be between 1 and {MAX_SAMPLE}; got {size}")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    elif not 0 <= seed < 2**63:
+        raise ExportError("seed must be a non-negative integer below 2^63")
+    ids = ReviewItem.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True)
+    population = ids.count()
+    positions = sorted(random.Random(seed).sample(range(population), min(size, population)))
+    chosen: list[int] = []
+    if positions:
+        wanted = iter(positions)
+        target = next(wanted)
+        for index, item_id in enumerate(ids.iterator(chunk_size=ITERATOR_CHUNK)):
+            if index == target:
+                chosen.append(item_id)
+                target = next(wanted, None)
+                if target is None:
+                    break
+    items = list(ReviewItem.objects.filter(pk__in=chosen).order_by("id"))
+    trails: dict[int, list[DecisionEvent]] = {item_id: [] for item_id in chosen}
+    for event in DecisionEvent.objects.filter(item_id__in=chosen).order_by("id"):
+        trails[event.item_id].append(event)
+    audit_record(
+        action="evidence_sample_drawn",
+        organization_id=campaign.organization_id,
+        actor=actor,
+        request=request,
+        target=campaign,
+        details={"seed": seed, "size": size, "population": population, "item_ids": chosen},
+    )
+    return Sample(seed=seed, size=size, population=population, items=items, trails=trails)
+
+
+def evidence_packages_for(*, membership: Membership, campaign: Campaign | None = None) -> models.QuerySet:
+    qs = EvidencePackage.objects.select_related("campaign").order_by("-created_at")
+    if campaign is not None:
+        qs = qs.filter(campaign=campaign)
+    return qs

@@ -1,0 +1,28 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("evidence/", views.evidence_list, name="evidence_list"),
+    path(
+        "evidence/packages/<uuid:package_id>/download",
+        views.evidence_package_download,
+        name="evidence_package_download",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/export.csv", views.evidence_campaign_csv, name="evidence_campaign_csv"
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/export.zip", views.evidence_campaign_zip, name="evidence_campaign_zip"
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/report/",
+        views.evidence_campaign_report,
+        name="evidence_campaign_report",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/sample/",
+        views.evidence_campaign_sample,
+        name="evidence_campaign_sample",
+    ),
+]

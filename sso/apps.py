@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class SsoConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "sso"
+    verbose_name = "Single sign-on and two-factor sign-in"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401
