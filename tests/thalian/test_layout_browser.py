@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from tests.browser_support import VIEWPORTS, assert_accessible, assert_fits_viewport, login, screenshot
 from tests.campaigns.lifecycle_fixtures import inventory, launched, make_campaign  # noqa: F401
@@ -85,3 +86,34 @@ def test_main_pages_fit_the_screen_pass_axe_and_are_photographed(browser_page, l
         assert_fits_viewport(page)
         assert_accessible(page)
         screenshot(page, name)
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_sidebar_collapses_on_wide_screens_and_slides_in_on_phones(browser_page, live_server, journeys, viewport):
+    page = browser_page
+    page.set_viewport_size(VIEWPORTS[viewport])
+    login(page, live_server, journeys["admin"].user.email, "pw")
+    page.goto(f"{live_server.url}/o/{journeys['org'].slug}/")
+    sidebar = page.get_by_role("navigation", name="Main")
+    toggle = page.get_by_role("button", name="Menu")
+    if viewport == "desktop":
+        expect(sidebar).to_be_visible()
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+        toggle.click()
+        expect(sidebar).to_be_hidden()
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        page.reload()  # remembered in the browser
+        expect(sidebar).to_be_hidden()
+        page.get_by_role("button", name="Menu").click()
+        expect(sidebar).to_be_visible()
+    else:
+        expect(sidebar).to_be_hidden()
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        toggle.focus()
+        page.keyboard.press("Enter")
+        expect(sidebar).to_be_visible()
+        sidebar.get_by_role("link", name="Campaigns").focus()
+        assert_fits_viewport(page)
+        page.keyboard.press("Escape")
+        expect(sidebar).to_be_hidden()
+        expect(toggle).to_be_focused()
