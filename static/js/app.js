@@ -231,7 +231,8 @@
   function typing(target) {
     if (!target || !target.tagName) return false;
     var tag = target.tagName.toLowerCase();
-    return tag === "input" || tag === "textarea" || tag === "select" || target.isContentEditable;
+    if (tag === "input") return ["checkbox", "radio", "button", "submit"].indexOf(target.type) === -1;
+    return tag === "textarea" || tag === "select" || target.isContentEditable;
   }
 
   function wireReviewKeys() {
