@@ -20,8 +20,8 @@ from notifications.scheduling import CampaignNotDeletable, ScheduleError, campai
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
-from . import selectors, services
-from .models import Campaign, CampaignStatus, DefaultOutcome, ReviewerStrategy
+from . import decision_quality, remediation, selectors, services
+from .models import Campaign, CampaignStatus, DefaultOutcome, RemediationOwnerSource, ReviewerStrategy
 
 IDENTITY_KINDS = ["human", "service_account", "bot", "ai_agent"]
 
@@ -63,8 +63,37 @@ class StaleApplicationSerializer(serializers.Serializer):
     last_synced_at = serializers.DateTimeField(allow_null=True)
 
 
+class RemediationProgressSerializer(serializers.Serializer):
+    revoked = serializers.IntegerField(help_text="Revoked items.")
+    proven = serializers.IntegerField(help_text="Removal proven: verified_removed + confirmed_removed.")
+    verified_removed = serializers.IntegerField(help_text="Gone at a later import or sync of the application.")
+    confirmed_removed = serializers.IntegerField(help_text="Confirmed removed by the remediation owner, with a "
+                                                           "comment (\"manually confirmed\" in the evidence).")
+    action_required = serializers.IntegerField(help_text="Still present at the last import or sync.")
+    pending = serializers.IntegerField(help_text="Not checked yet.")
+    percent = serializers.IntegerField()
+
+
+class RemediationOwnerRowSerializer(serializers.Serializer):
+    application_name = serializers.CharField()
+    owner_email = serializers.CharField()
+    source = serializers.ChoiceField(choices=RemediationOwnerSource.choices)
+    note = serializers.CharField()
+    open = serializers.IntegerField(help_text="Revokes of this application still to be proven removed.")
+
+
 class CampaignSerializer(serializers.ModelSerializer):
     fallback_reviewer = serializers.SerializerMethodField()
+    fallback_remediation_owner = serializers.SerializerMethodField()
+    remediation_owners = serializers.JSONField(
+        help_text="Remediation owners named for this campaign: application name to member e-mail."
+    )
+    remediation = serializers.SerializerMethodField(
+        help_text="Removal of revoked access (single campaign only; null in lists and before launch)."
+    )
+    remediation_owner_assignments = serializers.SerializerMethodField(
+        help_text="Per application, who removes revoked access (resolved at launch; single campaign only)."
+    )
     progress = serializers.SerializerMethodField()
     scope = ScopeSerializer()
     stale_applications = StaleApplicationSerializer(many=True)
@@ -79,11 +108,30 @@ class CampaignSerializer(serializers.ModelSerializer):
             "snapshot_at", "launch_progress", "launch_error", "item_count", "stale_applications",
             "freshness_override_reason", "completed_at", "closed_at", "cancelled_at", "cancel_reason", "progress",
             "recurrence", "duration_days", "series", "archived_reason",
+            "remediation_owners", "fallback_remediation_owner", "remediating_at", "remediation",
+            "remediation_owner_assignments",
         ]
 
     def get_fallback_reviewer(self, obj) -> str | None:
         fallback = obj.fallback_reviewer
         return fallback.user.email if fallback is not None else None
+
+    def get_fallback_remediation_owner(self, obj) -> str | None:
+        fallback = obj.fallback_remediation_owner
+        return fallback.user.email if fallback is not None else None
+
+    @extend_schema_field(RemediationProgressSerializer(allow_null=True))
+    def get_remediation(self, obj) -> dict | None:
+        if not self.context.get("detail") or obj.snapshot_at is None:
+            return None
+        return remediation.campaign_remediation_progress(campaign=obj)
+
+    @extend_schema_field(RemediationOwnerRowSerializer(many=True, allow_null=True))
+    def get_remediation_owner_assignments(self, obj) -> list | None:
+        if not self.context.get("detail") or obj.snapshot_at is None:
+            return None
+        rows = remediation.campaign_remediation_owners(campaign=obj)
+        return RemediationOwnerRowSerializer(rows, many=True).data
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, obj) -> dict:
@@ -114,6 +162,16 @@ class CampaignWriteSerializer(serializers.Serializer):
                   "application name (or \"*\" for the others) to e-mails; several reviewers share an application.",
     )
     fallback_reviewer = serializers.EmailField(help_text="Member who gets items the strategy cannot resolve.")
+    remediation_owners = serializers.JSONField(
+        required=False, default=None,
+        help_text="Remediation owner per application, overriding the application's remediation owner (else its "
+                  "owner): an object of application name to member e-mail.",
+    )
+    fallback_remediation_owner = serializers.EmailField(
+        required=False, default=None, allow_null=True,
+        help_text="Member who removes access of applications whose remediation owner is not a member who can "
+                  "(defaults to the fallback reviewer).",
+    )
     reason_required = serializers.BooleanField(required=False, default=True)
     default_outcome = serializers.ChoiceField(choices=DefaultOutcome.choices, default=DefaultOutcome.NONE)
     launch_at = serializers.DateTimeField(required=False, allow_null=True, default=None,
@@ -232,8 +290,10 @@ class CampaignBaseAPI(OrgAPIView):
         return selectors.campaign_access(membership=self.request.membership, campaign_id=campaign_id, perm=perm)
 
     def campaign_response(self, campaign: Campaign, code: int = status.HTTP_200_OK) -> Response:
-        campaign = Campaign.objects.select_related("fallback_reviewer__user").get(pk=campaign.pk)
-        return Response(CampaignSerializer(campaign).data, status=code)
+        campaign = Campaign.objects.select_related(
+            "fallback_reviewer__user", "fallback_remediation_owner__user"
+        ).get(pk=campaign.pk)
+        return Response(CampaignSerializer(campaign, context={"detail": True}).data, status=code)
 
     def handle_exception(self, exc):
         if isinstance(exc, services.CampaignError):
@@ -249,11 +309,13 @@ class CampaignListAPI(CampaignBaseAPI):
     @extend_schema(
         operation_id="campaigns_list",
         parameters=[OpenApiParameter("status", str, description="Filter by status (draft, scheduled, launching, "
-                                                                "active, completed, cancelled, archived).")],
+                                                                "active, remediating, completed, cancelled, archived).")],
         responses=CampaignSerializer(many=True),
     )
     def get(self, request, org_slug):
-        qs = selectors.campaigns_visible(membership=request.membership).select_related("fallback_reviewer__user")
+        qs = selectors.campaigns_visible(membership=request.membership).select_related(
+            "fallback_reviewer__user", "fallback_remediation_owner__user"
+        )
         wanted = request.query_params.get("status")
         if wanted:
             valid = CampaignStatus.values
@@ -407,4 +469,92 @@ class CampaignProgressAPI(CampaignBaseAPI):
             "progress": selectors.campaign_progress(campaign=campaign).as_dict(),
             "by_application": by_application,
             "by_reviewer": by_reviewer,
+        })
+
+
+class ConfirmRemovedSerializer(serializers.Serializer):
+    comment = serializers.CharField(
+        max_length=remediation.MAX_COMMENT_LENGTH,
+        help_text="How the access was removed (e.g. the account was deleted in the admin console on 2 May).",
+    )
+
+
+class ItemConfirmRemovedAPI(CampaignBaseAPI):
+    """The remediation owner of the item's application (or an admin) confirms that revoked access is gone.
+    Completes a `remediating` campaign once every revoke is proven removed."""
+
+    required_perms = {"POST": Perm.CONFIRM_REMOVAL}
+
+    @extend_schema(operation_id="campaign_item_confirm_removed", request=ConfirmRemovedSerializer,
+                   responses={200: inline_serializer("RemovalConfirmed", {
+                       "id": serializers.IntegerField(),
+                       "remediation_status": serializers.CharField(),
+                       "removal_confirmed_by": serializers.CharField(),
+                       "removal_confirmed_at": serializers.DateTimeField(),
+                       "removal_comment": serializers.CharField(),
+                       "campaign_status": serializers.CharField(),
+                   }), 400: ERROR_RESPONSE, 409: ERROR_RESPONSE})
+    def post(self, request, org_slug, campaign_id, item_id):
+        item = remediation.removal_item_access(membership=request.membership, campaign_id=campaign_id,
+                                               item_id=item_id)
+        data = _validated(ConfirmRemovedSerializer, request)
+        try:
+            item = remediation.review_item_confirm_removed(item=item, actor=request.membership,
+                                                           comment=data["comment"], request=request)
+        except remediation.RemediationError as exc:
+            raise services.CampaignError(exc.message, field=exc.field) from None
+        return Response({
+            "id": item.pk,
+            "remediation_status": item.remediation_status,
+            "removal_confirmed_by": item.removal_confirmed_by_email,
+            "removal_confirmed_at": serializers.DateTimeField().to_representation(item.removal_confirmed_at),
+            "removal_comment": item.removal_comment,
+            "campaign_status": item.campaign.status,
+        })
+
+
+class FlagSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=list(decision_quality.FLAG_LABELS))
+    label = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ReviewerQualitySerializer(serializers.Serializer):
+    reviewer_email = serializers.CharField()
+    reviewer_role = serializers.CharField()
+    decisions = serializers.IntegerField()
+    single_decisions = serializers.IntegerField()
+    bulk_decisions = serializers.IntegerField()
+    bulk_share_percent = serializers.FloatField()
+    median_seconds_between_single = serializers.FloatField(allow_null=True)
+    approve_rate_percent = serializers.FloatField()
+    approvals_against_recommendation = serializers.IntegerField()
+    privileged_approved = serializers.IntegerField()
+    longest_burst = serializers.IntegerField()
+    flagged_bursts = serializers.IntegerField()
+    largest_flagged_burst = serializers.IntegerField()
+    quick_privileged_approvals = serializers.IntegerField()
+    bulk_approvals_with_recommended_revoke = serializers.IntegerField()
+    first_decision_at = serializers.DateTimeField(allow_null=True)
+    last_decision_at = serializers.DateTimeField(allow_null=True)
+    flags = FlagSerializer(many=True)
+
+
+class CampaignDecisionQualityAPI(CampaignBaseAPI):
+    """Per reviewer: how they decided and whether it looks like rubber-stamping (organization thresholds)."""
+
+    required_perms = {"GET": Perm.VIEW_DECISION_QUALITY}
+
+    @extend_schema(operation_id="campaign_decision_quality", responses=inline_serializer("CampaignDecisionQuality", {
+        "thresholds": serializers.DictField(),
+        "flagged_reviewers": serializers.IntegerField(),
+        "reviewers": ReviewerQualitySerializer(many=True),
+    }))
+    def get(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.VIEW_DECISION_QUALITY)
+        rows = decision_quality.campaign_decision_quality(campaign=campaign)
+        return Response({
+            "thresholds": decision_quality.thresholds_for(campaign),
+            "flagged_reviewers": sum(1 for r in rows if r.flags),
+            "reviewers": ReviewerQualitySerializer([r.as_dict() for r in rows], many=True).data,
         })

@@ -11,6 +11,16 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/close/", api.CampaignCloseAPI.as_view(), name="api_campaign_close"),
     path("campaigns/<uuid:campaign_id>/reassign/", api.CampaignReassignAPI.as_view(), name="api_campaign_reassign"),
     path("campaigns/<uuid:campaign_id>/progress/", api.CampaignProgressAPI.as_view(), name="api_campaign_progress"),
+    path(
+        "campaigns/<uuid:campaign_id>/decision-quality/",
+        api.CampaignDecisionQualityAPI.as_view(),
+        name="api_campaign_decision_quality",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/items/<int:item_id>/confirm-removed/",
+        api.ItemConfirmRemovedAPI.as_view(),
+        name="api_item_confirm_removed",
+    ),
     path("my-reviews/", review_api.MyReviewsAPI.as_view(), name="api-my-reviews"),
     path("exceptions/", exception_views.ExceptionListAPI.as_view(), name="api_exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_api.ItemListAPI.as_view(), name="api-review-items"),

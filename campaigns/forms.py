@@ -62,6 +62,16 @@ class CampaignForm(forms.Form):
     fallback_reviewer = forms.ChoiceField(
         help_text="Gets the items the strategy cannot resolve, and items that would be self-reviews."
     )
+    remediation_owners = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Remediation owners",
+        help_text="Who removes revoked access, one line per application as “Application: it-ops@example.com”. "
+                  "Other applications: their remediation owner, else their owner.",
+    )
+    fallback_remediation_owner = forms.ChoiceField(
+        required=False, label="Fallback remediation owner",
+        help_text="Removes revoked access of applications whose owner is not a member who can. Empty: the "
+                  "fallback reviewer.",
+    )
     # Step 4: options.
     reason_required = forms.BooleanField(required=False, initial=True,
                                          label="Require a reason for revoke and exception")
@@ -86,10 +96,12 @@ class CampaignForm(forms.Form):
         self.fields["applications"].choices = [(n, n) for n in choices["applications"]]
         self.fields["categories"].choices = [(c, c) for c in choices["categories"]]
         self.fields["departments"].choices = [(d, d) for d in choices["departments"]]
-        self.fields["fallback_reviewer"].choices = [("", "Choose a member")] + [
+        members = [
             (m.user.email, f"{m.user.email} ({m.get_role_display()})")
             for m in selectors.reviewer_memberships(organization=organization)
         ]
+        self.fields["fallback_reviewer"].choices = [("", "Choose a member"), *members]
+        self.fields["fallback_remediation_owner"].choices = [("", "Same as the fallback reviewer"), *members]
         if not self.is_bound and "due_date" not in self.initial:
             self.initial["due_date"] = timezone.localdate() + dt.timedelta(days=14)
 
@@ -107,6 +119,10 @@ class CampaignForm(forms.Form):
             "preset": scope.get("preset") or "", "privileged_only": scope.get("privileged_only"),
             "reviewer_strategy": campaign.reviewer_strategy, "reviewers": "\n".join(lines),
             "fallback_reviewer": campaign.fallback_reviewer.user.email if campaign.fallback_reviewer else "",
+            "remediation_owners": "\n".join(f"{app}: {email}" for app, email in (campaign.remediation_owners or {}).items()),
+            "fallback_remediation_owner": (
+                campaign.fallback_remediation_owner.user.email if campaign.fallback_remediation_owner else ""
+            ),
             "reason_required": campaign.reason_required, "default_outcome": campaign.default_outcome,
             "launch_at": campaign.launch_at, "recurrence": campaign.recurrence,
             "recurrence_every_days": campaign.recurrence_every_days, "duration_days": campaign.duration_days,
@@ -138,6 +154,18 @@ class CampaignForm(forms.Form):
             named.setdefault(key, []).extend(values)
         return named
 
+    def clean_remediation_owners(self) -> dict[str, str]:
+        owners: dict[str, str] = {}
+        for number, line in enumerate((self.cleaned_data.get("remediation_owners") or "").splitlines(), start=1):
+            line = line.strip()
+            if not line:
+                continue
+            app, sep, email = line.rpartition(":")
+            if not sep or not app.strip() or not email.strip():
+                raise forms.ValidationError(f"Line {number}: write “Application: e-mail”.")
+            owners[app.strip()] = email.strip()
+        return owners
+
     def clean(self):
         cleaned = super().clean()
         schedule = {key: cleaned.get(key) for key in ("launch_at", "recurrence", "recurrence_every_days",
@@ -159,6 +187,8 @@ class CampaignForm(forms.Form):
             "reviewer_strategy": strategy,
             "reviewers": data.get("reviewers") if strategy == ReviewerStrategy.MEMBERS else None,
             "fallback_reviewer": data["fallback_reviewer"],
+            "remediation_owners": data.get("remediation_owners") or {},
+            "fallback_remediation_owner": data.get("fallback_remediation_owner") or None,
             "reason_required": bool(data.get("reason_required")),
             "default_outcome": data["default_outcome"],
             "launch_at": data.get("launch_at"),
@@ -222,6 +252,15 @@ class LaunchForm(forms.Form):
     freshness_override_reason = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Reason for launching on stale data",
         help_text="Admins only. Recorded on the campaign and in the audit log.",
+    )
+
+
+class ConfirmRemovedForm(forms.Form):
+    comment = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=4000,
+        label="How was the access removed?",
+        help_text="Recorded with your name in the audit log and in the evidence as “manually confirmed”.",
     )
 
 

@@ -16,6 +16,8 @@ class CampaignStatus(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     LAUNCHING = "launching", "Launching"
     ACTIVE = "active", "Active"
+    # Every reviewer signed off (or the campaign was closed) but some revoked access is not yet proven removed.
+    REMEDIATING = "remediating", "Remediating"
     COMPLETED = "completed", "Completed"
     CANCELLED = "cancelled", "Cancelled"
     ARCHIVED = "archived", "Archived"
@@ -77,6 +79,12 @@ class Campaign(TenantModel):
     fallback_reviewer = models.ForeignKey(
         "thalian.Membership", null=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Remediation owners: {"<application name>": "<member e-mail>"} overrides of the application's remediation
+    # owner (else its owner); the fallback takes applications whose owner is not a member who can remediate.
+    remediation_owners = models.JSONField(default=dict, blank=True)
+    fallback_remediation_owner = models.ForeignKey(
+        "thalian.Membership", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     reason_required = models.BooleanField(default=True)
     default_outcome = models.CharField(max_length=20, choices=DefaultOutcome.choices, default=DefaultOutcome.NONE)
     # Data freshness override recorded at launch.
@@ -97,6 +105,7 @@ class Campaign(TenantModel):
     item_count = models.PositiveIntegerField(default=0)
     closed_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     closed_at = models.DateTimeField(null=True, blank=True)
+    remediating_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(
         "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -132,6 +141,12 @@ class RemediationStatus(models.TextChoices):
     PENDING = "pending", "Pending removal"
     VERIFIED_REMOVED = "verified_removed", "Verified removed"
     ACTION_REQUIRED = "action_required", "Action required"
+    # The remediation owner stated, with a comment, that the access is gone (no import or sync proved it).
+    CONFIRMED_REMOVED = "confirmed_removed", "Manually confirmed removed"
+
+
+# Removal is proven for these; a campaign in `remediating` completes once every revoke holds one of them.
+REMOVAL_PROVEN = (RemediationStatus.VERIFIED_REMOVED, RemediationStatus.CONFIRMED_REMOVED)
 
 
 class TicketStatus(models.TextChoices):
@@ -196,6 +211,13 @@ class ReviewItem(FindingsMixin, TenantModel):
         max_length=20, choices=RemediationStatus.choices, blank=True, default=""
     )
     remediation_checked_at = models.DateTimeField(null=True, blank=True)
+    # Manual confirmation of removal by the remediation owner (also in the audit log).
+    removal_confirmed_by = models.ForeignKey(
+        "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    removal_confirmed_by_email = models.CharField(max_length=254, blank=True)
+    removal_confirmed_at = models.DateTimeField(null=True, blank=True)
+    removal_comment = models.TextField(blank=True)
 
     class Meta:
         indexes = [
@@ -264,3 +286,38 @@ class CampaignDecisionCount(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "decision"], name="decisioncount_unique_campaign_decision")
         ]
+
+
+class RemediationOwnerSource(models.TextChoices):
+    CAMPAIGN = "campaign", "Named for this campaign"
+    APPLICATION = "application", "Application's remediation owner"
+    OWNER = "owner", "Application owner"
+    FALLBACK = "fallback", "Fallback remediation owner"
+
+
+class CampaignRemediationOwner(TenantModel):
+    """Who removes the revoked access of one application in one campaign, resolved when the snapshot is taken
+    (the campaign's override, else the application's remediation owner, else its owner, else the fallback)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="remediation_owner_rows")
+    application = models.ForeignKey(
+        "entitlements.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Items carry the frozen application name, so the queue joins on it (it survives a deleted application).
+    application_name = models.CharField(max_length=200)
+    owner = models.ForeignKey("thalian.Membership", null=True, on_delete=models.SET_NULL, related_name="+")
+    owner_email = models.CharField(max_length=254)
+    source = models.CharField(max_length=20, choices=RemediationOwnerSource.choices)
+    note = models.CharField(max_length=300, blank=True)  # why the fallback took it
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "campaign", "application_name"], name="remediationowner_unique_app"
+            )
+        ]
+        # The remediation queue of one member: "which campaign applications are mine".
+        indexes = [models.Index(fields=["organization", "owner"], name="remediationowner_org_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.application_name}: {self.owner_email}"

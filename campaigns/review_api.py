@@ -105,6 +105,11 @@ class DecisionEventSerializer(serializers.ModelSerializer):
 class ReviewItemDetailSerializer(ReviewItemSerializer):
     history = serializers.SerializerMethodField()
     assignment_note = serializers.CharField()
+    removal_confirmed_by = serializers.CharField(
+        source="removal_confirmed_by_email", help_text="Who confirmed the removal by hand; empty otherwise."
+    )
+    removal_confirmed_at = serializers.DateTimeField(allow_null=True)
+    removal_comment = serializers.CharField(help_text="How the remediation owner says the access was removed.")
 
     @extend_schema_field(DecisionEventSerializer(many=True))
     def get_history(self, item) -> list[dict]:

@@ -392,7 +392,7 @@ def _distinct_options(items: QuerySet) -> dict[str, list[str]]:
 # My reviews
 # --------------------------------------------------------------------------------------------------
 
-MY_REVIEW_STATUSES = (CampaignStatus.ACTIVE, CampaignStatus.COMPLETED)
+MY_REVIEW_STATUSES = (CampaignStatus.ACTIVE, CampaignStatus.REMEDIATING, CampaignStatus.COMPLETED)
 
 
 @dataclass

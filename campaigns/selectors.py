@@ -30,6 +30,7 @@ REVIEWER_ROLES = sorted(r.value for r in PERMISSIONS[Perm.DECIDE_ASSIGNED])
 # Campaign list tabs, in display order; "active" also shows campaigns whose snapshot is being taken.
 STATUS_TABS = [
     ("active", "Active", [CampaignStatus.ACTIVE, CampaignStatus.LAUNCHING]),
+    ("remediating", "Remediating", [CampaignStatus.REMEDIATING]),
     ("scheduled", "Scheduled", [CampaignStatus.SCHEDULED]),
     ("completed", "Completed", [CampaignStatus.COMPLETED]),
     ("archived", "Archived", [CampaignStatus.ARCHIVED]),

@@ -28,6 +28,13 @@ from .models import (
     ReviewItem,
     default_scope,
 )
+from .remediation import (
+    RemediationError,
+    campaign_review_finished,
+    remediation_member,
+    remediation_owners_assign,
+    remediation_owners_clean,
+)
 from .selectors import (
     PRESETS,
     REVIEWER_ROLES,
@@ -313,6 +320,8 @@ def campaign_create(
     reviewer_strategy: str = ReviewerStrategy.APPLICATION_OWNER,
     reviewers: Any = None,
     fallback_reviewer: str | Membership | None = None,
+    remediation_owners: dict | None = None,
+    fallback_remediation_owner: str | Membership | None = None,
     description: str = "",
     reason_required: bool = True,
     default_outcome: str = DefaultOutcome.NONE,
@@ -337,6 +346,9 @@ def campaign_create(
     )
     clean["reviewers"] = reviewers_clean(organization=organization, strategy=reviewer_strategy, reviewers=reviewers)
     fallback = _fallback_member(organization=organization, fallback_reviewer=fallback_reviewer)
+    clean.update(_remediation_clean(
+        organization=organization, owners=remediation_owners, fallback=fallback_remediation_owner, default=fallback
+    ))
     campaign = Campaign.objects.create(
         organization=organization,
         reviewer_strategy=reviewer_strategy,
@@ -353,9 +365,33 @@ def campaign_create(
         request=request,
         target=campaign,
         details={"status": campaign.status, "scope": campaign.scope, "reviewer_strategy": reviewer_strategy,
-                 "fallback_reviewer": fallback.user.email, "default_outcome": campaign.default_outcome},
+                 "fallback_reviewer": fallback.user.email, "default_outcome": campaign.default_outcome,
+                 "remediation_owners": campaign.remediation_owners,
+                 "fallback_remediation_owner": campaign.fallback_remediation_owner.user.email},
     )
     return campaign
+
+
+def _remediation_clean(
+    *, organization: Organization, owners: Any, fallback: str | Membership | None, default: Membership | None
+) -> dict:
+    """Remediation owner overrides and the fallback remediation owner (the fallback reviewer when not given)."""
+    try:
+        clean: dict[str, Any] = {"remediation_owners": remediation_owners_clean(organization=organization, owners=owners)}
+        if isinstance(fallback, Membership):
+            if fallback.organization_id != organization.pk:
+                raise RemediationError("fallback_remediation_owner is not a member of this organization",
+                                       field="fallback_remediation_owner")
+            fallback = fallback.user.email
+        if fallback or default is None:
+            clean["fallback_remediation_owner"] = remediation_member(
+                organization=organization, email=fallback or "", field="fallback_remediation_owner"
+            )
+        else:
+            clean["fallback_remediation_owner"] = default
+    except RemediationError as exc:
+        raise CampaignError(exc.message, field=exc.field) from None
+    return clean
 
 
 def _fallback_member(*, organization: Organization, fallback_reviewer: str | Membership | None) -> Membership:
@@ -372,7 +408,8 @@ def campaign_update(*, campaign: Campaign, actor: Membership, request=None, **ch
     _require(actor, Perm.MANAGE_CAMPAIGNS)
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     allowed = {"title", "description", "due_date", "scope", "reviewer_strategy", "reviewers", "fallback_reviewer",
-               "reason_required", "default_outcome", *SCHEDULING_FIELDS}
+               "reason_required", "default_outcome", "remediation_owners", "fallback_remediation_owner",
+               *SCHEDULING_FIELDS}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise CampaignError(f"cannot change {', '.join(unknown)}", field=unknown[0])
@@ -396,6 +433,16 @@ def campaign_update(*, campaign: Campaign, actor: Membership, request=None, **ch
         clean["fallback_reviewer"] = _fallback_member(
             organization=organization, fallback_reviewer=changes["fallback_reviewer"]
         )
+    if "remediation_owners" in changes or "fallback_remediation_owner" in changes:
+        # An empty fallback remediation owner means the fallback reviewer, as when creating.
+        remediation = _remediation_clean(
+            organization=organization,
+            owners=changes.get("remediation_owners", campaign.remediation_owners),
+            fallback=changes["fallback_remediation_owner"] if "fallback_remediation_owner" in changes
+            else campaign.fallback_remediation_owner,
+            default=clean.get("fallback_reviewer") or campaign.fallback_reviewer,
+        )
+        clean.update({k: v for k, v in remediation.items() if k in changes})
     if campaign.status in EDITABLE_STATUSES and "launch_at" in clean:
         clean["status"] = CampaignStatus.SCHEDULED if clean["launch_at"] else CampaignStatus.DRAFT
     changed = {}
@@ -724,6 +771,7 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                         on_progress(percent)
         if count == 0:
             raise CampaignError("no entitlements matched the scope when the snapshot was taken", field="scope")
+        remediation_owners_assign(campaign=campaign)
         campaign.status = CampaignStatus.ACTIVE
         campaign.snapshot_at = now
         campaign.item_count = count
@@ -818,10 +866,7 @@ def campaign_close(*, campaign: Campaign, actor: Membership, request=None) -> Ca
         )
     applied = decisions_apply_default_outcome(campaign=campaign, actor=actor)
     now = timezone.now()
-    Campaign.objects.filter(pk=campaign.pk).update(
-        status=CampaignStatus.COMPLETED, closed_at=now, closed_by=actor.user, completed_at=now, updated_at=now
-    )
-    campaign.refresh_from_db()
+    Campaign.objects.filter(pk=campaign.pk).update(closed_at=now, closed_by=actor.user, updated_at=now)
     audit_record(
         action="campaign_closed",
         organization_id=campaign.organization_id,
@@ -830,40 +875,26 @@ def campaign_close(*, campaign: Campaign, actor: Membership, request=None) -> Ca
         target=campaign,
         details={"default_outcome": campaign.default_outcome, "items_decided_by_default": applied or 0},
     )
-    audit_record(
-        action="campaign_completed",
-        organization_id=campaign.organization_id,
-        actor=actor.user,
-        request=request,
-        target=campaign,
-        details={"how": "closed"},
-    )
     _on_commit_hooks("notify_campaign_closed", campaign_id=campaign.pk)
-    _on_commit_hooks("notify_campaign_completed", campaign_id=campaign.pk)
+    # With revokes still to be removed the campaign is `remediating`; otherwise it completes now.
+    campaign_review_finished(campaign=campaign, how="closed", actor=actor.user, request=request)
+    campaign.refresh_from_db()
     return campaign
 
 
 def campaign_complete_if_done(*, campaign: Campaign) -> bool:
-    """Complete an active campaign once every item is decided and signed off. Returns True when it did."""
+    """End the review of an active campaign once every item is decided and signed off: it then completes,
+    or becomes `remediating` while revoked access is still to be proven removed. Returns True when it did."""
     with transaction.atomic():
         if ReviewItem.objects.filter(campaign_id=campaign.pk).filter(
             decision=""
         ).exists() or ReviewItem.objects.filter(campaign_id=campaign.pk, signed_off_at__isnull=True).exists():
             return False
-        now = timezone.now()
-        updated = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.ACTIVE).update(
-            status=CampaignStatus.COMPLETED, completed_at=now, updated_at=now
-        )
-        if updated != 1:
+        # The conditional lock makes a second caller (two last sign-offs at once) find nothing to do.
+        locked = Campaign.objects.select_for_update().filter(pk=campaign.pk, status=CampaignStatus.ACTIVE).first()
+        if locked is None:
             return False
-        audit_record(
-            action="campaign_completed",
-            organization_id=campaign.organization_id,
-            target=campaign,
-            system=True,
-            details={"how": "all items decided and signed off"},
-        )
-        _on_commit_hooks("notify_campaign_completed", campaign_id=campaign.pk)
+        campaign_review_finished(campaign=locked, how="all items decided and signed off")
     campaign.refresh_from_db()
     return True
 

@@ -13,6 +13,16 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/cancel/", views.campaign_cancel, name="campaign_cancel"),
     path("campaigns/<uuid:campaign_id>/close/", views.campaign_close, name="campaign_close"),
     path("campaigns/<uuid:campaign_id>/reassign/", views.campaign_reassign, name="campaign_reassign"),
+    path(
+        "campaigns/<uuid:campaign_id>/items/<int:item_id>/confirm-removed/",
+        views.item_confirm_removed,
+        name="item_confirm_removed",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/decision-quality/",
+        views.campaign_decision_quality,
+        name="campaign_decision_quality",
+    ),
     path("reviews/", review_views.my_reviews, name="my_reviews"),
     path("exceptions/", exception_views.exception_list, name="exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_views.item_list, name="review_items"),

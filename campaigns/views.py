@@ -16,8 +16,8 @@ from thalian.access import org_view
 from thalian.models import Membership
 from thalian.permissions import Perm, has_perm
 
-from . import selectors, services
-from .forms import CampaignForm, CancelForm, LaunchForm, ReassignForm, ScopePreviewForm
+from . import decision_quality, remediation, selectors, services
+from .forms import CampaignForm, CancelForm, ConfirmRemovedForm, LaunchForm, ReassignForm, ScopePreviewForm
 from .models import Campaign, CampaignStatus, ReviewerStrategy
 
 PAGE_SIZE = 25
@@ -94,7 +94,8 @@ def _preview_for(form, organization):
     except services.CampaignError as exc:
         return {"error": exc.message}
     preview = {"result": selectors.campaign_scope_preview(organization=organization, scope=scope),
-               "summary": form.summary()}
+               "summary": form.summary(),
+               "remediation_owners": _remediation_preview(form, organization, scope)}
     data = form.cleaned_data
     fallback = selectors.membership_by_email(organization=organization, email=data.get("fallback_reviewer") or "")
     strategy = data.get("reviewer_strategy")
@@ -113,6 +114,23 @@ def _preview_for(form, organization):
         organization=organization, scope=scope, strategy=strategy, reviewers=named, fallback=fallback
     )
     return preview
+
+
+def _remediation_preview(form, organization, scope) -> list | None:
+    """Who would remove revoked access per application, as the launch will resolve it."""
+    data = form.cleaned_data
+    fallback_email = data.get("fallback_remediation_owner") or data.get("fallback_reviewer") or ""
+    fallback = selectors.membership_by_email(organization=organization, email=fallback_email) if fallback_email else None
+    try:
+        overrides = remediation.remediation_owners_clean(
+            organization=organization, owners=data.get("remediation_owners") or {}
+        )
+    except remediation.RemediationError as exc:
+        return [{"error": exc.message}]
+    return remediation.remediation_owner_preview(
+        organization=organization, scope=scope, overrides=overrides, fallback=fallback,
+        limit=selectors.PREVIEW_APPLICATIONS,
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -175,6 +193,17 @@ def campaign_detail(request, campaign_id):
             context["by_reviewer"] = selectors.campaign_progress_by_reviewer(campaign=campaign)
             context["recent_decisions"] = selectors.campaign_recent_decisions(campaign=campaign)
             context["unassigned"] = sum(r["total"] for r in context["by_reviewer"] if r["reviewer_id"] is None)
+        if context["sees_all"]:
+            progress_r = remediation.campaign_remediation_progress(campaign=campaign)
+            for key in ("verified_removed", "confirmed_removed", "action_required", "pending", "proven"):
+                progress_r[f"{key}_class"] = selectors.width_class(progress_r[key], progress_r["revoked"])
+            context["remediation"] = progress_r
+            context["remediation_owners"] = remediation.campaign_remediation_owners(campaign=campaign)
+            if campaign.status == CampaignStatus.REMEDIATING and context["can_manage"]:
+                context["remind_removal_url"] = _url_exists(
+                    "campaign_remind_removal", request.organization.slug, campaign.pk
+                )
+        context["can_view_quality"] = has_perm(role, Perm.VIEW_DECISION_QUALITY)
         if campaign.status == CampaignStatus.ACTIVE and context["can_manage"]:
             context["reassign_form"] = ReassignForm(
                 sources=selectors.campaign_reviewers(campaign=campaign),
@@ -312,3 +341,52 @@ def campaign_reassign(request, campaign_id):
                      "reviewer.")
         messages.success(request, text)
     return _detail(request, campaign)
+
+
+@require_http_methods(["GET", "POST"])
+@org_view(Perm.CONFIRM_REMOVAL, requires_plan=True)
+def item_confirm_removed(request, campaign_id, item_id):
+    """The remediation owner states that revoked access is gone, with a comment saying how."""
+    item = remediation.removal_item_access(membership=request.membership, campaign_id=campaign_id, item_id=item_id)
+    owner = remediation.remediation_owner_of(item=item)
+    form = ConfirmRemovedForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            item = remediation.review_item_confirm_removed(
+                item=item, actor=request.membership, comment=form.cleaned_data["comment"], request=request
+            )
+        except remediation.RemediationError as exc:
+            form.add_error("comment" if exc.field == "comment" else None, exc.message)
+        else:
+            text = f"Removal of {item.identity_email} from {item.application_name} ({item.role}) confirmed."
+            if item.campaign.status == CampaignStatus.COMPLETED:
+                text += " Every revoke of the campaign is now proven removed: it is completed."
+            messages.success(request, text)
+            target = _url_exists("remediation_queue", request.organization.slug)
+            return redirect(target or reverse("campaign_detail", args=[request.organization.slug, item.campaign_id]))
+    return render(request, "campaigns/confirm_removed.html", {
+        "item": item, "campaign": item.campaign, "owner": owner, "form": form,
+        "proven": item.remediation_status in remediation.REMOVAL_PROVEN,
+        "allowed": remediation.can_confirm_removal(
+            membership=request.membership, item=item, owner_id=owner.owner_id if owner else None
+        ),
+    }, status=400 if form.errors else 200)
+
+
+@require_GET
+@org_view(Perm.VIEW_DECISION_QUALITY, requires_plan=True)
+def campaign_decision_quality(request, campaign_id):
+    """Per reviewer: pace, bulk share, approvals against recommendations, flags; a chart and a table. The
+    campaign page loads the section from here (htmx); the page also stands alone."""
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id,
+                                        perm=Perm.VIEW_DECISION_QUALITY)
+    rows = decision_quality.campaign_decision_quality(campaign=campaign)
+    context = {
+        "campaign": campaign,
+        "rows": rows,
+        "flagged": sum(1 for r in rows if r.flags),
+        "thresholds": decision_quality.thresholds_for(campaign),
+        "chart": decision_quality.chart(rows),
+    }
+    template = "campaigns/decision_quality.html#quality" if request.htmx else "campaigns/decision_quality.html"
+    return render(request, template, context)

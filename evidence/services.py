@@ -27,10 +27,17 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.text import slugify
 
-from campaigns import hashchain
+from campaigns import decision_quality, hashchain
 from campaigns.decisions import DECISION_HASH_FIELDS
 from campaigns.hashchain import GENESIS_HASH, format_timestamp
-from campaigns.models import Campaign, Decision, DecisionEvent, ReviewItem
+from campaigns.models import (
+    Campaign,
+    CampaignRemediationOwner,
+    Decision,
+    DecisionEvent,
+    RemediationStatus,
+    ReviewItem,
+)
 from entitlements.models import FINDING_FIELDS, Application, Finding, IdentityKind, SyncRun, SyncRunStatus
 from thalian import tenancy
 from thalian.audit import audit_record
@@ -459,6 +466,15 @@ def campaign_document(*, campaign: Campaign) -> dict[str, Any]:
             "cancelled_by": _member_email(campaign.cancelled_by),
             "cancel_reason": campaign.cancel_reason,
         },
+        "remediation": {
+            "remediating_at": _ts(campaign.remediating_at) or None,
+            "owners": [
+                {"application": app, "remediation_owner": email, "source": source}
+                for app, email, source in CampaignRemediationOwner.objects.filter(campaign=campaign)
+                .order_by("application_name")
+                .values_list("application_name", "owner_email", "source")
+            ],
+        },
         "audit_events": events,
     }
 
@@ -563,6 +579,54 @@ NOTIFICATION_LOG_COLUMNS = (
 )  # fmt: skip
 
 
+REMOVAL_COLUMNS = (
+    "identity_email", "application", "role", "revoked_at", "revoked_by", "remediation_owner", "removal_status",
+    "proof", "proven_at", "confirmed_by", "confirmation_comment", "ticket_key", "ticket_status",
+)  # fmt: skip
+PROOF_LABELS = {
+    RemediationStatus.VERIFIED_REMOVED: "verified by import or sync",
+    RemediationStatus.CONFIRMED_REMOVED: "manually confirmed",
+    RemediationStatus.ACTION_REQUIRED: "not proven: still present at the last import or sync",
+}
+
+
+def removals_log(*, campaign: Campaign) -> Iterator[bytes]:
+    """One row per revoked item: how its removal was proven (verified by a later import or sync, or manually
+    confirmed by its remediation owner with a comment), or that it is not proven yet."""
+    owners = dict(
+        CampaignRemediationOwner.objects.filter(campaign=campaign).values_list("application_name", "owner_email")
+    )
+    queryset = (
+        ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE)
+        .order_by("id")
+        .values_list(
+            "identity_email", "application_name", "role", "decided_at", "decided_by_email", "remediation_status",
+            "remediation_checked_at", "removal_confirmed_by_email", "removal_confirmed_at", "removal_comment",
+            "ticket_key", "ticket_status",
+        )
+    )
+
+    def rows() -> Iterator[list[Any]]:
+        for (email, app, role, decided_at, decided_by, status, checked_at, confirmed_by, confirmed_at, comment,
+             ticket_key, ticket_status) in queryset.iterator(chunk_size=ITERATOR_CHUNK):
+            proven_at = confirmed_at if status == RemediationStatus.CONFIRMED_REMOVED else (
+                checked_at if status == RemediationStatus.VERIFIED_REMOVED else None
+            )
+            yield [
+                email, app, role, _ts(decided_at), decided_by, owners.get(app, ""), status or "pending",
+                PROOF_LABELS.get(status, "not proven yet"), _ts(proven_at), confirmed_by, comment, ticket_key,
+                ticket_status,
+            ]
+
+    return csv_stream(rows(), header=REMOVAL_COLUMNS)
+
+
+def decision_quality_log(*, campaign: Campaign) -> Iterator[bytes]:
+    """Per reviewer: pace, bulk share, approvals against recommendations and flags (see decision_quality)."""
+    rows = decision_quality.campaign_decision_quality(campaign=campaign)
+    return csv_stream(decision_quality.csv_rows(rows), header=decision_quality.CSV_COLUMNS)
+
+
 def _application_file_names(names: Iterable[str]) -> dict[str, str]:
     used: set[str] = set()
     mapping = {}
@@ -601,6 +665,9 @@ def package_entries(
     population = population_certificate(campaign=campaign)
     state.item_count = population["total_items"]
     yield "population.json", iter([_json_bytes(population)])
+    if ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE).exists():
+        yield "removals.csv", removals_log(campaign=campaign)
+    yield "decision_quality.csv", decision_quality_log(campaign=campaign)
     for optional in (
         _optional_log("tickets_log.csv", "itsm.Ticket", TICKET_LOG_COLUMNS, campaign=campaign),
         _optional_log(
@@ -885,6 +952,7 @@ def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
             ticketed=Count("id", filter=~Q(ticket_url="")),
             pending=Count("id", filter=Q(remediation_status="pending")),
             verified=Count("id", filter=Q(remediation_status="verified_removed")),
+            confirmed=Count("id", filter=Q(remediation_status="confirmed_removed")),
             action_required=Count("id", filter=Q(remediation_status="action_required")),
             untracked=Count("id", filter=Q(remediation_status="")),
         )

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from django.db.models import Case, Count, F, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Lower, NullIf
 
-from campaigns.models import Campaign, CampaignStatus, Decision, RemediationStatus, ReviewItem
+from campaigns.models import (
+    Campaign,
+    CampaignRemediationOwner,
+    CampaignStatus,
+    Decision,
+    RemediationStatus,
+    ReviewItem,
+)
+from campaigns.remediation import owned_by
 from entitlements.models import Application
 from thalian.models import Membership, Organization, TicketTrigger
 from thalian.permissions import Perm
@@ -46,10 +67,23 @@ def remediation_applications(membership: Membership) -> QuerySet[Application]:
     )
 
 
+def owner_id_of_item():
+    return Subquery(
+        CampaignRemediationOwner.objects.filter(
+            campaign_id=OuterRef("campaign_id"), application_name=OuterRef("application_name")
+        ).values("owner_id")[:1]
+    )
+
+
+def has_owner_rows() -> Exists:
+    return Exists(CampaignRemediationOwner.objects.filter(campaign_id=OuterRef("campaign_id")))
+
+
 REMEDIATION_FILTERS = {
     "action_required": Q(remediation_status=RemediationStatus.ACTION_REQUIRED),
     "pending": Q(remediation_status=RemediationStatus.PENDING),
     "verified_removed": Q(remediation_status=RemediationStatus.VERIFIED_REMOVED),
+    "confirmed_removed": Q(remediation_status=RemediationStatus.CONFIRMED_REMOVED),
     "ticket_failed": Q(ticket_status="failed"),
 }
 
@@ -58,7 +92,12 @@ def remediation_queue(*, membership: Membership, state: str = "") -> QuerySet[Re
     """Revoked items with their ticket and removal state; action_required first, then failed tickets."""
     items = ReviewItem.objects.filter(decision=Decision.REVOKE)
     if not sees_all_remediation(membership):
-        items = items.filter(application__in=remediation_applications(membership))
+        # The campaign's remediation owner of the application (named at launch); campaigns launched before
+        # owners were recorded per campaign fall back to the application's current remediation owner.
+        items = items.filter(
+            owned_by(membership)
+            | (~has_owner_rows() & Q(application__in=remediation_applications(membership)))
+        )
     if state in REMEDIATION_FILTERS:
         items = items.filter(REMEDIATION_FILTERS[state])
     return (
@@ -79,11 +118,14 @@ def remediation_queue(*, membership: Membership, state: str = "") -> QuerySet[Re
             "ticket_error",
             "remediation_status",
             "remediation_checked_at",
+            "removal_confirmed_by_email",
+            "removal_confirmed_at",
             "campaign__id",
             "campaign__title",
             "campaign__due_date",
         )
         .annotate(
+            remediation_owner_id=owner_id_of_item(),
             urgency=Case(
                 When(remediation_status=RemediationStatus.ACTION_REQUIRED, then=Value(0)),
                 When(ticket_status="failed", then=Value(1)),
@@ -102,6 +144,7 @@ def remediation_counts(items: QuerySet[ReviewItem]) -> dict[str, int]:
         action_required=Count("id", filter=Q(remediation_status=RemediationStatus.ACTION_REQUIRED)),
         pending=Count("id", filter=Q(remediation_status=RemediationStatus.PENDING)),
         verified_removed=Count("id", filter=Q(remediation_status=RemediationStatus.VERIFIED_REMOVED)),
+        confirmed_removed=Count("id", filter=Q(remediation_status=RemediationStatus.CONFIRMED_REMOVED)),
         ticket_failed=Count("id", filter=Q(ticket_status="failed")),
     )
 
@@ -119,6 +162,7 @@ def campaign_remediation_summary(campaign: Campaign) -> dict:
         removal_pending=Count("id", filter=Q(remediation_status=RemediationStatus.PENDING)),
         verified_removed=Count("id", filter=Q(remediation_status=RemediationStatus.VERIFIED_REMOVED)),
         action_required=Count("id", filter=Q(remediation_status=RemediationStatus.ACTION_REQUIRED)),
+        confirmed_removed=Count("id", filter=Q(remediation_status=RemediationStatus.CONFIRMED_REMOVED)),
     )
     return counts
 

@@ -11,6 +11,7 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign, Decision, RemediationStatus, ReviewItem
+from campaigns.remediation import campaign_remediation_complete_if_done, campaign_remediation_reopen
 from entitlements.models import Application, Entitlement
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
@@ -1105,7 +1107,22 @@ def remediation_verify_for_applications(
         campaign_ids = list(open_items.order_by().values_list("campaign_id", flat=True).distinct())
         present = Entitlement.objects.filter(present=True)
         still_there = open_items.filter(entitlement__in=present)
-        gone = open_items.exclude(entitlement__in=present)
+        # A removal confirmed by hand is upgraded to verified once the data proves it; an import that still
+        # lists the grant contradicts it: the item needs action again (the confirmation stays on record).
+        contradicted = ReviewItem.objects.filter(
+            application_id__in=application_ids,
+            decision=Decision.REVOKE,
+            remediation_status=RemediationStatus.CONFIRMED_REMOVED,
+            entitlement__in=present,
+        )
+        contradicted_rows = list(contradicted.values_list("pk", "campaign_id"))
+        gone = ReviewItem.objects.filter(
+            application_id__in=application_ids,
+            decision=Decision.REVOKE,
+            remediation_status__in=[
+                RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED, RemediationStatus.CONFIRMED_REMOVED,
+            ],
+        ).exclude(entitlement__in=present)
         # Set-based: two UPDATEs whatever the number of items.
         result["verified_removed"] = gone.update(
             remediation_status=RemediationStatus.VERIFIED_REMOVED, remediation_checked_at=now
@@ -1113,6 +1130,20 @@ def remediation_verify_for_applications(
         result["action_required"] = still_there.update(
             remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
         )
+        if contradicted_rows:
+            result["action_required"] += ReviewItem.objects.filter(pk__in=[pk for pk, _c in contradicted_rows]).update(
+                remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
+            )
+            audit_record(
+                action="itsm.removal_confirmation_contradicted",
+                organization_id=organization_id,
+                target_type="application",
+                target_id=",".join(map(str, application_ids))[:80],
+                details={"applications": application_ids, "items": [pk for pk, _c in contradicted_rows][:1000]},
+                system=True,
+            )
+            reopen = sorted({str(c) for _pk, c in contradicted_rows})
+            transaction.on_commit(partial(_reopen_contradicted, organization_id, reopen))
         if result["verified_removed"] or result["action_required"]:
             audit_record(
                 action="itsm.remediation_verified",
@@ -1123,7 +1154,23 @@ def remediation_verify_for_applications(
                 system=True,
             )
         _remediation_outcomes(organization_id=organization_id, campaign_ids=campaign_ids)
+        if result["verified_removed"]:
+            transaction.on_commit(partial(_complete_remediated, organization_id, campaign_ids))
     return result
+
+
+def _reopen_contradicted(organization_id: int, campaign_ids: list) -> None:
+    """Completed campaigns whose manually confirmed removal an import contradicted are remediating again."""
+    with scope(organization_id=organization_id):
+        for campaign_id in campaign_ids:
+            campaign_remediation_reopen(campaign_id=campaign_id, why="an import still lists access confirmed removed")
+
+
+def _complete_remediated(organization_id: int, campaign_ids: list) -> None:
+    """Campaigns in `remediating` whose last revokes were just verified removed become completed."""
+    with scope(organization_id=organization_id):
+        for campaign_id in campaign_ids:
+            campaign_remediation_complete_if_done(campaign_id=campaign_id)
 
 
 def _remediation_outcomes(*, organization_id: int, campaign_ids: list) -> None:

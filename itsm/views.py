@@ -136,12 +136,15 @@ def remediation_queue(request):
         else [],
         "can_open_tickets": request.membership.can(Perm.MANAGE_CAMPAIGNS),
         "sees_all": selectors.sees_all_remediation(request.membership),
+        "can_confirm_any": request.membership.can(Perm.CONFIRM_ANY_REMOVAL),
+        "can_confirm": request.membership.can(Perm.CONFIRM_REMOVAL),
         "filters": [
             ("", "All"),
             ("action_required", "Action required"),
             ("ticket_failed", "Ticket failed"),
             ("pending", "Pending removal"),
             ("verified_removed", "Verified removed"),
+            ("confirmed_removed", "Confirmed removed"),
         ],
     }
     template = "itsm/remediation_queue.html#queue" if request.htmx else "itsm/remediation_queue.html"

@@ -51,19 +51,34 @@ class ReminderResultSerializer(serializers.Serializer):
     )
 
 
-class CampaignRemindAPI(OrgAPIView):
-    """POST: send a reminder now to one reviewer, or to every reviewer with pending items of one application."""
+def _reminder_result(result: services.ReminderResult) -> Response:
+    return Response(
+        {"reminded": result.reminded, "already_reminded_today": result.already_reminded},
+        status=status.HTTP_202_ACCEPTED,
+    )
+
+
+class _ReminderAPI(OrgAPIView):
+    """A Send reminder endpoint of a campaign (campaign managers)."""
 
     required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
     requires_plan = True
 
+    def campaign_and_data(self, request, campaign_id, serializer_class) -> tuple[Campaign, dict]:
+        campaign = campaign_for(request, campaign_id)
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return campaign, serializer.validated_data
+
+
+class CampaignRemindAPI(_ReminderAPI):
+    """POST: send a reminder now to one reviewer, or to every reviewer with pending items of one application."""
+
     @extend_schema(request=RemindSerializer, responses={202: ReminderResultSerializer})
     def post(self, request, org_slug: str, campaign_id):
-        campaign = campaign_for(request, campaign_id)
-        serializer = RemindSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        campaign, data = self.campaign_and_data(request, campaign_id, RemindSerializer)
         reviewer = None
-        value = serializer.validated_data.get("reviewer")
+        value = data.get("reviewer")
         if value:
             members = Membership.objects.select_related("user").filter(organization=request.organization)
             reviewer = (
@@ -80,15 +95,40 @@ class CampaignRemindAPI(OrgAPIView):
                 campaign=campaign,
                 actor=request.membership,
                 reviewer=reviewer,
-                application=serializer.validated_data.get("application"),
+                application=data.get("application"),
                 request=request,
             )
         except services.NotificationError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
-        return Response(
-            {"reminded": result.reminded, "already_reminded_today": result.already_reminded},
-            status=status.HTTP_202_ACCEPTED,
+        return _reminder_result(result)
+
+
+class RemindRemovalSerializer(serializers.Serializer):
+    remediation_owner = serializers.EmailField(help_text="The remediation owner's e-mail address.")
+
+
+class CampaignRemindRemovalAPI(_ReminderAPI):
+    """POST: remind one remediation owner of a `remediating` campaign of the revoked access they still have to
+    remove (at most once per owner, campaign and day)."""
+
+    @extend_schema(request=RemindRemovalSerializer, responses={202: ReminderResultSerializer})
+    def post(self, request, org_slug: str, campaign_id):
+        from .remediation import removal_reminder_send
+
+        campaign, data = self.campaign_and_data(request, campaign_id, RemindRemovalSerializer)
+        email = data["remediation_owner"]
+        owner = (
+            Membership.objects.select_related("user")
+            .filter(organization=request.organization, user__email__iexact=email)
+            .first()
         )
+        if owner is None:
+            raise ValidationError({"remediation_owner": [f"No member {email!r} in this organization."]})
+        try:
+            result = removal_reminder_send(campaign=campaign, actor=request.membership, owner=owner, request=request)
+        except services.NotificationError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return _reminder_result(result)
 
 
 class NotificationSettingsSerializer(serializers.Serializer):

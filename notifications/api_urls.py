@@ -5,6 +5,11 @@ from . import api
 urlpatterns = [
     path("campaigns/<uuid:campaign_id>/remind/", api.CampaignRemindAPI.as_view(), name="api_campaign_remind"),
     path(
+        "campaigns/<uuid:campaign_id>/remind-removal/",
+        api.CampaignRemindRemovalAPI.as_view(),
+        name="api_campaign_remind_removal",
+    ),
+    path(
         "campaigns/<uuid:campaign_id>/notification-policy/",
         api.CampaignPolicyAPI.as_view(),
         name="api_campaign_notification_policy",

@@ -31,6 +31,10 @@ class Event(models.TextChoices):
     TICKET_FAILED = "ticket_failed", "Ticket failed"
     REMEDIATION_OUTCOME = "remediation_outcome", "Remediation outcome"
     EXCEPTION_EXPIRING = "exception_expiring", "Exception expiring"
+    REMOVAL_NEEDED = "removal_needed", "Removal needed"
+    REMOVAL_REMINDER = "removal_reminder", "Removal reminder"
+    REMOVAL_ESCALATED = "removal_escalated", "Removal escalated"
+    DECISION_QUALITY_FLAGGED = "decision_quality_flagged", "Decision quality flagged"
     TEST = "test", "Test message"
 
 

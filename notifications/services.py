@@ -91,6 +91,13 @@ def campaign_url(campaign: Campaign) -> str:
         return _absolute("org_dashboard", slug)
 
 
+def remediation_url(campaign: Campaign) -> str:
+    try:
+        return _absolute("remediation_queue", campaign.organization.slug)
+    except NoReverseMatch:
+        return campaign_url(campaign)
+
+
 def dedupe_key(*, event: str, subject: str, recipient: str, channel: str, period: str) -> str:
     return f"{event}|{subject}|{recipient}|{channel}|{period}"[:300]
 
@@ -221,6 +228,37 @@ def build_content(
             + (f" ({counts})." if counts else "."),
             campaign_url(campaign),
             "Open remediation",
+        )
+    if event == Event.REMOVAL_NEEDED:
+        return Content(
+            f"Revoked access to remove: {title}",
+            f"The review of {title} ended with {_items(pending)} revoked in applications whose remediation you "
+            "own. Remove the access; the next import or sync verifies it, or confirm the removal with a comment.",
+            remediation_url(campaign),
+            "Open remediation",
+        )
+    if event == Event.REMOVAL_REMINDER:
+        return Content(
+            f"Reminder: {_items(pending)} still to remove in {title}",
+            f"{_items(pending).capitalize()} revoked in {title} are not proven removed yet.",
+            remediation_url(campaign),
+            "Open remediation",
+        )
+    if event == Event.REMOVAL_ESCALATED:
+        return Content(
+            f"Escalated: revoked access not removed in {title}",
+            f"{details.get('owner', 'A remediation owner')} has {_items(pending)} revoked in {title} that are "
+            "still not proven removed. Please follow up with them.",
+            campaign_url(campaign),
+            "Open campaign",
+        )
+    if event == Event.DECISION_QUALITY_FLAGGED:
+        flags = "; ".join(details.get("flags") or []) or "see the campaign page"
+        return Content(
+            f"Decision quality flag: {details.get('reviewer', 'a reviewer')} in {title}",
+            f"The decisions of {details.get('reviewer', 'a reviewer')} in {title} were flagged: {flags}.",
+            campaign_url(campaign) + "#decision-quality",
+            "Open campaign",
         )
     raise NotificationError(f"unknown notification event {event!r}")
 
@@ -530,6 +568,21 @@ def notify_campaign_cancelled(*, campaign_id, **_) -> None:
 
 def notify_campaign_completed(*, campaign_id, **_) -> None:
     _notify_campaign_event(campaign_id, Event.CAMPAIGN_COMPLETED)
+    _review_ended(campaign_id)
+
+
+def notify_campaign_remediating(*, campaign_id, **_) -> None:
+    """campaigns hook: the review ended with revokes to remove; remediation owners are told, and the creator
+    hears about flagged reviewers."""
+    _review_ended(campaign_id)
+
+
+def _review_ended(campaign_id) -> None:
+    organization_id = _organization_of(campaign_id)
+    if organization_id is not None:
+        from .tasks import review_ended_notices
+
+        review_ended_notices.delay(organization_id, str(campaign_id))
 
 
 def notify_items_reassigned(*, campaign_id, reviewer_id: int, count: int = 0, **_) -> None:
@@ -843,6 +896,20 @@ class ReminderResult:
     already_reminded: list[str]
 
 
+def manual_reminder_create(
+    *, campaign: Campaign, event: str, recipients: list[Recipient], now: dt.datetime | None = None
+) -> tuple[list[str], list[str]]:
+    """A reminder sent by hand: at most one per recipient, campaign and day. Returns (reminded, already
+    reminded today) as e-mail addresses."""
+    day = timezone.localdate(now or timezone.now()).isoformat()
+    fan = notifications_create(
+        organization_id=campaign.organization_id, event=event, campaign=campaign, recipients=recipients,
+        period=f"manual-{day}",
+    )
+    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
+    return reminded, sorted(set(fan.duplicates) - set(reminded))
+
+
 def reminder_send(
     *,
     campaign: Campaign,
@@ -873,16 +940,10 @@ def reminder_send(
                 f"No reviewer has pending items for application {application!r} in this campaign."
             )
     members = selectors.memberships_by_id(organization_id=campaign.organization_id, ids=ids)
-    day = timezone.localdate(now or timezone.now()).isoformat()
-    fan = notifications_create(
-        organization_id=campaign.organization_id,
-        event=Event.REMINDER,
-        campaign=campaign,
-        recipients=[Recipient(m, pending=pending[m.pk]) for m in members.values()],
-        period=f"manual-{day}",
+    reminded, already = manual_reminder_create(
+        campaign=campaign, event=Event.REMINDER,
+        recipients=[Recipient(m, pending=pending[m.pk]) for m in members.values()], now=now,
     )
-    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
-    already = sorted(set(fan.duplicates) - set(reminded))
     audit_record(
         action="campaign.reminder_sent",
         organization_id=campaign.organization_id,

@@ -12,7 +12,7 @@ from campaigns.models import Campaign, CampaignStatus
 from thalian.models import Plan
 from thalian.tenancy import scope, scopes_disabled
 
-from . import scheduling, services
+from . import remediation, scheduling, services
 from .models import Status
 
 
@@ -68,7 +68,8 @@ def run_cadence() -> int:
     with scopes_disabled():
         targets = list(
             Campaign.objects.filter(
-                status=CampaignStatus.ACTIVE, organization__plan__in=[Plan.PRO, Plan.ENTERPRISE]
+                status__in=[CampaignStatus.ACTIVE, CampaignStatus.REMEDIATING],
+                organization__plan__in=[Plan.PRO, Plan.ENTERPRISE],
             )
             .values_list("organization_id", "pk")
             .order_by("organization_id", "pk")
@@ -82,13 +83,38 @@ def run_cadence() -> int:
 def campaign_cadence(organization_id: int, campaign_id: str) -> dict:
     with scope(organization_id=organization_id):
         campaign = (
-            Campaign.objects.select_related("organization", "fallback_reviewer__user")
+            Campaign.objects.select_related(
+                "organization", "fallback_reviewer__user", "fallback_remediation_owner__user"
+            )
             .filter(pk=campaign_id)
             .first()
         )
         if campaign is None:
             return {}
-        return services.campaign_cadence_run(campaign=campaign, now=timezone.now())
+        now = timezone.now()
+        sent = services.campaign_cadence_run(campaign=campaign, now=now)
+        sent.update(remediation.removal_cadence_run(campaign=campaign, now=now))
+        if campaign.status == CampaignStatus.ACTIVE:
+            sent["decision_quality_flagged"] = remediation.decision_quality_flags_notify(campaign=campaign)
+        return sent
+
+
+@shared_task(name="notifications.review_ended_notices", acks_late=True)
+def review_ended_notices(organization_id: int, campaign_id: str) -> dict:
+    """After the review of a campaign ends: removal notices to remediation owners, decision-quality flags to
+    the creator. Both are idempotent (dedupe keys), so a redelivered task sends nothing twice."""
+    with scope(organization_id=organization_id):
+        campaign = (
+            Campaign.objects.select_related("organization", "fallback_remediation_owner__user")
+            .filter(pk=campaign_id)
+            .first()
+        )
+        if campaign is None:
+            return {}
+        return {
+            "removal_needed": remediation.removal_needed_send(campaign=campaign),
+            "decision_quality_flagged": remediation.decision_quality_flags_notify(campaign=campaign),
+        }
 
 
 @shared_task(name="notifications.launch_due_campaigns")

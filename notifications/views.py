@@ -123,6 +123,24 @@ def notification_preferences(request):
     )
 
 
+def _reminder_response(request, campaign: Campaign, result, error: str | None):
+    """A Send reminder button's answer: the inline result for htmx, else messages on the campaign page."""
+    if request.htmx:
+        return render(
+            request,
+            "notifications/_remind_result.html",
+            {"result": result, "error": error},
+            status=400 if error else 200,
+        )
+    if error:
+        messages.error(request, error)
+    elif result.reminded:
+        messages.success(request, f"Reminder sent to {', '.join(result.reminded)}.")
+    if result and result.already_reminded:
+        messages.warning(request, f"Already reminded today: {', '.join(result.already_reminded)}.")
+    return redirect(_campaign_page(campaign))
+
+
 @org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
 @require_POST
 def campaign_remind(request, campaign_id):
@@ -143,20 +161,27 @@ def campaign_remind(request, campaign_id):
             error = str(exc)
     else:
         error = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
-    if request.htmx:
-        return render(
-            request,
-            "notifications/_remind_result.html",
-            {"result": result, "error": error},
-            status=400 if error else 200,
+    return _reminder_response(request, campaign, result, error)
+
+
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+@require_POST
+def campaign_remind_removal(request, campaign_id):
+    """Send reminder for one row of the campaign page's remediation owners table."""
+    from . import remediation
+
+    campaign = campaign_for(request, campaign_id)
+    result = error = None
+    try:
+        owner = reviewer_for(request, request.POST.get("remediation_owner", ""))
+        if owner is None:
+            raise services.NotificationError("Choose the remediation owner to remind.")
+        result = remediation.removal_reminder_send(
+            campaign=campaign, actor=request.membership, owner=owner, request=request
         )
-    if error:
-        messages.error(request, error)
-    elif result.reminded:
-        messages.success(request, f"Reminder sent to {', '.join(result.reminded)}.")
-    if result and result.already_reminded:
-        messages.warning(request, f"Already reminded today: {', '.join(result.already_reminded)}.")
-    return redirect(_campaign_page(campaign))
+    except services.NotificationError as exc:
+        error = str(exc)
+    return _reminder_response(request, campaign, result, error)
 
 
 @org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)

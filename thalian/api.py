@@ -344,6 +344,23 @@ class MemberDetailView(OrgAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class DecisionQualityThresholdsSerializer(serializers.Serializer):
+    burst_gap_seconds = serializers.FloatField(help_text="Single decisions closer than this form one burst (60).")
+    burst_min_decisions = serializers.IntegerField(help_text="A burst this long or longer ... (50)")
+    burst_max_median_seconds = serializers.FloatField(help_text="... at a median gap under this ... (3)")
+    burst_min_approve_percent = serializers.FloatField(help_text="... with at least this share approved is flagged (98).")
+    privileged_min_seconds = serializers.FloatField(
+        help_text="A privileged item approved sooner than this after the previous decision is flagged (5)."
+    )
+    flag_bulk_recommended_revoke = serializers.BooleanField(
+        help_text="Flag bulk approvals that included items recommended for revoke (true)."
+    )
+
+    def to_internal_value(self, data):
+        # Checked (and merged with the current values) by organization_update, which names every bad key.
+        return data
+
+
 class OrganizationSettingsSerializer(serializers.ModelSerializer):
     plan = serializers.ChoiceField(choices=Plan.choices)
     dormant_days = serializers.IntegerField(min_value=1, max_value=3650)
@@ -358,12 +375,15 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer):
     exception_max_days = serializers.IntegerField(
         min_value=1, max_value=3650, help_text="The longest exception allowed, in days from the decision."
     )
+    decision_quality_thresholds = DecisionQualityThresholdsSerializer(
+        help_text="When reviewers' decisions are flagged; a PATCH may give only the keys it changes."
+    )
 
     class Meta:
         model = Organization
         fields = [
             "slug", "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger",
-            "exception_default_days", "exception_max_days",
+            "exception_default_days", "exception_max_days", "decision_quality_thresholds",
         ]
         read_only_fields = ["slug"]
 

@@ -6,7 +6,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from .audit import client_ip
 from .auth import LoginThrottled, login_is_throttled
-from .models import Organization, Plan, TicketTrigger
+from .models import Organization, Plan, TicketTrigger, default_decision_quality_thresholds
 from .permissions import GRANTABLE_BY, ROLE_CHOICES, Role
 
 THROTTLED_MESSAGE = "Too many failed sign-in attempts. Try again in a few minutes."
@@ -131,8 +131,28 @@ class OrganizationSettingsForm(forms.ModelForm):
             "freshness_days": "Campaigns warn when inventory data is older than this.",
         }
 
+    # Decision-quality thresholds, one field each; checked and merged by organization_update.
+    dq_burst_min_decisions = forms.IntegerField(
+        required=False, label="Flag a burst of at least (single decisions)", min_value=2, max_value=100000)
+    dq_burst_max_median_seconds = forms.FloatField(
+        required=False, label="… at a median gap under (seconds)", min_value=0.1, max_value=3600)
+    dq_burst_min_approve_percent = forms.FloatField(
+        required=False, label="… with at least this share approved (%)", min_value=0, max_value=100)
+    dq_burst_gap_seconds = forms.FloatField(
+        required=False, label="Decisions closer than this form one burst (seconds)", min_value=1, max_value=3600)
+    dq_privileged_min_seconds = forms.FloatField(
+        required=False, label="Flag privileged access approved sooner than (seconds after the previous decision)",
+        min_value=0, max_value=3600)
+    dq_flag_bulk_recommended_revoke = forms.TypedChoiceField(
+        required=False, label="Flag bulk approvals that included items recommended for revoke",
+        choices=[(True, "Yes"), (False, "No")], coerce=lambda value: value in (True, "True"), empty_value=None)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        thresholds = {**default_decision_quality_thresholds(), **(self.instance.decision_quality_thresholds or {})}
+        for key, value in thresholds.items():
+            if f"dq_{key}" in self.fields:
+                self.initial.setdefault(f"dq_{key}", value)
         self.fields["plan"].choices = Plan.choices
         self.fields["ticket_trigger"].choices = TicketTrigger.choices
         self.fields["dormant_days"].min_value = 1
@@ -140,6 +160,19 @@ class OrganizationSettingsForm(forms.ModelForm):
         for name in ("dormant_days", "freshness_days", "exception_default_days", "exception_max_days"):
             self.fields[name].widget.attrs["min"] = 1
             self.fields[name].validators.append(_at_least_one)
+
+    def service_changes(self) -> dict:
+        """What organization_update receives: the model fields and the decision-quality thresholds given
+        (an empty threshold keeps its current value)."""
+        changes = {f: self.cleaned_data[f] for f in self.Meta.fields}
+        thresholds = {
+            name.removeprefix("dq_"): value
+            for name, value in self.cleaned_data.items()
+            if name.startswith("dq_") and value is not None
+        }
+        if thresholds:
+            changes["decision_quality_thresholds"] = thresholds
+        return changes
 
 
 def _at_least_one(value):

@@ -72,6 +72,18 @@ def default_privileged_patterns() -> list[str]:
     return ["admin", "owner", "root"]
 
 
+def default_decision_quality_thresholds() -> dict:
+    """When a reviewer's decisions are flagged as rubber-stamping (tunable per organization)."""
+    return {
+        "burst_gap_seconds": 60,  # decisions closer than this belong to one burst
+        "burst_min_decisions": 50,  # a burst of at least this many single decisions ...
+        "burst_max_median_seconds": 3,  # ... at a median gap under this ...
+        "burst_min_approve_percent": 98,  # ... with at least this share of approvals is flagged
+        "privileged_min_seconds": 5,  # a privileged item approved sooner after the previous decision is flagged
+        "flag_bulk_recommended_revoke": True,  # a bulk approval that included recommended-revoke items
+    }
+
+
 class Organization(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=200)
@@ -84,6 +96,7 @@ class Organization(models.Model):
     # Exception decisions expire: the default when a reviewer gives no date, and the longest allowed.
     exception_default_days = models.PositiveIntegerField(default=90)
     exception_max_days = models.PositiveIntegerField(default=365)
+    decision_quality_thresholds = models.JSONField(default=default_decision_quality_thresholds)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

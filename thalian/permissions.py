@@ -45,6 +45,9 @@ class Perm(StrEnum):
     MANAGE_ORGANIZATION = "manage_organization"  # plan, delete, super admins
     VIEW_AUDIT_LOG = "view_audit_log"
     VIEW_REMEDIATION = "view_remediation"
+    CONFIRM_REMOVAL = "confirm_removal"  # as the item's remediation owner
+    CONFIRM_ANY_REMOVAL = "confirm_any_removal"  # whoever the remediation owner is
+    VIEW_DECISION_QUALITY = "view_decision_quality"
 
 
 _ALL = set(Role)
@@ -65,6 +68,11 @@ PERMISSIONS: dict[Perm, set[Role]] = {
     Perm.VIEW_AUDIT_LOG: {Role.SUPER_ADMIN, Role.ADMIN, Role.AUDITOR},
     # Remediation owners (any role) see their own applications' queue; staff see all of it.
     Perm.VIEW_REMEDIATION: _ALL,
+    # Auditors and viewers stay read-only: whoever audits a removal never confirms it.
+    Perm.CONFIRM_REMOVAL: _STAFF | {Role.REVIEWER},
+    Perm.CONFIRM_ANY_REMOVAL: {Role.SUPER_ADMIN, Role.ADMIN},
+    # Reviewers do not see how their peers (or they themselves) are rated.
+    Perm.VIEW_DECISION_QUALITY: _STAFF | {Role.AUDITOR},
 }
 
 # Roles an admin may grant; only a super admin may grant super_admin.

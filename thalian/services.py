@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
+from typing import Any
 
 import pgtrigger
 from django.conf import settings
@@ -25,6 +26,7 @@ from .models import (
     Plan,
     TicketTrigger,
     User,
+    default_decision_quality_thresholds,
     hash_token,
     new_raw_token,
 )
@@ -285,8 +287,50 @@ def membership_remove(*, actor: Membership, membership: Membership, request=None
 
 SETTINGS_FIELDS = (
     "name", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger", "exception_default_days",
-    "exception_max_days",
+    "exception_max_days", "decision_quality_thresholds",
 )
+# Decision-quality thresholds: (smallest, largest) for numbers; booleans are switches.
+DECISION_QUALITY_LIMITS: dict[str, tuple[float, float] | None] = {
+    "burst_gap_seconds": (1, 3600),
+    "burst_min_decisions": (2, 100000),
+    "burst_max_median_seconds": (0.1, 3600),
+    "burst_min_approve_percent": (0, 100),
+    "privileged_min_seconds": (0, 3600),
+    "flag_bulk_recommended_revoke": None,
+}
+
+
+def decision_quality_thresholds_clean(*, changes: Any, current: dict) -> dict:
+    """Merge a partial change into the organization's decision-quality thresholds; every bad key or value is
+    named in the error and nothing changes."""
+    if not isinstance(changes, dict):
+        raise ValidationError({"decision_quality_thresholds": "must be an object of threshold name to value."})
+    merged = {**default_decision_quality_thresholds(), **(current or {})}
+    errors = []
+    for key, value in changes.items():
+        if key not in DECISION_QUALITY_LIMITS:
+            errors.append(f"unknown threshold {key!r}; use {', '.join(DECISION_QUALITY_LIMITS)}")
+            continue
+        limits = DECISION_QUALITY_LIMITS[key]
+        if limits is None:
+            if not isinstance(value, bool):
+                errors.append(f"{key} must be true or false")
+                continue
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                errors.append(f"{key} must be a number")
+                continue
+            low, high = limits
+            if not low <= value <= high:
+                errors.append(f"{key} must be between {low:g} and {high:g}")
+                continue
+            if key == "burst_min_decisions" and value != int(value):
+                errors.append(f"{key} must be a whole number")
+                continue
+        merged[key] = value
+    if errors:
+        raise ValidationError({"decision_quality_thresholds": errors})
+    return merged
 
 
 @transaction.atomic
@@ -302,6 +346,10 @@ def organization_update(*, actor: Membership, request=None, **changes) -> Organi
         raise ValidationError({"plan": f"'{changes['plan']}' is not a plan; choose one of {', '.join(Plan.values)}."})
     if "ticket_trigger" in changes and changes["ticket_trigger"] not in TicketTrigger.values:
         raise ValidationError({"ticket_trigger": f"choose one of {', '.join(TicketTrigger.values)}."})
+    if "decision_quality_thresholds" in changes:
+        changes["decision_quality_thresholds"] = decision_quality_thresholds_clean(
+            changes=changes["decision_quality_thresholds"], current=org.decision_quality_thresholds
+        )
     old_plan = org.plan
     changed = {}
     for field, value in changes.items():

@@ -257,7 +257,7 @@ def org_settings(request):
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            changes = {f: form.cleaned_data[f] for f in form.Meta.fields}
+            changes = form.service_changes()
             form.instance.refresh_from_db()  # the form mutated it; the service decides what changes
             try:
                 services.organization_update(actor=request.membership, request=request, **changes)

@@ -93,10 +93,15 @@ def test_close_applies_each_default_outcome_as_system_decisions(inventory, launc
     assert counts == {k: v for k, v in expected.items() if v}
     assert decided.decision == "exception" and decided.decided_by_email == "owner@acme.test"
     assert system_events == (0 if outcome == "none" else 7)
-    assert campaign.status == CampaignStatus.COMPLETED
-    assert campaign.closed_by == inventory.admin.user and campaign.completed_at is not None
     actions = set(AuditEvent.objects.filter(target_id=str(campaign.pk)).values_list("action", flat=True))
-    assert {"campaign_closed", "campaign_completed"} <= actions
+    assert campaign.closed_by == inventory.admin.user
+    if "revoke" in expected:
+        # Revoked access must be proven removed before the campaign completes.
+        assert campaign.status == CampaignStatus.REMEDIATING and campaign.completed_at is None
+        assert {"campaign_closed", "campaign_remediating"} <= actions and "campaign_completed" not in actions
+    else:
+        assert campaign.status == CampaignStatus.COMPLETED and campaign.completed_at is not None
+        assert {"campaign_closed", "campaign_completed"} <= actions
 
 
 def test_only_active_campaigns_close(inventory, make_campaign):

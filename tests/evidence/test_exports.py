@@ -658,7 +658,7 @@ def test_summary_report_shows_completion_decisions_reviewers_and_remediation(wor
         "approve": 1, "revoke": 1, "exception": 1, "pending": 1,
     }  # fmt: skip
     assert summary["revocations"] == [
-        {"application_name": "GitHub", "total": 1, "ticketed": 1, "pending": 1, "verified": 0,
+        {"application_name": "GitHub", "total": 1, "ticketed": 1, "pending": 1, "verified": 0, "confirmed": 0,
          "action_required": 0, "untracked": 0}
     ]  # fmt: skip
     html = page.content.decode()

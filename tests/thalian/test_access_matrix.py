@@ -32,6 +32,10 @@ SPEC = {
     Perm.MANAGE_INVENTORY: [Y, Y, Y, N, N, N],
     Perm.MANAGE_SETTINGS: [Y, Y, N, N, N, N],
     Perm.MANAGE_ORGANIZATION: [Y, N, N, N, N, N],
+    # Remediation owners confirm removals of their applications; admins confirm any; auditors never do.
+    Perm.CONFIRM_REMOVAL: [Y, Y, Y, N, N, Y],
+    Perm.CONFIRM_ANY_REMOVAL: [Y, Y, N, N, N, N],
+    Perm.VIEW_DECISION_QUALITY: [Y, Y, Y, Y, N, N],
 }
 
 

@@ -144,3 +144,20 @@ def test_changing_dormant_days_recomputes_the_findings_of_existing_access(
         organization_update(actor=actor, dormant_days=60)
     with scope(org):
         assert Entitlement.objects.get(pk=grant.pk).is_dormant is False
+
+
+def test_decision_quality_thresholds_are_set_on_the_settings_page(client_for, member, org):
+    client = client_for(member("super_admin"))
+    page = client.get(URL).content.decode()
+    assert "Flag a burst of at least (single decisions)" in page
+    response = client.post(URL, _form(org, dq_burst_min_decisions=30, dq_burst_max_median_seconds="2.5",
+                                      dq_flag_bulk_recommended_revoke="False"))
+    assert response.status_code == 302
+    org.refresh_from_db()
+    assert org.decision_quality_thresholds["burst_min_decisions"] == 30
+    assert org.decision_quality_thresholds["burst_max_median_seconds"] == 2.5
+    assert org.decision_quality_thresholds["flag_bulk_recommended_revoke"] is False
+    assert org.decision_quality_thresholds["privileged_min_seconds"] == 5  # left empty: unchanged
+    bad = client.post(URL, _form(org, dq_burst_min_decisions=1))
+    assert bad.status_code == 400
+    assert "Ensure this value is greater than or equal to 2." in bad.content.decode()

@@ -29,6 +29,14 @@ def test_super_admin_reads_the_settings(api_for, member, org):
         "ticket_trigger": org.ticket_trigger,
         "exception_default_days": 90,
         "exception_max_days": 365,
+        "decision_quality_thresholds": {
+            "burst_gap_seconds": 60.0,
+            "burst_min_decisions": 50,
+            "burst_max_median_seconds": 3.0,
+            "burst_min_approve_percent": 98.0,
+            "privileged_min_seconds": 5.0,
+            "flag_bulk_recommended_revoke": True,
+        },
     }
 
 
