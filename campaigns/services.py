@@ -781,7 +781,7 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
     columns = list(computed)
     text = f"""
         INSERT INTO {item} ({", ".join(columns)})
-        SELECT {", ".join(computed[c] for c in columns)}
+        SELECT {", ".join(f"{computed[c]} AS {c}" for c in columns)}
         FROM {Entitlement._meta.db_table} e
         JOIN {Identity._meta.db_table} i ON i.id = e.identity_id
         JOIN {Application._meta.db_table} a ON a.id = e.application_id

@@ -34,6 +34,8 @@ TICKET_RESOLVED = "resolved"
 
 
 class ItsmError(Exception):
+    status: int | None = None  # the vendor's HTTP status, when it answered
+
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
@@ -144,16 +146,20 @@ def _json_message(response: requests.Response) -> Any:
 def error_for_response(response: requests.Response, message: str) -> ItsmError:
     status = response.status_code
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    error: ItsmError
     if status == 429:
-        return ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    if status >= 500 or status == 408:
-        return ItsmTransientError(
+        error = ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    elif status >= 500 or status == 408:
+        error = ItsmTransientError(
             text,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
             # 503 and 408 say the request was not handled; other server errors may follow a write.
             outcome_unknown=status in (500, 502, 504),
         )
-    return ItsmPermanentError(text)
+    else:
+        error = ItsmPermanentError(text)
+    error.status = status
+    return error
 
 
 class _VendorAdapter(netguard.GuardedAdapter):

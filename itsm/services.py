@@ -388,13 +388,49 @@ def itsm_connection_delete(*, connection: ItsmConnection, actor: User | None, re
                 successor.save(update_fields=["is_default"])
 
 
+# What to check when a test connection is refused, per kind: the credentials each vendor signs in with.
+CREDENTIAL_HINTS = {
+    "jira": "the e-mail and API token",
+    "servicenow": "the user name and password",
+    "freshservice": "the API key",
+    "zendesk": "the e-mail and API token",
+}
+SCOPE_HINTS = {
+    "jira": "the base URL and the project key",
+    "servicenow": "the base URL and the table",
+    "freshservice": "the base URL",
+    "zendesk": "the base URL (https://<subdomain>.zendesk.com)",
+}
+
+
+def connection_test_explained(*, kind: str, error: ItsmError) -> str:
+    """A failed test in words an admin can act on: who answered what, and what to check."""
+    label = KINDS[kind].label if kind in KINDS else kind
+    status = error.status
+    if status == 401:
+        advice = f"check {CREDENTIAL_HINTS.get(kind, 'the credentials')}"
+    elif status == 403:
+        advice = "the account signs in but is not allowed to read tickets; check its role or permissions"
+    elif status == 404:
+        advice = f"check {SCOPE_HINTS.get(kind, 'the base URL')}"
+    elif status == 429:
+        advice = "too many requests; try again in a minute"
+    elif status is not None and status >= 500:
+        advice = f"{label} had a problem of its own; try again later"
+    elif status is None:
+        return f"{label} could not be reached: {error.message}"
+    else:
+        advice = "see the details"
+    return f"{label} answered {status}: {advice}. Details: {error.message}"
+
+
 def itsm_connection_test(*, connection: ItsmConnection, actor: User | None, request=None) -> tuple[bool, str]:
     """Perform an authenticated read against the ticketing system and record the outcome."""
     try:
         message = connection.client().test_connection()
         ok = True
     except ItsmError as exc:
-        ok, message = False, exc.message
+        ok, message = False, connection_test_explained(kind=connection.kind, error=exc)
     with scope(connection.organization):
         ItsmConnection.objects.filter(pk=connection.pk).update(
             last_tested_at=timezone.now(), last_test_ok=ok, last_test_message=message[:500]

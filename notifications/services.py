@@ -76,9 +76,10 @@ def _absolute(name: str, *args, query: str = "") -> str:
 
 
 def my_tasks_url(campaign: Campaign) -> str:
+    """"Review now": the reviewer's own undecided items in this campaign (the first one is selected)."""
     slug = campaign.organization.slug
     try:
-        return _absolute("my_reviews", slug, query=f"?campaign={campaign.pk}")
+        return _absolute("review_items", slug, campaign.pk, query="?reviewer=me&decision=pending")
     except NoReverseMatch:
         return _absolute("org_dashboard", slug)
 

@@ -23,6 +23,7 @@ from .forms import (
     ThrottledPasswordChangeForm,
     TokenCreateForm,
 )
+from .home import home_sections
 from .models import ApiToken, Invitation, Membership
 from .permissions import Perm, Role
 
@@ -66,7 +67,8 @@ def home(request):
 
 @org_view()
 def dashboard(request):
-    return render(request, "thalian/dashboard.html")
+    """Home: what this member should do next, from the sections the apps contribute (see thalian.home)."""
+    return render(request, "thalian/dashboard.html", {"sections": home_sections(request)})
 
 
 @require_GET
