@@ -2,4 +2,5 @@
 
 SCHEDULE = {
     "campaigns-launch-due": {"task": "campaigns.launch_due", "schedule": 60.0},
+    "campaigns-sweep-stale-launches": {"task": "campaigns.sweep_stale_launches", "schedule": 60.0},
 }

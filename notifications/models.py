@@ -150,11 +150,9 @@ class Notification(TenantModel):
                 name="notification_retry_due",
                 condition=models.Q(status="retrying"),
             ),
-            # ... and at queued rows no worker picked up (the broker was down after their commit).
+            # ... and at rows still queued whose enqueue may have been lost (few at any time).
             models.Index(
-                fields=["created_at"],
-                name="notification_queued_created",
-                condition=models.Q(status="queued"),
+                fields=["created_at"], name="notification_queued", condition=models.Q(status="queued")
             ),
         ]
 

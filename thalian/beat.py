@@ -1,4 +1,4 @@
-"""Periodic tasks of the platform core (see thalian/celery.py for how each app's SCHEDULE is merged)."""
+"""Periodic tasks of the platform core (added to CELERY_BEAT_SCHEDULE by ThalianConfig.ready())."""
 
 SCHEDULE = {
     # Short enough that an event published while the broker was down is handled soon after it returns.

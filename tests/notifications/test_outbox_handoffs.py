@@ -75,7 +75,7 @@ def test_a_launch_committed_while_the_broker_is_down_tells_each_reviewer_once_it
 
 
 def test_cancel_and_remind_answer_at_once_with_the_broker_down_and_their_notices_follow(
-    worker_mail, celery_worker_factory, broker_down, org, people, campaign, client_for
+    worker_mail, celery_worker_factory, broker_down, org, people, campaign, client_for, settings
 ):
     client = client_for(people["admin"])
     with broker_down():
@@ -94,7 +94,7 @@ def test_cancel_and_remind_answer_at_once_with_the_broker_down_and_their_notices
     celery_worker_factory()
     outbox_sweep.delay().get(timeout=60)
     # The periodic retry tick hands over reminders that were never sent, once they are overdue.
-    with time_machine.travel(timezone.now() + dt.timedelta(minutes=3)):
+    with time_machine.travel(timezone.now() + dt.timedelta(seconds=settings.CLAIM_STALE_SECONDS + 60)):
         assert retry_due_notifications() == 1
     wait_until(_sent(Event.REMINDER, 1), timeout=60)
     wait_until(_sent(Event.CAMPAIGN_CANCELLED, 1), timeout=60)
