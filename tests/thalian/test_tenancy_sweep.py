@@ -15,6 +15,7 @@ from thalian.models import Organization
 NOT_ORGANIZATION_SCOPED = {
     "": "home: sends a signed-in person to their own organization",
     "healthz": "health check: database and broker reachability only",
+    "metrics": "Prometheus metrics: platform-wide counts, behind the scraper's bearer token",
     "favicon.ico": "static redirect",
     "accounts/login/": "sign-in",
     "accounts/logout/": "sign-out",
