@@ -31,7 +31,7 @@ from itsm.models import ItsmConnection, Ticket
 from notifications.models import Event, Notification
 from sso.models import IdentityProvider, VerifiedDomain
 from thalian.audit import audit_record
-from thalian.models import ApiToken, AuditEvent, Invitation, Membership
+from thalian.models import ApiToken, AuditEvent, Invitation, Membership, OutboxEvent
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled
 
@@ -201,6 +201,10 @@ def _values(world, name: str, param: str) -> list[str]:
             return [str(t) for t in Ticket.objects.values_list("id", flat=True)]
         if param == "protocol":
             return ["oidc", "saml", "ldap"]
+        if param == "event_id":
+            # Operations: a real hand-off of the organization, and one that does not exist.
+            return [str(e) for e in OutboxEvent.unscoped.filter(organization__slug="acme")
+                    .values_list("pk", flat=True)[:1]] + ["999999999"]
         if param == "public_id":
             if "sso" in name:
                 ids = IdentityProvider.objects.values_list("public_id", flat=True)[:2]
