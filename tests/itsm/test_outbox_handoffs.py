@@ -66,7 +66,7 @@ def test_revokes_made_while_the_broker_is_down_get_exactly_one_issue_each_once_i
         }
 
 
-def test_a_sign_off_while_the_broker_is_down_opens_its_tickets_and_completes_the_campaign_once_it_is_back(
+def test_a_sign_off_while_the_broker_is_down_opens_its_tickets_and_ends_the_review_once_it_is_back(
     celery_worker_factory, broker_down, jira, connect, revoked_item, reviewer, org
 ):
     org.ticket_trigger = TicketTrigger.ON_SIGN_OFF
@@ -89,7 +89,8 @@ def test_a_sign_off_while_the_broker_is_down_opens_its_tickets_and_completes_the
     outbox_sweep.delay().get(timeout=60)
     time.sleep(1.5)
     assert len(jira.calls("POST", r"/rest/api/2/issue$")) == 2
-    assert Campaign.unscoped.get(pk=campaign.pk).status == CampaignStatus.COMPLETED
+    # The review is over; with revoked access still to be proven removed the campaign is remediating.
+    assert Campaign.unscoped.get(pk=campaign.pk).status == CampaignStatus.REMEDIATING
 
 
 def test_a_revoke_withdrawn_while_the_broker_is_down_gets_exactly_one_comment_once_it_is_back(
