@@ -10,5 +10,8 @@ urlpatterns = [
     path("identities/", api.IdentityListAPI.as_view(), name="api_identity_list"),
     path("identities/<int:pk>/", api.IdentityDetailAPI.as_view(), name="api_identity_detail"),
     path("applications/", api.ApplicationListAPI.as_view(), name="api_application_list"),
+    path("applications/<int:pk>/scim-connector/", api.ScimConnectorAPI.as_view(), name="api_scim_connector"),
+    path("applications/<int:pk>/scim-connector/sync/", api.ScimSyncNowAPI.as_view(), name="api_scim_sync_now"),
+    path("applications/<int:pk>/sync-runs/", api.ApplicationSyncRunsAPI.as_view(), name="api_application_sync_runs"),
     path("entitlements/", api.EntitlementListAPI.as_view(), name="api_entitlement_list"),
 ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,10 +18,11 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from thalian import claims
+from thalian import claims, netguard
 from thalian.audit import audit_record
+from thalian.events import InventoryChanged, publish
 from thalian.models import Organization, User
-from thalian.tenancy import ScopeError, assert_same_organization, scope
+from thalian.tenancy import ScopeError, assert_same_organization, scope, scopes_disabled
 
 from . import staging as pg_staging
 from . import staging_portable
@@ -102,17 +106,10 @@ def _application_names() -> dict[str, int]:
     return dict(Application.objects.values_list("name", "id"))
 
 
-def _after_inventory_change(*, organization: Organization, application_ids: list[int]) -> None:
-    """Other areas re-check open remediation work once the changed inventory is committed."""
-    if not application_ids:
-        return
-    try:
-        from itsm.services import remediation_verify_for_applications
-    except ImportError:
-        return
-    org_id = organization.pk
-    ids = list(application_ids)
-    transaction.on_commit(lambda: remediation_verify_for_applications(organization_id=org_id, application_ids=ids))
+def _after_inventory_change(*, organization: Organization, application_ids: list[int], source: str) -> None:
+    """In the import's transaction: tell other areas which applications changed (removal verification)."""
+    if application_ids:
+        publish(InventoryChanged(organization_id=organization.pk, application_ids=list(application_ids), source=source))
 
 
 def _finish_run(*, run: SyncRun, counts: pg_staging.MergeCounts, now) -> None:
@@ -234,7 +231,7 @@ def inventory_import(
             },
         )
         if kind == ENTITLEMENTS:
-            _after_inventory_change(organization=organization, application_ids=counts.application_ids)
+            _after_inventory_change(organization=organization, application_ids=counts.application_ids, source="import")
     return run
 
 
@@ -248,8 +245,38 @@ def _count_lines(path: Path) -> int:
 
 def _upload_dir() -> Path:
     path = Path(settings.MEDIA_ROOT) / "imports"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def _private_file(path: Path) -> IO[bytes]:
+    """A new file only the server's own user can read: uploads hold identity data."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def import_uploads_sweep(*, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
+    """Delete parked uploads no queued or running import needs (the run ended, or the upload never became a
+    run because the process stopped in between). Files younger than `older_than` may still be being written
+    or waiting for their run's transaction, so they stay. Platform code: looks across organizations."""
+    directory = _upload_dir()
+    cutoff = time.time() - older_than.total_seconds()
+    candidates = {str(path): path for path in directory.glob("*.csv") if path.stat().st_mtime < cutoff}
+    if not candidates:
+        return 0
+    with scopes_disabled():
+        needed = set(
+            SyncRun.objects.filter(
+                upload_path__in=list(candidates), status__in=[SyncRunStatus.QUEUED, SyncRunStatus.RUNNING]
+            ).values_list("upload_path", flat=True)
+        )
+    removed = 0
+    for name, path in candidates.items():
+        if name not in needed:
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("deleted %d import upload(s) no run needs", removed)
+    return removed
 
 
 @dataclass
@@ -279,7 +306,7 @@ def inventory_import_submit(
         CsvReader(kind=kind, stream=upload, max_bytes=max_bytes, size=size, applications={})
     path = _upload_dir() / f"{uuid.uuid4().hex}.csv"
     written = 0
-    with path.open("wb") as out:
+    with _private_file(path) as out:
         while chunk := upload.read(1024 * 1024):
             written += len(chunk)
             if written > max_bytes:
@@ -426,7 +453,9 @@ def inventory_import_queued_run(*, organization: Organization, run_id: int) -> S
     if claimed != 1:
         return None
     run = SyncRun.objects.get(pk=run_id)
-    path = Path(run.upload_path)
+    # Kept aside: finishing or failing the run empties run.upload_path, and the file goes either way.
+    upload_path = run.upload_path
+    path = Path(upload_path)
     try:
         with path.open("rb") as handle:
             return inventory_import(
@@ -452,8 +481,7 @@ def inventory_import_queued_run(*, organization: Organization, run_id: int) -> S
         _fail_run(run, message=f"The import failed unexpectedly ({exc.__class__.__name__}); nothing was imported.")
         raise
     finally:
-        # The run ended either way: the upload goes (run.upload_path itself was emptied by the finish).
-        if path.name:
+        if upload_path:
             path.unlink(missing_ok=True)
         cache.delete(_progress_key(run_id))
 
@@ -502,6 +530,10 @@ def _check_base_url(base_url: str) -> str:
         raise ConnectorError("Base URL must start with https://")
     if base_url.startswith("http://") and not settings.ALLOW_INSECURE_HTTP_INTEGRATIONS:
         raise ConnectorError("Base URL must use https:// (plain http is refused in production)")
+    try:
+        netguard.check_url(base_url)
+    except netguard.AddressNotAllowed as exc:
+        raise ConnectorError(f"Base URL: {exc}") from exc
     return base_url
 
 
@@ -680,7 +712,7 @@ def _scim_write(*, organization, run, connector, identity_rows, grants, skipped)
             target=run,
             details={"created": run.created, "updated": run.updated, "removed": run.removed},
         )
-        _after_inventory_change(organization=organization, application_ids=[connector.application_id])
+        _after_inventory_change(organization=organization, application_ids=[connector.application_id], source="scim")
     return run
 
 

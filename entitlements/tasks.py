@@ -45,6 +45,9 @@ def scim_sync_task(organization_id: int, sync_run_id: int) -> None:
 
 
 @shared_task
+def import_uploads_sweep_task() -> int:
+    """Hourly: uploads of imports that ended (or never started) do not stay on disk."""
+    return services.import_uploads_sweep()
 def sync_runs_sweep_task() -> dict[str, int]:
     """Periodic: re-send or fail imports and syncs nobody works on any more."""
     return services.sync_runs_sweep()

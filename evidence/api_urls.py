@@ -13,6 +13,8 @@ urlpatterns = [
         views.CampaignExportZipAPI.as_view(),
         name="api_campaign_export_zip",
     ),
+    path("campaigns/<uuid:campaign_id>/report/", views.CampaignReportAPI.as_view(), name="api_campaign_report"),
+    path("campaigns/<uuid:campaign_id>/sample/", views.CampaignSampleAPI.as_view(), name="api_campaign_sample"),
     path("evidence/packages/", views.EvidencePackageListAPI.as_view(), name="api_evidence_package_list"),
     path(
         "evidence/packages/<uuid:package_id>/",

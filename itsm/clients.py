@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+
+from thalian import netguard
 
 TIMEOUT_SECONDS = 10.0
 
@@ -33,6 +34,8 @@ TICKET_RESOLVED = "resolved"
 
 
 class ItsmError(Exception):
+    status: int | None = None  # the vendor's HTTP status, when it answered
+
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
@@ -108,6 +111,10 @@ def validate_base_url(url: str, *, allow_http: bool = False) -> str:
         parts.port  # noqa: B018 - raises on an out-of-range port
     except ValueError as exc:
         raise BaseUrlError("Base URL has an invalid port.") from exc
+    try:
+        netguard.check_url(url)
+    except netguard.AddressNotAllowed as exc:
+        raise BaseUrlError(str(exc)) from exc
     return url.rstrip("/")
 
 
@@ -139,20 +146,25 @@ def _json_message(response: requests.Response) -> Any:
 def error_for_response(response: requests.Response, message: str) -> ItsmError:
     status = response.status_code
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    error: ItsmError
     if status == 429:
-        return ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    if status >= 500 or status == 408:
-        return ItsmTransientError(
+        error = ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    elif status >= 500 or status == 408:
+        error = ItsmTransientError(
             text,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
             # 503 and 408 say the request was not handled; other server errors may follow a write.
             outcome_unknown=status in (500, 502, 504),
         )
-    return ItsmPermanentError(text)
+    else:
+        error = ItsmPermanentError(text)
+    error.status = status
+    return error
 
 
-class _VendorAdapter(HTTPAdapter):
-    """Applies the timeout and certificate policy to every call, whatever the vendor library passes.
+class _VendorAdapter(netguard.GuardedAdapter):
+    """Applies the timeout, certificate and internal-address policy to every call, whatever the vendor library
+    passes.
 
     pysnc never sets a timeout, and requests lets REQUESTS_CA_BUNDLE override a session's own CA bundle;
     a connection configured with its own bundle (or with verification off) must keep it.
@@ -193,9 +205,7 @@ def _vendor_session(
     session.auth = auth
     session.verify = verify
     session.headers["Accept"] = "application/json"
-    adapter = _VendorAdapter(timeout=timeout, verify=verify)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    netguard.guard_session(session, _VendorAdapter(timeout=timeout, verify=verify))
     session.hooks["response"].append(raise_for_error)
     return session
 
@@ -206,6 +216,8 @@ def _network_errors(vendor: str, timeout: float) -> Iterator[None]:
         yield
     except ItsmError:
         raise
+    except netguard.AddressNotAllowed as exc:
+        raise ItsmPermanentError(f"{vendor}: {exc}") from exc
     except requests.ConnectTimeout as exc:
         raise ItsmTransientError(f"Could not connect to {vendor} within {timeout:g} seconds.") from exc
     except requests.Timeout as exc:
@@ -317,6 +329,7 @@ class JiraClient(TicketClient):
             max_retries=0,
             timeout=timeout,
         )
+        netguard.guard_session(self._jira._session, _VendorAdapter(timeout=timeout, verify=verify))
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
