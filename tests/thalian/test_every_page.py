@@ -25,6 +25,7 @@ from campaigns import decisions
 from campaigns import services as campaign_services
 from campaigns.exceptions import exception_renewals_gather
 from campaigns.models import Campaign, ReviewItem
+from campaigns.remediation import review_item_confirm_removed
 from entitlements.models import Application, Identity, SyncRun
 from entitlements.services import inventory_import
 from itsm.models import ItsmConnection, Ticket
@@ -127,7 +128,12 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
 
     closed = launched(title="Q1 review", default_outcome="recommendation")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
-        campaign_services.campaign_close(campaign=closed, actor=admin)
+        campaign_services.campaign_close(campaign=closed, actor=admin)  # revokes to remove: remediating
+        revoked = ReviewItem.objects.filter(campaign=closed, decision="revoke").order_by("id").first()
+        review_item_confirm_removed(item=revoked, actor=admin, comment="Deleted in the admin console")
+    completed = launched(title="Q0 review", default_outcome="approve")
+    with scope(org), django_capture_on_commit_callbacks(execute=True):
+        campaign_services.campaign_close(campaign=completed, actor=admin)  # nothing revoked: completed
     cancelled = launched(title="Cancelled review")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
         campaign_services.campaign_cancel(campaign=cancelled, actor=admin, reason="Scope was wrong")
@@ -154,7 +160,7 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
         audit_record(action=action, organization=org, actor=admin.user, target_label=f"sweep {action}",
                      details=REALISTIC_DETAILS)
     return {
-        "campaigns": [active, closed, cancelled, draft, renewals],
+        "campaigns": [active, closed, cancelled, draft, renewals, completed],
         "superadmin": superadmin,
         "admin": admin,
         "auditor": auditor,
@@ -249,7 +255,7 @@ def test_every_page_renders_with_realistic_data(world, client):
     assert audit_actions_in_code() <= actions and "campaign_launched" in actions
     assert set(Event.values) <= kinds
     assert {"single", "bulk", "system"} <= decision_kinds
-    assert {"active", "completed", "cancelled", "draft"} <= statuses
+    assert {"active", "remediating", "completed", "cancelled", "draft"} <= statuses
 
     urls = _urls(world)
     assert len(urls) > 100
