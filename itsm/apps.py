@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class ItsmConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "itsm"
+
+    def ready(self) -> None:
+        from thalian.home import home_section_register
+
+        from .home import remediation_home_section
+
+        home_section_register(remediation_home_section)

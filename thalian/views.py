@@ -20,8 +20,10 @@ from .forms import (
     InviteForm,
     OrganizationSettingsForm,
     RoleForm,
+    ThrottledPasswordChangeForm,
     TokenCreateForm,
 )
+from .home import home_sections
 from .models import ApiToken, Invitation, Membership
 from .permissions import Perm, Role
 
@@ -65,7 +67,8 @@ def home(request):
 
 @org_view()
 def dashboard(request):
-    return render(request, "thalian/dashboard.html")
+    """Home: what this member should do next, from the sections the apps contribute (see thalian.home)."""
+    return render(request, "thalian/dashboard.html", {"sections": home_sections(request)})
 
 
 @require_GET
@@ -395,6 +398,11 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
     def form_valid(self, form):
         response = super().form_valid(form)
         _audit_for_each_membership(form.user, action="password_changed", request=self.request)

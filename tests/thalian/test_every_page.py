@@ -128,12 +128,14 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
 
     closed = launched(title="Q1 review", default_outcome="recommendation")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
-        campaign_services.campaign_close(campaign=closed, actor=admin)  # revokes to remove: remediating
+        campaign_services.campaign_close(campaign=closed, actor=admin)
         revoked = ReviewItem.objects.filter(campaign=closed, decision="revoke").order_by("id").first()
         review_item_confirm_removed(item=revoked, actor=admin, comment="Deleted in the admin console")
-    completed = launched(title="Q0 review", default_outcome="approve")
+    # Closed with revokes, the campaign above waits in remediating (one removal confirmed by hand); closed with
+    # every item approved, this one completes.
+    completed = launched(title="Q4 review", default_outcome="approve")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
-        campaign_services.campaign_close(campaign=completed, actor=admin)  # nothing revoked: completed
+        campaign_services.campaign_close(campaign=completed, actor=admin)
     cancelled = launched(title="Cancelled review")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
         campaign_services.campaign_cancel(campaign=cancelled, actor=admin, reason="Scope was wrong")
@@ -160,7 +162,7 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
         audit_record(action=action, organization=org, actor=admin.user, target_label=f"sweep {action}",
                      details=REALISTIC_DETAILS)
     return {
-        "campaigns": [active, closed, cancelled, draft, renewals, completed],
+        "campaigns": [active, closed, completed, cancelled, draft, renewals],
         "superadmin": superadmin,
         "admin": admin,
         "auditor": auditor,
@@ -192,7 +194,7 @@ def _values(world, name: str, param: str) -> list[str]:
             return [str(c.pk) for c in campaigns]
         if param == "item_id":
             items = ReviewItem.objects.filter(campaign=campaigns[0]).exclude(decision="").order_by("id")[:3]
-            renewal = ReviewItem.objects.filter(campaign=campaigns[4]).order_by("id")[:1]
+            renewal = ReviewItem.objects.filter(campaign=campaigns[-1]).order_by("id")[:1]  # the renewals
             return [str(i.pk) for i in [*items, *renewal]]
         if param == "package_id":
             return [str(p) for p in campaigns[0].evidence_packages.values_list("id", flat=True)[:1]] or [
