@@ -16,12 +16,12 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from notifications.scheduling import CampaignNotDeletable, ScheduleError, campaign_delete, schedule_clean
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
 from . import decision_quality, remediation, selectors, services
 from .models import Campaign, CampaignStatus, DefaultOutcome, RemediationOwnerSource, ReviewerStrategy
+from .scheduling import CampaignNotDeletable, ScheduleError, campaign_delete, schedule_clean
 
 IDENTITY_KINDS = ["human", "service_account", "bot", "ai_agent"]
 

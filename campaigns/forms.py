@@ -8,11 +8,11 @@ from django import forms
 from django.utils import timezone
 
 from entitlements.models import IdentityKind
-from notifications.scheduling import ScheduleError, schedule_clean
 from thalian.models import Organization
 
 from . import selectors
 from .models import DefaultOutcome, Recurrence, ReviewerStrategy
+from .scheduling import ScheduleError, schedule_clean
 
 PRESET_CHOICES = [("", "All identities"), ("non_human", "Non-human identities only (service accounts, bots, "
                                                          "AI agents)"), ("ai_agents", "AI agents only")]

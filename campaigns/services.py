@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +13,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from entitlements.models import Application, Entitlement, Identity, IdentityKind
-from thalian import claims
+from thalian import broker, claims
 from thalian.audit import audit_record
+from thalian.events import CampaignCancelled, CampaignLaunched, ItemsReassigned, publish
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization, scope
@@ -287,26 +288,7 @@ def _require(actor: Membership, perm: Perm) -> None:
         raise PermissionDenied(f"Your role ({actor.role}) does not allow this.")
 
 
-# ---------------------------------------------------------------------------------------------
-# Notification and ticketing hooks
-
-
-HOOK_MODULES = ("notifications.services", "itsm.services")
-
-
-def _on_commit_hooks(function_name: str, **kwargs) -> None:
-    """After the transaction commits, call `function_name(**kwargs)` in the notification and ticketing areas
-    that provide it."""
-    for module_name in HOOK_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        function = getattr(module, function_name, None)
-        if function is not None:
-            transaction.on_commit(lambda f=function: f(**kwargs))
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,7 +520,7 @@ def campaign_launch(
                 system=actor is None,
                 details={"reason": reason, "stale_applications": campaign.stale_applications},
             )
-        cache.set(launch_progress_key(campaign.pk), 0, timeout=24 * 3600)
+        _launch_progress_set(campaign.pk, 0)
         _enqueue_snapshot(campaign)
     return campaign
 
@@ -547,8 +529,12 @@ def _enqueue_snapshot(campaign: Campaign) -> None:
     from .tasks import campaign_snapshot_task
 
     organization_id, campaign_id = campaign.organization_id, str(campaign.pk)
+    # One quick broker attempt: with the broker down the launch still answers, and the stale-launch sweep
+    # sends the snapshot once the broker is back.
     transaction.on_commit(
-        lambda: campaign_snapshot_task.delay(organization_id=organization_id, campaign_id=campaign_id)
+        lambda: broker.send_quickly(
+            campaign_snapshot_task, [{"organization_id": organization_id, "campaign_id": campaign_id}]
+        )
     )
 
 
@@ -606,12 +592,24 @@ def launch_progress_key(campaign_id) -> str:
     return f"campaign-launch-progress:{campaign_id}"
 
 
+def _launch_progress_set(campaign_id, percent: int, *, timeout: int = 24 * 3600) -> None:
+    """Progress is a courtesy to the page that polls it: a cache that is down (Redis restarting) must never
+    abort the launch or its snapshot transaction."""
+    try:
+        cache.set(launch_progress_key(campaign_id), percent, timeout=timeout)
+    except Exception:  # noqa: BLE001 - any cache failure; the campaign row still has launch_progress
+        logger.warning("could not record launch progress of campaign %s", campaign_id, exc_info=True)
+
+
 def campaign_launch_progress(*, campaign: Campaign) -> int:
     """Percent of the snapshot taken. The snapshot commits as one transaction, so the figure travels
     through the cache, which other connections can read while it runs."""
     if campaign.status != CampaignStatus.LAUNCHING:
         return 100 if campaign.snapshot_at else campaign.launch_progress
-    value = cache.get(launch_progress_key(campaign.pk))
+    try:
+        value = cache.get(launch_progress_key(campaign.pk))
+    except Exception:  # noqa: BLE001 - cache down: fall back to the figure on the row
+        value = None
     return int(value) if value is not None else campaign.launch_progress
 
 
@@ -825,7 +823,7 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                     count += cursor.rowcount
                     start = end
                     percent = min(99, int((end - lo + 1) * 100 / span))
-                    cache.set(launch_progress_key(campaign.pk), percent, timeout=24 * 3600)
+                    _launch_progress_set(campaign.pk, percent)
                     if on_progress is not None:
                         on_progress(percent)
         if count == 0:
@@ -849,8 +847,8 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                 "stale_applications": [s["name"] for s in campaign.stale_applications],
             },
         )
-        _on_commit_hooks("notify_campaign_launched", campaign_id=campaign.pk)
-    cache.set(launch_progress_key(campaign.pk), 100, timeout=3600)
+        publish(CampaignLaunched(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
+    _launch_progress_set(campaign.pk, 100, timeout=3600)
     return count
 
 
@@ -872,7 +870,10 @@ def campaign_launch_failed(*, campaign_id, error: str) -> None:
             system=True,
             details={"error": error[:500]},
         )
-    cache.delete(launch_progress_key(campaign_id))
+    try:
+        cache.delete(launch_progress_key(campaign_id))
+    except Exception:  # noqa: BLE001 - the entry expires by itself
+        logger.warning("could not clear launch progress of campaign %s", campaign_id, exc_info=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -906,7 +907,7 @@ def campaign_cancel(*, campaign: Campaign, actor: Membership, reason: str, reque
         target=campaign,
         details={"reason": reason, "previous_status": previous},
     )
-    _on_commit_hooks("notify_campaign_cancelled", campaign_id=campaign.pk)
+    publish(CampaignCancelled(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     return campaign
 
 
@@ -934,7 +935,6 @@ def campaign_close(*, campaign: Campaign, actor: Membership, request=None) -> Ca
         target=campaign,
         details={"default_outcome": campaign.default_outcome, "items_decided_by_default": applied or 0},
     )
-    _on_commit_hooks("notify_campaign_closed", campaign_id=campaign.pk)
     # With revokes still to be removed the campaign is `remediating`; otherwise it completes now.
     campaign_review_finished(campaign=campaign, how="closed", actor=actor.user, request=request)
     campaign.refresh_from_db()
@@ -960,6 +960,37 @@ def campaign_complete_if_done(*, campaign: Campaign) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Reassignment
+
+
+def review_items_move(
+    *,
+    campaign: Campaign,
+    from_reviewer: Membership | None,
+    to_reviewer: Membership,
+    note: str,
+    only_undecided: bool = False,
+) -> tuple[int, int]:
+    """The one implementation of moving review items between reviewers (an admin's reassignment, an
+    escalation after the due date). Moves the items of ``from_reviewer`` (None: unassigned items) that are not
+    signed off, only the undecided ones with ``only_undecided``, to ``to_reviewer``, except items about
+    ``to_reviewer`` themself: nobody reviews their own access. Locks the campaign first, like decision
+    writers. Returns (moved, skipped because of self-review)."""
+    assert_same_organization(campaign, from_reviewer, to_reviewer)
+    with transaction.atomic():
+        Campaign.objects.select_for_update().filter(pk=campaign.pk).exists()
+        items = ReviewItem.objects.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
+        if from_reviewer is not None:
+            items = items.filter(reviewer=from_reviewer)
+        else:
+            items = items.filter(reviewer__isnull=True)
+        if only_undecided:
+            items = items.filter(decision="")
+        to_email = to_reviewer.user.email.lower()
+        skipped = items.filter(identity_email__iexact=to_email).count()
+        moved = items.exclude(identity_email__iexact=to_email).update(
+            reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300]
+        )
+    return moved, skipped
 
 
 @dataclass
@@ -993,17 +1024,14 @@ def items_reassign(
         )
     if from_reviewer is not None and from_reviewer.pk == to_reviewer.pk:
         raise CampaignError("from_reviewer and to_reviewer are the same member", field="to_reviewer")
-    items = ReviewItem.objects.filter(campaign=campaign, signed_off_at__isnull=True)
-    items = items.filter(reviewer=from_reviewer) if from_reviewer is not None else items.filter(reviewer__isnull=True)
     to_email = to_reviewer.user.email.lower()
-    skipped = items.filter(identity_email__iexact=to_email).count()
     source = from_reviewer.user.email if from_reviewer is not None else "unassigned"
     note = f"Reassigned from {source} to {to_email} by {actor.user.email} on {timezone.localdate().isoformat()}"
     reason = (reason or "").strip()
     if reason:
         note += f": {reason}"
-    moved = items.exclude(identity_email__iexact=to_email).update(
-        reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300]
+    moved, skipped = review_items_move(
+        campaign=campaign, from_reviewer=from_reviewer, to_reviewer=to_reviewer, note=note
     )
     if moved == 0 and skipped == 0:
         raise CampaignError(f"{source} has no items that can be reassigned", field="from_reviewer")
@@ -1015,5 +1043,13 @@ def items_reassign(
         target=campaign,
         details={"from": source, "to": to_email, "count": moved, "skipped_self_review": skipped, "reason": reason},
     )
-    _on_commit_hooks("notify_items_reassigned", campaign_id=campaign.pk, reviewer_id=to_reviewer.pk, count=moved)
+    if moved:
+        publish(
+            ItemsReassigned(
+                organization_id=campaign.organization_id,
+                campaign_id=str(campaign.pk),
+                reviewer_id=to_reviewer.pk,
+                count=moved,
+            )
+        )
     return ReassignResult(reassigned=moved, skipped_self_review=skipped)

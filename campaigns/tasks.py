@@ -1,4 +1,4 @@
-"""Campaign background work: the launch snapshot and the sweep of abandoned launches."""
+"""Campaign background work: the launch snapshot, scheduled launches and the sweep of abandoned launches."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError
+from django.utils import timezone
 
 from thalian import claims
 from thalian.tenancy import scope
 
-from . import services
+from . import scheduling, services
+from .models import Campaign
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,24 @@ def campaign_snapshot_task(self, *, organization_id: int, campaign_id: str) -> i
         except Exception as exc:
             services.campaign_launch_failed(campaign_id=campaign_id, error=f"{exc.__class__.__name__}: {exc}")
             raise
+
+
+@shared_task(name="campaigns.launch_due")
+def launch_due_campaigns() -> int:
+    """Beat: start every scheduled campaign whose launch time has come."""
+    due = scheduling.campaigns_due_for_launch(now=timezone.now())
+    for organization_id, campaign_id in due:
+        launch_scheduled_campaign.delay(organization_id, campaign_id)
+    return len(due)
+
+
+@shared_task(name="campaigns.launch_scheduled", acks_late=True)
+def launch_scheduled_campaign(organization_id: int, campaign_id: str) -> str:
+    with scope(organization_id=organization_id):
+        campaign = Campaign.objects.select_related("organization").filter(pk=campaign_id).first()
+        if campaign is None:
+            return "missing"
+        return scheduling.campaign_occurrence_launch(campaign=campaign, now=timezone.now())
 
 
 @shared_task(name="campaigns.sweep_stale_launches")

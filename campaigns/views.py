@@ -19,6 +19,7 @@ from thalian.permissions import Perm, has_perm
 from . import decision_quality, remediation, selectors, services
 from .forms import CampaignForm, CancelForm, ConfirmRemovedForm, LaunchForm, ReassignForm, ScopePreviewForm
 from .models import Campaign, CampaignStatus, ReviewerStrategy
+from .panels import campaign_panels
 
 PAGE_SIZE = 25
 
@@ -224,13 +225,7 @@ def _extensions(request, campaign: Campaign) -> dict:
         "export_zip_url": _url_exists("evidence_campaign_zip", slug, campaign.pk),
         "report_url": _url_exists("evidence_campaign_report", slug, campaign.pk),
     }
-    if has_perm(request.membership.role, Perm.VIEW_ALL_CAMPAIGNS):
-        try:
-            from notifications.templatetags.notifications_tags import notification_log
-        except ImportError:
-            notification_log = None
-        if notification_log is not None:
-            extra["notification_log"] = notification_log(campaign)
+    extra.update(campaign_panels(request=request, campaign=campaign))
     return extra
 
 

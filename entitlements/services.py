@@ -18,8 +18,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from thalian import claims, netguard
+from thalian import broker, claims, netguard
 from thalian.audit import audit_record
+from thalian.events import InventoryChanged, publish
 from thalian.models import Organization, User
 from thalian.tenancy import ScopeError, assert_same_organization, scope, scopes_disabled
 
@@ -105,17 +106,10 @@ def _application_names() -> dict[str, int]:
     return dict(Application.objects.values_list("name", "id"))
 
 
-def _after_inventory_change(*, organization: Organization, application_ids: list[int]) -> None:
-    """Other areas re-check open remediation work once the changed inventory is committed."""
-    if not application_ids:
-        return
-    try:
-        from itsm.services import remediation_verify_for_applications
-    except ImportError:
-        return
-    org_id = organization.pk
-    ids = list(application_ids)
-    transaction.on_commit(lambda: remediation_verify_for_applications(organization_id=org_id, application_ids=ids))
+def _after_inventory_change(*, organization: Organization, application_ids: list[int], source: str) -> None:
+    """In the import's transaction: tell other areas which applications changed (removal verification)."""
+    if application_ids:
+        publish(InventoryChanged(organization_id=organization.pk, application_ids=list(application_ids), source=source))
 
 
 def _finish_run(*, run: SyncRun, counts: pg_staging.MergeCounts, now) -> None:
@@ -237,7 +231,7 @@ def inventory_import(
             },
         )
         if kind == ENTITLEMENTS:
-            _after_inventory_change(organization=organization, application_ids=counts.application_ids)
+            _after_inventory_change(organization=organization, application_ids=counts.application_ids, source="import")
     return run
 
 
@@ -360,7 +354,8 @@ def _enqueue_import(run: SyncRun) -> None:
     from .tasks import inventory_import_task
 
     org_id, run_id = run.organization_id, run.pk
-    transaction.on_commit(lambda: inventory_import_task.delay(org_id, run_id))
+    # One quick broker attempt; with the broker down the queued run is sent by the stale-run sweep.
+    transaction.on_commit(lambda: broker.send_quickly(inventory_import_task, [(org_id, run_id)]))
 
 
 # Name of the advisory lock a worker holds while it runs an import or sync (thalian/claims.py).
@@ -718,7 +713,7 @@ def _scim_write(*, organization, run, connector, identity_rows, grants, skipped)
             target=run,
             details={"created": run.created, "updated": run.updated, "removed": run.removed},
         )
-        _after_inventory_change(organization=organization, application_ids=[connector.application_id])
+        _after_inventory_change(organization=organization, application_ids=[connector.application_id], source="scim")
     return run
 
 

@@ -15,8 +15,10 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.selectors import REVIEWER_ROLES
+from campaigns.services import review_items_move
 from thalian import claims
 from thalian.audit import audit_record
+from thalian.broker import send_quickly
 from thalian.models import Membership, Organization
 from thalian.tenancy import assert_same_organization, scope
 
@@ -357,7 +359,7 @@ def notifications_create(
     duplicates = sorted({r.recipient for r in rows if r.dedupe_key in sent_or_sending})
     ids = [str(n.pk) for n in created]
     if ids:
-        transaction.on_commit(partial(_enqueue_deliveries, organization_id, ids))
+        transaction.on_commit(partial(_enqueue_deliveries, organization_id, ids), robust=True)
     return FanOut(created=created, duplicates=duplicates)
 
 
@@ -392,10 +394,11 @@ def _row(
 
 
 def _enqueue_deliveries(organization_id: int, notification_ids: list[str]) -> None:
+    """The fast path after commit. With the broker down it gives up at once (the request must not wait or
+    fail): the rows stay queued and ``notifications_due_for_retry`` hands them over once they are overdue."""
     from .tasks import deliver_notification
 
-    for notification_id in notification_ids:
-        deliver_notification.delay(organization_id, notification_id)
+    send_quickly(deliver_notification, [(organization_id, notification_id) for notification_id in notification_ids])
 
 
 # Delivery ------------------------------------------------------------------------------------------------
@@ -550,47 +553,12 @@ def _organization_of(campaign_id) -> int | None:
     return Campaign.unscoped.filter(pk=campaign_id).values_list("organization_id", flat=True).first()
 
 
-def notify_campaign_launched(*, campaign_id, **_) -> None:
-    """campaigns hook: the snapshot committed; reviewers are told about their items."""
-    organization_id = _organization_of(campaign_id)
-    if organization_id is None:
-        return
-    notify_event(organization_id=organization_id, event=Event.REVIEW_ASSIGNED, campaign_id=campaign_id)
-    from .scheduling import series_ensure_next
+def notify_review_ended(*, organization_id: int, campaign_id) -> None:
+    """The review of a campaign ended (completed, or remediating with revokes to remove): removal notices to
+    remediation owners and decision-quality flags to the creator, in a task."""
+    from .tasks import review_ended_notices
 
-    with scope(organization_id=organization_id):
-        campaign = Campaign.objects.filter(pk=campaign_id).first()
-        if campaign is not None and campaign.recurrence:
-            series_ensure_next(campaign=campaign)
-
-
-def _notify_campaign_event(campaign_id, event: str) -> None:
-    organization_id = _organization_of(campaign_id)
-    if organization_id is not None:
-        notify_event(organization_id=organization_id, event=event, campaign_id=campaign_id)
-
-
-def notify_campaign_cancelled(*, campaign_id, **_) -> None:
-    _notify_campaign_event(campaign_id, Event.CAMPAIGN_CANCELLED)
-
-
-def notify_campaign_completed(*, campaign_id, **_) -> None:
-    _notify_campaign_event(campaign_id, Event.CAMPAIGN_COMPLETED)
-    _review_ended(campaign_id)
-
-
-def notify_campaign_remediating(*, campaign_id, **_) -> None:
-    """campaigns hook: the review ended with revokes to remove; remediation owners are told, and the creator
-    hears about flagged reviewers."""
-    _review_ended(campaign_id)
-
-
-def _review_ended(campaign_id) -> None:
-    organization_id = _organization_of(campaign_id)
-    if organization_id is not None:
-        from .tasks import review_ended_notices
-
-        review_ended_notices.delay(organization_id, str(campaign_id))
+    review_ended_notices.delay(organization_id, str(campaign_id))
 
 
 def notify_items_reassigned(*, campaign_id, reviewer_id: int, count: int = 0, **_) -> None:
@@ -870,17 +838,13 @@ def pending_items_reassign_for_escalation(
 ) -> int:
     """Move only the undecided items of an overdue reviewer (decided ones stay with who decided them).
     Items about the new reviewer themself stay put: nobody reviews their own access."""
-    assert_same_organization(campaign, from_reviewer, to_reviewer)
     to_email = to_reviewer.user.email.lower()
     note = (
         f"Escalated from {from_reviewer.user.email} to {to_email} on {timezone.localdate().isoformat()}: "
         "overdue"
     )
-    moved = (
-        selectors.pending_items(campaign=campaign)
-        .filter(reviewer=from_reviewer, signed_off_at__isnull=True)
-        .exclude(identity_email__iexact=to_email)
-        .update(reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300])
+    moved, _skipped = review_items_move(
+        campaign=campaign, from_reviewer=from_reviewer, to_reviewer=to_reviewer, note=note, only_undecided=True
     )
     if moved:
         audit_record(

@@ -8,13 +8,14 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from campaigns import scheduling
 from campaigns.models import Campaign
 from campaigns.selectors import campaign_access
 from thalian.access import org_view
 from thalian.models import Membership
 from thalian.permissions import Perm
 
-from . import scheduling, selectors, services
+from . import selectors, services
 from .channels import CHANNELS, ChannelError
 from .forms import CampaignPolicyForm, NotificationSettingsForm, PreferenceForm, RemindForm
 from .models import MANDATORY_EMAIL_EVENTS, CampaignNotificationPolicy, Channel

@@ -251,3 +251,35 @@ def browser_page(live_server):
             connections.close_all()
     finally:
         db_settings["CONN_MAX_AGE"] = previous_max_age
+
+
+@pytest.fixture
+def broker_down():
+    """``with broker_down():`` points this process's Celery app at a closed port on 127.0.0.1, as if the
+    broker were stopped (the shared Redis server keeps running for everyone else), and sends tasks to it
+    instead of running them eagerly. Leaving the block restores the broker."""
+    import contextlib
+    import socket
+
+    from thalian.celery import app
+
+    def _point_at(url: str) -> None:
+        app.conf.broker_url = url
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    @contextlib.contextmanager
+    def down():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            closed_port = sock.getsockname()[1]
+        previous_url, previous_eager = app.conf.broker_url, app.conf.task_always_eager
+        app.conf.task_always_eager = False
+        _point_at(f"redis://127.0.0.1:{closed_port}/0")
+        try:
+            yield
+        finally:
+            _point_at(previous_url)
+            app.conf.task_always_eager = previous_eager
+
+    return down

@@ -7,14 +7,14 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from . import selectors, services, tenancy
+from . import outbox, selectors, services, tenancy
 from .models import (
     PLAN_REQUIRED_MESSAGE,
     ApiToken,
@@ -22,6 +22,7 @@ from .models import (
     Invitation,
     Membership,
     Organization,
+    OutboxEvent,
     Plan,
     TicketTrigger,
 )
@@ -506,3 +507,79 @@ class AuditEventListView(OrgAPIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
+
+
+# Operations: the outbox of hand-offs between areas ---------------------------------------------------------
+
+
+class ReceiverOutcomeSerializer(serializers.Serializer):
+    receiver = serializers.CharField()
+    state = serializers.ChoiceField(choices=["done", "retry", "failed"])
+    attempts = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True)
+
+
+class OutboxEventSerializer(serializers.ModelSerializer):
+    receivers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OutboxEvent
+        fields = ["id", "name", "state", "created_at", "handled_at", "payload", "receivers"]
+        read_only_fields = fields
+
+    @extend_schema_field(ReceiverOutcomeSerializer(many=True))
+    def get_receivers(self, obj) -> list[dict]:
+        return [
+            {"receiver": name, "state": o.get("state", ""), "attempts": o.get("attempts", 0), "error": o.get("error", "")}
+            for name, o in sorted(obj.outcomes.items())
+        ]
+
+
+class OutboxBacklogSerializer(serializers.Serializer):
+    pending = serializers.IntegerField(help_text="events not handled yet")
+    failed = serializers.IntegerField(help_text="events with a receiver that gave up")
+    oldest_pending_age_seconds = serializers.FloatField()
+
+
+class OutboxSummarySerializer(serializers.Serializer):
+    backlog = OutboxBacklogSerializer()
+    failed = OutboxEventSerializer(many=True, help_text="newest first, at most 200")
+
+
+class OutboxView(OrgAPIView):
+    required_perms = {"GET": Perm.MANAGE_ORGANIZATION}
+
+    @extend_schema(
+        responses=OutboxSummarySerializer,
+        summary="Hand-offs between areas: backlog and events whose receiver gave up",
+        tags=["platform"],
+    )
+    def get(self, request, org_slug):
+        org_id = request.organization.pk
+        return Response(
+            {
+                "backlog": outbox.outbox_backlog(organization_id=org_id).as_dict(),
+                "failed": OutboxEventSerializer(outbox.outbox_failed(organization_id=org_id), many=True).data,
+            }
+        )
+
+
+class OutboxRetryView(OrgAPIView):
+    required_perms = {"POST": Perm.MANAGE_ORGANIZATION}
+
+    @extend_schema(
+        request=None,
+        responses={202: OutboxEventSerializer},
+        summary="Retry the failed receivers of an event",
+        tags=["platform"],
+    )
+    def post(self, request, org_slug, event_id: int):
+        try:
+            row = outbox.outbox_event_retry(
+                event_id=event_id, actor=request.user, organization_id=request.organization.pk, request=request
+            )
+        except OutboxEvent.DoesNotExist as exc:
+            raise Http404 from exc
+        except outbox.OutboxError as exc:
+            raise exceptions.ValidationError({"event": [str(exc)]}) from exc
+        return Response(OutboxEventSerializer(row).data, status=status.HTTP_202_ACCEPTED)

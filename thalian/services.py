@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from . import tenancy
 from .audit import audit_record
+from .events import OrganizationSettingsChanged, publish
 from .models import (
     AUDIT_DELETE_TRIGGER,
     ApiToken,
@@ -392,12 +393,9 @@ def organization_update(*, actor: Membership, request=None, **changes) -> Organi
             target=org,
             details=others,
         )
-    if {"dormant_days", "privileged_patterns"} & set(changed):
-        # Findings are stored on each entitlement; recompute them with the new thresholds once committed.
-        from entitlements.tasks import findings_refresh_task
-
-        org_id = org.pk
-        transaction.on_commit(lambda: findings_refresh_task.delay(org_id))
+    if others:
+        # Findings stored on each entitlement follow the thresholds: the inventory recomputes them.
+        publish(OrganizationSettingsChanged(organization_id=org.pk, fields=sorted(others)))
     actor.organization = org
     return org
 

@@ -5,7 +5,6 @@ runs tasks eagerly in process and the cache is local memory. Production sets DEB
 ENCRYPTION_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, EMAIL_URL and SITE_URL.
 """
 
-import importlib
 import secrets
 from pathlib import Path
 
@@ -78,6 +77,7 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "pgtrigger",
+    "django_prometheus",
     "thalian",
     "entitlements",
     "campaigns",
@@ -92,6 +92,7 @@ if (BASE_DIR / "bench" / "apps.py").is_file():
     INSTALLED_APPS.append("bench")
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "thalian.middleware.OrganizationScopeMiddleware",
     "thalian.middleware.SecurityHeadersMiddleware",
@@ -105,7 +106,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "thalian.middleware.NulCharacterMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# Prometheus metrics at /metrics (thalian/metrics.py): off unless a scraper's bearer token is configured.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 ROOT_URLCONF = "thalian.urls"
 WSGI_APPLICATION = "thalian.wsgi.application"
@@ -228,6 +232,15 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Messages are published from requests (the outbox kick after commit): a broker that is down must cost a
+# request at most a couple of seconds, never a retry loop. What could not be published is in the outbox table.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT}
+# Outbox (thalian/outbox.py): a claim older than this is taken to belong to a dead worker; handled events are
+# deleted after OUTBOX_KEEP_DAYS.
+OUTBOX_STALE_CLAIM_SECONDS = env.int("OUTBOX_STALE_CLAIM_SECONDS", default=300)
+OUTBOX_KEEP_DAYS = env.int("OUTBOX_KEEP_DAYS", default=14)
 # Time limits of every task (seconds): the soft limit raises SoftTimeLimitExceeded inside the task, which
 # records a visible failure where a user waits; the hard limit kills the worker child. Long work (launch
 # snapshots, imports, SCIM syncs, evidence builds) has its own, longer pair.
@@ -254,14 +267,8 @@ CLAIM_STALE_SECONDS = env.int("CLAIM_STALE_SECONDS", default=900)
 CLAIM_MAX_ATTEMPTS = env.int("CLAIM_MAX_ATTEMPTS", default=3)
 if CLAIM_STALE_SECONDS < 1 or CLAIM_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("CLAIM_STALE_SECONDS and CLAIM_MAX_ATTEMPTS must be at least 1")
-# Each app may declare a plain-dict SCHEDULE in <app>/beat.py; they are merged here.
+# Each app declares a plain-dict SCHEDULE in <app>/beat.py and adds it from its AppConfig.ready().
 CELERY_BEAT_SCHEDULE: dict = {}
-for _app in ("thalian", "entitlements", "campaigns", "evidence", "itsm", "notifications"):
-    try:
-        CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"{_app}.beat").SCHEDULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{_app}.beat":
-            raise
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
