@@ -32,7 +32,7 @@ from itsm.models import ItsmConnection, Ticket
 from notifications.models import Event, Notification
 from sso.models import IdentityProvider, VerifiedDomain
 from thalian.audit import audit_record
-from thalian.models import ApiToken, AuditEvent, Invitation, Membership
+from thalian.models import ApiToken, AuditEvent, Invitation, Membership, OutboxEvent
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled
 
@@ -202,6 +202,9 @@ def _values(world, name: str, param: str) -> list[str]:
             ]
         if param == "ticket_id":
             return [str(t) for t in Ticket.objects.values_list("id", flat=True)]
+        if param == "event_id":
+            return [str(e) for e in OutboxEvent.objects.filter(organization__slug="acme")
+                    .values_list("pk", flat=True)[:1]] or ["1"]
         if param == "protocol":
             return ["oidc", "saml", "ldap"]
         if param == "public_id":
