@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from entitlements.models import Application, Entitlement, Identity, IdentityKind
-from thalian import claims
+from thalian import broker, claims
 from thalian.audit import audit_record
 from thalian.events import CampaignCancelled, CampaignLaunched, ItemsReassigned, publish
 from thalian.models import Membership, Organization, User
@@ -529,8 +529,12 @@ def _enqueue_snapshot(campaign: Campaign) -> None:
     from .tasks import campaign_snapshot_task
 
     organization_id, campaign_id = campaign.organization_id, str(campaign.pk)
+    # One quick broker attempt: with the broker down the launch still answers, and the stale-launch sweep
+    # sends the snapshot once the broker is back.
     transaction.on_commit(
-        lambda: campaign_snapshot_task.delay(organization_id=organization_id, campaign_id=campaign_id)
+        lambda: broker.send_quickly(
+            campaign_snapshot_task, [{"organization_id": organization_id, "campaign_id": campaign_id}]
+        )
     )
 
 

@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from thalian import claims, netguard
+from thalian import broker, claims, netguard
 from thalian.audit import audit_record
 from thalian.events import InventoryChanged, publish
 from thalian.models import Organization, User
@@ -354,7 +354,8 @@ def _enqueue_import(run: SyncRun) -> None:
     from .tasks import inventory_import_task
 
     org_id, run_id = run.organization_id, run.pk
-    transaction.on_commit(lambda: inventory_import_task.delay(org_id, run_id))
+    # One quick broker attempt; with the broker down the queued run is sent by the stale-run sweep.
+    transaction.on_commit(lambda: broker.send_quickly(inventory_import_task, [(org_id, run_id)]))
 
 
 # Name of the advisory lock a worker holds while it runs an import or sync (thalian/claims.py).

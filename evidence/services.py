@@ -40,7 +40,7 @@ from campaigns.models import (
     ReviewItem,
 )
 from entitlements.models import FINDING_FIELDS, Application, Finding, IdentityKind, SyncRun, SyncRunStatus
-from thalian import claims, tenancy
+from thalian import broker, claims, tenancy
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Membership, User
 
@@ -854,7 +854,8 @@ def _enqueue_build(package: EvidencePackage) -> None:
     from .tasks import build_evidence_package
 
     organization_id, package_id = package.organization_id, str(package.pk)
-    transaction.on_commit(lambda: build_evidence_package.delay(organization_id, package_id))
+    # One quick broker attempt; with the broker down the queued package is sent by the stale-package sweep.
+    transaction.on_commit(lambda: broker.send_quickly(build_evidence_package, [(organization_id, package_id)]))
 
 
 def _fail_package(package_id, *, error: str, statuses=IN_PROGRESS) -> int:

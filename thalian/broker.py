@@ -7,7 +7,7 @@ ticket, a queued notification) and found by a periodic sweep, so here one quick 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .celery import app
 
@@ -17,9 +17,14 @@ logger = logging.getLogger(__name__)
 QUICK = {"max_retries": 0, "interval_start": 0}
 
 
-def send_quickly(task, calls: Iterable[Sequence]) -> bool:
-    """``task.apply_async(args)`` for each args of ``calls`` on one short-lived broker connection. Returns False
-    (and logs) when the broker cannot be reached; never raises for that."""
+def _split(call: Sequence | Mapping) -> tuple[tuple, dict]:
+    return ((), dict(call)) if isinstance(call, Mapping) else (tuple(call), {})
+
+
+def send_quickly(task, calls: Iterable[Sequence | Mapping]) -> bool:
+    """``task.apply_async(...)`` for each call of ``calls`` (positional args, or a mapping of keyword args) on one
+    short-lived broker connection. Returns False (and logs) when the broker cannot be reached; never raises for
+    that."""
     calls = list(calls)
     if not calls:
         return True
@@ -27,8 +32,9 @@ def send_quickly(task, calls: Iterable[Sequence]) -> bool:
         # apply() rather than apply_async(): Celery's eager apply_async flips a process-wide "joining results
         # would block" flag and restores it without a lock, so decisions committing in several threads at
         # once could leave it set.
-        for args in calls:
-            task.apply(tuple(args))
+        for call in calls:
+            args, kwargs = _split(call)
+            task.apply(args, kwargs)
         return True
     try:
         timeout = app.conf.broker_connection_timeout
@@ -37,8 +43,9 @@ def send_quickly(task, calls: Iterable[Sequence]) -> bool:
             # Both timeouts bound a broker that accepts connections but does not answer (a hung Redis).
             options.update(socket_connect_timeout=timeout, socket_timeout=timeout)
         with app.connection_for_write(connect_timeout=timeout, transport_options=options) as connection:
-            for args in calls:
-                task.apply_async(tuple(args), connection=connection, retry=False)
+            for call in calls:
+                args, kwargs = _split(call)
+                task.apply_async(args, kwargs, connection=connection, retry=False)
     except Exception:  # noqa: BLE001 - broker unreachable: the database row is the record, a sweep resends
         logger.warning("could not hand %d %s message(s) to the broker; a sweep will resend them", len(calls),
                        task.name, exc_info=True)

@@ -15,8 +15,8 @@ from thalian.models import Organization
 NOT_ORGANIZATION_SCOPED = {
     "": "home: sends a signed-in person to their own organization",
     "healthz": "health check: database and broker reachability only",
-    "metrics": "Prometheus metrics: platform-wide counts, behind the scraper's bearer token",
     "favicon.ico": "static redirect",
+    "metrics": "operations metrics for the operator's monitoring, behind METRICS_TOKEN: no organization's data",
     "accounts/login/": "sign-in",
     "accounts/logout/": "sign-out",
     "accounts/two-factor/": "the caller's own second factor",
