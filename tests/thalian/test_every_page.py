@@ -202,9 +202,6 @@ def _values(world, name: str, param: str) -> list[str]:
             ]
         if param == "ticket_id":
             return [str(t) for t in Ticket.objects.values_list("id", flat=True)]
-        if param == "event_id":
-            return [str(e) for e in OutboxEvent.objects.filter(organization__slug="acme")
-                    .values_list("pk", flat=True)[:1]] or ["1"]
         if param == "protocol":
             return ["oidc", "saml", "ldap"]
         if param == "event_id":
