@@ -13,10 +13,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from entitlements.models import Application, Entitlement, Identity, IdentityKind
+from thalian import claims
 from thalian.audit import audit_record
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Perm, has_perm
-from thalian.tenancy import assert_same_organization
+from thalian.tenancy import assert_same_organization, scope
+from thalian.text import single_line
 
 from .models import (
     Campaign,
@@ -70,7 +72,9 @@ class FreshnessError(CampaignError):
 
 EDITABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 LAUNCHABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
-CANCELLABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.ACTIVE)
+CANCELLABLE_STATUSES = (
+    CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.LAUNCHING, CampaignStatus.ACTIVE,
+)
 # While active, only these may change: the scope and the reviewers are locked.
 ACTIVE_EDITABLE_FIELDS = {"title", "description", "due_date"}
 SCHEDULING_FIELDS = ("launch_at", "recurrence", "recurrence_every_days", "duration_days")
@@ -216,7 +220,7 @@ def reviewers_clean(*, organization: Organization, strategy: str, reviewers: Any
 def _clean_common(*, organization: Organization, values: dict, creating: bool) -> dict:
     clean: dict[str, Any] = {}
     if "title" in values:
-        title = (values["title"] or "").strip()
+        title = single_line(values["title"])  # titles go into e-mail subjects and ticket summaries
         if not title:
             raise CampaignError("title is required", field="title")
         if len(title) > 200:
@@ -479,8 +483,6 @@ def campaign_launch(
 
     `actor` None is a scheduled launch by the system. Stale or never-loaded applications block the launch
     unless a member allowed to override gives a reason, which is recorded on the campaign and audited."""
-    from .tasks import campaign_snapshot_task
-
     if actor is not None:
         _require(actor, Perm.MANAGE_CAMPAIGNS)
         assert_same_organization(campaign, actor)
@@ -518,6 +520,7 @@ def campaign_launch(
         campaign.launched_at = now
         campaign.launched_by = _actor_user(actor)
         campaign.launch_progress = 0
+        campaign.launch_attempts = 1
         campaign.launch_error = ""
         campaign.stale_applications = [s.as_dict() for s in stale]
         if stale:
@@ -536,11 +539,67 @@ def campaign_launch(
                 details={"reason": reason, "stale_applications": campaign.stale_applications},
             )
         cache.set(launch_progress_key(campaign.pk), 0, timeout=24 * 3600)
-        transaction.on_commit(
-            lambda: campaign_snapshot_task.delay(organization_id=campaign.organization_id,
-                                                 campaign_id=str(campaign.pk))
-        )
+        _enqueue_snapshot(campaign)
     return campaign
+
+
+def _enqueue_snapshot(campaign: Campaign) -> None:
+    from .tasks import campaign_snapshot_task
+
+    organization_id, campaign_id = campaign.organization_id, str(campaign.pk)
+    transaction.on_commit(
+        lambda: campaign_snapshot_task.delay(organization_id=organization_id, campaign_id=campaign_id)
+    )
+
+
+# Name of the advisory lock a worker holds while it takes a campaign's snapshot (thalian/claims.py).
+SNAPSHOT_CLAIM = "campaign-snapshot"
+
+
+def campaign_launches_sweep() -> dict[str, int]:
+    """Hand back launches whose snapshot was abandoned (the message was lost, or the worker died mid-way):
+    re-send the snapshot, or after the last attempt put the campaign back to draft with the reason on its page.
+    A live snapshot is never touched: its worker holds the claim's lock and the campaign row. Platform code:
+    spans organizations."""
+    cutoff = timezone.now() - claims.stale_after()
+    outcome = {"resent": 0, "failed": 0}
+    candidates = list(
+        Campaign.unscoped.filter(status=CampaignStatus.LAUNCHING, updated_at__lt=cutoff).values_list(
+            "pk", "organization_id"
+        )
+    )
+    for campaign_id, organization_id in candidates:
+        if claims.claim_alive(SNAPSHOT_CLAIM, campaign_id):
+            continue
+        with scope(organization_id=organization_id), transaction.atomic():
+            campaign = (
+                Campaign.objects.select_for_update(skip_locked=True)
+                .filter(pk=campaign_id, status=CampaignStatus.LAUNCHING, updated_at__lt=cutoff)
+                .first()
+            )
+            if campaign is None:
+                continue
+            if campaign.launch_attempts >= claims.max_attempts():
+                outcome["failed"] += 1
+                campaign_launch_failed(
+                    campaign_id=campaign_id,
+                    error=f"The snapshot did not finish after {campaign.launch_attempts} attempt(s) (the worker "
+                    "stopped or the task was lost). Launch again, or cancel the campaign.",
+                )
+                continue
+            campaign.launch_attempts += 1
+            campaign.updated_at = timezone.now()
+            campaign.save(update_fields=["launch_attempts", "updated_at"])
+            audit_record(
+                action="campaign_launch_resumed",
+                organization_id=organization_id,
+                target=campaign,
+                system=True,
+                details={"attempt": campaign.launch_attempts},
+            )
+            _enqueue_snapshot(campaign)
+            outcome["resent"] += 1
+    return outcome
 
 
 def launch_progress_key(campaign_id) -> str:

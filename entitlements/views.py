@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -215,13 +216,39 @@ def import_list(request):
     )
 
 
+def _run_action(request, pk: int, action, success: str):
+    run = _get_sync_run(pk)
+    try:
+        action(run=run, actor=request.user, request=request)
+    except services.RunActionError as exc:
+        messages.error(request, str(exc).capitalize() + ".")
+    else:
+        messages.success(request, success)
+    return redirect("import_detail", org_slug=request.organization.slug, pk=run.pk)
+
+
+@require_POST
+@org_view(Perm.MANAGE_INVENTORY)
+def import_cancel(request, pk: int):
+    return _run_action(request, pk, services.sync_run_cancel, "The run was cancelled and its upload deleted.")
+
+
+@require_POST
+@org_view(Perm.MANAGE_INVENTORY)
+def import_retry(request, pk: int):
+    return _run_action(request, pk, services.sync_run_retry, "The import was sent to a worker again.")
+
+
 @org_view(Perm.VIEW_INVENTORY)
 def import_detail(request, pk: int):
     run = _get_sync_run(pk)
     progress = services.import_progress(run.pk) if run.status == "running" else None
     done = progress if progress is not None else (run.processed_rows if run.is_finished else 0)
     percent = min(100, int(done * 100 / run.total_rows)) if run.total_rows else (100 if run.is_finished else 0)
-    context = {"run": run, "done": done, "percent": percent, "applications": run.applications.order_by("name")}
+    context = {
+        "run": run, "done": done, "percent": percent, "applications": run.applications.order_by("name"),
+        "can_manage": request.membership.can(Perm.MANAGE_INVENTORY), "max_attempts": settings.CLAIM_MAX_ATTEMPTS,
+    }
     template = "entitlements/import_detail.html"
     if request.htmx:
         template += "#status"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -25,6 +26,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, Decision, RemediationStatus, ReviewItem
 from campaigns.remediation import campaign_remediation_complete_if_done, campaign_remediation_reopen
 from entitlements.models import Application, Entitlement
+from thalian import claims
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
 from thalian.tenancy import assert_same_organization, scope
@@ -38,6 +40,7 @@ from .clients import (
     ItsmPermanentError,
     ItsmTransientError,
     RemoteTicket,
+    TicketClient,
     TicketContent,
     validate_base_url,
 )
@@ -61,8 +64,6 @@ logger = logging.getLogger(__name__)
 # it, so an outage of any length loses nothing.
 BACKOFF_BASE_SECONDS = 15
 BACKOFF_MAX_SECONDS = 3600
-# A claim older than this belongs to a worker that died mid-call; the sweep hands the ticket back.
-STALE_CLAIM = dt.timedelta(minutes=15)
 # Attempts a task re-schedules itself for; later attempts come from the sweep (`tickets_due`).
 TASK_ATTEMPTS = 6
 
@@ -780,9 +781,28 @@ def _record_transient(ticket: Ticket, exc: ItsmTransientError) -> float:
     ticket.error = f"Will retry: {exc.message}"
     ticket.next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
     ticket.claimed_at = None
-    ticket.save(update_fields=["state", "error", "next_attempt_at", "claimed_at"])
+    # Once a create may have gone through, every later attempt looks first, until the ticket is found.
+    ticket.lookup_before_create = ticket.lookup_before_create or exc.outcome_unknown
+    ticket.save(update_fields=["state", "error", "next_attempt_at", "claimed_at", "lookup_before_create"])
     _set_item_ticket(ticket)
     return delay
+
+
+def _create_or_find(client: TicketClient, ticket: Ticket, content: TicketContent) -> tuple[RemoteTicket, bool]:
+    """Create the remote ticket, or find the one an earlier attempt with an unknown outcome created.
+
+    Returns (remote, found): found is True when the ticket already existed under the item's reference."""
+    if ticket.lookup_before_create and content.reference:
+        remote = client.find_ticket(content.reference)
+        if remote is not None:
+            return remote, True
+    try:
+        return client.create_ticket(content), False
+    except SoftTimeLimitExceeded as exc:
+        # The task ran out of time during the call: the request may have been carried out.
+        raise ItsmTransientError(
+            "The ticketing system took longer than the task's time limit.", outcome_unknown=True
+        ) from exc
 
 
 def ticket_open(*, organization_id: int, ticket_id: int) -> tuple[str, float | None]:
@@ -815,13 +835,13 @@ def ticket_open(*, organization_id: int, ticket_id: int) -> tuple[str, float | N
             ticket.connection = connection
             ticket.save(update_fields=["connection"])
         try:
-            remote = connection.client().create_ticket(ticket_content(item))
+            remote, found = _create_or_find(connection.client(), ticket, ticket_content(item))
         except ItsmTransientError as exc:
             delay = _record_transient(ticket, exc)
             return "retry", delay if ticket.attempts < TASK_ATTEMPTS else None
         except ItsmPermanentError as exc:
             return _fail(ticket, exc.message), None
-        _opened(ticket, remote)
+        _opened(ticket, remote, found_by_reference=found)
     return "opened", None
 
 
@@ -865,7 +885,7 @@ def _fail(ticket: Ticket, message: str) -> str:
     return "failed"
 
 
-def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
+def _opened(ticket: Ticket, remote: RemoteTicket, *, found_by_reference: bool = False) -> None:
     with transaction.atomic():
         ticket.state = remote.status if remote.status in REMOTE_STATES else TicketState.OPEN
         ticket.key = remote.key
@@ -875,6 +895,7 @@ def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
         ticket.opened_at = timezone.now()
         ticket.claimed_at = None
         ticket.next_attempt_at = None
+        ticket.lookup_before_create = False
         ticket.save(
             update_fields=[
                 "state",
@@ -885,6 +906,7 @@ def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
                 "opened_at",
                 "claimed_at",
                 "next_attempt_at",
+                "lookup_before_create",
             ]
         )
         _set_item_ticket(ticket)
@@ -898,6 +920,7 @@ def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
                 "key": remote.key,
                 "url": remote.url,
                 "connection": ticket.connection_id,
+                "found_by_reference": found_by_reference,
             },
             system=True,
         )
@@ -1005,10 +1028,12 @@ def comment_send(*, organization_id: int, comment_id: int) -> tuple[str, float |
 
 def tickets_due() -> list[tuple[int, int]]:
     """(organization_id, ticket_id) of pending tickets whose retry time has come, after releasing claims
-    abandoned by workers that died mid-call. Platform code: spans organizations."""
+    abandoned by workers that died mid-call (older than CLAIM_STALE_SECONDS, well past the task's hard time
+    limit). Such a worker may have created the ticket before dying, so the next attempt looks it up by its
+    reference first. Platform code: spans organizations."""
     now = timezone.now()
-    Ticket.unscoped.filter(state=TicketState.OPENING, claimed_at__lt=now - STALE_CLAIM).update(
-        state=TicketState.PENDING, claimed_at=None
+    Ticket.unscoped.filter(state=TicketState.OPENING, claimed_at__lt=now - claims.stale_after()).update(
+        state=TicketState.PENDING, claimed_at=None, lookup_before_create=True, next_attempt_at=now
     )
     return list(
         Ticket.unscoped.filter(state=TicketState.PENDING)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.selectors import REVIEWER_ROLES
+from thalian import claims
 from thalian.audit import audit_record
 from thalian.models import Membership, Organization
 from thalian.tenancy import assert_same_organization, scope
@@ -340,17 +341,20 @@ def notifications_create(
     if not rows:
         return FanOut(created=[], duplicates=[])
     keys = [row.dedupe_key for row in rows]
-    existing = set(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
+    existing = dict(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", "status"))
+    # A row still queued was never attempted: its enqueue may have been lost (broker down at commit). It is
+    # sent now instead of being refused as a duplicate; the delivery claim makes a second message harmless.
+    sent_or_sending = {key for key, status in existing.items() if status != Status.QUEUED}
     # The unique (organization, dedupe_key) constraint is the real guard when two ticks race past `existing`.
     Notification.objects.bulk_create(
         [r for r in rows if r.dedupe_key not in existing], ignore_conflicts=True, batch_size=1000
     )
     created = list(
         Notification.objects.filter(dedupe_key__in=keys, status=Status.QUEUED).exclude(
-            dedupe_key__in=existing
+            dedupe_key__in=sent_or_sending
         )
     )
-    duplicates = sorted({r.recipient for r in rows if r.dedupe_key in existing})
+    duplicates = sorted({r.recipient for r in rows if r.dedupe_key in sent_or_sending})
     ids = [str(n.pk) for n in created]
     if ids:
         transaction.on_commit(partial(_enqueue_deliveries, organization_id, ids))
@@ -476,12 +480,16 @@ def notification_deliver(*, notification_id: str) -> Notification | None:
 
 
 def notifications_due_for_retry(*, now: dt.datetime | None = None) -> list[tuple[int, str]]:
-    """(organization_id, id) of rows whose next attempt is due. Platform code: spans organizations."""
+    """(organization_id, id) of rows whose next attempt is due, and of rows still queued, never attempted,
+    longer than CLAIM_STALE_SECONDS (their enqueue was lost). Platform code: spans organizations."""
     now = now or timezone.now()
+    due = Q(status=Status.RETRYING, next_attempt_at__lte=now) | Q(
+        status=Status.QUEUED, attempts=0, created_at__lt=now - claims.stale_after()
+    )
     return [
         (org_id, str(pk))
-        for org_id, pk in Notification.unscoped.filter(status=Status.RETRYING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at")
+        for org_id, pk in Notification.unscoped.filter(due)
+        .order_by("created_at")
         .values_list("organization_id", "id")[:1000]
     ]
 

@@ -63,6 +63,12 @@ class OrgAPIView(APIView):
     required_perms: dict[str, Perm | str] = {}  # fails closed: an implemented method must be named
     requires_plan = False
 
+    def dispatch(self, request, *args, **kwargs):
+        # The scope activated in initial() ends with the view, whatever happens in it (OrganizationScopeMiddleware
+        # does the same around the whole request; this also holds where a view is called without it).
+        with tenancy.request_scope():
+            return super().dispatch(request, *args, **kwargs)
+
     def initial(self, request, *args, **kwargs):
         self.format_kwarg = self.get_format_suffix(**kwargs)
         neg = self.perform_content_negotiation(request)
@@ -88,20 +94,27 @@ class OrgAPIView(APIView):
                 raise Http404
         request.membership = membership
         request.organization = membership.organization
-        self._scope = tenancy.scope(membership.organization)
-        self._scope.__enter__()
+        tenancy.activate(membership.organization)
         self.check_permissions(request)
         if self.requires_plan and not membership.organization.has_access_reviews:
             raise exceptions.PermissionDenied(PLAN_REQUIRED_MESSAGE)
         self.check_throttles(request)
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        scope = getattr(self, "_scope", None)
-        if scope is not None:
-            self._scope = None
-            scope.__exit__(None, None, None)
-        return response
+
+class ErrorSerializer(serializers.Serializer):
+    """The shape of every error answer (see exception_handler)."""
+
+    detail = serializers.CharField(help_text="What is wrong, in one message")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors: field name -> messages",
+    )
+
+
+class MemberInUseSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    campaigns = serializers.ListField(child=serializers.CharField(), help_text="Campaigns they are fallback reviewer of")
 
 
 def exception_handler(exc, context):
@@ -332,7 +345,11 @@ class MemberDetailView(OrgAPIView):
             raise _as_api_error(exc) from None
         return Response(MemberSerializer(member).data)
 
-    @extend_schema(responses={204: None}, summary="Remove a member", tags=["platform"])
+    @extend_schema(
+        responses={204: None, 409: MemberInUseSerializer},
+        summary="Remove a member (409 naming the campaigns while they are a campaign's fallback reviewer)",
+        tags=["platform"],
+    )
     def delete(self, request, org_slug, pk):
         member = _member(request, pk)
         try:
@@ -340,6 +357,11 @@ class MemberDetailView(OrgAPIView):
         except DjangoValidationError as exc:
             if exc.code in ("cannot_manage", "forbidden"):
                 raise exceptions.PermissionDenied(" ".join(exc.messages)) from None
+            if exc.code == "in_use":
+                return Response(
+                    {"detail": " ".join(exc.messages), "campaigns": exc.params["campaigns"]},
+                    status=status.HTTP_409_CONFLICT,
+                )
             raise _as_api_error(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -20,6 +20,7 @@ from .forms import (
     InviteForm,
     OrganizationSettingsForm,
     RoleForm,
+    ThrottledPasswordChangeForm,
     TokenCreateForm,
 )
 from .home import home_sections
@@ -397,6 +398,11 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
     def form_valid(self, form):
         response = super().form_valid(form)
         _audit_for_each_membership(form.user, action="password_changed", request=self.request)
