@@ -21,6 +21,17 @@ urlpatterns = [
         api.ItemConfirmRemovedAPI.as_view(),
         name="api_item_confirm_removed",
     ),
+    path("campaigns/<uuid:campaign_id>/guests/", api.CampaignGuestListAPI.as_view(), name="api_campaign_guests"),
+    path(
+        "campaigns/<uuid:campaign_id>/guests/<int:guest_id>/revoke/",
+        api.CampaignGuestRevokeAPI.as_view(),
+        name="api_campaign_guest_revoke",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/guests/<int:guest_id>/resend/",
+        api.CampaignGuestResendAPI.as_view(),
+        name="api_campaign_guest_resend",
+    ),
     path("my-reviews/", review_api.MyReviewsAPI.as_view(), name="api-my-reviews"),
     path("exceptions/", exception_views.ExceptionListAPI.as_view(), name="api_exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_api.ItemListAPI.as_view(), name="api-review-items"),

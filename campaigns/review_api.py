@@ -22,7 +22,7 @@ from .decisions import (
     review_sign_off,
 )
 from .models import Decision, DecisionEvent
-from .selectors import campaign_access
+from .selectors import campaign_access, reviewer_kind
 
 MAX_API_ITEM_IDS = 10000
 
@@ -67,6 +67,10 @@ class ReviewItemSerializer(serializers.Serializer):
     findings = serializers.ListField(child=serializers.CharField())
     recommendation = RecommendationSerializer(source="*")
     reviewer = serializers.CharField(source="reviewer_email", help_text="The assigned reviewer's e-mail.")
+    reviewer_kind = serializers.SerializerMethodField(
+        help_text="member (a member of the organization), guest (reviews through a personal link) or empty when "
+        "the item is unassigned."
+    )
     decision = serializers.SerializerMethodField(help_text="approve, revoke or exception; null while pending.")
     reason = serializers.CharField(source="decision_reason")
     comment = serializers.CharField(source="decision_comment")
@@ -85,6 +89,9 @@ class ReviewItemSerializer(serializers.Serializer):
         source="renewal_of_id", allow_null=True,
         help_text="In an exception renewals campaign: the id of the expired exception item this re-reviews.",
     )
+
+    def get_reviewer_kind(self, item) -> str:
+        return reviewer_kind(item.reviewer_id, item.guest_id)
 
     def get_decision(self, item) -> str | None:
         return item.decision or None

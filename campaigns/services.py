@@ -18,6 +18,7 @@ from thalian.models import Membership, Organization, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
 
+from .guests import guest_links_send_all, guests_create_for_snapshot
 from .models import (
     Campaign,
     CampaignStatus,
@@ -660,11 +661,19 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
     membership = Membership._meta.db_table
     user = User._meta.db_table
     ok = "(r.id IS NOT NULL AND r.email <> lower(i.email))"
+    # A manager or application owner who is not a member reviews as a guest (when the organization allows it);
+    # self-review still falls to the fallback.
+    guests = strategy != ReviewerStrategy.MEMBERS and organization.allows_guest_reviewers
+    guest_ok = (
+        f"(r.id IS NULL AND {candidate} IS NOT NULL AND {candidate} <> '' AND {candidate} <> lower(i.email))"
+        if guests else "(1 = 0)"
+    )
     fb_ok = "%(fb_email)s <> lower(i.email)"
     why = (
         f"CASE WHEN {candidate} IS NULL OR {candidate} = '' THEN %(why_none)s "
-        f"WHEN r.id IS NULL THEN %(who)s || {candidate} || ' is not a member who can review' "
-        f"ELSE 'Self-review avoided: ' || {candidate} || ' is the identity under review' END"
+        f"WHEN {candidate} = lower(i.email) THEN 'Self-review avoided: ' || {candidate} || ' is the identity under "
+        "review' "
+        f"ELSE %(who)s || {candidate} || ' is not a member who can review' END"
     )
     dormant = "(e.last_used IS NOT NULL AND e.last_used < %(dormant_before)s)"
     terminated = "(i.status = 'terminated')"
@@ -705,10 +714,13 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
             f"WHEN e.last_used IS NULL THEN %(new_grant_reason)s "
             f"ELSE %(active_reason)s END"
         ),
-        "reviewer_id": f"CASE WHEN {ok} THEN r.id WHEN {fb_ok} THEN %(fb_id)s ELSE NULL END",
-        "reviewer_email": f"CASE WHEN {ok} THEN r.email WHEN {fb_ok} THEN %(fb_email)s ELSE '' END",
+        "reviewer_id": f"CASE WHEN {ok} THEN r.id WHEN {guest_ok} THEN NULL WHEN {fb_ok} THEN %(fb_id)s ELSE NULL END",
+        "reviewer_email": (
+            f"CASE WHEN {ok} THEN r.email WHEN {guest_ok} THEN {candidate} WHEN {fb_ok} THEN %(fb_email)s ELSE '' END"
+        ),
         "assignment_note": (
-            f"CASE WHEN {ok} THEN '' WHEN {fb_ok} THEN {why} || ': assigned to the fallback reviewer' "
+            f"CASE WHEN {ok} THEN '' WHEN {guest_ok} THEN %(who)s || {candidate} || ' is not a member: guest reviewer' "
+            f"WHEN {fb_ok} THEN {why} || ': assigned to the fallback reviewer' "
             f"ELSE {why} || '; the fallback reviewer is also the identity under review, so the item is "
             "unassigned until an admin reassigns it' END"
         ),
@@ -772,6 +784,7 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
         if count == 0:
             raise CampaignError("no entitlements matched the scope when the snapshot was taken", field="scope")
         remediation_owners_assign(campaign=campaign)
+        guest_count = guests_create_for_snapshot(campaign=campaign)
         campaign.status = CampaignStatus.ACTIVE
         campaign.snapshot_at = now
         campaign.item_count = count
@@ -788,9 +801,13 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                 "items": count,
                 "freshness_override_reason": campaign.freshness_override_reason,
                 "stale_applications": [s["name"] for s in campaign.stale_applications],
+                "guest_reviewers": guest_count,
             },
         )
         _on_commit_hooks("notify_campaign_launched", campaign_id=campaign.pk)
+        if guest_count:
+            organization_id, campaign_pk = campaign.organization_id, campaign.pk
+            transaction.on_commit(lambda: guest_links_send_all(organization_id=organization_id, campaign_id=campaign_pk))
     cache.set(launch_progress_key(campaign.pk), 100, timeout=3600)
     return count
 

@@ -172,7 +172,7 @@ def campaign_detail(request, campaign_id):
             context["by_application"] = selectors.campaign_progress_by_application(campaign=campaign)
             context["by_reviewer"] = selectors.campaign_progress_by_reviewer(campaign=campaign)
             context["recent_decisions"] = selectors.campaign_recent_decisions(campaign=campaign)
-            context["unassigned"] = sum(r["total"] for r in context["by_reviewer"] if r["reviewer_id"] is None)
+            context["unassigned"] = sum(r["total"] for r in context["by_reviewer"] if not r["reviewer_kind"])
         if context["sees_all"]:
             progress_r = remediation.campaign_remediation_progress(campaign=campaign)
             for key in ("verified_removed", "confirmed_removed", "action_required", "pending", "proven"):

@@ -54,6 +54,7 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path("guest/", include("campaigns.guest_urls")),
     path("o/<slug:org_slug>/", include(org_pages)),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
