@@ -18,7 +18,15 @@ from django.core.management.base import CommandError
 from bench.management.commands.bench import AREAS
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_PACKAGES = ("thalian", "entitlements", "campaigns", "itsm", "notifications", "evidence")
+
+
+def _product_packages() -> list[str]:
+    """Our own installed apps (those living in this checkout), the benchmarks excepted."""
+    return [
+        config.name
+        for config in apps.get_app_configs()
+        if Path(config.path).resolve().is_relative_to(ROOT) and config.name != "bench"
+    ]
 
 
 @pytest.mark.parametrize("area", sorted(AREAS))
@@ -60,9 +68,13 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
+def test_every_app_of_ours_is_checked_for_leftovers():
+    assert {"thalian", "entitlements", "campaigns", "itsm", "notifications", "evidence"} <= set(_product_packages())
+
+
 def test_product_code_imports_neither_the_benchmarks_nor_the_tests():
     offenders = []
-    for package in PRODUCT_PACKAGES:
+    for package in _product_packages():
         for path in sorted((ROOT / package).rglob("*.py")):
             for name in _imported_modules(path):
                 if name.split(".")[0] in ("bench", "tests"):
@@ -73,7 +85,7 @@ def test_product_code_imports_neither_the_benchmarks_nor_the_tests():
 def test_no_fake_vendor_server_or_benchmark_is_left_in_the_product_packages():
     leftovers = [
         str(path.relative_to(ROOT))
-        for package in PRODUCT_PACKAGES
+        for package in _product_packages()
         for path in (ROOT / package).rglob("*.py")
         if "fake" in path.name or "bench" in path.name
     ]

@@ -128,6 +128,11 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
     closed = launched(title="Q1 review", default_outcome="recommendation")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
         campaign_services.campaign_close(campaign=closed, actor=admin)
+    # Closed with revokes, the campaign above waits in remediating; closed with every item approved, this one
+    # completes.
+    completed = launched(title="Q4 review", default_outcome="approve")
+    with scope(org), django_capture_on_commit_callbacks(execute=True):
+        campaign_services.campaign_close(campaign=completed, actor=admin)
     cancelled = launched(title="Cancelled review")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
         campaign_services.campaign_cancel(campaign=cancelled, actor=admin, reason="Scope was wrong")
@@ -154,7 +159,7 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
         audit_record(action=action, organization=org, actor=admin.user, target_label=f"sweep {action}",
                      details=REALISTIC_DETAILS)
     return {
-        "campaigns": [active, closed, cancelled, draft, renewals],
+        "campaigns": [active, closed, completed, cancelled, draft, renewals],
         "superadmin": superadmin,
         "admin": admin,
         "auditor": auditor,
@@ -249,7 +254,7 @@ def test_every_page_renders_with_realistic_data(world, client):
     assert audit_actions_in_code() <= actions and "campaign_launched" in actions
     assert set(Event.values) <= kinds
     assert {"single", "bulk", "system"} <= decision_kinds
-    assert {"active", "completed", "cancelled", "draft"} <= statuses
+    assert {"active", "remediating", "completed", "cancelled", "draft"} <= statuses
 
     urls = _urls(world)
     assert len(urls) > 100
