@@ -70,7 +70,10 @@ def _portal(request, guest, token, *, errors=None, notice="", status=200):
 @require_http_methods(["GET"])
 @_with_guest
 def guest_review(request, guest, token):
-    return _portal(request, guest, token, notice=request.GET.get("done", "") and "Saved.")
+    done = request.GET.get("done", "")
+    notice = {"decided": "Decision saved.", "signed-off": "Signed off: your decisions are recorded. Thank you."}.get(
+        done, f"Decision applied to {done[5:]} items." if done.startswith("bulk-") and done[5:].isdigit() else "")
+    return _portal(request, guest, token, notice=notice)
 
 
 def _back(token: str, what: str):

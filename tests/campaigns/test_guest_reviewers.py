@@ -217,3 +217,35 @@ def _count_queries(api, url) -> int:
     with CaptureQueriesContext(connection) as ctx:
         api.get(url)
     return len(ctx.captured_queries)
+
+
+def test_campaign_page_lists_guests_and_admins_revoke_and_resend(guests_on, guest_campaign, mailbox, client_for,
+                                                                 member, outsider, client):
+    slug = guests_on.org.slug
+    with scopes_disabled():
+        guest = GuestReviewer.objects.get(campaign=guest_campaign)
+    action = f"/o/{slug}/campaigns/{guest_campaign.pk}/guests/{guest.pk}"
+    page = client_for(guests_on.admin).get(f"/o/{slug}/campaigns/{guest_campaign.pk}/")
+    body = page.content.decode()
+    assert "Guest reviewers" in body and "ann@acme.test" in body and "Active until" in body
+    response = client.post(f"{action}/resend/", follow=True)
+    assert "A new link was e-mailed to ann@acme.test" in response.content.decode()
+    assert len(mailbox.to("ann@acme.test")) == 2
+    response = client.post(f"{action}/revoke/", follow=True)
+    assert "was revoked" in response.content.decode()
+    assert client.get(link_path(mailbox.to("ann@acme.test")[-1])).status_code == 410
+    # A reviewer may not manage guests (403); another organization's admin gets 404.
+    assert client_for(member(Role.REVIEWER, email="rev2@acme.test")).post(f"{action}/resend/").status_code == 403
+    assert client_for(outsider).post(f"{action}/resend/").status_code == 404
+    assert len(mailbox.to("ann@acme.test")) == 2
+
+
+def test_super_admin_turns_guest_reviewers_off_through_the_api(guests_on, api_for, member):
+    url = f"/api/v1/orgs/{guests_on.org.slug}/settings/"
+    assert api_for(guests_on.admin).patch(url, {"guest_reviewers_enabled": False}, format="json").status_code == 403
+    owner = api_for(member(Role.SUPER_ADMIN, email="root@acme.test"))
+    assert owner.get(url).json()["guest_reviewers_enabled"] is True
+    response = owner.patch(url, {"guest_reviewers_enabled": False}, format="json")
+    assert response.status_code == 200 and response.json()["guest_reviewers_enabled"] is False
+    guests_on.org.refresh_from_db()
+    assert not guests_on.org.allows_guest_reviewers
