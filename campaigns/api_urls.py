@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, exception_views, review_api
+from . import api, exception_views, reassign_api, review_api
 
 urlpatterns = [
     path("campaigns/", api.CampaignListAPI.as_view(), name="api_campaign_list"),
@@ -45,6 +45,16 @@ urlpatterns = [
     ),
     path(
         "campaigns/<uuid:campaign_id>/bulk-decision/", review_api.BulkDecisionAPI.as_view(), name="api-review-bulk"
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/items/<int:item_id>/reassign/",
+        reassign_api.ItemReassignAPI.as_view(),
+        name="api-review-item-reassign",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/items/reassign/",
+        reassign_api.BulkReassignAPI.as_view(),
+        name="api-review-items-reassign",
     ),
     path("campaigns/<uuid:campaign_id>/sign-off/", review_api.SignOffAPI.as_view(), name="api-review-sign-off"),
 ]

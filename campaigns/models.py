@@ -279,6 +279,29 @@ class GuestReviewer(TenantModel):
         return self.revoked_at is not None
 
 
+class ReassignKind(models.TextChoices):
+    REASSIGN = "reassign", "Reassigned"
+    ESCALATION = "escalation", "Escalated"
+    DELEGATION = "delegation", "Delegated"
+
+
+class ItemReassignment(TenantModel):
+    """One hop of an item from one reviewer to another: who moved it, when and why (append-only)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey("ReviewItem", on_delete=models.CASCADE, related_name="reassignments")
+    from_email = models.CharField(max_length=254, blank=True)  # empty: the item was unassigned
+    to_email = models.CharField(max_length=254)
+    by_email = models.CharField(max_length=254)  # "system" for escalations
+    reason = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=ReassignKind.choices, default=ReassignKind.REASSIGN)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        # An item's history reads its hops in order.
+        indexes = [models.Index(fields=["organization", "item", "id"], name="reassignment_org_item_id")]
+
+
 class DecisionEvent(TenantModel):
     """Append-only decision history, hash-chained per campaign: each row stores the previous row's hash."""
 

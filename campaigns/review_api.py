@@ -21,7 +21,7 @@ from .decisions import (
     review_item_decide,
     review_sign_off,
 )
-from .models import Decision, DecisionEvent
+from .models import Decision, DecisionEvent, ItemReassignment
 from .selectors import campaign_access, reviewer_kind
 
 MAX_API_ITEM_IDS = 10000
@@ -109,6 +109,12 @@ class DecisionEventSerializer(serializers.ModelSerializer):
         ]
 
 
+class ReassignmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ItemReassignment
+        fields = ["from_email", "to_email", "by_email", "reason", "kind", "created_at"]
+
+
 class ReviewItemDetailSerializer(ReviewItemSerializer):
     history = serializers.SerializerMethodField()
     assignment_note = serializers.CharField()
@@ -117,10 +123,17 @@ class ReviewItemDetailSerializer(ReviewItemSerializer):
     )
     removal_confirmed_at = serializers.DateTimeField(allow_null=True)
     removal_comment = serializers.CharField(help_text="How the remediation owner says the access was removed.")
+    reassignments = serializers.SerializerMethodField(
+        help_text="Every hop of the item between reviewers (from, to, by, reason, kind), oldest first."
+    )
 
     @extend_schema_field(DecisionEventSerializer(many=True))
     def get_history(self, item) -> list[dict]:
         return DecisionEventSerializer(self.context["history"], many=True).data
+
+    @extend_schema_field(ReassignmentSerializer(many=True))
+    def get_reassignments(self, item) -> list[dict]:
+        return ReassignmentSerializer(item.reassignments.order_by("id"), many=True).data
 
 
 class DecisionInputSerializer(serializers.Serializer):

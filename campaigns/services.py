@@ -29,6 +29,7 @@ from .models import (
     ReviewItem,
     default_scope,
 )
+from .reassignment import review_items_move
 from .remediation import (
     RemediationError,
     campaign_review_finished,
@@ -952,26 +953,13 @@ def items_reassign(
     if from_reviewer is not None and from_reviewer.pk == to_reviewer.pk:
         raise CampaignError("from_reviewer and to_reviewer are the same member", field="to_reviewer")
     items = ReviewItem.objects.filter(campaign=campaign, signed_off_at__isnull=True)
-    items = items.filter(reviewer=from_reviewer) if from_reviewer is not None else items.filter(reviewer__isnull=True)
-    to_email = to_reviewer.user.email.lower()
-    skipped = items.filter(identity_email__iexact=to_email).count()
+    items = (items.filter(reviewer=from_reviewer) if from_reviewer is not None
+             else items.filter(reviewer__isnull=True, guest__isnull=True))
     source = from_reviewer.user.email if from_reviewer is not None else "unassigned"
-    note = f"Reassigned from {source} to {to_email} by {actor.user.email} on {timezone.localdate().isoformat()}"
-    reason = (reason or "").strip()
-    if reason:
-        note += f": {reason}"
-    moved = items.exclude(identity_email__iexact=to_email).update(
-        reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300]
-    )
+    result = review_items_move(campaign=campaign, items=items, to_reviewer=to_reviewer, by_email=actor.user.email,
+                               by_user=actor.user, reason=(reason or "").strip(), request=request)
+    moved, skipped = result.moved, result.skipped_self_review
     if moved == 0 and skipped == 0:
         raise CampaignError(f"{source} has no items that can be reassigned", field="from_reviewer")
-    audit_record(
-        action="campaign_items_reassigned",
-        organization_id=campaign.organization_id,
-        actor=actor.user,
-        request=request,
-        target=campaign,
-        details={"from": source, "to": to_email, "count": moved, "skipped_self_review": skipped, "reason": reason},
-    )
     _on_commit_hooks("notify_items_reassigned", campaign_id=campaign.pk, reviewer_id=to_reviewer.pk, count=moved)
     return ReassignResult(reassigned=moved, skipped_self_review=skipped)

@@ -13,7 +13,8 @@ from django.db.models import F, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignStatus, ReassignKind
+from campaigns.reassignment import review_items_move
 from campaigns.selectors import REVIEWER_ROLES
 from thalian.audit import audit_record
 from thalian.models import Membership, Organization
@@ -862,31 +863,14 @@ def pending_items_reassign_for_escalation(
     """Move only the undecided items of an overdue reviewer (decided ones stay with who decided them).
     Items about the new reviewer themself stay put: nobody reviews their own access."""
     assert_same_organization(campaign, from_reviewer, to_reviewer)
-    to_email = to_reviewer.user.email.lower()
-    note = (
-        f"Escalated from {from_reviewer.user.email} to {to_email} on {timezone.localdate().isoformat()}: "
-        "overdue"
-    )
-    moved = (
-        selectors.pending_items(campaign=campaign)
-        .filter(reviewer=from_reviewer, signed_off_at__isnull=True)
-        .exclude(identity_email__iexact=to_email)
-        .update(reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300])
-    )
-    if moved:
-        audit_record(
-            action="campaign_items_reassigned",
-            organization_id=campaign.organization_id,
-            target=campaign,
-            system=True,
-            details={
-                "from": from_reviewer.user.email,
-                "to": to_email,
-                "count": moved,
-                "reason": "escalation after the due date",
-            },
-        )
-    return moved
+    return review_items_move(
+        campaign=campaign,
+        items=selectors.pending_items(campaign=campaign).filter(reviewer=from_reviewer),
+        to_reviewer=to_reviewer,
+        by_email="system",
+        reason="escalation after the due date",
+        kind=ReassignKind.ESCALATION,
+    ).moved
 
 
 @dataclass
