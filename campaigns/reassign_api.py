@@ -13,7 +13,7 @@ from thalian.permissions import Perm
 
 from . import review_selectors as sel
 from .reassignment import ReassignError, review_items_reassign
-from .review_api import MAX_API_ITEM_IDS, _CampaignMixin, _drf_error
+from .review_api import ItemSelectionSerializer, _CampaignMixin, _drf_error
 
 
 class ReassignInputSerializer(serializers.Serializer):
@@ -22,23 +22,8 @@ class ReassignInputSerializer(serializers.Serializer):
                                    "item's history).")
 
 
-class BulkReassignInputSerializer(ReassignInputSerializer):
-    item_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, allow_empty=False, max_length=MAX_API_ITEM_IDS
-    )
-    filter = serializers.JSONField(
-        required=False, help_text="The items query keys (as on the items list); every matching item moves."
-    )
-
-    def validate(self, attrs):
-        if ("item_ids" in attrs) == ("filter" in attrs):
-            raise serializers.ValidationError("Send either item_ids or filter, not both and not neither.")
-        if "filter" in attrs:
-            try:
-                attrs["filter"] = sel.item_filter_parse_strict(attrs["filter"])
-            except DjangoValidationError as exc:
-                raise _drf_error(exc) from exc
-        return attrs
+class BulkReassignInputSerializer(ItemSelectionSerializer, ReassignInputSerializer):
+    pass
 
 
 REASSIGN_RESULT = inline_serializer(

@@ -162,20 +162,16 @@ class ItemFilterSerializer(serializers.Serializer):
     search = serializers.CharField(required=False)
 
 
-class BulkDecisionInputSerializer(DecisionInputSerializer):
-    include_recommended_revoke = serializers.BooleanField(
-        required=False,
-        default=False,
-        help_text="An approval leaves out items recommended for revoke unless this is true. Items whose identity "
-        "is the caller are always left out.",
-    )
+class ItemSelectionSerializer(serializers.Serializer):
+    """Which items a bulk request applies to: item_ids, or every item matching filter."""
+
     item_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, allow_empty=False, max_length=MAX_API_ITEM_IDS
     )
     filter = serializers.JSONField(
         required=False,
         help_text="The items query keys (decision, application, department, identity_kind, status, role, finding, "
-        "recommendation, reviewer, search): the decision applies to every matching item, on all pages.",
+        "recommendation, reviewer, search): the request applies to every matching item, on all pages.",
     )
 
     def validate(self, attrs):
@@ -187,6 +183,15 @@ class BulkDecisionInputSerializer(DecisionInputSerializer):
             except DjangoValidationError as exc:
                 raise _drf_error(exc) from exc
         return attrs
+
+
+class BulkDecisionInputSerializer(ItemSelectionSerializer, DecisionInputSerializer):
+    include_recommended_revoke = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="An approval leaves out items recommended for revoke unless this is true. Items whose identity "
+        "is the caller are always left out.",
+    )
 
 
 class MyReviewSerializer(serializers.Serializer):
