@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, exception_views, reassign_api, review_api
+from . import api, delegation_api, exception_views, reassign_api, review_api
 
 urlpatterns = [
     path("campaigns/", api.CampaignListAPI.as_view(), name="api_campaign_list"),
@@ -32,6 +32,8 @@ urlpatterns = [
         api.CampaignGuestResendAPI.as_view(),
         name="api_campaign_guest_resend",
     ),
+    path("me/delegates/", delegation_api.MyDelegatesAPI.as_view(), name="api_my_delegates"),
+    path("me/delegates/<int:delegation_id>/", delegation_api.MyDelegateDetailAPI.as_view(), name="api_my_delegate"),
     path("my-reviews/", review_api.MyReviewsAPI.as_view(), name="api-my-reviews"),
     path("exceptions/", exception_views.ExceptionListAPI.as_view(), name="api_exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_api.ItemListAPI.as_view(), name="api-review-items"),

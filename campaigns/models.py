@@ -279,6 +279,23 @@ class GuestReviewer(TenantModel):
         return self.revoked_at is not None
 
 
+class Delegation(TenantModel):
+    """A member's standing delegation: review assignments to them in [starts_on, ends_on] go to the delegate."""
+
+    member = models.ForeignKey("thalian.Membership", on_delete=models.CASCADE, related_name="+")
+    delegate = models.ForeignKey("thalian.Membership", on_delete=models.CASCADE, related_name="+")
+    starts_on = models.DateField()
+    ends_on = models.DateField(null=True, blank=True)  # open-ended when empty
+    move_open_items = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "member", "starts_on"], name="delegation_org_member")]
+
+    def covers(self, day) -> bool:
+        return self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
+
+
 class ReassignKind(models.TextChoices):
     REASSIGN = "reassign", "Reassigned"
     ESCALATION = "escalation", "Escalated"

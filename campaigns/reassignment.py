@@ -94,12 +94,12 @@ def review_items_move(
     return MoveResult(moved=len(rows), skipped_self_review=skipped)
 
 
-def reassign_target(*, campaign: Campaign, email: str) -> Membership:
+def reassign_target(*, organization, email: str) -> Membership:
     """The member an item may be handed to, or ReassignError saying why not."""
     email = (email or "").strip().lower()
     if not email:
         raise ReassignError("to: give the e-mail of the member who should review the items.")
-    target = membership_by_email(organization=campaign.organization, email=email)
+    target = membership_by_email(organization=organization, email=email)
     if target is None:
         raise ReassignError(f"to: {email} is not a member of this organization, so they may not review.")
     if target.role not in REVIEWER_ROLES:
@@ -128,7 +128,7 @@ def review_items_reassign(
             raise PermissionDenied(f"Your role ({actor.role}) does not allow reassigning review items.")
         if items.exclude(assigned_q(actor)).exists():
             raise PermissionDenied("You can reassign only items assigned to you.")
-    target = reassign_target(campaign=campaign, email=to)
+    target = reassign_target(organization=campaign.organization, email=to)
     if single:
         item = items.first()
         if item is not None and item.identity_email.lower() == target.user.email.lower():

@@ -18,6 +18,7 @@ from thalian.models import Membership, Organization, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
 
+from .delegation import delegations_apply_at_launch
 from .guests import guest_links_send_all, guests_create_for_snapshot
 from .models import (
     Campaign,
@@ -785,6 +786,7 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
         if count == 0:
             raise CampaignError("no entitlements matched the scope when the snapshot was taken", field="scope")
         remediation_owners_assign(campaign=campaign)
+        delegations_apply_at_launch(campaign=campaign)
         guest_count = guests_create_for_snapshot(campaign=campaign)
         campaign.status = CampaignStatus.ACTIVE
         campaign.snapshot_at = now
