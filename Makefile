@@ -31,8 +31,9 @@ run: demo
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/thalian_test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 test: setup
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
-	  || echo "Chromium is not installed (apt-get install chromium): browser tests will be skipped."
+	@{ command -v chromium >/dev/null 2>&1 && command -v xmlsec1 >/dev/null 2>&1; } \
+	  || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium xmlsec1 >/dev/null; } \
+	  || echo "Chromium or xmlsec1 is not installed (apt-get install chromium xmlsec1): browser and SAML tests will fail or skip."
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -122,6 +122,7 @@ def _start_workers(count: int, log_dir: Path) -> list[subprocess.Popen]:
     env["SECRET_KEY"] = settings.SECRET_KEY
     env["ENCRYPTION_KEY"] = settings.ENCRYPTION_KEY
     env.setdefault("THALIAN_DATA_DIR", str(settings.DATA_DIR))
+    env["ALLOWED_INTERNAL_HOSTS"] = "127.0.0.1"  # the fake Jira listens on loopback
     procs = []
     for n in range(count):
         log = open(log_dir / f"worker{n}.log", "w")  # noqa: SIM115 - closed with the process

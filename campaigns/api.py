@@ -16,12 +16,12 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from notifications.scheduling import CampaignNotDeletable, ScheduleError, campaign_delete, schedule_clean
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
 from . import decision_quality, guests, remediation, selectors, services
 from .models import Campaign, CampaignStatus, DefaultOutcome, RemediationOwnerSource, ReviewerStrategy
+from .scheduling import CampaignNotDeletable, ScheduleError, campaign_delete, schedule_clean
 
 IDENTITY_KINDS = ["human", "service_account", "bot", "ai_agent"]
 
@@ -105,7 +105,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = [
             "id", "title", "description", "status", "due_date", "scope", "reviewer_strategy", "reviewers",
             "fallback_reviewer", "reason_required", "default_outcome", "created_at", "launch_at", "launched_at",
-            "snapshot_at", "launch_progress", "launch_error", "item_count", "stale_applications",
+            "snapshot_at", "launch_progress", "launch_error", "launch_attempts", "item_count", "stale_applications",
             "freshness_override_reason", "completed_at", "closed_at", "cancelled_at", "cancel_reason", "progress",
             "recurrence", "duration_days", "series", "archived_reason",
             "remediation_owners", "fallback_remediation_owner", "remediating_at", "remediation",
@@ -255,8 +255,14 @@ PROGRESS_DETAIL_RESPONSE = inline_serializer(
 )
 ERROR_RESPONSE = inline_serializer("CampaignError", {"detail": serializers.CharField()})
 FRESHNESS_RESPONSE = inline_serializer(
-    "CampaignFreshnessBlocked",
-    {"detail": serializers.CharField(), "stale_applications": StaleApplicationSerializer(many=True)},
+    "CampaignConflict",
+    {
+        "detail": serializers.CharField(),
+        "stale_applications": StaleApplicationSerializer(
+            many=True, required=False,
+            help_text="Only when stale data blocks the launch: the applications whose data is too old",
+        ),
+    },
 )
 
 
@@ -305,6 +311,7 @@ class CampaignBaseAPI(OrgAPIView):
 
 class CampaignListAPI(CampaignBaseAPI):
     required_perms = {"GET": Perm.VIEW_CAMPAIGNS, "POST": Perm.MANAGE_CAMPAIGNS}
+    pagination_class = CampaignPagination  # the schema documents the page (next, previous, results)
 
     @extend_schema(
         operation_id="campaigns_list",
@@ -323,7 +330,7 @@ class CampaignListAPI(CampaignBaseAPI):
                 raise exceptions.ValidationError({"status": [f"unknown status {wanted!r}; choose from "
                                                              f"{', '.join(valid)}"]})
             qs = qs.filter(status=wanted)
-        paginator = CampaignPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         progress = selectors.campaign_progress_many(campaigns=page)
         data = CampaignSerializer(page, many=True, context={"progress": progress}).data

@@ -20,6 +20,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from thalian.audit import audit_record
+from thalian.events import DecisionsRecorded, ItemDecisionsWithdrawn, ReviewerSignedOff, publish
 from thalian.models import Membership, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
@@ -423,15 +424,23 @@ def _update_items(items: QuerySet, template: _EventTemplate) -> _Updated:
     )
 
 
-def _on_commit_tickets(organization_id: int, item_ids: list[int]) -> None:
-    try:
-        from itsm import services as itsm_services
-    except ImportError:
+def _publish_decisions(campaign: Campaign, decision: str, item_ids: list[int]) -> None:
+    """In the decision's transaction: revokes ask for removal; another decision on a revoked item withdraws
+    the removal. Item ids travel in chunks so no event row grows without bound."""
+    if not item_ids:
         return
-    hook = getattr(itsm_services, "tickets_on_decisions", None)
-    if hook is None or not item_ids:
-        return
-    transaction.on_commit(lambda: hook(organization_id=organization_id, item_ids=item_ids))
+    event_type = DecisionsRecorded if decision == Decision.REVOKE else ItemDecisionsWithdrawn
+    publish(
+        *(
+            event_type(
+                organization_id=campaign.organization_id,
+                campaign_id=str(campaign.pk),
+                decision=decision,
+                item_ids=list(item_ids[start : start + EVENT_BATCH_SIZE]),
+            )
+            for start in range(0, len(item_ids), EVENT_BATCH_SIZE)
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,7 +509,8 @@ def review_item_decide(
                 **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )
-        _on_commit_tickets(campaign.organization_id, [locked.pk])
+        if decision == Decision.REVOKE or locked.remediation_status or locked.ticket_status:
+            _publish_decisions(campaign, decision, [locked.pk])
     locked.campaign = campaign
     return locked
 
@@ -666,7 +676,7 @@ def decisions_bulk_apply(
                 **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )
-        _on_commit_tickets(campaign.organization_id, updated.remediation_ids)
+        _publish_decisions(campaign, decision, updated.remediation_ids)
     return result
 
 
@@ -681,7 +691,6 @@ def decisions_apply_default_outcome(*, campaign: Campaign, actor: User | Members
     user = actor.user if isinstance(actor, Membership) else actor
     closed_by = f" closed by {user.email}" if user is not None else ""
     decided: list[int] = []
-    remediation: list[int] = []
     with transaction.atomic():
         campaign = _lock_campaign(campaign)
         pending = ReviewItem.objects.filter(campaign_id=campaign.pk, decision="")
@@ -714,9 +723,7 @@ def decisions_apply_default_outcome(*, campaign: Campaign, actor: User | Members
             if updated.ids:
                 _append_events(campaign=campaign, template=template, item_ids=updated.ids)
                 decided.extend(updated.ids)
-                remediation.extend(updated.remediation_ids)
-        if decided:
-            _on_commit_tickets(campaign.organization_id, remediation)
+                _publish_decisions(campaign, decision, updated.remediation_ids)
     return len(decided)
 
 
@@ -789,34 +796,14 @@ def review_sign_off(*, campaign: Campaign, actor: Membership, request=None) -> i
             details={"campaign": str(campaign.pk), "reviewer": actor_email(actor), "items": progress.total,
                      **({"role": actor.role} if isinstance(actor, GuestReviewer) else {})},
         )
-        _on_commit_tickets(campaign.organization_id, guest_revokes)
-        _on_commit_after_sign_off(campaign, actor)
-    return count
-
-
-def _on_commit_after_sign_off(campaign: Campaign, actor: Reviewer) -> None:
-    organization_id, campaign_id, reviewer_id = campaign.organization_id, campaign.pk, actor.pk
-    try:
-        from itsm import services as itsm_services
-    except ImportError:
-        itsm_services = None
-    hook = None if isinstance(actor, GuestReviewer) else getattr(itsm_services, "tickets_on_sign_off", None)
-    if hook is not None:
-        transaction.on_commit(
-            lambda: hook(organization_id=organization_id, reviewer_membership_id=reviewer_id, campaign_id=campaign_id)
+        # A guest's revokes ask for their tickets now (the sign-off trigger opens signed-off revokes); the
+        # sign-off event then names no member (0), so per-member sign-off work finds nothing of theirs.
+        _publish_decisions(campaign, Decision.REVOKE, guest_revokes)
+        publish(
+            ReviewerSignedOff(
+                organization_id=campaign.organization_id, campaign_id=str(campaign.pk),
+                reviewer_id=0 if isinstance(actor, GuestReviewer) else actor.pk,
+            )
         )
-    try:
-        from . import services as lifecycle
-    except ImportError:
-        lifecycle = None
-    complete = getattr(lifecycle, "campaign_complete_if_done", None)
-    if complete is not None:
-        transaction.on_commit(lambda: _complete(complete, organization_id, campaign_id))
-
-
-def _complete(complete, organization_id: int, campaign_id) -> None:
-    from thalian.tenancy import scope
-
-    with scope(organization_id=organization_id):
-        complete(campaign=Campaign.objects.get(pk=campaign_id))
+    return count
 

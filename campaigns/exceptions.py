@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from entitlements.models import Application
 from thalian.audit import audit_record
+from thalian.events import CampaignLaunched, publish
 from thalian.models import Membership, Organization
 from thalian.tenancy import scope
 
@@ -232,9 +233,7 @@ def exception_renewals_gather(
             system=True,
             details={"campaign": str(campaign.pk), "count": len(rows), "date": today.isoformat()},
         )
-        from .services import _on_commit_hooks
-
-        _on_commit_hooks("notify_campaign_launched", campaign_id=campaign.pk)
+        publish(CampaignLaunched(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     return campaign
 
 

@@ -8,11 +8,11 @@ from django import forms
 from django.utils import timezone
 
 from entitlements.models import IdentityKind
-from notifications.scheduling import ScheduleError, schedule_clean
 from thalian.models import Organization
 
 from . import selectors
 from .models import DefaultOutcome, Recurrence, ReviewerStrategy
+from .scheduling import ScheduleError, schedule_clean
 
 PRESET_CHOICES = [("", "All identities"), ("non_human", "Non-human identities only (service accounts, bots, "
                                                          "AI agents)"), ("ai_agents", "AI agents only")]
@@ -36,7 +36,7 @@ class CampaignForm(forms.Form):
     due_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     # Step 1: applications.
     applications = forms.MultipleChoiceField(
-        required=False, widget=forms.SelectMultiple(attrs={"size": 6}),
+        required=False, widget=forms.CheckboxSelectMultiple(attrs={"class": "picker-option"}),
         help_text="Leave empty to select applications by the filters below (or all of them).",
     )
     categories = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
@@ -196,6 +196,43 @@ class CampaignForm(forms.Form):
             "recurrence_every_days": data.get("recurrence_every_days"),
             "duration_days": data.get("duration_days"),
         }
+
+    def summary(self) -> list[tuple[str, str]]:
+        """What the campaign will be, in words, for the wizard's last step (tolerates fields not filled yet)."""
+        data = getattr(self, "cleaned_data", {})
+
+        def listed(key: str, everything: str) -> str:
+            values = data.get(key) or []
+            return ", ".join(str(v) for v in values) if values else everything
+
+        labels = dict(IdentityKind.choices)
+        kinds = ", ".join(labels.get(k, k) for k in data.get("identity_kinds") or []) or dict(PRESET_CHOICES).get(
+            data.get("preset") or "", "All identities"
+        )
+        filters = [text for key, text in (("sanctioned_only", "sanctioned only"), ("privileged_only",
+                                                                                    "privileged access only"))
+                   if data.get(key)]
+        if data.get("min_users"):
+            filters.append(f"at least {data['min_users']} users")
+        strategy = dict(ReviewerStrategy.choices).get(data.get("reviewer_strategy") or "", "—")
+        schedule = "Launch by hand"
+        if data.get("launch_at"):
+            schedule = f"Launches {timezone.localtime(data['launch_at']):%Y-%m-%d %H:%M}"
+        if data.get("recurrence"):
+            schedule += f", repeats {dict(Recurrence.choices).get(data['recurrence'], data['recurrence']).lower()}"
+        return [
+            ("Title", data.get("title") or "—"),
+            ("Due", f"{data['due_date']:%Y-%m-%d}" if data.get("due_date") else "—"),
+            ("Applications", listed("applications", "All") + (f" ({'; '.join(filters)})" if filters else "")),
+            ("Categories", listed("categories", "All")),
+            ("Departments", listed("departments", "All")),
+            ("Identities", kinds),
+            ("Reviewers", strategy),
+            ("Fallback reviewer", data.get("fallback_reviewer") or "—"),
+            ("Reason required", "Yes" if data.get("reason_required") else "No"),
+            ("Undecided at close", dict(DefaultOutcome.choices).get(data.get("default_outcome") or "", "—")),
+            ("Schedule", schedule),
+        ]
 
     def add_service_error(self, exc) -> None:
         field = ERROR_FIELDS.get(exc.field or "", exc.field)

@@ -102,6 +102,9 @@ class Campaign(TenantModel):
     snapshot_at = models.DateTimeField(null=True, blank=True)
     launch_progress = models.PositiveIntegerField(default=0)  # percent while launching
     launch_error = models.TextField(blank=True)
+    # Snapshot attempts of the current launch; the stale-claim sweep re-sends an abandoned one and fails the
+    # launch visibly after CLAIM_MAX_ATTEMPTS. While launching, updated_at is when the last attempt was sent.
+    launch_attempts = models.PositiveSmallIntegerField(default=0)
     item_count = models.PositiveIntegerField(default=0)
     closed_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from thalian.audit import audit_record
+from thalian.events import ItemsReassigned, publish
 from thalian.models import Membership, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
@@ -80,6 +81,9 @@ def review_items_move(
         ],
         batch_size=BATCH,
     )
+    if kind != ReassignKind.ESCALATION:  # an escalation has its own notification
+        publish(ItemsReassigned(organization_id=campaign.organization_id, campaign_id=str(campaign.pk),
+                                reviewer_id=to_reviewer.pk, count=len(rows)))
     sources = sorted({e or "unassigned" for _, e in rows})
     audit_record(
         action="campaign_items_reassigned",
@@ -149,8 +153,5 @@ def review_items_reassign(
         raise ReassignError("None of these items can be moved to " + target.user.email + (
             f": {result.skipped_self_review} are their own access." if result.skipped_self_review
             else ": they are signed off or already theirs."), field="items")
-    from .services import _on_commit_hooks  # services imports this module
-
-    _on_commit_hooks("notify_items_reassigned", campaign_id=campaign.pk, reviewer_id=target.pk, count=result.moved)
     return result
 

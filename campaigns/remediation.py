@@ -4,10 +4,17 @@ state between the end of the review and proof that every revoke is gone, and man
 A campaign whose reviewers have all signed off (or that an admin closed) becomes `remediating` when it holds
 revokes, `completed` otherwise. It completes once every revoked item is `verified_removed` (a later import or
 sync no longer lists the grant) or `confirmed_removed` (its remediation owner confirmed it with a comment).
+
+This module is also the one place that writes the review item's remediation record (``ReviewItem.ticket_*``
+and ``remediation_*``): the ticket itself lives in the itsm app, which changes the item's copy only through
+the ``review_items_*`` functions at the end. They lock the items' campaigns first, in primary-key order, before
+touching items: decision writers lock the campaign and then its items, so the same order cannot deadlock.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +26,7 @@ from django.utils import timezone
 
 from entitlements.models import Application
 from thalian.audit import audit_record
+from thalian.events import CampaignCompleted, CampaignRemediating, publish
 from thalian.models import Membership, Organization
 from thalian.permissions import Perm, has_perm
 
@@ -342,12 +350,6 @@ def removal_item_access(*, membership: Membership, campaign_id, item_id) -> Revi
 # State changes
 
 
-def _hooks(function_name: str, **kwargs) -> None:
-    from .services import _on_commit_hooks
-
-    _on_commit_hooks(function_name, **kwargs)
-
-
 def campaign_review_finished(*, campaign: Campaign, how: str, actor=None, request=None) -> str:
     """The review part is over (every sign-off in, or closed): `remediating` when revokes are still to be
     proven removed, else `completed`. Called with the campaign row locked; returns the new status."""
@@ -365,7 +367,7 @@ def campaign_review_finished(*, campaign: Campaign, how: str, actor=None, reques
             system=actor is None,
             details={"how": how, "open_removals": open_removals(campaign.pk).count()},
         )
-        _hooks("notify_campaign_remediating", campaign_id=campaign.pk)
+        publish(CampaignRemediating(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
         return CampaignStatus.REMEDIATING
     Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.COMPLETED, completed_at=now, updated_at=now)
     audit_record(
@@ -377,7 +379,7 @@ def campaign_review_finished(*, campaign: Campaign, how: str, actor=None, reques
         system=actor is None,
         details={"how": how},
     )
-    _hooks("notify_campaign_completed", campaign_id=campaign.pk)
+    publish(CampaignCompleted(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     return CampaignStatus.COMPLETED
 
 
@@ -406,7 +408,7 @@ def campaign_remediation_complete_if_done(*, campaign_id) -> bool:
                 "confirmed_removed": progress["confirmed_removed"],
             },
         )
-        _hooks("notify_campaign_completed", campaign_id=campaign.pk)
+        publish(CampaignCompleted(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     return True
 
 
@@ -430,7 +432,7 @@ def campaign_remediation_reopen(*, campaign_id, why: str) -> bool:
             system=True,
             details={"how": f"reopened: {why}", "open_removals": open_removals(campaign_id).count()},
         )
-        _hooks("notify_campaign_remediating", campaign_id=campaign.pk)
+        publish(CampaignRemediating(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     return True
 
 
@@ -514,3 +516,103 @@ def removal_proof(item: ReviewItem) -> str:
     if item.remediation_status == RemediationStatus.ACTION_REQUIRED:
         return "not proven: the access was still present at the last import or sync"
     return "not proven yet"
+
+
+# ---------------------------------------------------------------------------------------------
+# The item's remediation record, written for the itsm app (campaign locks first)
+
+
+def lock_campaigns_of_items(item_ids: Iterable[int]) -> list:
+    """Inside the caller's transaction: lock the campaigns of these items (FOR UPDATE, in pk order) and return
+    their ids. Call it before writing items or rows that reference the campaign."""
+    campaign_ids = sorted(
+        set(ReviewItem.objects.filter(pk__in=list(item_ids)).order_by().values_list("campaign_id", flat=True)),
+        key=str,
+    )
+    return lock_campaigns(campaign_ids)
+
+
+def lock_campaigns(campaign_ids: Iterable) -> list:
+    ids = sorted(set(campaign_ids), key=str)
+    if ids:
+        list(Campaign.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    return ids
+
+
+def review_items_remediation_open(*, item_ids: Iterable[int]) -> None:
+    """After decisions: revoked items await removal; items no longer revoked need none."""
+    item_ids = list(item_ids)
+    with transaction.atomic():
+        lock_campaigns_of_items(item_ids)
+        ReviewItem.objects.filter(
+            pk__in=item_ids, decision=Decision.REVOKE, remediation_status=RemediationStatus.NONE
+        ).update(remediation_status=RemediationStatus.PENDING)
+        ReviewItem.objects.filter(pk__in=item_ids).exclude(decision=Decision.REVOKE).exclude(
+            remediation_status=RemediationStatus.NONE
+        ).update(remediation_status=RemediationStatus.NONE, remediation_checked_at=None)
+
+
+def review_items_ticket_record(
+    *, item_ids: Iterable[int], status: str, key: str = "", url: str = "", error: str = "",
+    only_without: bool = False,
+) -> int:
+    """Record on the items what their ticket is now (status "" clears it). With ``only_without``, items that
+    already show a ticket are left as they are."""
+    items: QuerySet = ReviewItem.objects.filter(pk__in=list(item_ids))
+    if only_without:
+        items = items.filter(ticket_status="")
+    return items.update(ticket_status=status, ticket_key=key, ticket_url=url, ticket_error=error)
+
+
+@dataclass(frozen=True)
+class RemovalCheck:
+    campaign_ids: list
+    verified_removed: int
+    action_required: int
+    contradicted: list  # (item id, campaign id) of removals confirmed by hand that the data still lists
+
+
+def review_items_remediation_verify(
+    *, application_ids: list[int], present_entitlements: QuerySet, now: dt.datetime
+) -> RemovalCheck:
+    """After an import or sync of these applications: a revoked item whose entitlement is gone is verified
+    removed (a removal confirmed by hand included), one still present needs action; a confirmed removal that
+    the data still lists is contradicted and needs action again (the confirmation stays on record). Locks
+    the campaigns concerned first."""
+    with transaction.atomic():
+        revoked = ReviewItem.objects.filter(application_id__in=application_ids, decision=Decision.REVOKE)
+        open_items = revoked.filter(
+            remediation_status__in=[RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED]
+        )
+        lock_campaigns(
+            revoked.filter(
+                remediation_status__in=[
+                    RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED, RemediationStatus.CONFIRMED_REMOVED,
+                ]
+            ).order_by().values_list("campaign_id", flat=True).distinct()
+        )
+        open_campaign_ids = list(open_items.order_by().values_list("campaign_id", flat=True).distinct())
+        contradicted = list(
+            revoked.filter(
+                remediation_status=RemediationStatus.CONFIRMED_REMOVED, entitlement__in=present_entitlements
+            ).values_list("pk", "campaign_id")
+        )
+        still_there = open_items.filter(entitlement__in=present_entitlements)
+        gone = revoked.filter(
+            remediation_status__in=[
+                RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED, RemediationStatus.CONFIRMED_REMOVED,
+            ]
+        ).exclude(entitlement__in=present_entitlements)
+        # Set-based: a few UPDATEs whatever the number of items.
+        verified = gone.update(remediation_status=RemediationStatus.VERIFIED_REMOVED, remediation_checked_at=now)
+        action_required = still_there.update(
+            remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
+        )
+        if contradicted:
+            action_required += ReviewItem.objects.filter(pk__in=[pk for pk, _c in contradicted]).update(
+                remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
+            )
+    return RemovalCheck(
+        campaign_ids=open_campaign_ids, verified_removed=verified, action_required=action_required,
+        contradicted=contradicted,
+    )

@@ -456,3 +456,11 @@ def my_reviews(*, membership: Membership, limit: int = 100) -> list[MyReview]:
         )
     )
     return result[:limit]
+
+
+def next_open_review(*, membership: Membership, exclude: Campaign | None = None) -> MyReview | None:
+    """The member's next active review with undecided items (soonest due first), for "what next" links."""
+    for review in my_reviews(membership=membership, limit=20):
+        if review.campaign.status == CampaignStatus.ACTIVE and review.open and review.campaign != exclude:
+            return review
+    return None

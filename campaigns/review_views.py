@@ -8,14 +8,15 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.template import engines
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import escape
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
+from markupsafe import Markup
 
 from entitlements.models import Finding, IdentityKind, IdentityStatus
 from thalian.access import org_view
@@ -37,19 +38,17 @@ from .selectors import campaign_access
 
 FINDING_LABELS = dict(Finding.choices)
 KIND_LABELS = dict(IdentityKind.choices)
-COLUMNS = [
-    ("identity", "Identity"),
-    ("department", "Department"),
-    ("manager", "Manager"),
-    ("kind", "Kind"),
-    ("application", "Application"),
-    ("role", "Role"),
-    ("last_used", "Last used"),
-    ("findings", "Findings"),
-    ("recommendation", "Recommendation"),
-    ("decision", "Decision"),
-    ("reviewer", "Reviewer"),
-    ("ticket", "Ticket"),
+# The decision, recommendation, identity, application and role are always shown; these columns are optional
+# (key, label, shown by default). The column chooser remembers each member's choice in the browser.
+OPTIONAL_COLUMNS = [
+    ("findings", "Findings", True),
+    ("last_used", "Last used", True),
+    ("department", "Department", False),
+    ("manager", "Manager", False),
+    ("kind", "Kind", False),
+    ("reviewer", "Reviewer", False),
+    ("decided_by", "Decided by", False),
+    ("ticket", "Ticket", False),
 ]
 
 
@@ -89,7 +88,6 @@ def _can_decide_item(request, campaign, item: ReviewItem) -> bool:
     return membership_can_decide_any(membership) or item.reviewer_id == membership.pk
 
 
-NO_VALUE = '<span class="muted">—</span>'
 # Columns the items table never shows: not loaded for its pages.
 ROW_UNUSED_FIELDS = (
     "entitlement", "application", "application_category", "assignment_note", "decision_comment", "decided_by",
@@ -99,120 +97,70 @@ ROW_UNUSED_FIELDS = (
 RECOMMENDATION_LABELS = dict(ReviewItem._meta.get_field("recommendation").flatchoices)
 DECISION_LABELS = dict(ReviewItem._meta.get_field("decision").flatchoices)
 TICKET_STATUS_LABELS = dict(ReviewItem._meta.get_field("ticket_status").flatchoices)
+ROWS_TEMPLATE = "campaigns/review_rows.html"
 
 
-def _esc(value) -> str:
-    """What django.utils.html.escape returns, without its lazy-string wrapper: called about a thousand times a
-    page."""
-    return html.escape(str(value))
+def _static_fragments() -> dict:
+    """Markup that is the same on every row, built once: the decision buttons for each current decision, the
+    badges of recommendations and findings, and the class of the columns hidden by default."""
+    buttons = []
+    for value, text in DECISION_LABELS.items():
+        ask = "" if value == Decision.APPROVE else f' data-ask-reason="{value}"'
+        buttons.append((value, f'<button type="submit" name="decision" value="{value}" class="decide decide-{value}" '
+                               f'aria-pressed="{{pressed_{value}}}"{ask}>{text}</button>'))
+    pressed = {}
+    for current in ["", *DECISION_LABELS]:
+        html_ = "".join(b.replace("{pressed_" + v + "}", "true" if v == current else "false") for v, b in buttons)
+        pressed[current] = Markup(html_)
+    return {
+        "pressed": pressed,
+        "recommendation_badges": {
+            v: Markup('<span class="badge badge-{}">{}</span>').format(v, t) for v, t in RECOMMENDATION_LABELS.items()
+        },
+        "finding_badges": {
+            v: Markup('<span class="badge badge-{}">{}</span>').format(v.replace("_", "-"), t)
+            for v, t in FINDING_LABELS.items()
+        },
+        "hidden": {key: Markup("" if shown else ' class="col-hidden"') for key, _label, shown in OPTIONAL_COLUMNS},
+        "decision_labels": DECISION_LABELS,
+        "ticket_labels": TICKET_STATUS_LABELS,
+    }
 
 
-def _badge(value: str, label: str) -> str:
-    return f'<span class="badge badge-{_esc(value.replace("_", "-"))}">{_esc(label)}</span>'
+ROW_FRAGMENTS = _static_fragments()
 
 
-def _row_html(item: ReviewItem, *, can_decide: bool, csrf_input: str, next_url: str, error: str = "",
-              message: str = "") -> str:
-    """One row of the items table. Built in Python, like the Django admin's change list rows: a page has up
-    to 200 of them and this is several times cheaper than a template per row. Every value is escaped."""
-    e = _esc
-    label = e(item.label)
-    cells = []
-    if can_decide:
-        box = (
-            f'<input type="checkbox" name="item_ids" value="{item.pk}" form="bulk-form" aria-label="Check {label}">'
-            if item.can_decide
-            else ""
-        )
-        cells.append(f"<td>{box}</td>")
-    identity = f'<a href="{e(item.detail_url)}">{e(item.identity_name or item.identity_email)}</a>'
-    if item.identity_name:
-        identity += f'<br><span class="muted">{e(item.identity_email)}</span>'
-    if item.identity_status == "terminated":
-        identity += ' <span class="badge badge-terminated">Past user</span>'
-    cells.append(f'<td data-col="identity">{identity}</td>')
-    cells.append(f'<td data-col="department">{e(item.identity_department or "—")}</td>')
-    cells.append(f'<td data-col="manager">{e(item.identity_manager_email or "—")}</td>')
-    cells.append(f'<td data-col="kind">{e(item.kind_label)}</td>')
-    application = e(item.application_name)
-    if not item.application_sanctioned:
-        application += ' <span class="badge badge-warning">Unsanctioned</span>'
-    cells.append(f'<td data-col="application">{application}</td>')
-    cells.append(f'<td data-col="role">{e(item.role)}</td>')
-    if item.last_used:
-        used = f'<time datetime="{item.last_used.isoformat()}">{item.last_used:%Y-%m-%d}</time>'
-    else:
-        used = '<span class="muted">Never</span>'
-    cells.append(f'<td data-col="last_used">{used}</td>')
-    findings = "".join(_badge(v, lbl) for v, lbl in item.finding_badges) or '<span class="muted">None</span>'
-    cells.append(f'<td data-col="findings">{findings}</td>')
-    recommendation = _badge(item.recommendation, RECOMMENDATION_LABELS.get(item.recommendation, item.recommendation))
-    if item.recommendation_reason:
-        recommendation += f'<br><span class="muted">{e(item.recommendation_reason)}</span>'
-    cells.append(f'<td data-col="recommendation">{recommendation}</td>')
-    if item.decision:
-        decision = _badge(item.decision, DECISION_LABELS.get(item.decision, item.decision))
-        if item.decision_reason:
-            decision += f'<br><span class="muted">{e(item.decision_reason)}</span>'
-        decision += f'<br><span class="muted">{e(item.decided_by_email)}</span>'
-        if item.exception_expires_on:
-            decision += f'<br><span class="muted">Expires {item.exception_expires_on:%Y-%m-%d}</span>'
-    else:
-        decision = '<span class="badge badge-pending">Pending</span>'
-    if item.signed_off_at:
-        decision += '<br><span class="badge badge-completed">Signed off</span>'
-    cells.append(f'<td data-col="decision">{decision}</td>')
-    cells.append(f'<td data-col="reviewer">{e(item.reviewer_email or "—")}</td>')
-    ticket = ""
-    if item.ticket_url:
-        ticket = f'<a href="{e(item.ticket_url)}" rel="noopener noreferrer">{e(item.ticket_key or "Ticket")}</a>'
-    if item.ticket_status:
-        ticket += " " + _badge(item.ticket_status, TICKET_STATUS_LABELS.get(item.ticket_status, item.ticket_status))
-    cells.append(f'<td data-col="ticket">{ticket or NO_VALUE}</td>')
-    if can_decide:
-        if item.can_decide:
-            url = e(item.decide_url)
-            action = (
-                f'<form method="post" action="{url}" hx-post="{url}" hx-target="closest tr" hx-swap="outerHTML" '
-                f'aria-label="Decide {label}">{csrf_input}<input type="hidden" name="next" value="{e(next_url)}">'
-                f'<label class="visually-hidden" for="reason-{item.pk}">Reason for {label}</label>'
-                f'<input id="reason-{item.pk}" type="text" name="reason" size="14" placeholder="Reason">'
-                '<span class="actions">'
-                '<button type="submit" name="decision" value="approve" class="ok">Approve</button>'
-                '<button type="submit" name="decision" value="revoke" class="danger">Revoke</button>'
-                '<button type="submit" name="decision" value="exception" class="warn">Exception</button>'
-                "</span></form>"
-            )
-        elif item.own_access:
-            action = '<span class="muted">Your own access: another reviewer decides it</span>'
-        else:
-            action = '<span class="muted">Locked</span>'
-        if error:
-            action += f'<p class="error" role="alert">{e(error)}</p>'
-        elif message:
-            action += f'<p class="muted" role="status">{e(message)}</p>'
-        cells.append(f"<td>{action}</td>")
-    return f'<tr id="item-{item.pk}">{"".join(cells)}</tr>'
-
-
-def _decorate(request, campaign, items, *, can_decide: bool = False, next_url: str = "", error: str = "",
-              message: str = "", csrf_token: str = "") -> None:
-    """Display values of each item, and its table row (``row_html``) when the page shows the table."""
-    _decorate_urls(request, campaign, items)
-    csrf_input = (
-        f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(csrf_token or get_token(request))}">'
+def render_rows(items, *, can_decide: bool, csrf_token: str = "", next_url: str = "", error: str = "",
+                message: str = "") -> Markup:
+    """The rows of the items table, rendered by Jinja2 in one pass over the page (every value autoescaped)."""
+    hidden_inputs = (
+        Markup('<input type="hidden" name="csrfmiddlewaretoken" value="{}"><input type="hidden" name="next" value="{}">')
+        .format(csrf_token, next_url)
         if can_decide
         else ""
     )
+    return Markup(
+        engines["jinja2"].get_template(ROWS_TEMPLATE).render(
+            {
+                **ROW_FRAGMENTS,
+                "items": items,
+                "can_decide": can_decide,
+                "hidden_inputs": hidden_inputs,
+                "error": error,
+                "message": message,
+            }
+        )
+    )
+
+
+def _decorate(request, campaign, items) -> None:
+    """Display values of each item."""
+    _decorate_urls(request, campaign, items)
     for item in items:
         item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
         item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
         item.own_access = is_own_access(item, request.membership)
         item.can_decide = _can_decide_item(request, campaign, item)
-        item.row_html = mark_safe(  # built from escaped values only
-            _row_html(item, can_decide=can_decide, csrf_input=csrf_input, next_url=next_url, error=error,
-                      message=message)
-        )
 
 
 def _campaign_url(request, campaign) -> str:
@@ -245,7 +193,7 @@ def _options_html(values: list[str], selected: str) -> str:
     # A campaign can span hundreds of applications: built here in one pass rather than a template loop.
     parts = []
     for value in values:
-        text = _esc(value)
+        text = html.escape(value)
         parts.append(f'<option value="{text}"{" selected" if value == selected else ""}>{text}</option>')
     return mark_safe("\n".join(parts))  # every value is escaped above
 
@@ -292,13 +240,9 @@ def item_list(request, campaign_id):
     review_context = _review_context(request, campaign)
     # One masked CSRF token for the rows and the rest of the page instead of one each.
     csrf_token = get_token(request) if review_context["can_decide"] else ""
-    _decorate(
-        request,
-        campaign,
-        page.items,
-        can_decide=review_context["can_decide"],
-        next_url=request.get_full_path(),
-        csrf_token=csrf_token,
+    _decorate(request, campaign, page.items)
+    rows = render_rows(
+        page.items, can_decide=review_context["can_decide"], csrf_token=csrf_token, next_url=request.get_full_path()
     )
     size_param = page.page_size if page.page_size != sel.DEFAULT_PAGE_SIZE else ""
     base_params = {**flt.active, "sort": sort_param if sort_param != "id" else "", "page_size": size_param}
@@ -307,7 +251,10 @@ def item_list(request, campaign_id):
         **({"csrf_token": csrf_token} if csrf_token else {}),
         "flt": flt,
         "filter_params": flt.active,
+        "more_filters_active": len(set(flt.active) - {"search", "application", "department", "decision"})
+        + (sort_param != "id"),
         "page": page,
+        "rows": rows,
         "errors": errors,
         "sort": sort_param,
         "sort_choices": [(k, v) for k, v in sel.SORT_LABELS.items()],
@@ -318,9 +265,12 @@ def item_list(request, campaign_id):
         "findings": Finding.choices,
         "recommendations": Decision.choices,
         "decisions": Decision.choices,
-        "columns": COLUMNS,
         "sees_all": sel.sees_all_items(request.membership),
         "this_url": request.get_full_path(),
+        "bar_url": reverse("review_progress", args=[request.organization.slug, campaign.pk])
+        + "?"
+        + urlencode({**flt.active, "next": request.get_full_path()}),
+        "optional_columns": OPTIONAL_COLUMNS,
         "next_url": _items_url(request, campaign, **base_params, cursor=page.next_cursor) if page.next_cursor else "",
         "prev_url": _items_url(request, campaign, **base_params, cursor=page.prev_cursor) if page.prev_cursor else "",
         "first_url": _items_url(request, campaign, **base_params),
@@ -338,18 +288,39 @@ def item_list(request, campaign_id):
 @require_GET
 @org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
 def progress(request, campaign_id):
-    """The member's own progress in a campaign and the sign-off button. The items page loads it separately
-    (htmx), so counting a reviewer's items never delays the table."""
+    """The review bar: the member's own progress, the bulk actions with the number of items the current filters
+    match, sign-off once everything assigned is decided, and the done state after it. The items page loads it
+    separately (htmx), so counting never delays the table; it reloads after every decision."""
     campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
     context = _review_context(request, campaign)
     progress = None
-    if context["can_decide"]:
+    matching = None
+    next_review = None
+    try:
+        flt = sel.item_filter_parse(request.GET)
+    except ValidationError:
+        flt = sel.ItemFilter()
+    matching_items = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt)
+    if has_perm(request.membership.role, Perm.DECIDE_ASSIGNED):
         progress = reviewer_progress(campaign=campaign, membership=request.membership)
+        if progress.is_signed_off:
+            # Signing off the last items may have completed the campaign: the done state shows either way.
+            next_review = sel.next_open_review(membership=request.membership, exclude=campaign)
+    if not context["can_decide"]:
+        matching = matching_items.count()
+    elif membership_can_decide_any(request.membership) or not progress.is_signed_off:
+        # What "… all in view" would decide: the same count the confirmation page states.
+        matching = matching_items.filter(signed_off_at__isnull=True).count()
     percent = round(100 * progress.decided / progress.total) if progress and progress.total else 0
     context.update(
         {
             "progress": progress,
             "progress_class": f"w-{5 * round(percent / 5)}",
+            "matching": matching,
+            "flt": flt,
+            "filter_params": flt.active,
+            "next_review": next_review,
+            "next_review_url": _items_url(request, next_review.campaign, reviewer="me") if next_review else "",
             "this_url": _safe_next(request, _items_url(request, campaign)),
             "progress_url": request.get_full_path(),
         }
@@ -405,18 +376,17 @@ def item_decide(request, campaign_id, item_id):
     else:
         error = _form_error_text(form)
     if request.htmx:
-        context = _review_context(request, campaign)
-        _decorate(
-            request,
-            campaign,
-            [item],
-            can_decide=context["can_decide"],
-            next_url=_safe_next(request, _items_url(request, campaign)),
-            error=error,
-            message="" if error else f"{item.get_decision_display()} recorded.",
+        _decorate(request, campaign, [item])
+        response = HttpResponse(
+            render_rows(
+                [item],
+                can_decide=_review_context(request, campaign)["can_decide"],
+                csrf_token=get_token(request),
+                next_url=_safe_next(request, _items_url(request, campaign)),
+                error=error,
+                message="" if error else f"{item.get_decision_display()} recorded.",
+            )
         )
-        context["item"] = item
-        response = render(request, "campaigns/review_items.html#row", context)
         if not error:
             # The progress panel listens for this and reloads its counts.
             response["HX-Trigger"] = "review-decided"

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.db.models.functions import Lower
 from django.http import Http404
@@ -473,3 +474,51 @@ def campaign_guest_access(*, campaign: Campaign, guest_id: int):
     if guest is None:
         raise Http404("No such guest reviewer in this campaign.")
     return guest
+
+
+@dataclass
+class ReviewerLoad:
+    email: str
+    items: int
+    fallback: int  # of which assigned to the fallback reviewer (no owner, manager or named reviewer)
+
+
+@dataclass
+class ReviewerPreview:
+    reviewers: list[ReviewerLoad]
+    fallback_items: int
+    unassigned: int
+    fallback_email: str
+
+
+def campaign_reviewer_preview(
+    *, organization: Organization, scope: dict, strategy: str, reviewers: dict, fallback: Membership
+) -> ReviewerPreview:
+    """How many items each reviewer would get if the campaign launched now, and how many fall back: the
+    snapshot's own SELECT (services.snapshot_sql, the same reviewer resolution) grouped by reviewer, without
+    writing anything."""
+    from .services import snapshot_sql
+
+    lo, hi = entitlement_id_bounds(organization=organization)
+    if lo is None:
+        return ReviewerPreview(reviewers=[], fallback_items=0, unassigned=0, fallback_email=fallback.user.email)
+    draft = Campaign(
+        organization=organization, scope=scope, reviewer_strategy=strategy, reviewers=reviewers,
+        fallback_reviewer=fallback,
+    )
+    sql = snapshot_sql(campaign=draft, now=timezone.now(), lo=lo - 1, hi=hi)
+    select = sql.text[sql.text.index("SELECT"):]
+    text = (
+        "SELECT reviewer_email, COUNT(*), SUM(CASE WHEN assignment_note <> '' THEN 1 ELSE 0 END) "
+        f"FROM ({select}) preview GROUP BY reviewer_email ORDER BY COUNT(*) DESC, reviewer_email"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(text, sql.params)
+        rows = cursor.fetchall()
+    loads = [ReviewerLoad(email=email, items=count, fallback=int(fb or 0)) for email, count, fb in rows if email]
+    return ReviewerPreview(
+        reviewers=loads,
+        fallback_items=sum(r.fallback for r in loads),
+        unassigned=sum(count for email, count, _fb in rows if not email),
+        fallback_email=fallback.user.email,
+    )

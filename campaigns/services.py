@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +13,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from entitlements.models import Application, Entitlement, Identity, IdentityKind
+from thalian import broker, claims
 from thalian.audit import audit_record
+from thalian.events import CampaignCancelled, CampaignLaunched, publish
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Perm, has_perm
-from thalian.tenancy import assert_same_organization
+from thalian.tenancy import assert_same_organization, scope
+from thalian.text import single_line
 
 from .delegation import delegations_apply_at_launch
 from .guests import guest_links_send_all, guests_create_for_snapshot
@@ -73,7 +76,9 @@ class FreshnessError(CampaignError):
 
 EDITABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
 LAUNCHABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
-CANCELLABLE_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.ACTIVE)
+CANCELLABLE_STATUSES = (
+    CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.LAUNCHING, CampaignStatus.ACTIVE,
+)
 # While active, only these may change: the scope and the reviewers are locked.
 ACTIVE_EDITABLE_FIELDS = {"title", "description", "due_date"}
 SCHEDULING_FIELDS = ("launch_at", "recurrence", "recurrence_every_days", "duration_days")
@@ -219,7 +224,7 @@ def reviewers_clean(*, organization: Organization, strategy: str, reviewers: Any
 def _clean_common(*, organization: Organization, values: dict, creating: bool) -> dict:
     clean: dict[str, Any] = {}
     if "title" in values:
-        title = (values["title"] or "").strip()
+        title = single_line(values["title"])  # titles go into e-mail subjects and ticket summaries
         if not title:
             raise CampaignError("title is required", field="title")
         if len(title) > 200:
@@ -286,26 +291,7 @@ def _require(actor: Membership, perm: Perm) -> None:
         raise PermissionDenied(f"Your role ({actor.role}) does not allow this.")
 
 
-# ---------------------------------------------------------------------------------------------
-# Notification and ticketing hooks
-
-
-HOOK_MODULES = ("notifications.services", "itsm.services")
-
-
-def _on_commit_hooks(function_name: str, **kwargs) -> None:
-    """After the transaction commits, call `function_name(**kwargs)` in the notification and ticketing areas
-    that provide it."""
-    for module_name in HOOK_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        function = getattr(module, function_name, None)
-        if function is not None:
-            transaction.on_commit(lambda f=function: f(**kwargs))
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,8 +468,6 @@ def campaign_launch(
 
     `actor` None is a scheduled launch by the system. Stale or never-loaded applications block the launch
     unless a member allowed to override gives a reason, which is recorded on the campaign and audited."""
-    from .tasks import campaign_snapshot_task
-
     if actor is not None:
         _require(actor, Perm.MANAGE_CAMPAIGNS)
         assert_same_organization(campaign, actor)
@@ -521,6 +505,7 @@ def campaign_launch(
         campaign.launched_at = now
         campaign.launched_by = _actor_user(actor)
         campaign.launch_progress = 0
+        campaign.launch_attempts = 1
         campaign.launch_error = ""
         campaign.stale_applications = [s.as_dict() for s in stale]
         if stale:
@@ -538,16 +523,85 @@ def campaign_launch(
                 system=actor is None,
                 details={"reason": reason, "stale_applications": campaign.stale_applications},
             )
-        cache.set(launch_progress_key(campaign.pk), 0, timeout=24 * 3600)
-        transaction.on_commit(
-            lambda: campaign_snapshot_task.delay(organization_id=campaign.organization_id,
-                                                 campaign_id=str(campaign.pk))
-        )
+        _launch_progress_set(campaign.pk, 0)
+        _enqueue_snapshot(campaign)
     return campaign
+
+
+def _enqueue_snapshot(campaign: Campaign) -> None:
+    from .tasks import campaign_snapshot_task
+
+    organization_id, campaign_id = campaign.organization_id, str(campaign.pk)
+    # One quick broker attempt: with the broker down the launch still answers, and the stale-launch sweep
+    # sends the snapshot once the broker is back.
+    transaction.on_commit(
+        lambda: broker.send_quickly(
+            campaign_snapshot_task, [{"organization_id": organization_id, "campaign_id": campaign_id}]
+        )
+    )
+
+
+# Name of the advisory lock a worker holds while it takes a campaign's snapshot (thalian/claims.py).
+SNAPSHOT_CLAIM = "campaign-snapshot"
+
+
+def campaign_launches_sweep() -> dict[str, int]:
+    """Hand back launches whose snapshot was abandoned (the message was lost, or the worker died mid-way):
+    re-send the snapshot, or after the last attempt put the campaign back to draft with the reason on its page.
+    A live snapshot is never touched: its worker holds the claim's lock and the campaign row. Platform code:
+    spans organizations."""
+    cutoff = timezone.now() - claims.stale_after()
+    outcome = {"resent": 0, "failed": 0}
+    candidates = list(
+        Campaign.unscoped.filter(status=CampaignStatus.LAUNCHING, updated_at__lt=cutoff).values_list(
+            "pk", "organization_id"
+        )
+    )
+    for campaign_id, organization_id in candidates:
+        if claims.claim_alive(SNAPSHOT_CLAIM, campaign_id):
+            continue
+        with scope(organization_id=organization_id), transaction.atomic():
+            campaign = (
+                Campaign.objects.select_for_update(skip_locked=True)
+                .filter(pk=campaign_id, status=CampaignStatus.LAUNCHING, updated_at__lt=cutoff)
+                .first()
+            )
+            if campaign is None:
+                continue
+            if campaign.launch_attempts >= claims.max_attempts():
+                outcome["failed"] += 1
+                campaign_launch_failed(
+                    campaign_id=campaign_id,
+                    error=f"The snapshot did not finish after {campaign.launch_attempts} attempt(s) (the worker "
+                    "stopped or the task was lost). Launch again, or cancel the campaign.",
+                )
+                continue
+            campaign.launch_attempts += 1
+            campaign.updated_at = timezone.now()
+            campaign.save(update_fields=["launch_attempts", "updated_at"])
+            audit_record(
+                action="campaign_launch_resumed",
+                organization_id=organization_id,
+                target=campaign,
+                system=True,
+                details={"attempt": campaign.launch_attempts},
+            )
+            _enqueue_snapshot(campaign)
+            outcome["resent"] += 1
+    return outcome
 
 
 def launch_progress_key(campaign_id) -> str:
     return f"campaign-launch-progress:{campaign_id}"
+
+
+def _launch_progress_set(campaign_id, percent: int, *, timeout: int = 24 * 3600) -> None:
+    """Progress is a courtesy to the page that polls it: a cache that is down (Redis restarting) must never
+    abort the launch or its snapshot transaction."""
+    try:
+        cache.set(launch_progress_key(campaign_id), percent, timeout=timeout)
+    except Exception:  # noqa: BLE001 - any cache failure; the campaign row still has launch_progress
+        logger.warning("could not record launch progress of campaign %s", campaign_id, exc_info=True)
 
 
 def campaign_launch_progress(*, campaign: Campaign) -> int:
@@ -555,7 +609,10 @@ def campaign_launch_progress(*, campaign: Campaign) -> int:
     through the cache, which other connections can read while it runs."""
     if campaign.status != CampaignStatus.LAUNCHING:
         return 100 if campaign.snapshot_at else campaign.launch_progress
-    value = cache.get(launch_progress_key(campaign.pk))
+    try:
+        value = cache.get(launch_progress_key(campaign.pk))
+    except Exception:  # noqa: BLE001 - cache down: fall back to the figure on the row
+        value = None
     return int(value) if value is not None else campaign.launch_progress
 
 
@@ -736,7 +793,7 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
     columns = list(computed)
     text = f"""
         INSERT INTO {item} ({", ".join(columns)})
-        SELECT {", ".join(computed[c] for c in columns)}
+        SELECT {", ".join(f"{computed[c]} AS {c}" for c in columns)}
         FROM {Entitlement._meta.db_table} e
         JOIN {Identity._meta.db_table} i ON i.id = e.identity_id
         JOIN {Application._meta.db_table} a ON a.id = e.application_id
@@ -780,7 +837,7 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                     count += cursor.rowcount
                     start = end
                     percent = min(99, int((end - lo + 1) * 100 / span))
-                    cache.set(launch_progress_key(campaign.pk), percent, timeout=24 * 3600)
+                    _launch_progress_set(campaign.pk, percent)
                     if on_progress is not None:
                         on_progress(percent)
         if count == 0:
@@ -807,11 +864,11 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                 "guest_reviewers": guest_count,
             },
         )
-        _on_commit_hooks("notify_campaign_launched", campaign_id=campaign.pk)
+        publish(CampaignLaunched(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
         if guest_count:
             organization_id, campaign_pk = campaign.organization_id, campaign.pk
             transaction.on_commit(lambda: guest_links_send_all(organization_id=organization_id, campaign_id=campaign_pk))
-    cache.set(launch_progress_key(campaign.pk), 100, timeout=3600)
+    _launch_progress_set(campaign.pk, 100, timeout=3600)
     return count
 
 
@@ -833,7 +890,10 @@ def campaign_launch_failed(*, campaign_id, error: str) -> None:
             system=True,
             details={"error": error[:500]},
         )
-    cache.delete(launch_progress_key(campaign_id))
+    try:
+        cache.delete(launch_progress_key(campaign_id))
+    except Exception:  # noqa: BLE001 - the entry expires by itself
+        logger.warning("could not clear launch progress of campaign %s", campaign_id, exc_info=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -867,7 +927,7 @@ def campaign_cancel(*, campaign: Campaign, actor: Membership, reason: str, reque
         target=campaign,
         details={"reason": reason, "previous_status": previous},
     )
-    _on_commit_hooks("notify_campaign_cancelled", campaign_id=campaign.pk)
+    publish(CampaignCancelled(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
     return campaign
 
 
@@ -895,7 +955,6 @@ def campaign_close(*, campaign: Campaign, actor: Membership, request=None) -> Ca
         target=campaign,
         details={"default_outcome": campaign.default_outcome, "items_decided_by_default": applied or 0},
     )
-    _on_commit_hooks("notify_campaign_closed", campaign_id=campaign.pk)
     # With revokes still to be removed the campaign is `remediating`; otherwise it completes now.
     campaign_review_finished(campaign=campaign, how="closed", actor=actor.user, request=request)
     campaign.refresh_from_db()
@@ -963,5 +1022,4 @@ def items_reassign(
     moved, skipped = result.moved, result.skipped_self_review
     if moved == 0 and skipped == 0:
         raise CampaignError(f"{source} has no items that can be reassigned", field="from_reviewer")
-    _on_commit_hooks("notify_items_reassigned", campaign_id=campaign.pk, reviewer_id=to_reviewer.pk, count=moved)
     return ReassignResult(reassigned=moved, skipped_self_review=skipped)

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
@@ -17,7 +18,8 @@ from thalian.permissions import Perm, has_perm
 
 from . import decision_quality, guests, remediation, selectors, services
 from .forms import CampaignForm, CancelForm, ConfirmRemovedForm, LaunchForm, ReassignForm, ScopePreviewForm
-from .models import Campaign, CampaignStatus
+from .models import Campaign, CampaignStatus, ReviewerStrategy
+from .panels import campaign_panels
 
 PAGE_SIZE = 25
 
@@ -65,8 +67,8 @@ def _wizard(request, *, campaign: Campaign | None):
                             organization=organization, actor=request.membership, request=request,
                             **form.service_kwargs(),
                         )
-                        messages.success(request, f"Campaign “{campaign.title}” created as "
-                                                  f"{'scheduled' if campaign.launch_at else 'a draft'}.")
+                        if "launch" not in request.POST:  # launching says so itself
+                            messages.success(request, _saved_message(campaign))
                     else:
                         campaign = services.campaign_update(
                             campaign=campaign, actor=request.membership, request=request, **form.service_kwargs()
@@ -92,8 +94,27 @@ def _preview_for(form, organization):
         scope = services.scope_clean(organization=organization, scope=form.scope())
     except services.CampaignError as exc:
         return {"error": exc.message}
-    result = selectors.campaign_scope_preview(organization=organization, scope=scope)
-    return {"result": result, "remediation_owners": _remediation_preview(form, organization, scope)}
+    preview = {"result": selectors.campaign_scope_preview(organization=organization, scope=scope),
+               "summary": form.summary(),
+               "remediation_owners": _remediation_preview(form, organization, scope)}
+    data = form.cleaned_data
+    fallback = selectors.membership_by_email(organization=organization, email=data.get("fallback_reviewer") or "")
+    strategy = data.get("reviewer_strategy")
+    if fallback is None or not strategy:
+        preview["reviewers_hint"] = "Choose the reviewers and a fallback reviewer to see who gets how many items."
+        return preview
+    try:
+        named = services.reviewers_clean(
+            organization=organization, strategy=strategy,
+            reviewers=(data.get("reviewers") or None) if strategy == ReviewerStrategy.MEMBERS else None,
+        )
+    except services.CampaignError as exc:
+        preview["reviewers_hint"] = exc.message
+        return preview
+    preview["reviewers"] = selectors.campaign_reviewer_preview(
+        organization=organization, scope=scope, strategy=strategy, reviewers=named, fallback=fallback
+    )
+    return preview
 
 
 def _remediation_preview(form, organization, scope) -> list | None:
@@ -141,7 +162,7 @@ def campaign_preview(request):
         preview = {"error": " ".join(str(e) for errors in form.errors.values() for e in errors)}
     else:
         preview = _preview_for(form, request.organization)
-    return render(request, "campaigns/campaign_form.html#preview", {"preview": preview})
+    return render(request, "campaigns/campaign_form.html#preview", {"preview": preview, "oob": True})
 
 
 @require_GET
@@ -207,13 +228,7 @@ def _extensions(request, campaign: Campaign) -> dict:
         "export_zip_url": _url_exists("evidence_campaign_zip", slug, campaign.pk),
         "report_url": _url_exists("evidence_campaign_report", slug, campaign.pk),
     }
-    if has_perm(request.membership.role, Perm.VIEW_ALL_CAMPAIGNS):
-        try:
-            from notifications.templatetags.notifications_tags import notification_log
-        except ImportError:
-            notification_log = None
-        if notification_log is not None:
-            extra["notification_log"] = notification_log(campaign)
+    extra.update(campaign_panels(request=request, campaign=campaign))
     return extra
 
 
@@ -244,10 +259,25 @@ def _act(request, campaign: Campaign, action, success: str):
     return _detail(request, campaign)
 
 
+def _saved_message(campaign: Campaign) -> str:
+    if campaign.launch_at:
+        return f"“{campaign.title}” is scheduled to launch on {timezone.localtime(campaign.launch_at):%Y-%m-%d %H:%M}."
+    return f"“{campaign.title}” is saved as a draft: launch it when you are ready."
+
+
 def _launch(request, campaign: Campaign, *, override: str):
-    return _act(request, campaign, lambda: services.campaign_launch(
-        campaign=campaign, actor=request.membership, request=request, freshness_override_reason=override,
-    ), "Launching: the snapshot is being taken.")
+    try:
+        services.campaign_launch(
+            campaign=campaign, actor=request.membership, request=request, freshness_override_reason=override,
+        )
+    except services.CampaignError as exc:
+        messages.error(request, f"Not launched: {exc.message}")
+        if campaign.status == CampaignStatus.DRAFT:
+            messages.info(request, _saved_message(campaign))
+    else:
+        messages.success(request, f"Launching “{campaign.title}”… the snapshot is being taken; this page "
+                                  "updates when the review items are ready.")
+    return _detail(request, campaign)
 
 
 @require_POST

@@ -13,6 +13,8 @@ from typing import Any
 
 import requests
 
+from thalian import netguard
+
 LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 USER_ATTRIBUTES = "id,userName,displayName,name,emails,active,externalId"
 GROUP_ATTRIBUTES = "id,displayName,members"
@@ -80,7 +82,7 @@ class ScimClient:
         self.base_url = base_url.rstrip("/")
         self.page_size = page_size
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = netguard.guard_session(session or requests.Session())
         self.session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/scim+json, application/json"}
         )

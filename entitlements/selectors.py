@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -129,8 +132,90 @@ def applications_filtered(params: Any) -> QuerySet[Application]:
 @dataclass
 class KeysetPage:
     items: list[Any]
-    next_after: int | None
-    prev_before: int | None
+    next_after: int | str | None  # an id in id order, an opaque (value, id) cursor when sorted
+    prev_before: int | str | None
+
+
+# Sortable columns of each inventory list: sort key -> model field. Only non-null fields, so a (value, id)
+# cursor orders every row; each one is indexed or on a table small enough to sort.
+LIST_SORTS = {
+    "applications": {"name": "name", "category": "category", "owner": "owner_email"},
+    "identities": {"email": "email", "name": "name", "department": "department", "kind": "kind",
+                   "status": "status"},
+    # Grouped by application: (organization, application, present, id) is an index, so this stays an index
+    # scan on millions of grants.
+    "entitlements": {"application": "application_id"},
+}
+# Totals are exact up to this many rows and shown as "more than" beyond, so a count stays an index scan.
+COUNT_CAP = 100_000
+
+
+def list_total(qs: QuerySet) -> tuple[int, bool]:
+    """(count, capped): the number of rows, or COUNT_CAP and True when there are more."""
+    count = qs.order_by()[: COUNT_CAP + 1].count()
+    return (COUNT_CAP, True) if count > COUNT_CAP else (count, False)
+
+
+def sort_parse(value: str | None, *, kind: str) -> tuple[str, str, bool]:
+    """(sort key as given, model field, descending) or ("", "", False) for id order; unknown keys raise."""
+    value = (value or "").strip()
+    if not value:
+        return "", "", False
+    key = value.lstrip("-")
+    sorts = LIST_SORTS[kind]
+    if key not in sorts:
+        raise FilterError(f"Unknown sort {key!r}; sort by one of: {', '.join(sorts)}.")
+    return value, sorts[key], value.startswith("-")
+
+
+def _cursor_encode(value, pk: int) -> str:
+    raw = json.dumps([value, pk], default=str).encode()
+    return "k" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor_decode(token: str):
+    try:
+        raw = base64.urlsafe_b64decode(token[1:] + "=" * (-len(token[1:]) % 4))
+        value, pk = json.loads(raw)
+        return value, int(pk)
+    except (ValueError, TypeError, binascii.Error):
+        raise FilterError("The page link is not valid any more; start from the first page.") from None
+
+
+def keyset_page_sorted(qs: QuerySet, *, field: str, descending: bool, after: str | None, before: str | None,
+                       size: int = 50) -> KeysetPage:
+    """One page ordered by (field, id), ascending or descending, with opaque (value, id) cursors."""
+
+    def beyond(value, pk: int, forward: bool) -> Q:
+        greater = forward != descending
+        op = "gt" if greater else "lt"
+        return Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"pk__{op}": pk})
+
+    order = [f"-{field}", "-pk"] if descending else [field, "pk"]
+    reverse_order = [field, "pk"] if descending else [f"-{field}", "-pk"]
+    if before:
+        value, pk = _cursor_decode(before)
+        rows = list(qs.filter(beyond(value, pk, False)).order_by(*reverse_order)[: size + 1])
+        has_more = len(rows) > size
+        rows = list(reversed(rows[:size]))
+        first, last = (rows[0], rows[-1]) if rows else (None, None)
+        return KeysetPage(
+            rows,
+            _cursor_encode(getattr(last, field), last.pk) if last else None,
+            _cursor_encode(getattr(first, field), first.pk) if first and has_more else None,
+        )
+    if after:
+        value, pk = _cursor_decode(after)
+        qs = qs.filter(beyond(value, pk, True))
+    rows = list(qs.order_by(*order)[: size + 1])
+    has_more = len(rows) > size
+    rows = rows[:size]
+    first, last = (rows[0], rows[-1]) if rows else (None, None)
+    return KeysetPage(
+        rows,
+        _cursor_encode(getattr(last, field), last.pk) if last and has_more else None,
+        _cursor_encode(getattr(first, field), first.pk) if first and after else None,
+    )
 
 
 def keyset_page(qs: QuerySet, *, after: str | None, before: str | None, size: int = 50) -> KeysetPage:

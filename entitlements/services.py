@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from thalian import broker, claims, netguard
 from thalian.audit import audit_record
+from thalian.events import InventoryChanged, publish
 from thalian.models import Organization, User
-from thalian.tenancy import ScopeError, assert_same_organization
+from thalian.tenancy import ScopeError, assert_same_organization, scope, scopes_disabled
 
 from . import staging as pg_staging
 from . import staging_portable
@@ -100,17 +106,10 @@ def _application_names() -> dict[str, int]:
     return dict(Application.objects.values_list("name", "id"))
 
 
-def _after_inventory_change(*, organization: Organization, application_ids: list[int]) -> None:
-    """Other areas re-check open remediation work once the changed inventory is committed."""
-    if not application_ids:
-        return
-    try:
-        from itsm.services import remediation_verify_for_applications
-    except ImportError:
-        return
-    org_id = organization.pk
-    ids = list(application_ids)
-    transaction.on_commit(lambda: remediation_verify_for_applications(organization_id=org_id, application_ids=ids))
+def _after_inventory_change(*, organization: Organization, application_ids: list[int], source: str) -> None:
+    """In the import's transaction: tell other areas which applications changed (removal verification)."""
+    if application_ids:
+        publish(InventoryChanged(organization_id=organization.pk, application_ids=list(application_ids), source=source))
 
 
 def _finish_run(*, run: SyncRun, counts: pg_staging.MergeCounts, now) -> None:
@@ -232,7 +231,7 @@ def inventory_import(
             },
         )
         if kind == ENTITLEMENTS:
-            _after_inventory_change(organization=organization, application_ids=counts.application_ids)
+            _after_inventory_change(organization=organization, application_ids=counts.application_ids, source="import")
     return run
 
 
@@ -246,8 +245,38 @@ def _count_lines(path: Path) -> int:
 
 def _upload_dir() -> Path:
     path = Path(settings.MEDIA_ROOT) / "imports"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def _private_file(path: Path) -> IO[bytes]:
+    """A new file only the server's own user can read: uploads hold identity data."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def import_uploads_sweep(*, older_than: dt.timedelta = dt.timedelta(hours=1)) -> int:
+    """Delete parked uploads no queued or running import needs (the run ended, or the upload never became a
+    run because the process stopped in between). Files younger than `older_than` may still be being written
+    or waiting for their run's transaction, so they stay. Platform code: looks across organizations."""
+    directory = _upload_dir()
+    cutoff = time.time() - older_than.total_seconds()
+    candidates = {str(path): path for path in directory.glob("*.csv") if path.stat().st_mtime < cutoff}
+    if not candidates:
+        return 0
+    with scopes_disabled():
+        needed = set(
+            SyncRun.objects.filter(
+                upload_path__in=list(candidates), status__in=[SyncRunStatus.QUEUED, SyncRunStatus.RUNNING]
+            ).values_list("upload_path", flat=True)
+        )
+    removed = 0
+    for name, path in candidates.items():
+        if name not in needed:
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("deleted %d import upload(s) no run needs", removed)
+    return removed
 
 
 @dataclass
@@ -277,7 +306,7 @@ def inventory_import_submit(
         CsvReader(kind=kind, stream=upload, max_bytes=max_bytes, size=size, applications={})
     path = _upload_dir() / f"{uuid.uuid4().hex}.csv"
     written = 0
-    with path.open("wb") as out:
+    with _private_file(path) as out:
         while chunk := upload.read(1024 * 1024):
             written += len(chunk)
             if written > max_bytes:
@@ -304,7 +333,6 @@ def inventory_import_submit(
         path.unlink(missing_ok=True)
         raise
 
-    from .tasks import inventory_import_task
 
     with transaction.atomic():
         run = SyncRun.objects.create(
@@ -318,9 +346,104 @@ def inventory_import_submit(
             triggered_by=actor,
             upload_path=str(path),
         )
-        org_id, run_id = organization.pk, run.pk
-        transaction.on_commit(lambda: inventory_import_task.delay(org_id, run_id))
+        _enqueue_import(run)
     return ImportSubmission(run=run, queued=True)
+
+
+def _enqueue_import(run: SyncRun) -> None:
+    from .tasks import inventory_import_task
+
+    org_id, run_id = run.organization_id, run.pk
+    # One quick broker attempt; with the broker down the queued run is sent by the stale-run sweep.
+    transaction.on_commit(lambda: broker.send_quickly(inventory_import_task, [(org_id, run_id)]))
+
+
+# Name of the advisory lock a worker holds while it runs an import or sync (thalian/claims.py).
+RUN_CLAIM = "inventory-run"
+IN_PROGRESS = (SyncRunStatus.QUEUED, SyncRunStatus.RUNNING)
+
+
+def _abandoned(run: SyncRun) -> bool:
+    """Queued or running, last sent or claimed longer ago than the claim threshold, and no worker holds it."""
+    return (
+        run.status in IN_PROGRESS
+        and run.started_at < timezone.now() - claims.stale_after()
+        and not claims.claim_alive(RUN_CLAIM, run.pk)
+    )
+
+
+def _resend_import(run: SyncRun) -> bool:
+    """Send an abandoned file import to a worker again (attempt + 1); False if its state moved meanwhile."""
+    resent = SyncRun.objects.filter(pk=run.pk, status=run.status, started_at=run.started_at).update(
+        status=SyncRunStatus.QUEUED, attempt=run.attempt + 1, started_at=timezone.now(), error=""
+    )
+    if resent == 1:
+        _enqueue_import(run)
+    return resent == 1
+
+
+def _end_run(run: SyncRun, message: str) -> None:
+    upload = run.upload_path
+    _fail_run(run, message=message)
+    if upload:
+        Path(upload).unlink(missing_ok=True)
+
+
+def sync_runs_sweep() -> dict[str, int]:
+    """Hand back file imports and SCIM syncs nobody works on any more (a lost message, a killed worker): a file
+    import is sent again until CLAIM_MAX_ATTEMPTS, then failed with its upload deleted; a SCIM sync is failed
+    (the next scheduled or manual sync repeats it). Platform code: spans organizations."""
+    cutoff = timezone.now() - claims.stale_after()
+    outcome = {"resent": 0, "failed": 0}
+    stale = SyncRun.unscoped.filter(status__in=IN_PROGRESS, started_at__lt=cutoff).order_by("pk")
+    for run in stale:
+        if claims.claim_alive(RUN_CLAIM, run.pk):
+            continue
+        with scope(organization_id=run.organization_id), transaction.atomic():
+            if run.source == FeedKind.FILE and run.attempt < claims.max_attempts() and run.upload_path:
+                outcome["resent"] += _resend_import(run)
+                continue
+            what = "import" if run.source == FeedKind.FILE else "sync"
+            _end_run(run, f"The {what} stopped without finishing after {run.attempt} attempt(s) (the worker "
+                          f"stopped or the task was lost); nothing was imported. "
+                          + ("Upload the file again." if what == "import" else "Press Sync now to run it again."))
+            outcome["failed"] += 1
+    return outcome
+
+
+class RunActionError(ValueError):
+    """A retry or cancel that does not apply to the run in its current state."""
+
+
+def sync_run_cancel(*, run: SyncRun, actor: User, request=None) -> SyncRun:
+    """Give up on a queued import or sync, or one whose worker is gone; the upload is deleted. A run a live
+    worker is carrying out cannot be cancelled (it finishes or fails within its time limit)."""
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().get(pk=run.pk)
+        if run.status not in IN_PROGRESS:
+            raise RunActionError(f"the run is {run.get_status_display().lower()}; only a queued or running run can be cancelled")
+        if run.status == SyncRunStatus.RUNNING and claims.claim_alive(RUN_CLAIM, run.pk):
+            raise RunActionError("a worker is carrying out this run right now; it cannot be cancelled midway")
+        _end_run(run, f"Cancelled by {actor.email}; nothing was imported.")
+        audit_record(action="inventory_run_cancelled", organization_id=run.organization_id, actor=actor,
+                     request=request, target=run, details={"run": run.pk, "kind": run.kind})
+    run.refresh_from_db()
+    return run
+
+
+def sync_run_retry(*, run: SyncRun, actor: User, request=None) -> SyncRun:
+    """Send an import nobody works on any more to a worker now, instead of waiting for the sweep."""
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().get(pk=run.pk)
+        if run.source != FeedKind.FILE or not run.upload_path:
+            raise RunActionError("only a file import whose upload is still kept can be retried; upload the file again")
+        if run.status not in IN_PROGRESS or claims.claim_alive(RUN_CLAIM, run.pk):
+            raise RunActionError("only a queued or interrupted import can be retried")
+        _resend_import(run)
+        audit_record(action="inventory_run_retried", organization_id=run.organization_id, actor=actor,
+                     request=request, target=run, details={"run": run.pk, "attempt": run.attempt + 1})
+    run.refresh_from_db()
+    return run
 
 
 def inventory_import_queued_run(*, organization: Organization, run_id: int) -> SyncRun | None:
@@ -331,7 +454,9 @@ def inventory_import_queued_run(*, organization: Organization, run_id: int) -> S
     if claimed != 1:
         return None
     run = SyncRun.objects.get(pk=run_id)
-    path = Path(run.upload_path)
+    # Kept aside: finishing or failing the run empties run.upload_path, and the file goes either way.
+    upload_path = run.upload_path
+    path = Path(upload_path)
     try:
         with path.open("rb") as handle:
             return inventory_import(
@@ -349,12 +474,15 @@ def inventory_import_queued_run(*, organization: Organization, run_id: int) -> S
     except FileNotFoundError:
         _fail_run(run, message="The uploaded file is no longer available; upload it again.")
         return run
+    except SoftTimeLimitExceeded:
+        _fail_run(run, message="The import took longer than the time limit and was stopped; nothing was imported.")
+        raise
     except Exception as exc:
         log.exception("inventory import run %s failed", run_id)
         _fail_run(run, message=f"The import failed unexpectedly ({exc.__class__.__name__}); nothing was imported.")
         raise
     finally:
-        if run.upload_path:
+        if upload_path:
             path.unlink(missing_ok=True)
         cache.delete(_progress_key(run_id))
 
@@ -403,6 +531,10 @@ def _check_base_url(base_url: str) -> str:
         raise ConnectorError("Base URL must start with https://")
     if base_url.startswith("http://") and not settings.ALLOW_INSECURE_HTTP_INTEGRATIONS:
         raise ConnectorError("Base URL must use https:// (plain http is refused in production)")
+    try:
+        netguard.check_url(base_url)
+    except netguard.AddressNotAllowed as exc:
+        raise ConnectorError(f"Base URL: {exc}") from exc
     return base_url
 
 
@@ -581,7 +713,7 @@ def _scim_write(*, organization, run, connector, identity_rows, grants, skipped)
             target=run,
             details={"created": run.created, "updated": run.updated, "removed": run.removed},
         )
-        _after_inventory_change(organization=organization, application_ids=[connector.application_id])
+        _after_inventory_change(organization=organization, application_ids=[connector.application_id], source="scim")
     return run
 
 

@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 
+from thalian import claims
 from thalian.models import Organization
 from thalian.tenancy import scope, scopes_disabled
 
@@ -19,14 +20,14 @@ log = logging.getLogger(__name__)
 @shared_task(acks_late=True)
 def inventory_import_task(organization_id: int, sync_run_id: int) -> None:
     organization = Organization.objects.get(pk=organization_id)
-    with scope(organization):
+    with scope(organization), claims.claim_held(services.RUN_CLAIM, sync_run_id):
         services.inventory_import_queued_run(organization=organization, run_id=sync_run_id)
 
 
 @shared_task(acks_late=True)
 def scim_sync_task(organization_id: int, sync_run_id: int) -> None:
     organization = Organization.objects.get(pk=organization_id)
-    with scope(organization):
+    with scope(organization), claims.claim_held(services.RUN_CLAIM, sync_run_id):
         try:
             services.scim_sync_run(organization=organization, run_id=sync_run_id)
         except ScimError as exc:
@@ -41,6 +42,15 @@ def scim_sync_task(organization_id: int, sync_run_id: int) -> None:
                 error=f"{run.error} Retrying in {countdown} seconds (attempt {run.attempt + 1} of "
                 f"{services.SCIM_MAX_ATTEMPTS})."
             )
+
+
+@shared_task
+def import_uploads_sweep_task() -> int:
+    """Hourly: uploads of imports that ended (or never started) do not stay on disk."""
+    return services.import_uploads_sweep()
+def sync_runs_sweep_task() -> dict[str, int]:
+    """Periodic: re-send or fail imports and syncs nobody works on any more."""
+    return services.sync_runs_sweep()
 
 
 @shared_task

@@ -13,4 +13,6 @@ urlpatterns = [
     path("inventory/entitlements/", views.entitlement_list, name="entitlement_list"),
     path("inventory/imports/", views.import_list, name="import_list"),
     path("inventory/imports/<int:pk>/", views.import_detail, name="import_detail"),
+    path("inventory/imports/<int:pk>/cancel/", views.import_cancel, name="import_cancel"),
+    path("inventory/imports/<int:pk>/retry/", views.import_retry, name="import_retry"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -26,21 +27,32 @@ def _get_sync_run(pk: int) -> SyncRun:
     return get_object_or_404(SyncRun.objects.select_related("triggered_by"), pk=pk)
 
 
-def _list_page(request, *, template: str, queryset_fn, extra: dict | None = None):
+def _list_page(request, *, template: str, queryset_fn, kind: str, extra: dict | None = None):
+    page = selectors.KeysetPage([], None, None)
+    total, capped, sort, error = 0, False, "", ""
     try:
         qs = queryset_fn(request.GET)
-        error = ""
+        sort, field, descending = selectors.sort_parse(request.GET.get("sort"), kind=kind)
+        after, before = request.GET.get("after"), request.GET.get("before")
+        if field:
+            page = selectors.keyset_page_sorted(
+                qs, field=field, descending=descending, after=after, before=before, size=PAGE_SIZE
+            )
+        else:
+            page = selectors.keyset_page(qs, after=after, before=before, size=PAGE_SIZE)
+        total, capped = selectors.list_total(qs)
     except selectors.FilterError as exc:
-        qs, error = None, str(exc)
-    page = (
-        selectors.keyset_page(qs, after=request.GET.get("after"), before=request.GET.get("before"), size=PAGE_SIZE)
-        if qs is not None
-        else selectors.KeysetPage([], None, None)
-    )
+        error = str(exc)
     params = request.GET.copy()
     params.pop("after", None)
     params.pop("before", None)
-    context = {"page": page, "filter_error": error, "query": params.urlencode(), "filters": request.GET, **(extra or {})}
+    sort_params = params.copy()
+    sort_params.pop("sort", None)
+    context = {
+        "page": page, "filter_error": error, "query": params.urlencode(), "filters": request.GET,
+        "total": total, "total_capped": capped, "sort": sort, "sort_query": sort_params.urlencode(),
+        **(extra or {}),
+    }
     if request.htmx:
         template = f"{template}#results"
     return render(request, template, context, status=400 if error else 200)
@@ -52,6 +64,7 @@ def entitlement_list(request):
         request,
         template="entitlements/entitlements.html",
         queryset_fn=selectors.entitlements_filtered,
+        kind="entitlements",
         extra={"choices": selectors.filter_choices()},
     )
 
@@ -62,6 +75,7 @@ def identity_list(request):
         request,
         template="entitlements/identities.html",
         queryset_fn=selectors.identities_filtered,
+        kind="identities",
         extra={"choices": selectors.filter_choices()},
     )
 
@@ -78,7 +92,10 @@ def identity_detail(request, pk: int):
 
 @org_view(Perm.VIEW_INVENTORY)
 def application_list(request):
-    return _list_page(request, template="entitlements/applications.html", queryset_fn=selectors.applications_filtered)
+    return _list_page(
+        request, template="entitlements/applications.html", queryset_fn=selectors.applications_filtered,
+        kind="applications",
+    )
 
 
 @org_view(Perm.VIEW_INVENTORY)
@@ -199,13 +216,39 @@ def import_list(request):
     )
 
 
+def _run_action(request, pk: int, action, success: str):
+    run = _get_sync_run(pk)
+    try:
+        action(run=run, actor=request.user, request=request)
+    except services.RunActionError as exc:
+        messages.error(request, str(exc).capitalize() + ".")
+    else:
+        messages.success(request, success)
+    return redirect("import_detail", org_slug=request.organization.slug, pk=run.pk)
+
+
+@require_POST
+@org_view(Perm.MANAGE_INVENTORY)
+def import_cancel(request, pk: int):
+    return _run_action(request, pk, services.sync_run_cancel, "The run was cancelled and its upload deleted.")
+
+
+@require_POST
+@org_view(Perm.MANAGE_INVENTORY)
+def import_retry(request, pk: int):
+    return _run_action(request, pk, services.sync_run_retry, "The import was sent to a worker again.")
+
+
 @org_view(Perm.VIEW_INVENTORY)
 def import_detail(request, pk: int):
     run = _get_sync_run(pk)
     progress = services.import_progress(run.pk) if run.status == "running" else None
     done = progress if progress is not None else (run.processed_rows if run.is_finished else 0)
     percent = min(100, int(done * 100 / run.total_rows)) if run.total_rows else (100 if run.is_finished else 0)
-    context = {"run": run, "done": done, "percent": percent, "applications": run.applications.order_by("name")}
+    context = {
+        "run": run, "done": done, "percent": percent, "applications": run.applications.order_by("name"),
+        "can_manage": request.membership.can(Perm.MANAGE_INVENTORY), "max_attempts": settings.CLAIM_MAX_ATTEMPTS,
+    }
     template = "entitlements/import_detail.html"
     if request.htmx:
         template += "#status"

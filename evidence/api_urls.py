@@ -13,11 +13,23 @@ urlpatterns = [
         views.CampaignExportZipAPI.as_view(),
         name="api_campaign_export_zip",
     ),
+    path("campaigns/<uuid:campaign_id>/report/", views.CampaignReportAPI.as_view(), name="api_campaign_report"),
+    path("campaigns/<uuid:campaign_id>/sample/", views.CampaignSampleAPI.as_view(), name="api_campaign_sample"),
     path("evidence/packages/", views.EvidencePackageListAPI.as_view(), name="api_evidence_package_list"),
     path(
         "evidence/packages/<uuid:package_id>/",
         views.EvidencePackageDetailAPI.as_view(),
         name="api_evidence_package_detail",
+    ),
+    path(
+        "evidence/packages/<uuid:package_id>/cancel/",
+        views.EvidencePackageCancelAPI.as_view(),
+        name="api_evidence_package_cancel",
+    ),
+    path(
+        "evidence/packages/<uuid:package_id>/retry/",
+        views.EvidencePackageRetryAPI.as_view(),
+        name="api_evidence_package_retry",
     ),
     path(
         "evidence/packages/<uuid:package_id>/download",

@@ -52,6 +52,10 @@ class EvidencePackage(TenantModel):
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # Background builds: how often the build was sent to a worker, and when last (queued) or claimed
+    # (building). The stale-claim sweep re-sends an abandoned build and fails it after CLAIM_MAX_ATTEMPTS.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         # The table keeps the name it had when packages were part of campaigns, so moving the model into

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.apps import apps
 from django.conf import settings
 from django.core.files import File
@@ -39,7 +40,7 @@ from campaigns.models import (
     ReviewItem,
 )
 from entitlements.models import FINDING_FIELDS, Application, Finding, IdentityKind, SyncRun, SyncRunStatus
-from thalian import tenancy
+from thalian import broker, claims, tenancy
 from thalian.audit import audit_record
 from thalian.models import AuditEvent, Membership, User
 
@@ -249,6 +250,7 @@ def items_csv_stream(
         yield from csv_stream(counted, neutralize=False)
         return
     buffer = bytearray()
+    sent_rows = 0
     for lower, upper in _id_ranges(queryset, COPY_BATCH_ROWS):
         batch = (
             queryset.filter(id__lte=upper) if lower is None else queryset.filter(id__gt=lower, id__lte=upper)
@@ -259,13 +261,18 @@ def items_csv_stream(
                 for block in copy:
                     buffer += block
                     if len(buffer) >= formats.CSV_CHUNK_SIZE:
-                        if on_rows is not None:
-                            on_rows(buffer.count(b"\n"))
+                        sent_rows += buffer.count(b"\n")
                         yield bytes(buffer)
                         buffer.clear()
+        # Rows are reported only between COPY statements: while a COPY is open psycopg holds the
+        # connection's lock, so a callback writing progress through the same connection would wait forever.
+        # Whoever consumes this stream must likewise not use the connection between chunks.
+        if on_rows is not None and sent_rows:
+            on_rows(sent_rows)
+            sent_rows = 0
     if buffer:
         if on_rows is not None:
-            on_rows(buffer.count(b"\n"))
+            on_rows(sent_rows + buffer.count(b"\n"))
         yield bytes(buffer)
 
 
@@ -700,9 +707,16 @@ def package_stream(
     return chunks, result
 
 
-def _record_result(package: EvidencePackage, result: formats.PackageResult, **extra: Any) -> None:
+def _record_result(
+    package: EvidencePackage,
+    result: formats.PackageResult,
+    *,
+    from_statuses: tuple[str, ...] = (EvidencePackageStatus.BUILDING,),
+    **extra: Any,
+) -> int:
+    """Mark the package ready with its hashes, unless it was cancelled meanwhile; returns the rows updated."""
     manifest = result.manifest or {}
-    EvidencePackage.objects.filter(pk=package.pk).update(
+    return EvidencePackage.objects.filter(pk=package.pk, status__in=from_statuses).update(
         status=EvidencePackageStatus.READY,
         progress=100,
         progress_label="Ready",
@@ -761,6 +775,8 @@ def evidence_package_create(
         stored=stored,
         state_digest=state_digest,
         status=EvidencePackageStatus.QUEUED if stored else EvidencePackageStatus.BUILDING,
+        attempts=1 if stored else 0,
+        claimed_at=now,
         file_name=package_file_name(campaign, now),
         generated_by=actor,
         generated_by_email=actor.email,
@@ -802,7 +818,14 @@ def evidence_package_stream(*, package: EvidencePackage, campaign: Campaign) -> 
             finally:
                 with tenancy.scope(organization_id=organization_id):
                     if completed and result.complete:
-                        _record_result(package, result, stored=True, file=_store_package_file(package, handle))
+                        # A slow download the sweep already gave up on still counts once its last byte is out.
+                        _record_result(
+                            package,
+                            result,
+                            from_statuses=(EvidencePackageStatus.BUILDING, EvidencePackageStatus.FAILED),
+                            stored=True,
+                            file=_store_package_file(package, handle),
+                        )
                     else:
                         EvidencePackage.objects.filter(pk=package.pk).update(
                             status=EvidencePackageStatus.FAILED, error="The download was interrupted."
@@ -816,35 +839,120 @@ def needs_background_build(campaign: Campaign) -> bool:
     return count > settings.EVIDENCE_ASYNC_THRESHOLD_ITEMS
 
 
+# Name of the advisory lock a worker holds while it builds a package (thalian/claims.py).
+BUILD_CLAIM = "evidence-build"
+IN_PROGRESS = (EvidencePackageStatus.QUEUED, EvidencePackageStatus.BUILDING)
+
+
+def _is_abandoned(package: EvidencePackage) -> bool:
+    """A queued or building package nobody works on: its last send or claim is stale and no worker holds it."""
+    claimed_at = package.claimed_at or package.created_at
+    return claimed_at < timezone.now() - claims.stale_after() and not claims.claim_alive(BUILD_CLAIM, package.pk)
+
+
+def _enqueue_build(package: EvidencePackage) -> None:
+    from .tasks import build_evidence_package
+
+    organization_id, package_id = package.organization_id, str(package.pk)
+    # One quick broker attempt; with the broker down the queued package is sent by the stale-package sweep.
+    transaction.on_commit(lambda: broker.send_quickly(build_evidence_package, [(organization_id, package_id)]))
+
+
+def _fail_package(package_id, *, error: str, statuses=IN_PROGRESS) -> int:
+    return EvidencePackage.objects.filter(pk=package_id, status__in=statuses).update(
+        status=EvidencePackageStatus.FAILED, error=error[:2000], claimed_at=None
+    )
+
+
 def evidence_package_request(*, campaign: Campaign, actor: User, request=None) -> EvidencePackage:
     """Queue a background build, or return the package of this campaign state (ready, queued or building),
-    or the one already queued or building for this campaign."""
+    or the one already queued or building for this campaign. One in progress that is abandoned (stale, no
+    live worker) is failed and replaced, so a stuck build never blocks an export."""
     digest = evidence_state_digest(campaign)
     existing = evidence_package_reusable(campaign=campaign, state_digest=digest) or (
-        EvidencePackage.objects.filter(
-            campaign=campaign,
-            stored=True,
-            status__in=[EvidencePackageStatus.QUEUED, EvidencePackageStatus.BUILDING],
-        )
+        EvidencePackage.objects.filter(campaign=campaign, stored=True, status__in=IN_PROGRESS)
         .order_by("-created_at")
         .first()
     )
     if existing is not None:
-        return existing
+        if existing.status not in IN_PROGRESS or not _is_abandoned(existing):
+            return existing
+        _fail_package(existing.pk, error="The build stopped without finishing; a new package was requested.")
     package = evidence_package_create(
         campaign=campaign, actor=actor, stored=True, request=request, state_digest=digest
     )
-    from .tasks import build_evidence_package
-
-    organization_id, package_id = campaign.organization_id, str(package.pk)
-    transaction.on_commit(lambda: build_evidence_package.delay(organization_id, package_id))
+    _enqueue_build(package)
     return package
 
 
+def evidence_package_cancel(*, package: EvidencePackage, actor: User, request=None) -> EvidencePackage:
+    """Stop waiting for a queued or building package: it is marked failed at once; a worker still building
+    it discards its file when it finishes."""
+    if _fail_package(package.pk, error=f"Cancelled by {actor.email}.") != 1:
+        raise ExportError("only a queued or building package can be cancelled")
+    audit_record(
+        action="evidence_package_cancelled",
+        organization_id=package.organization_id,
+        actor=actor,
+        request=request,
+        target=package.campaign,
+        details={"package_id": str(package.pk)},
+    )
+    package.refresh_from_db()
+    return package
+
+
+def evidence_package_retry(*, package: EvidencePackage, actor: User, request=None) -> EvidencePackage:
+    """Request a new package for the campaign of a failed one (the failed one stays listed as it was)."""
+    if package.status != EvidencePackageStatus.FAILED:
+        raise ExportError("only a failed package can be retried")
+    if not package.stored:
+        raise ExportError("a streamed download cannot be retried here; export the ZIP again")
+    return evidence_package_request(campaign=package.campaign, actor=actor, request=request)
+
+
+def evidence_packages_sweep() -> dict[str, int]:
+    """Re-send abandoned background builds (a lost message, a killed worker) and fail them visibly after
+    CLAIM_MAX_ATTEMPTS sends; streamed downloads whose web process died are marked failed. Platform code:
+    spans organizations."""
+    cutoff = timezone.now() - claims.stale_after()
+    outcome = {"resent": 0, "failed": 0}
+    interrupted = EvidencePackage.unscoped.filter(
+        stored=False, status=EvidencePackageStatus.BUILDING, created_at__lt=cutoff
+    ).update(status=EvidencePackageStatus.FAILED, error="The download was interrupted.")
+    outcome["failed"] += interrupted
+    stale = EvidencePackage.unscoped.filter(stored=True, status__in=IN_PROGRESS, claimed_at__lt=cutoff)
+    for package in stale.only("pk", "organization_id", "status", "attempts", "claimed_at", "created_at"):
+        if claims.claim_alive(BUILD_CLAIM, package.pk):
+            continue
+        with tenancy.scope(organization_id=package.organization_id), transaction.atomic():
+            if package.attempts >= claims.max_attempts():
+                outcome["failed"] += _fail_package(
+                    package.pk,
+                    error=f"The build did not finish after {package.attempts} attempt(s) (the worker stopped or "
+                    "the task was lost). Press Retry to request a new package.",
+                )
+                continue
+            resent = EvidencePackage.objects.filter(
+                pk=package.pk, status=package.status, claimed_at=package.claimed_at
+            ).update(
+                status=EvidencePackageStatus.QUEUED,
+                attempts=package.attempts + 1,
+                claimed_at=timezone.now(),
+                progress=0,
+                progress_label=f"Waiting for a worker (attempt {package.attempts + 1})",
+            )
+            if resent == 1:
+                _enqueue_build(package)
+                outcome["resent"] += 1
+    return outcome
+
+
 def evidence_package_build(*, package_id: str) -> EvidencePackage | None:
-    """Build a queued package into storage. Claims it first, so a second run of the same task does nothing."""
+    """Build a queued package into storage. Claims it first, so a second run of the same task does nothing;
+    the caller holds the claim's lock (BUILD_CLAIM) while this runs."""
     claimed = EvidencePackage.objects.filter(pk=package_id, status=EvidencePackageStatus.QUEUED).update(
-        status=EvidencePackageStatus.BUILDING, progress_label="Starting"
+        status=EvidencePackageStatus.BUILDING, progress_label="Starting", claimed_at=timezone.now()
     )
     if claimed != 1:
         return None
@@ -866,19 +974,28 @@ def evidence_package_build(*, package_id: str) -> EvidencePackage | None:
             shown[0] = percent
             EvidencePackage.objects.filter(pk=package_id).update(progress=percent)
 
+    chunks, result = package_stream(
+        package=package, campaign=campaign, state=state, on_rows=on_rows, progress=report
+    )
     try:
-        chunks, result = package_stream(
-            package=package, campaign=campaign, state=state, on_rows=on_rows, progress=report
-        )
         with tempfile.TemporaryFile(dir=settings.DATA_DIR) as handle:
             for chunk in chunks:
                 handle.write(chunk)
             saved = _store_package_file(package, handle)
-        _record_result(package, result, file=saved)
-    except Exception as exc:
-        EvidencePackage.objects.filter(pk=package_id).update(
-            status=EvidencePackageStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
+        if not _record_result(package, result, file=saved):
+            default_storage.delete(saved)  # cancelled while building
+    except SoftTimeLimitExceeded:
+        # Stop the ZIP stream first: a COPY it left open holds the connection the update needs.
+        chunks.close()
+        _fail_package(
+            package_id,
+            error="The build took longer than the time limit and was stopped. Ask the operator to raise "
+            "TASK_LONG_SOFT_TIME_LIMIT, then press Retry.",
         )
+        raise
+    except Exception as exc:
+        chunks.close()
+        _fail_package(package_id, error=f"{type(exc).__name__}: {exc}")
         raise
     package.refresh_from_db()
     return package

@@ -10,6 +10,16 @@ urlpatterns = [
         name="evidence_package_download",
     ),
     path(
+        "evidence/packages/<uuid:package_id>/cancel",
+        views.evidence_package_cancel_view,
+        name="evidence_package_cancel",
+    ),
+    path(
+        "evidence/packages/<uuid:package_id>/retry",
+        views.evidence_package_retry_view,
+        name="evidence_package_retry",
+    ),
+    path(
         "campaigns/<uuid:campaign_id>/export.csv", views.evidence_campaign_csv, name="evidence_campaign_csv"
     ),
     path(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import (
@@ -13,10 +15,11 @@ from django.http import (
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -34,8 +37,10 @@ from .services import (
     MAX_SAMPLE,
     ExportError,
     campaign_summary,
+    evidence_package_cancel,
     evidence_package_create,
     evidence_package_request,
+    evidence_package_retry,
     evidence_package_reusable,
     evidence_package_stream,
     evidence_packages_for,
@@ -180,6 +185,32 @@ def evidence_campaign_zip(request, campaign_id):
 @org_view(Perm.EXPORT_EVIDENCE, requires_plan=True)
 def evidence_package_download(request, package_id):
     return _package_download(request, _get_package(package_id))
+
+
+def _package_action(request, package_id, action, success: str):
+    """Cancel or retry a background package from the Evidence page; a refusal is shown as an error."""
+    package = _get_package(package_id)
+    try:
+        action(package=package, actor=request.user, request=request)
+    except ExportError as exc:
+        messages.error(request, str(exc).capitalize() + ".")
+    else:
+        messages.success(request, success)
+    return redirect("evidence_list", request.organization.slug)
+
+
+@require_POST
+@org_view(Perm.EXPORT_EVIDENCE, requires_plan=True)
+def evidence_package_cancel_view(request, package_id):
+    return _package_action(request, package_id, evidence_package_cancel, "The evidence package was cancelled.")
+
+
+@require_POST
+@org_view(Perm.EXPORT_EVIDENCE, requires_plan=True)
+def evidence_package_retry_view(request, package_id):
+    return _package_action(
+        request, package_id, evidence_package_retry, "A new evidence package is being built in the background."
+    )
 
 
 @require_GET
@@ -345,6 +376,10 @@ class EvidencePackageListAPI(OrgAPIView):
         packages = evidence_packages_for(membership=request.membership)
         campaign_id = request.query_params.get("campaign")
         if campaign_id:
+            try:
+                uuid.UUID(campaign_id)
+            except ValueError:
+                raise ValidationError({"campaign": [f"{campaign_id!r} is not a campaign id (a UUID)."]}) from None
             campaign = campaign_access(
                 membership=request.membership, campaign_id=campaign_id, perm=Perm.EXPORT_EVIDENCE
             )
@@ -370,6 +405,40 @@ class EvidencePackageDetailAPI(OrgAPIView):
     def get(self, request, org_slug, package_id):
         package = _get_package(package_id)
         return Response(EvidencePackageSerializer(package, context={"request": request}).data)
+
+
+def _package_action_response(request, package_id, action, *, status: int) -> Response:
+    """Cancel or retry through the API: the resulting package, or 409 saying why the action does not apply."""
+    try:
+        package = action(package=_get_package(package_id), actor=request.user, request=request)
+    except ExportError as exc:
+        return Response({"detail": str(exc)}, status=409)
+    return Response(EvidencePackageSerializer(package, context={"request": request}).data, status=status)
+
+
+class EvidencePackageCancelAPI(OrgAPIView):
+    """Stop waiting for a queued or building package: it is marked failed (409 if it is not in progress)."""
+
+    required_perms = {"POST": Perm.EXPORT_EVIDENCE}
+    requires_plan = True
+
+    @extend_schema(operation_id="evidence_packages_cancel", request=None,
+                   responses={200: EvidencePackageSerializer, 409: ERROR})
+    def post(self, request, org_slug, package_id):
+        return _package_action_response(request, package_id, evidence_package_cancel, status=200)
+
+
+class EvidencePackageRetryAPI(OrgAPIView):
+    """Request a new background package for the campaign of a failed one (202 with the new package, 409 if
+    the package did not fail)."""
+
+    required_perms = {"POST": Perm.EXPORT_EVIDENCE}
+    requires_plan = True
+
+    @extend_schema(operation_id="evidence_packages_retry", request=None,
+                   responses={202: EvidencePackageSerializer, 409: ERROR})
+    def post(self, request, org_slug, package_id):
+        return _package_action_response(request, package_id, evidence_package_retry, status=202)
 
 
 class EvidencePackageDownloadAPI(OrgAPIView):
@@ -406,3 +475,137 @@ class EvidencePublicKeyAPI(APIView):
         response["X-Key-Fingerprint"] = formats.key_fingerprint(key)
         response["Content-Disposition"] = 'inline; filename="thalian-evidence.pem"'
         return response
+
+
+# The auditor's report and sampling, as on the campaign's report and sample pages ---------------------------
+
+
+class _ReportCampaignSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    status = serializers.CharField()
+    due_date = serializers.DateField()
+    snapshot_at = serializers.DateTimeField(allow_null=True)
+
+
+class _ReportTotalsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    decided = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    percent = serializers.IntegerField(help_text="Share of items decided, in percent")
+    approve = serializers.IntegerField()
+    revoke = serializers.IntegerField()
+    exception = serializers.IntegerField()
+    system = serializers.IntegerField(help_text="Items decided by the campaign's default outcome")
+    identities = serializers.IntegerField()
+    applications = serializers.IntegerField()
+    first_decision = serializers.DateTimeField(allow_null=True)
+    last_decision = serializers.DateTimeField(allow_null=True)
+
+
+class _ReportReviewerSerializer(serializers.Serializer):
+    reviewer_email = serializers.CharField()
+    items = serializers.IntegerField()
+    decided = serializers.IntegerField()
+    revoked = serializers.IntegerField()
+    signed_off = serializers.DateTimeField(allow_null=True)
+
+
+class _ReportRevocationSerializer(serializers.Serializer):
+    application_name = serializers.CharField()
+    total = serializers.IntegerField()
+    ticketed = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    verified = serializers.IntegerField()
+    action_required = serializers.IntegerField()
+    untracked = serializers.IntegerField()
+
+
+class CampaignReportSerializer(serializers.Serializer):
+    campaign = _ReportCampaignSerializer()
+    totals = _ReportTotalsSerializer()
+    reviewers = _ReportReviewerSerializer(many=True)
+    revocations = _ReportRevocationSerializer(many=True, help_text="Revoked access per application and its removal")
+    population = serializers.JSONField(help_text="The population certificate of the evidence package")
+
+
+class CampaignReportAPI(OrgAPIView):
+    """The campaign report: totals, reviewers, revocations and their removal, and the population certificate."""
+
+    required_perms = {"GET": Perm.VIEW_ALL_CAMPAIGNS}
+    requires_plan = True
+
+    @extend_schema(operation_id="campaign_report", responses=CampaignReportSerializer)
+    def get(self, request, org_slug, campaign_id):
+        campaign = campaign_access(
+            membership=request.membership, campaign_id=campaign_id, perm=Perm.VIEW_ALL_CAMPAIGNS
+        )
+        summary = campaign_summary(campaign=campaign)
+        data = {"campaign": campaign, **{key: summary[key] for key in ("totals", "reviewers", "revocations")},
+                "population": summary["population"]}
+        return Response(CampaignReportSerializer(data).data)
+
+
+class SampleRequestSerializer(serializers.Serializer):
+    size = serializers.IntegerField(min_value=1, max_value=MAX_SAMPLE, help_text="How many items to draw")
+    seed = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=2**63 - 1,
+        help_text="Repeat an earlier draw over the same campaign; a new one is chosen when omitted",
+    )
+
+
+class _SampleEventSerializer(serializers.Serializer):
+    created_at = serializers.DateTimeField()
+    decision = serializers.CharField()
+    actor_email = serializers.CharField()
+    actor_role = serializers.CharField()
+    kind = serializers.CharField()
+    reason = serializers.CharField()
+    hash = serializers.CharField()
+
+
+class _SampleItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    identity_email = serializers.CharField()
+    application_name = serializers.CharField()
+    role = serializers.CharField()
+    reviewer_email = serializers.CharField()
+    decision = serializers.CharField()
+    decided_by_email = serializers.CharField()
+    ticket_key = serializers.CharField()
+    ticket_url = serializers.CharField()
+    remediation_status = serializers.CharField()
+    trail = _SampleEventSerializer(many=True, help_text="Every decision on the item, oldest first")
+
+
+class SampleSerializer(serializers.Serializer):
+    seed = serializers.IntegerField()
+    size = serializers.IntegerField()
+    population = serializers.IntegerField(help_text="Items in the campaign")
+    items = _SampleItemSerializer(many=True)
+
+
+class CampaignSampleAPI(OrgAPIView):
+    """Draw a random sample of the campaign's items with their decision trails (recorded in the audit log)."""
+
+    required_perms = {"POST": Perm.EXPORT_EVIDENCE}
+    requires_plan = True
+
+    @extend_schema(operation_id="campaign_sample", request=SampleRequestSerializer,
+                   responses={200: SampleSerializer, 400: ERROR})
+    def post(self, request, org_slug, campaign_id):
+        campaign = campaign_access(
+            membership=request.membership, campaign_id=campaign_id, perm=Perm.EXPORT_EVIDENCE
+        )
+        data = SampleRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            sample = evidence_sample_draw(
+                campaign=campaign, size=data.validated_data["size"], seed=data.validated_data.get("seed"),
+                actor=request.user, request=request,
+            )
+        except ExportError as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+        for item in sample.items:
+            item.trail = sample.trails[item.pk]
+        return Response(SampleSerializer(sample).data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.utils import (
+    OpenApiParameter,
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
@@ -12,9 +13,10 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
-from campaigns.models import Campaign, TicketStatus
+from campaigns.models import Campaign, RemediationStatus, TicketStatus
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
@@ -309,3 +311,87 @@ class CampaignOpenTicketsApi(OrgAPIView):
         except DjangoValidationError as exc:
             raise ValidationError({"non_field_errors": exc.messages}) from exc
         return Response({"opened": opened})
+
+
+# Remediation queue: revoked access and whether its removal is proven, as on the Remediation page ----------
+
+
+class _RemediationCampaign(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    due_date = serializers.DateField()
+
+
+class RemediationItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    campaign = _RemediationCampaign()
+    identity_email = serializers.CharField()
+    identity_name = serializers.CharField()
+    application_name = serializers.CharField()
+    role = serializers.CharField()
+    decision_reason = serializers.CharField()
+    decided_by_email = serializers.CharField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    ticket_key = serializers.CharField()
+    ticket_url = serializers.CharField()
+    ticket_status = serializers.ChoiceField(choices=TicketStatus.choices, allow_blank=True)
+    ticket_error = serializers.CharField()
+    remediation_status = serializers.ChoiceField(choices=RemediationStatus.choices, allow_blank=True)
+    remediation_checked_at = serializers.DateTimeField(allow_null=True)
+
+
+class RemediationCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    action_required = serializers.IntegerField()
+    ticket_failed = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    verified_removed = serializers.IntegerField()
+
+
+class RemediationQueuePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Items matching the filter")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    counts = RemediationCountsSerializer(help_text="Counts per state over the whole queue (unfiltered)")
+    results = RemediationItemSerializer(many=True)
+
+
+class RemediationPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class RemediationQueueApi(OrgAPIView):
+    """Revoked items with their ticket and removal state, most urgent first: action required, failed tickets,
+    pending removal, verified. Staff see every application; other members the applications whose remediation
+    they own."""
+
+    required_perms = {"GET": Perm.VIEW_REMEDIATION}
+
+    @extend_schema(
+        operation_id="remediation_queue",
+        parameters=[
+            OpenApiParameter("state", str, enum=sorted(selectors.REMEDIATION_FILTERS), description="Only this state"),
+            OpenApiParameter("page", int, description="Page number (50 items a page)"),
+            OpenApiParameter("page_size", int, description="Items per page (max 200)"),
+        ],
+        responses=RemediationQueuePageSerializer,
+    )
+    def get(self, request, org_slug):
+        state = request.query_params.get("state", "")
+        if state and state not in selectors.REMEDIATION_FILTERS:
+            raise ValidationError({"state": [f"choose one of {', '.join(sorted(selectors.REMEDIATION_FILTERS))}"]})
+        base = selectors.remediation_queue(membership=request.membership)
+        items = selectors.remediation_queue(membership=request.membership, state=state)
+        paginator = RemediationPagination()
+        page = paginator.paginate_queryset(items, request, view=self)
+        return Response(
+            {
+                "count": paginator.page.paginator.count,
+                "next": paginator.get_next_link(),
+                "previous": paginator.get_previous_link(),
+                "counts": selectors.remediation_counts(base.order_by()),
+                "results": RemediationItemSerializer(page, many=True).data,
+            }
+        )

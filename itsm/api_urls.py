@@ -10,6 +10,7 @@ urlpatterns = [
         api.ConnectionTestApi.as_view(),
         name="api_itsm_connection_test",
     ),
+    path("remediation/", api.RemediationQueueApi.as_view(), name="api_remediation_queue"),
     path(
         "campaigns/<uuid:campaign_id>/tickets/", api.CampaignOpenTicketsApi.as_view(), name="api_campaign_open_tickets"
     ),

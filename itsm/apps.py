@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class ItsmConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "itsm"
+
+    def ready(self) -> None:
+        from thalian.apps import periodic_tasks_add
+        from thalian.home import home_section_register
+
+        from . import receivers
+        from .beat import SCHEDULE
+        from .home import remediation_home_section
+
+        home_section_register(remediation_home_section)
+
+        receivers.register()
+        periodic_tasks_add(SCHEDULE)

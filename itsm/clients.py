@@ -1,8 +1,14 @@
 """Ticketing-system adapters: one class per vendor behind a common interface.
 
-Every adapter offers ``test_connection()``, ``create_ticket(content)``, ``add_comment(ticket_id, text)`` and
-``get_status(ticket_id)``. Failures surface as ``ItsmTransientError`` (worth retrying later) or
-``ItsmPermanentError`` (needs a person to fix something), each carrying the vendor's own message.
+Every adapter offers ``test_connection()``, ``create_ticket(content)``, ``find_ticket(reference)``,
+``add_comment(ticket_id, text)`` and ``get_status(ticket_id)``. Failures surface as ``ItsmTransientError``
+(worth retrying later) or ``ItsmPermanentError`` (needs a person to fix something), each carrying the vendor's
+own message.
+
+Every created ticket carries the item's reference (``thalian-item-<id>``) where the vendor can search for it:
+a Jira label, ServiceNow's ``correlation_id``, Zendesk's ``external_id`` and a Freshservice tag. A create whose
+outcome is unknown (``ItsmTransientError.outcome_unknown``: the request went out but no answer came back) is
+followed by ``find_ticket`` before any second create, so a slow vendor never gets the same ticket twice.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+
+from thalian import netguard
 
 TIMEOUT_SECONDS = 10.0
 
@@ -27,17 +34,23 @@ TICKET_RESOLVED = "resolved"
 
 
 class ItsmError(Exception):
+    status: int | None = None  # the vendor's HTTP status, when it answered
+
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
 
 
 class ItsmTransientError(ItsmError):
-    """Connection errors, timeouts, 5xx and 429: the same call may succeed later."""
+    """Connection errors, timeouts, 5xx and 429: the same call may succeed later.
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    ``outcome_unknown`` is set when the request may have been carried out: it was sent and the answer never
+    came (a read timeout, a connection reset) or a 500/502/504 may have come from after the write."""
+
+    def __init__(self, message: str, retry_after: float | None = None, *, outcome_unknown: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
 
 class ItsmPermanentError(ItsmError):
@@ -98,6 +111,10 @@ def validate_base_url(url: str, *, allow_http: bool = False) -> str:
         parts.port  # noqa: B018 - raises on an out-of-range port
     except ValueError as exc:
         raise BaseUrlError("Base URL has an invalid port.") from exc
+    try:
+        netguard.check_url(url)
+    except netguard.AddressNotAllowed as exc:
+        raise BaseUrlError(str(exc)) from exc
     return url.rstrip("/")
 
 
@@ -129,15 +146,25 @@ def _json_message(response: requests.Response) -> Any:
 def error_for_response(response: requests.Response, message: str) -> ItsmError:
     status = response.status_code
     text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    error: ItsmError
     if status == 429:
-        return ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    if status >= 500 or status == 408:
-        return ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    return ItsmPermanentError(text)
+        error = ItsmTransientError(text, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    elif status >= 500 or status == 408:
+        error = ItsmTransientError(
+            text,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            # 503 and 408 say the request was not handled; other server errors may follow a write.
+            outcome_unknown=status in (500, 502, 504),
+        )
+    else:
+        error = ItsmPermanentError(text)
+    error.status = status
+    return error
 
 
-class _VendorAdapter(HTTPAdapter):
-    """Applies the timeout and certificate policy to every call, whatever the vendor library passes.
+class _VendorAdapter(netguard.GuardedAdapter):
+    """Applies the timeout, certificate and internal-address policy to every call, whatever the vendor library
+    passes.
 
     pysnc never sets a timeout, and requests lets REQUESTS_CA_BUNDLE override a session's own CA bundle;
     a connection configured with its own bundle (or with verification off) must keep it.
@@ -178,9 +205,7 @@ def _vendor_session(
     session.auth = auth
     session.verify = verify
     session.headers["Accept"] = "application/json"
-    adapter = _VendorAdapter(timeout=timeout, verify=verify)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    netguard.guard_session(session, _VendorAdapter(timeout=timeout, verify=verify))
     session.hooks["response"].append(raise_for_error)
     return session
 
@@ -191,16 +216,33 @@ def _network_errors(vendor: str, timeout: float) -> Iterator[None]:
         yield
     except ItsmError:
         raise
+    except netguard.AddressNotAllowed as exc:
+        raise ItsmPermanentError(f"{vendor}: {exc}") from exc
+    except requests.ConnectTimeout as exc:
+        raise ItsmTransientError(f"Could not connect to {vendor} within {timeout:g} seconds.") from exc
     except requests.Timeout as exc:
-        raise ItsmTransientError(f"{vendor} did not answer within {timeout:g} seconds.") from exc
+        raise ItsmTransientError(
+            f"{vendor} did not answer within {timeout:g} seconds.", outcome_unknown=True
+        ) from exc
     except requests.exceptions.SSLError as exc:
         raise ItsmTransientError(f"The TLS certificate of {vendor} was not accepted: {_short(exc)}") from exc
     except requests.ConnectionError as exc:
-        raise ItsmTransientError(f"Could not connect to {vendor}: {_short(exc)}") from exc
+        raise ItsmTransientError(
+            f"Could not connect to {vendor}: {_short(exc)}", outcome_unknown=not _never_sent(exc)
+        ) from exc
     except requests.RequestException as exc:
-        raise ItsmTransientError(f"{vendor} request failed: {_short(exc)}") from exc
+        raise ItsmTransientError(f"{vendor} request failed: {_short(exc)}", outcome_unknown=True) from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ItsmPermanentError(f"{vendor} sent an answer Thalian could not read ({_short(exc)}).") from exc
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """True when the connection was never established (refused, unresolvable, connect timeout), so the
+    vendor cannot have seen the request; a reset or a dropped connection after sending is not."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
 
 
 def _short(exc: BaseException) -> str:
@@ -219,6 +261,10 @@ class TicketClient:
         raise NotImplementedError
 
     def create_ticket(self, content: TicketContent) -> RemoteTicket:
+        raise NotImplementedError
+
+    def find_ticket(self, reference: str) -> RemoteTicket | None:
+        """The ticket created earlier with this reference, or None when the vendor has none."""
         raise NotImplementedError
 
     def add_comment(self, ticket_id: str, text: str) -> None:
@@ -283,6 +329,7 @@ class JiraClient(TicketClient):
             max_retries=0,
             timeout=timeout,
         )
+        netguard.guard_session(self._jira._session, _VendorAdapter(timeout=timeout, verify=verify))
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -313,10 +360,25 @@ class JiraClient(TicketClient):
             "summary": content.summary[:250],
             "description": content.description,
         }
+        if content.reference:
+            fields["labels"] = [content.reference]
         with self._errors():
             issue = self._jira.create_issue(fields=fields, prefetch=False)
             key = str(issue.key)
         return RemoteTicket(key=key, url=self.ticket_url(key), status=TICKET_OPEN)
+
+    def find_ticket(self, reference: str) -> RemoteTicket | None:
+        # GET /rest/api/2/search/jql (the search that replaces the retired /search on Jira Cloud); the
+        # library's search_issues only takes that route once it has asked the server what it is.
+        jql = f'project = "{self.project_key}" AND labels = "{reference}" ORDER BY created ASC'
+        with self._errors():
+            data = self._jira._get_json("search/jql", params={"jql": jql, "fields": "status", "maxResults": 1})
+            issues = data.get("issues") or []
+            if not issues:
+                return None
+            key = str(issues[0]["key"])
+            status = jira_status(issues[0]["fields"]["status"])
+        return RemoteTicket(key=key, url=self.ticket_url(key), status=status)
 
     def add_comment(self, ticket_id: str, text: str) -> None:
         with self._errors():
@@ -411,11 +473,26 @@ class ServiceNowClient(TicketClient):
             if not sys_id:
                 raise ItsmPermanentError("ServiceNow created no record.")
             sys_id = str(sys_id.get_value() if hasattr(sys_id, "get_value") else sys_id)
-            number = str(record.get_value("number") or sys_id)
-            status = servicenow_status(
-                state=str(record.get_value("state") or "1"), active=str(record.get_value("active") or "true")
-            )
+            return self._remote(record, sys_id)
+
+    def _remote(self, record, sys_id: str) -> RemoteTicket:
+        number = str(record.get_value("number") or sys_id)
+        status = servicenow_status(
+            state=str(record.get_value("state") or "1"), active=str(record.get_value("active") or "true")
+        )
         return RemoteTicket(key=number, url=self.ticket_url(sys_id), status=status, remote_id=sys_id)
+
+    def find_ticket(self, reference: str) -> RemoteTicket | None:
+        with self._network_errors():
+            record = self._record()
+            record.add_query("correlation_id", reference)
+            record.order_by("sys_created_on")
+            record.limit = 1
+            record.fields = ["sys_id", "number", "state", "active"]
+            record.query()
+            if not record.next():
+                return None
+            return self._remote(record, str(record.get_value("sys_id")))
 
     def add_comment(self, ticket_id: str, text: str) -> None:
         with self._network_errors():
@@ -512,12 +589,26 @@ class FreshserviceClient(TicketClient):
         }
         if self.group_id is not None:
             body["group_id"] = self.group_id
+        if content.reference:
+            body["tags"] = [content.reference]
         data = self._call("POST", "tickets", body)
+        return self._remote(data)
+
+    def _remote(self, data: dict) -> RemoteTicket:
         with self._network_errors():
             ticket = data["ticket"]
             ticket_id = str(int(ticket["id"]))
             status = freshservice_status(ticket.get("status", FRESHSERVICE_STATUS_OPEN))
         return RemoteTicket(key=ticket_id, url=self.ticket_url(ticket_id), status=status)
+
+    def find_ticket(self, reference: str) -> RemoteTicket | None:
+        # The reference travels as a tag; the filter API searches tags (GET /api/v2/tickets/filter,
+        # query="tag:'<reference>'"), oldest first so the original ticket wins over any later duplicate.
+        query = quote(f"\"tag:'{reference}'\"", safe="")
+        data = self._call("GET", f"tickets/filter?query={query}&order_by=created_at&order_type=asc")
+        with self._network_errors():
+            tickets = data.get("tickets") or []
+        return self._remote({"ticket": tickets[0]}) if tickets else None
 
     def add_comment(self, ticket_id: str, text: str) -> None:
         self._call(
@@ -644,10 +735,17 @@ class ZendeskClient(TicketClient):
             ticket.external_id = content.reference
         with self._network_errors():
             audit = self._zenpy.tickets.create(ticket)
-            created = audit.ticket
-            ticket_id = str(int(created.id))
-            status = zendesk_status(created.status or "new")
-        return RemoteTicket(key=ticket_id, url=self.ticket_url(ticket_id), status=status)
+            return self._remote(audit.ticket)
+
+    def _remote(self, ticket) -> RemoteTicket:
+        ticket_id = str(int(ticket.id))
+        return RemoteTicket(key=ticket_id, url=self.ticket_url(ticket_id), status=zendesk_status(ticket.status or "new"))
+
+    def find_ticket(self, reference: str) -> RemoteTicket | None:
+        # GET /api/v2/tickets.json?external_id=<reference>
+        with self._network_errors():
+            found = sorted(self._zenpy.tickets(external_id=reference), key=lambda t: int(t.id))
+            return self._remote(found[0]) if found else None
 
     def add_comment(self, ticket_id: str, text: str) -> None:
         from zenpy.lib.api_objects import Comment, Ticket

@@ -80,6 +80,14 @@ class ConnectionForm(forms.Form):
                     name
                 ].help_text = "Stored. Leave empty to keep it; type a new value to replace it."
 
+    def vendor_kinds(self) -> dict[str, str]:
+        """Fields that only some kinds use -> the kinds, for showing only the chosen vendor's fields."""
+        kinds: dict[str, list[str]] = {}
+        for kind, spec in KINDS.items():
+            for name in (*spec.identity_fields, *spec.secret_fields, *spec.setting_fields):
+                kinds.setdefault(name, []).append(kind)
+        return {name: ",".join(values) for name, values in kinds.items()}
+
     def service_data(self) -> dict:
         data = {name: self.cleaned_data.get(name) or "" for name in ("name", "base_url", *TEXT_FIELDS)}
         data["kind"] = self.connection.kind if self.connection else self.cleaned_data["kind"]

@@ -148,6 +148,9 @@ class Ticket(TenantModel):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # An earlier create may have reached the vendor (it timed out after sending, the connection dropped, or
+    # the worker died holding the claim): the next attempt looks the item's reference up before creating.
+    lookup_before_create = models.BooleanField(default=False)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     opened_at = models.DateTimeField(null=True, blank=True)

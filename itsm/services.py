@@ -4,16 +4,15 @@ verification of removal against imported data."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import logging
 import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -23,9 +22,20 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign, Decision, RemediationStatus, ReviewItem
-from campaigns.remediation import campaign_remediation_complete_if_done, campaign_remediation_reopen
+from campaigns.remediation import (
+    campaign_remediation_complete_if_done,
+    campaign_remediation_reopen,
+    lock_campaigns,
+    lock_campaigns_of_items,
+    review_items_remediation_open,
+    review_items_remediation_verify,
+    review_items_ticket_record,
+)
 from entitlements.models import Application, Entitlement
+from thalian import claims
 from thalian.audit import audit_record
+from thalian.broker import send_quickly
+from thalian.events import RemediationOutcome, TicketFailed, publish
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
 from thalian.tenancy import assert_same_organization, scope
 
@@ -38,6 +48,7 @@ from .clients import (
     ItsmPermanentError,
     ItsmTransientError,
     RemoteTicket,
+    TicketClient,
     TicketContent,
     validate_base_url,
 )
@@ -61,8 +72,6 @@ logger = logging.getLogger(__name__)
 # it, so an outage of any length loses nothing.
 BACKOFF_BASE_SECONDS = 15
 BACKOFF_MAX_SECONDS = 3600
-# A claim older than this belongs to a worker that died mid-call; the sweep hands the ticket back.
-STALE_CLAIM = dt.timedelta(minutes=15)
 # Attempts a task re-schedules itself for; later attempts come from the sweep (`tickets_due`).
 TASK_ATTEMPTS = 6
 
@@ -387,13 +396,49 @@ def itsm_connection_delete(*, connection: ItsmConnection, actor: User | None, re
                 successor.save(update_fields=["is_default"])
 
 
+# What to check when a test connection is refused, per kind: the credentials each vendor signs in with.
+CREDENTIAL_HINTS = {
+    "jira": "the e-mail and API token",
+    "servicenow": "the user name and password",
+    "freshservice": "the API key",
+    "zendesk": "the e-mail and API token",
+}
+SCOPE_HINTS = {
+    "jira": "the base URL and the project key",
+    "servicenow": "the base URL and the table",
+    "freshservice": "the base URL",
+    "zendesk": "the base URL (https://<subdomain>.zendesk.com)",
+}
+
+
+def connection_test_explained(*, kind: str, error: ItsmError) -> str:
+    """A failed test in words an admin can act on: who answered what, and what to check."""
+    label = KINDS[kind].label if kind in KINDS else kind
+    status = error.status
+    if status == 401:
+        advice = f"check {CREDENTIAL_HINTS.get(kind, 'the credentials')}"
+    elif status == 403:
+        advice = "the account signs in but is not allowed to read tickets; check its role or permissions"
+    elif status == 404:
+        advice = f"check {SCOPE_HINTS.get(kind, 'the base URL')}"
+    elif status == 429:
+        advice = "too many requests; try again in a minute"
+    elif status is not None and status >= 500:
+        advice = f"{label} had a problem of its own; try again later"
+    elif status is None:
+        return f"{label} could not be reached: {error.message}"
+    else:
+        advice = "see the details"
+    return f"{label} answered {status}: {advice}. Details: {error.message}"
+
+
 def itsm_connection_test(*, connection: ItsmConnection, actor: User | None, request=None) -> tuple[bool, str]:
     """Perform an authenticated read against the ticketing system and record the outcome."""
     try:
         message = connection.client().test_connection()
         ok = True
     except ItsmError as exc:
-        ok, message = False, exc.message
+        ok, message = False, connection_test_explained(kind=connection.kind, error=exc)
     with scope(connection.organization):
         ItsmConnection.objects.filter(pk=connection.pk).update(
             last_tested_at=timezone.now(), last_test_ok=ok, last_test_message=message[:500]
@@ -478,13 +523,13 @@ def ticket_content(item: ReviewItem) -> TicketContent:
 
 
 def _set_item_ticket(ticket: Ticket) -> None:
-    fields: dict[str, Any] = {
-        "ticket_key": ticket.key,
-        "ticket_url": ticket.url,
-        "ticket_status": ITEM_TICKET_STATUS[TicketState(ticket.state)],
-        "ticket_error": ticket.error,
-    }
-    ReviewItem.objects.filter(pk=ticket.item_id).update(**fields)
+    review_items_ticket_record(
+        item_ids=[ticket.item_id],
+        status=ITEM_TICKET_STATUS[TicketState(ticket.state)],
+        key=ticket.key,
+        url=ticket.url,
+        error=ticket.error,
+    )
 
 
 # Tickets are handed to workers in batches: fewer broker messages for a bulk decision of thousands of
@@ -492,36 +537,9 @@ def _set_item_ticket(ticket: Ticket) -> None:
 ENQUEUE_BATCH = 50
 
 
-def _on_commit_send(send) -> None:
-    def safe_send():
-        try:
-            send()
-        except Exception:  # broker down: the rows stay pending and the periodic sweep sends them
-            logger.warning("could not enqueue ITSM work; the periodic sweep will pick it up", exc_info=True)
-
-    transaction.on_commit(safe_send)
-
-
-def _notify_on_commit(function_name: str, **kwargs) -> None:
-    """After commit, hand an event to the notifications area. A notification problem is logged; it never
-    undoes or blocks remediation work."""
-    try:
-        module = importlib.import_module("notifications.services")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("notifications", "notifications.services"):
-            return
-        raise
-    function = getattr(module, function_name, None)
-    if function is None:
-        return
-
-    def call():
-        try:
-            function(**kwargs)
-        except Exception:
-            logger.exception("could not send the %s notification", function_name)
-
-    transaction.on_commit(call)
+def _on_commit_send(task, calls: list[tuple]) -> None:
+    """After commit, one quick hand-over; with the broker down the rows stay pending for the periodic sweep."""
+    transaction.on_commit(lambda: send_quickly(task, calls), robust=True)
 
 
 def campaign_remediation_url(*, organization_slug: str, campaign_id) -> str:
@@ -531,23 +549,21 @@ def campaign_remediation_url(*, organization_slug: str, campaign_id) -> str:
 def _enqueue_open(organization_id: int, ticket_ids: list[int]) -> None:
     from .tasks import open_tickets
 
-    def send():
-        for start in range(0, len(ticket_ids), ENQUEUE_BATCH):
-            open_tickets.delay(organization_id, ticket_ids[start : start + ENQUEUE_BATCH])
-
     if ticket_ids:
-        _on_commit_send(send)
+        _on_commit_send(
+            open_tickets,
+            [
+                (organization_id, ticket_ids[start : start + ENQUEUE_BATCH])
+                for start in range(0, len(ticket_ids), ENQUEUE_BATCH)
+            ],
+        )
 
 
 def _enqueue_comments(organization_id: int, comment_ids: list[int]) -> None:
     from .tasks import send_comment
 
-    def send():
-        for comment_id in comment_ids:
-            send_comment.delay(organization_id, comment_id)
-
     if comment_ids:
-        _on_commit_send(send)
+        _on_commit_send(send_comment, [(organization_id, comment_id) for comment_id in comment_ids])
 
 
 def _withdrawal_text(item: ReviewItem) -> str:
@@ -597,15 +613,14 @@ def _queue_tickets(organization_id: int, items) -> list[int]:
         ignore_conflicts=True,
     )
     item_ids = [pk for pk, _c, _a in rows]
-    ReviewItem.objects.filter(pk__in=item_ids, itsm_ticket__state=TicketState.PENDING).update(
-        ticket_status="pending", ticket_error="", ticket_key="", ticket_url=""
-    )
     # ignore_conflicts leaves primary keys unset: read back the pending tickets this call created.
-    queued = list(
+    created = list(
         Ticket.objects.filter(item_id__in=item_ids, state=TicketState.PENDING, created_at=now).values_list(
-            "pk", flat=True
+            "pk", "item_id"
         )
     )
+    review_items_ticket_record(item_ids=[item for _pk, item in created], status="pending")
+    queued = [pk for pk, _item in created]
     _enqueue_open(organization_id, queued)
     return queued
 
@@ -650,15 +665,13 @@ def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> di
         return result
     organization = Organization.objects.get(pk=organization_id)
     with scope(organization), transaction.atomic():
+        # Campaigns first, then items and tickets: the order decision writers use, so the two never deadlock;
+        # it also makes concurrent calls for one campaign take turns, each reading the decisions as they are.
+        lock_campaigns_of_items(item_ids)
         has_connection = ItsmConnection.objects.exists()
         revoked = ReviewItem.objects.filter(pk__in=item_ids, decision=Decision.REVOKE)
         # Removal is then verified by the next import of the application.
-        revoked.filter(remediation_status=RemediationStatus.NONE).update(
-            remediation_status=RemediationStatus.PENDING
-        )
-        ReviewItem.objects.filter(pk__in=item_ids).exclude(decision=Decision.REVOKE).exclude(
-            remediation_status=RemediationStatus.NONE
-        ).update(remediation_status=RemediationStatus.NONE, remediation_checked_at=None)
+        review_items_remediation_open(item_ids=item_ids)
 
         if has_connection:
             due = revoked.filter(itsm_ticket__isnull=True)
@@ -668,14 +681,18 @@ def tickets_on_decisions(*, organization_id: int, item_ids: Iterable[int]) -> di
 
         # Revoke changed to approve / exception.
         withdrawn = Ticket.objects.filter(item_id__in=item_ids).exclude(item__decision=Decision.REVOKE)
-        not_sent = withdrawn.filter(state__in=[TicketState.PENDING, TicketState.FAILED])
-        cancelled_items = list(not_sent.values_list("item_id", flat=True))
-        if cancelled_items:
-            not_sent.delete()
-            ReviewItem.objects.filter(pk__in=cancelled_items).update(
-                ticket_status="", ticket_error="", ticket_key="", ticket_url=""
-            )
-            result["cancelled"] = len(cancelled_items)
+        # Locked before they are deleted: a worker's claim (pending -> opening) waits for this transaction and
+        # then finds nothing, and a ticket a worker claimed first is not matched here (its opening is followed
+        # by a withdrawal comment instead).
+        not_sent = list(
+            withdrawn.filter(state__in=[TicketState.PENDING, TicketState.FAILED])
+            .select_for_update(of=("self",))
+            .values_list("pk", "item_id")
+        )
+        if not_sent:
+            Ticket.objects.filter(pk__in=[pk for pk, _item in not_sent]).delete()
+            review_items_ticket_record(item_ids=[item for _pk, item in not_sent], status="")
+            result["cancelled"] = len(not_sent)
         now = timezone.now()
         withdrawals = [
             TicketComment(organization_id=organization_id, ticket=ticket, body=_withdrawal_text(ticket.item))
@@ -744,9 +761,28 @@ def _record_transient(ticket: Ticket, exc: ItsmTransientError) -> float:
     ticket.error = f"Will retry: {exc.message}"
     ticket.next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
     ticket.claimed_at = None
-    ticket.save(update_fields=["state", "error", "next_attempt_at", "claimed_at"])
+    # Once a create may have gone through, every later attempt looks first, until the ticket is found.
+    ticket.lookup_before_create = ticket.lookup_before_create or exc.outcome_unknown
+    ticket.save(update_fields=["state", "error", "next_attempt_at", "claimed_at", "lookup_before_create"])
     _set_item_ticket(ticket)
     return delay
+
+
+def _create_or_find(client: TicketClient, ticket: Ticket, content: TicketContent) -> tuple[RemoteTicket, bool]:
+    """Create the remote ticket, or find the one an earlier attempt with an unknown outcome created.
+
+    Returns (remote, found): found is True when the ticket already existed under the item's reference."""
+    if ticket.lookup_before_create and content.reference:
+        remote = client.find_ticket(content.reference)
+        if remote is not None:
+            return remote, True
+    try:
+        return client.create_ticket(content), False
+    except SoftTimeLimitExceeded as exc:
+        # The task ran out of time during the call: the request may have been carried out.
+        raise ItsmTransientError(
+            "The ticketing system took longer than the task's time limit.", outcome_unknown=True
+        ) from exc
 
 
 def ticket_open(*, organization_id: int, ticket_id: int) -> tuple[str, float | None]:
@@ -779,18 +815,19 @@ def ticket_open(*, organization_id: int, ticket_id: int) -> tuple[str, float | N
             ticket.connection = connection
             ticket.save(update_fields=["connection"])
         try:
-            remote = connection.client().create_ticket(ticket_content(item))
+            remote, found = _create_or_find(connection.client(), ticket, ticket_content(item))
         except ItsmTransientError as exc:
             delay = _record_transient(ticket, exc)
             return "retry", delay if ticket.attempts < TASK_ATTEMPTS else None
         except ItsmPermanentError as exc:
             return _fail(ticket, exc.message), None
-        _opened(ticket, remote)
+        _opened(ticket, remote, found_by_reference=found)
     return "opened", None
 
 
 def _fail(ticket: Ticket, message: str) -> str:
     with transaction.atomic():
+        lock_campaigns([ticket.campaign_id])  # campaign before ticket and item, as everywhere
         ticket.state = TicketState.FAILED
         ticket.error = message
         ticket.claimed_at = None
@@ -813,24 +850,28 @@ def _fail(ticket: Ticket, message: str) -> str:
             target_id=str(ticket.pk),
         ).count()
         item = ticket.item
-        _notify_on_commit(
-            "notify_ticket_failed",
-            ticket_id=ticket.pk,
-            organization_id=ticket.organization_id,
-            campaign_id=ticket.campaign_id,
-            application=item.application_name,
-            identity=item.identity_email,
-            error=message,
-            url=campaign_remediation_url(
-                organization_slug=item.organization.slug, campaign_id=ticket.campaign_id
-            ),
-            attempt=failures if failures > 1 else None,
+        publish(
+            TicketFailed(
+                organization_id=ticket.organization_id,
+                ticket_id=ticket.pk,
+                campaign_id=str(ticket.campaign_id),
+                application=item.application_name,
+                identity=item.identity_email,
+                error=message,
+                url=campaign_remediation_url(
+                    organization_slug=item.organization.slug, campaign_id=ticket.campaign_id
+                ),
+                attempt=failures if failures > 1 else None,
+            )
         )
     return "failed"
 
 
-def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
+def _opened(ticket: Ticket, remote: RemoteTicket, *, found_by_reference: bool = False) -> None:
     with transaction.atomic():
+        # Campaign first: a decision committed before this reads as it is below, and one committed after it
+        # is handled by its own event, whose receiver waits for this lock and then sees the withdrawal.
+        lock_campaigns([ticket.campaign_id])
         ticket.state = remote.status if remote.status in REMOTE_STATES else TicketState.OPEN
         ticket.key = remote.key
         ticket.url = remote.url
@@ -839,6 +880,7 @@ def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
         ticket.opened_at = timezone.now()
         ticket.claimed_at = None
         ticket.next_attempt_at = None
+        ticket.lookup_before_create = False
         ticket.save(
             update_fields=[
                 "state",
@@ -849,6 +891,7 @@ def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
                 "opened_at",
                 "claimed_at",
                 "next_attempt_at",
+                "lookup_before_create",
             ]
         )
         _set_item_ticket(ticket)
@@ -862,6 +905,7 @@ def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
                 "key": remote.key,
                 "url": remote.url,
                 "connection": ticket.connection_id,
+                "found_by_reference": found_by_reference,
             },
             system=True,
         )
@@ -878,6 +922,7 @@ def _opened(ticket: Ticket, remote: RemoteTicket) -> None:
 def ticket_retry(*, ticket: Ticket, actor: User | None, request=None) -> Ticket:
     """Put a failed ticket back in the queue (after fixing the connection, say)."""
     with scope(organization_id=ticket.organization_id), transaction.atomic():
+        lock_campaigns([ticket.campaign_id])
         updated = Ticket.objects.filter(pk=ticket.pk, state=TicketState.FAILED).update(
             state=TicketState.PENDING, error="", attempts=0, next_attempt_at=None, claimed_at=None
         )
@@ -969,10 +1014,12 @@ def comment_send(*, organization_id: int, comment_id: int) -> tuple[str, float |
 
 def tickets_due() -> list[tuple[int, int]]:
     """(organization_id, ticket_id) of pending tickets whose retry time has come, after releasing claims
-    abandoned by workers that died mid-call. Platform code: spans organizations."""
+    abandoned by workers that died mid-call (older than CLAIM_STALE_SECONDS, well past the task's hard time
+    limit). Such a worker may have created the ticket before dying, so the next attempt looks it up by its
+    reference first. Platform code: spans organizations."""
     now = timezone.now()
-    Ticket.unscoped.filter(state=TicketState.OPENING, claimed_at__lt=now - STALE_CLAIM).update(
-        state=TicketState.PENDING, claimed_at=None
+    Ticket.unscoped.filter(state=TicketState.OPENING, claimed_at__lt=now - claims.stale_after()).update(
+        state=TicketState.PENDING, claimed_at=None, lookup_before_create=True, next_attempt_at=now
     )
     return list(
         Ticket.unscoped.filter(state=TicketState.PENDING)
@@ -1063,51 +1110,24 @@ def remediation_verify_for_applications(
         return result
     now = timezone.now()
     with scope(organization_id=organization_id), transaction.atomic():
-        open_items = ReviewItem.objects.filter(
-            application_id__in=application_ids,
-            decision=Decision.REVOKE,
-            remediation_status__in=[RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED],
+        verified = review_items_remediation_verify(
+            application_ids=application_ids, present_entitlements=Entitlement.objects.filter(present=True), now=now
         )
-        campaign_ids = list(open_items.order_by().values_list("campaign_id", flat=True).distinct())
-        present = Entitlement.objects.filter(present=True)
-        still_there = open_items.filter(entitlement__in=present)
-        # A removal confirmed by hand is upgraded to verified once the data proves it; an import that still
-        # lists the grant contradicts it: the item needs action again (the confirmation stays on record).
-        contradicted = ReviewItem.objects.filter(
-            application_id__in=application_ids,
-            decision=Decision.REVOKE,
-            remediation_status=RemediationStatus.CONFIRMED_REMOVED,
-            entitlement__in=present,
-        )
-        contradicted_rows = list(contradicted.values_list("pk", "campaign_id"))
-        gone = ReviewItem.objects.filter(
-            application_id__in=application_ids,
-            decision=Decision.REVOKE,
-            remediation_status__in=[
-                RemediationStatus.PENDING, RemediationStatus.ACTION_REQUIRED, RemediationStatus.CONFIRMED_REMOVED,
-            ],
-        ).exclude(entitlement__in=present)
-        # Set-based: two UPDATEs whatever the number of items.
-        result["verified_removed"] = gone.update(
-            remediation_status=RemediationStatus.VERIFIED_REMOVED, remediation_checked_at=now
-        )
-        result["action_required"] = still_there.update(
-            remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
-        )
-        if contradicted_rows:
-            result["action_required"] += ReviewItem.objects.filter(pk__in=[pk for pk, _c in contradicted_rows]).update(
-                remediation_status=RemediationStatus.ACTION_REQUIRED, remediation_checked_at=now
-            )
+        campaign_ids = verified.campaign_ids
+        result["verified_removed"], result["action_required"] = verified.verified_removed, verified.action_required
+        if verified.contradicted:
             audit_record(
                 action="itsm.removal_confirmation_contradicted",
                 organization_id=organization_id,
                 target_type="application",
                 target_id=",".join(map(str, application_ids))[:80],
-                details={"applications": application_ids, "items": [pk for pk, _c in contradicted_rows][:1000]},
+                details={"applications": application_ids, "items": [pk for pk, _c in verified.contradicted][:1000]},
                 system=True,
             )
-            reopen = sorted({str(c) for _pk, c in contradicted_rows})
-            transaction.on_commit(partial(_reopen_contradicted, organization_id, reopen))
+            # In this transaction (the campaigns are locked already): completed campaigns whose manually
+            # confirmed removal the import contradicts are remediating again.
+            for campaign_id in sorted({str(c) for _pk, c in verified.contradicted}):
+                campaign_remediation_reopen(campaign_id=campaign_id, why="an import still lists access confirmed removed")
         if result["verified_removed"] or result["action_required"]:
             audit_record(
                 action="itsm.remediation_verified",
@@ -1119,22 +1139,10 @@ def remediation_verify_for_applications(
             )
         _remediation_outcomes(organization_id=organization_id, campaign_ids=campaign_ids)
         if result["verified_removed"]:
-            transaction.on_commit(partial(_complete_remediated, organization_id, campaign_ids))
+            # Campaigns in `remediating` whose last revokes were just verified removed become completed.
+            for campaign_id in campaign_ids:
+                campaign_remediation_complete_if_done(campaign_id=campaign_id)
     return result
-
-
-def _reopen_contradicted(organization_id: int, campaign_ids: list) -> None:
-    """Completed campaigns whose manually confirmed removal an import contradicted are remediating again."""
-    with scope(organization_id=organization_id):
-        for campaign_id in campaign_ids:
-            campaign_remediation_reopen(campaign_id=campaign_id, why="an import still lists access confirmed removed")
-
-
-def _complete_remediated(organization_id: int, campaign_ids: list) -> None:
-    """Campaigns in `remediating` whose last revokes were just verified removed become completed."""
-    with scope(organization_id=organization_id):
-        for campaign_id in campaign_ids:
-            campaign_remediation_complete_if_done(campaign_id=campaign_id)
 
 
 def _remediation_outcomes(*, organization_id: int, campaign_ids: list) -> None:
@@ -1179,6 +1187,11 @@ def _remediation_outcomes(*, organization_id: int, campaign_ids: list) -> None:
             details={"outcome": outcome, **counts},
             system=True,
         )
-        _notify_on_commit(
-            "notify_remediation_outcome", campaign_id=campaign_id, outcome=outcome, counts=counts
+        publish(
+            RemediationOutcome(
+                organization_id=organization_id,
+                campaign_id=str(campaign_id),
+                outcome=outcome,
+                counts=[[label, number] for label, number in counts.items()],
+            )
         )

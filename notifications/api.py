@@ -8,13 +8,13 @@ from rest_framework.response import Response
 
 from campaigns.models import Campaign
 from campaigns.selectors import campaign_access
-from thalian.api import OrgAPIView
+from thalian.api import ANY_MEMBER, OrgAPIView
 from thalian.models import Membership
 from thalian.permissions import Perm
 
 from . import selectors, services
 from .forms import validate_slack_channel, validate_slack_token, validate_webhook_url
-from .models import CampaignNotificationPolicy, Notification
+from .models import MANDATORY_EMAIL_EVENTS, CampaignNotificationPolicy, Notification
 
 
 def campaign_for(request, campaign_id, perm: Perm = Perm.MANAGE_CAMPAIGNS) -> Campaign:
@@ -292,3 +292,53 @@ class CampaignNotificationsAPI(OrgAPIView):
             Notification.objects.filter(campaign=campaign).order_by("-created_at", "-id"), request, view=self
         )
         return paginator.get_paginated_response(NotificationSerializer(page, many=True).data)
+
+
+class PreferenceSerializer(serializers.Serializer):
+    email = serializers.BooleanField(help_text="E-mail (always on for the mandatory events)")
+    slack = serializers.BooleanField(help_text="Slack direct messages")
+    teams = serializers.BooleanField(help_text="Microsoft Teams (posted to the organization's channel)")
+    mandatory_email_events = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="Events e-mailed whatever is chosen"
+    )
+
+
+class PreferenceUpdateSerializer(serializers.Serializer):
+    email = serializers.BooleanField(required=False)
+    slack = serializers.BooleanField(required=False)
+    teams = serializers.BooleanField(required=False)
+
+
+class MyNotificationPreferencesAPI(OrgAPIView):
+    """The caller's own notification channels, as on My notifications: every member, for themselves only."""
+
+    required_perms = {"GET": ANY_MEMBER, "PATCH": ANY_MEMBER}
+
+    def _answer(self, preference) -> Response:
+        return Response(
+            {
+                "email": preference.email,
+                "slack": preference.slack,
+                "teams": preference.teams,
+                "mandatory_email_events": sorted(event.value for event in MANDATORY_EMAIL_EVENTS),
+            }
+        )
+
+    @extend_schema(operation_id="my_notification_preferences", responses=PreferenceSerializer)
+    def get(self, request, org_slug):
+        return self._answer(selectors.preference_of(membership=request.membership))
+
+    @extend_schema(
+        operation_id="my_notification_preferences_update",
+        request=PreferenceUpdateSerializer,
+        responses=PreferenceSerializer,
+    )
+    def patch(self, request, org_slug):
+        unknown = sorted(set(request.data) - set(PreferenceUpdateSerializer().fields))
+        if unknown:
+            raise ValidationError({field: ["not a channel; use email, slack or teams"] for field in unknown})
+        data = PreferenceUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        current = selectors.preference_of(membership=request.membership)
+        choices = {name: data.validated_data.get(name, getattr(current, name)) for name in ("email", "slack", "teams")}
+        return self._answer(services.notification_preference_update(membership=request.membership, **choices))

@@ -19,5 +19,10 @@ urlpatterns = [
         api.CampaignNotificationsAPI.as_view(),
         name="api_campaign_notifications",
     ),
+    path(
+        "me/notification-preferences/",
+        api.MyNotificationPreferencesAPI.as_view(),
+        name="api_my_notification_preferences",
+    ),
     path("notification-settings/", api.NotificationSettingsAPI.as_view(), name="api_notification_settings"),
 ]

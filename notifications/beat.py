@@ -3,7 +3,6 @@
 from celery.schedules import crontab
 
 SCHEDULE = {
-    "notifications-launch-due-campaigns": {"task": "notifications.launch_due_campaigns", "schedule": 60.0},
     "notifications-retry-due": {"task": "notifications.retry_due", "schedule": 60.0},
     # Reminder periods are days long; a quarter-hour tick keeps them timely without extra load.
     "notifications-cadence": {"task": "notifications.cadence_all", "schedule": 900.0},

@@ -11,6 +11,7 @@ import smtplib
 from dataclasses import dataclass
 from email.utils import make_msgid
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -19,6 +20,9 @@ from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
+
+from thalian import netguard
+from thalian.text import single_line
 
 EMAIL = "email"
 SLACK = "slack"
@@ -106,7 +110,7 @@ class EmailSender:
         html = render_to_string("notifications/email/message.html", context)
         message_id = make_msgid(domain=str(DNS_NAME))
         email = EmailMultiAlternatives(
-            subject=message.title,
+            subject=single_line(message.title),  # a header: a line break in it would refuse the whole message
             body=text,
             from_email=self.from_email,
             to=[message.recipient_email],
@@ -174,6 +178,16 @@ class SlackSender:
         self.channel_id = channel_id
 
     def send(self, message: Message) -> str:
+        # slack_sdk connects through urllib: the API address is checked when it is resolved and again on connect.
+        host = urlsplit(self.client.base_url).hostname or ""
+        try:
+            netguard.check_url(self.client.base_url)
+            with netguard.checking_connections(host):
+                return self._send(message)
+        except netguard.AddressNotAllowed as exc:
+            raise ChannelPermanentError(f"Slack API address refused: {exc}") from exc
+
+    def _send(self, message: Message) -> str:
         try:
             if message.recipient_email:
                 user = self.client.users_lookupByEmail(email=message.recipient_email)
@@ -192,7 +206,11 @@ class SlackSender:
             raise self._map_api_error(exc) from exc
         except SlackRequestError as exc:
             raise ChannelPermanentError(f"Slack request rejected: {exc}") from exc
+        except netguard.AddressNotAllowed:
+            raise
         except OSError as exc:
+            if isinstance(getattr(exc, "reason", None), netguard.AddressNotAllowed):  # urllib wraps it
+                raise exc.reason from exc
             raise ChannelTransientError(f"Slack unreachable: {exc}") from exc
         return str(response.get("ts", ""))
 
@@ -250,7 +268,9 @@ class TeamsSender:
 
     def send(self, message: Message) -> str:
         try:
-            response = requests.post(self.webhook_url, json=teams_payload(message), timeout=self.timeout)
+            response = netguard.session().post(self.webhook_url, json=teams_payload(message), timeout=self.timeout)
+        except netguard.AddressNotAllowed as exc:
+            raise ChannelPermanentError(f"Teams webhook refused: {exc}") from exc
         except requests.RequestException as exc:
             raise ChannelTransientError(f"Teams webhook unreachable: {type(exc).__name__}") from exc
         status = response.status_code

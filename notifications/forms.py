@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.conf import settings
 
+from thalian import netguard
 from thalian.models import Membership
 
 SLACK_CHANNEL_RE = re.compile(r"^[CG][A-Z0-9]{4,30}$")
@@ -16,6 +17,10 @@ def validate_webhook_url(value: str) -> str:
     allowed = ("https", "http") if settings.ALLOW_INSECURE_HTTP_INTEGRATIONS else ("https",)
     if parts.scheme not in allowed or not parts.netloc:
         raise forms.ValidationError("Enter the https:// address of the Teams Workflows webhook.")
+    try:
+        netguard.check_url(value)
+    except netguard.AddressNotAllowed as exc:
+        raise forms.ValidationError(str(exc)) from exc
     return value
 
 

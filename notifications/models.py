@@ -150,6 +150,10 @@ class Notification(TenantModel):
                 name="notification_retry_due",
                 condition=models.Q(status="retrying"),
             ),
+            # ... and at rows still queued whose enqueue may have been lost (few at any time).
+            models.Index(
+                fields=["created_at"], name="notification_queued", condition=models.Q(status="queued")
+            ),
         ]
 
     def __str__(self) -> str:

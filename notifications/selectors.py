@@ -142,3 +142,8 @@ def reviewers_with_pending_for_application(*, campaign: Campaign, application: s
             .distinct()
         )
     )
+
+
+def preference_of(*, membership) -> NotificationPreference:
+    """The member's channel choices, or the defaults when they never chose."""
+    return NotificationPreference.objects.filter(membership=membership).first() or NotificationPreference()

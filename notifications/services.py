@@ -16,7 +16,9 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignStatus, ReassignKind
 from campaigns.reassignment import review_items_move
 from campaigns.selectors import REVIEWER_ROLES
+from thalian import claims
 from thalian.audit import audit_record
+from thalian.broker import send_quickly
 from thalian.models import Membership, Organization
 from thalian.tenancy import assert_same_organization, scope
 
@@ -76,9 +78,10 @@ def _absolute(name: str, *args, query: str = "") -> str:
 
 
 def my_tasks_url(campaign: Campaign) -> str:
+    """"Review now": the reviewer's own undecided items in this campaign (the first one is selected)."""
     slug = campaign.organization.slug
     try:
-        return _absolute("my_reviews", slug, query=f"?campaign={campaign.pk}")
+        return _absolute("review_items", slug, campaign.pk, query="?reviewer=me&decision=pending")
     except NoReverseMatch:
         return _absolute("org_dashboard", slug)
 
@@ -340,20 +343,23 @@ def notifications_create(
     if not rows:
         return FanOut(created=[], duplicates=[])
     keys = [row.dedupe_key for row in rows]
-    existing = set(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
+    existing = dict(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", "status"))
+    # A row still queued was never attempted: its enqueue may have been lost (broker down at commit). It is
+    # sent now instead of being refused as a duplicate; the delivery claim makes a second message harmless.
+    sent_or_sending = {key for key, status in existing.items() if status != Status.QUEUED}
     # The unique (organization, dedupe_key) constraint is the real guard when two ticks race past `existing`.
     Notification.objects.bulk_create(
         [r for r in rows if r.dedupe_key not in existing], ignore_conflicts=True, batch_size=1000
     )
     created = list(
         Notification.objects.filter(dedupe_key__in=keys, status=Status.QUEUED).exclude(
-            dedupe_key__in=existing
+            dedupe_key__in=sent_or_sending
         )
     )
-    duplicates = sorted({r.recipient for r in rows if r.dedupe_key in existing})
+    duplicates = sorted({r.recipient for r in rows if r.dedupe_key in sent_or_sending})
     ids = [str(n.pk) for n in created]
     if ids:
-        transaction.on_commit(partial(_enqueue_deliveries, organization_id, ids))
+        transaction.on_commit(partial(_enqueue_deliveries, organization_id, ids), robust=True)
     return FanOut(created=created, duplicates=duplicates)
 
 
@@ -388,10 +394,11 @@ def _row(
 
 
 def _enqueue_deliveries(organization_id: int, notification_ids: list[str]) -> None:
+    """The fast path after commit. With the broker down it gives up at once (the request must not wait or
+    fail): the rows stay queued and ``notifications_due_for_retry`` hands them over once they are overdue."""
     from .tasks import deliver_notification
 
-    for notification_id in notification_ids:
-        deliver_notification.delay(organization_id, notification_id)
+    send_quickly(deliver_notification, [(organization_id, notification_id) for notification_id in notification_ids])
 
 
 # Delivery ------------------------------------------------------------------------------------------------
@@ -476,12 +483,16 @@ def notification_deliver(*, notification_id: str) -> Notification | None:
 
 
 def notifications_due_for_retry(*, now: dt.datetime | None = None) -> list[tuple[int, str]]:
-    """(organization_id, id) of rows whose next attempt is due. Platform code: spans organizations."""
+    """(organization_id, id) of rows whose next attempt is due, and of rows still queued, never attempted,
+    longer than CLAIM_STALE_SECONDS (their enqueue was lost). Platform code: spans organizations."""
     now = now or timezone.now()
+    due = Q(status=Status.RETRYING, next_attempt_at__lte=now) | Q(
+        status=Status.QUEUED, attempts=0, created_at__lt=now - claims.stale_after()
+    )
     return [
         (org_id, str(pk))
-        for org_id, pk in Notification.unscoped.filter(status=Status.RETRYING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at")
+        for org_id, pk in Notification.unscoped.filter(due)
+        .order_by("created_at")
         .values_list("organization_id", "id")[:1000]
     ]
 
@@ -542,47 +553,12 @@ def _organization_of(campaign_id) -> int | None:
     return Campaign.unscoped.filter(pk=campaign_id).values_list("organization_id", flat=True).first()
 
 
-def notify_campaign_launched(*, campaign_id, **_) -> None:
-    """campaigns hook: the snapshot committed; reviewers are told about their items."""
-    organization_id = _organization_of(campaign_id)
-    if organization_id is None:
-        return
-    notify_event(organization_id=organization_id, event=Event.REVIEW_ASSIGNED, campaign_id=campaign_id)
-    from .scheduling import series_ensure_next
+def notify_review_ended(*, organization_id: int, campaign_id) -> None:
+    """The review of a campaign ended (completed, or remediating with revokes to remove): removal notices to
+    remediation owners and decision-quality flags to the creator, in a task."""
+    from .tasks import review_ended_notices
 
-    with scope(organization_id=organization_id):
-        campaign = Campaign.objects.filter(pk=campaign_id).first()
-        if campaign is not None and campaign.recurrence:
-            series_ensure_next(campaign=campaign)
-
-
-def _notify_campaign_event(campaign_id, event: str) -> None:
-    organization_id = _organization_of(campaign_id)
-    if organization_id is not None:
-        notify_event(organization_id=organization_id, event=event, campaign_id=campaign_id)
-
-
-def notify_campaign_cancelled(*, campaign_id, **_) -> None:
-    _notify_campaign_event(campaign_id, Event.CAMPAIGN_CANCELLED)
-
-
-def notify_campaign_completed(*, campaign_id, **_) -> None:
-    _notify_campaign_event(campaign_id, Event.CAMPAIGN_COMPLETED)
-    _review_ended(campaign_id)
-
-
-def notify_campaign_remediating(*, campaign_id, **_) -> None:
-    """campaigns hook: the review ended with revokes to remove; remediation owners are told, and the creator
-    hears about flagged reviewers."""
-    _review_ended(campaign_id)
-
-
-def _review_ended(campaign_id) -> None:
-    organization_id = _organization_of(campaign_id)
-    if organization_id is not None:
-        from .tasks import review_ended_notices
-
-        review_ended_notices.delay(organization_id, str(campaign_id))
+    review_ended_notices.delay(organization_id, str(campaign_id))
 
 
 def notify_items_reassigned(*, campaign_id, reviewer_id: int, count: int = 0, **_) -> None:

@@ -1,4 +1,4 @@
-"""Celery tasks: delivery with backoff, the reminder/escalation cadence and scheduled campaign launches.
+"""Celery tasks: delivery with backoff and the reminder/escalation cadence.
 
 Tasks take ids, activate the organization scope and call one service. Each is safe to run twice.
 """
@@ -12,7 +12,7 @@ from campaigns.models import Campaign, CampaignStatus
 from thalian.models import Plan
 from thalian.tenancy import scope, scopes_disabled
 
-from . import remediation, scheduling, services
+from . import remediation, services
 from .models import Status
 
 
@@ -115,24 +115,6 @@ def review_ended_notices(organization_id: int, campaign_id: str) -> dict:
             "removal_needed": remediation.removal_needed_send(campaign=campaign),
             "decision_quality_flagged": remediation.decision_quality_flags_notify(campaign=campaign),
         }
-
-
-@shared_task(name="notifications.launch_due_campaigns")
-def launch_due_campaigns() -> int:
-    """Beat: start every scheduled campaign whose launch time has come."""
-    due = scheduling.campaigns_due_for_launch(now=timezone.now())
-    for organization_id, campaign_id in due:
-        launch_scheduled_campaign.delay(organization_id, campaign_id)
-    return len(due)
-
-
-@shared_task(name="notifications.launch_scheduled_campaign", acks_late=True)
-def launch_scheduled_campaign(organization_id: int, campaign_id: str) -> str:
-    with scope(organization_id=organization_id):
-        campaign = Campaign.objects.select_related("organization").filter(pk=campaign_id).first()
-        if campaign is None:
-            return "missing"
-        return scheduling.campaign_occurrence_launch(campaign=campaign, now=timezone.now())
 
 
 @shared_task(name="notifications.exception_reminders_all", soft_time_limit=600, time_limit=660)

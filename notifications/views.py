@@ -8,16 +8,17 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from campaigns import scheduling
 from campaigns.models import Campaign
 from campaigns.selectors import campaign_access
 from thalian.access import org_view
 from thalian.models import Membership
 from thalian.permissions import Perm
 
-from . import scheduling, selectors, services
+from . import selectors, services
 from .channels import CHANNELS, ChannelError
 from .forms import CampaignPolicyForm, NotificationSettingsForm, PreferenceForm, RemindForm
-from .models import MANDATORY_EMAIL_EVENTS, CampaignNotificationPolicy, Channel, NotificationPreference
+from .models import MANDATORY_EMAIL_EVENTS, CampaignNotificationPolicy, Channel
 
 
 def campaign_for(request, campaign_id, perm: Perm = Perm.MANAGE_CAMPAIGNS) -> Campaign:
@@ -97,10 +98,7 @@ def notification_test(request, channel: str):
 @org_view()
 @require_http_methods(["GET", "POST"])
 def notification_preferences(request):
-    preference = (
-        NotificationPreference.objects.filter(membership=request.membership).first()
-        or NotificationPreference()
-    )
+    preference = selectors.preference_of(membership=request.membership)
     if request.method == "POST":
         form = PreferenceForm(request.POST)
         if form.is_valid():

@@ -116,6 +116,40 @@ def assert_accessible(page, *, context=None) -> None:
         )
 
 
+# Screens people have: a 1366 px laptop and a 390 px phone.
+VIEWPORTS = {"desktop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-artifacts", "screenshots")
+
+
+def screenshot(page, name: str) -> str:
+    """Saves a screenshot of the current page as test-artifacts/screenshots/<name>-<width>x<height>.png (git-ignored)
+    and returns its path."""
+    size = page.viewport_size or {"width": 0, "height": 0}
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    path = os.path.join(ARTIFACTS, f"{name}-{size['width']}x{size['height']}.png")
+    page.screenshot(path=path, full_page=False)
+    return path
+
+
+def page_overflow(page) -> int:
+    """How many CSS pixels the page is wider than the viewport (0 when nothing scrolls sideways)."""
+    return page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+def assert_fits_viewport(page) -> None:
+    overflow = page_overflow(page)
+    if overflow > 0:
+        culprits = page.evaluate(
+            """() => { const w = document.documentElement.clientWidth; const out = [];
+            for (const el of document.querySelectorAll('body *')) { const r = el.getBoundingClientRect();
+              if (r.right > w + 1 && r.width > 0) out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+                (el.className && typeof el.className === 'string' ? '.' + el.className.split(' ').join('.') : '') +
+                ' right=' + Math.round(r.right)); if (out.length > 8) break; } return out; }"""
+        )
+        pytest.fail(f"{page.url} is {overflow}px wider than the {page.viewport_size['width']}px viewport: "
+                    + "; ".join(culprits), pytrace=False)
+
+
 SCREEN_SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 
 

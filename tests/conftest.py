@@ -14,10 +14,14 @@ from thalian.tenancy import scope, scopes_disabled
 
 from .factories import MembershipFactory, OrganizationFactory, UserFactory
 
+# The fake vendor servers listen on loopback; outbound connections reach only these internal addresses.
+TEST_INTERNAL_HOSTS = "127.0.0.1,localhost,::1"
+
 
 @pytest.fixture(autouse=True)
 def _fast_passwords_and_clean_cache(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.ALLOWED_INTERNAL_HOSTS = TEST_INTERNAL_HOSTS.split(",")
     from django.core.cache import cache
 
     cache.clear()
@@ -129,6 +133,7 @@ def _worker_env() -> dict:
     env["SECRET_KEY"] = settings.SECRET_KEY
     env["ENCRYPTION_KEY"] = settings.ENCRYPTION_KEY
     env["THALIAN_DATA_DIR"] = str(settings.DATA_DIR)
+    env["ALLOWED_INTERNAL_HOSTS"] = TEST_INTERNAL_HOSTS
     return env
 
 
@@ -167,11 +172,26 @@ def celery_worker_factory(transactional_db, tmp_path):
             replies = app.control.ping(destination=names, timeout=1.0) or []
             if len(replies) >= len(names):
                 return names
-            if any(p.poll() is not None for p in procs):
+            if any(p.poll() is not None for p in procs[-count:]):
                 break
         logs = "\n".join(p.read_text()[-3000:] for p in tmp_path.glob("*.log"))
         raise RuntimeError(f"celery worker did not start:\n{logs}")
 
+    def kill() -> None:
+        """SIGKILL every worker started so far and its pool children at once, as `kill -9` on the whole
+        worker would: nothing acknowledges, releases or records anything."""
+        import os
+        import signal
+
+        for p in procs:
+            if p.poll() is not None:
+                continue
+            for child in _child_pids(p.pid):
+                os.kill(child, signal.SIGKILL)
+            p.kill()
+            p.wait(timeout=20)
+
+    start.kill = kill
     yield start
     for p in procs:
         p.terminate()
@@ -181,6 +201,20 @@ def celery_worker_factory(transactional_db, tmp_path):
         except subprocess.TimeoutExpired:
             p.kill()
     app.conf.task_always_eager = True
+
+
+def _child_pids(pid: int) -> list[int]:
+    from pathlib import Path
+
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.2):
@@ -217,3 +251,35 @@ def browser_page(live_server):
             connections.close_all()
     finally:
         db_settings["CONN_MAX_AGE"] = previous_max_age
+
+
+@pytest.fixture
+def broker_down():
+    """``with broker_down():`` points this process's Celery app at a closed port on 127.0.0.1, as if the
+    broker were stopped (the shared Redis server keeps running for everyone else), and sends tasks to it
+    instead of running them eagerly. Leaving the block restores the broker."""
+    import contextlib
+    import socket
+
+    from thalian.celery import app
+
+    def _point_at(url: str) -> None:
+        app.conf.broker_url = url
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    @contextlib.contextmanager
+    def down():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            closed_port = sock.getsockname()[1]
+        previous_url, previous_eager = app.conf.broker_url, app.conf.task_always_eager
+        app.conf.task_always_eager = False
+        _point_at(f"redis://127.0.0.1:{closed_port}/0")
+        try:
+            yield
+        finally:
+            _point_at(previous_url)
+            app.conf.task_always_eager = previous_eager
+
+    return down

@@ -7,14 +7,14 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from . import selectors, services, tenancy
+from . import outbox, selectors, services, tenancy
 from .models import (
     PLAN_REQUIRED_MESSAGE,
     ApiToken,
@@ -22,6 +22,7 @@ from .models import (
     Invitation,
     Membership,
     Organization,
+    OutboxEvent,
     Plan,
     TicketTrigger,
 )
@@ -63,6 +64,12 @@ class OrgAPIView(APIView):
     required_perms: dict[str, Perm | str] = {}  # fails closed: an implemented method must be named
     requires_plan = False
 
+    def dispatch(self, request, *args, **kwargs):
+        # The scope activated in initial() ends with the view, whatever happens in it (OrganizationScopeMiddleware
+        # does the same around the whole request; this also holds where a view is called without it).
+        with tenancy.request_scope():
+            return super().dispatch(request, *args, **kwargs)
+
     def initial(self, request, *args, **kwargs):
         self.format_kwarg = self.get_format_suffix(**kwargs)
         neg = self.perform_content_negotiation(request)
@@ -88,20 +95,27 @@ class OrgAPIView(APIView):
                 raise Http404
         request.membership = membership
         request.organization = membership.organization
-        self._scope = tenancy.scope(membership.organization)
-        self._scope.__enter__()
+        tenancy.activate(membership.organization)
         self.check_permissions(request)
         if self.requires_plan and not membership.organization.has_access_reviews:
             raise exceptions.PermissionDenied(PLAN_REQUIRED_MESSAGE)
         self.check_throttles(request)
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        scope = getattr(self, "_scope", None)
-        if scope is not None:
-            self._scope = None
-            scope.__exit__(None, None, None)
-        return response
+
+class ErrorSerializer(serializers.Serializer):
+    """The shape of every error answer (see exception_handler)."""
+
+    detail = serializers.CharField(help_text="What is wrong, in one message")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors: field name -> messages",
+    )
+
+
+class MemberInUseSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    campaigns = serializers.ListField(child=serializers.CharField(), help_text="Campaigns they are fallback reviewer of")
 
 
 def exception_handler(exc, context):
@@ -332,7 +346,11 @@ class MemberDetailView(OrgAPIView):
             raise _as_api_error(exc) from None
         return Response(MemberSerializer(member).data)
 
-    @extend_schema(responses={204: None}, summary="Remove a member", tags=["platform"])
+    @extend_schema(
+        responses={204: None, 409: MemberInUseSerializer},
+        summary="Remove a member (409 naming the campaigns while they are a campaign's fallback reviewer)",
+        tags=["platform"],
+    )
     def delete(self, request, org_slug, pk):
         member = _member(request, pk)
         try:
@@ -340,6 +358,11 @@ class MemberDetailView(OrgAPIView):
         except DjangoValidationError as exc:
             if exc.code in ("cannot_manage", "forbidden"):
                 raise exceptions.PermissionDenied(" ".join(exc.messages)) from None
+            if exc.code == "in_use":
+                return Response(
+                    {"detail": " ".join(exc.messages), "campaigns": exc.params["campaigns"]},
+                    status=status.HTTP_409_CONFLICT,
+                )
             raise _as_api_error(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -487,3 +510,79 @@ class AuditEventListView(OrgAPIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
+
+
+# Operations: the outbox of hand-offs between areas ---------------------------------------------------------
+
+
+class ReceiverOutcomeSerializer(serializers.Serializer):
+    receiver = serializers.CharField()
+    state = serializers.ChoiceField(choices=["done", "retry", "failed"])
+    attempts = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True)
+
+
+class OutboxEventSerializer(serializers.ModelSerializer):
+    receivers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OutboxEvent
+        fields = ["id", "name", "state", "created_at", "handled_at", "payload", "receivers"]
+        read_only_fields = fields
+
+    @extend_schema_field(ReceiverOutcomeSerializer(many=True))
+    def get_receivers(self, obj) -> list[dict]:
+        return [
+            {"receiver": name, "state": o.get("state", ""), "attempts": o.get("attempts", 0), "error": o.get("error", "")}
+            for name, o in sorted(obj.outcomes.items())
+        ]
+
+
+class OutboxBacklogSerializer(serializers.Serializer):
+    pending = serializers.IntegerField(help_text="events not handled yet")
+    failed = serializers.IntegerField(help_text="events with a receiver that gave up")
+    oldest_pending_age_seconds = serializers.FloatField()
+
+
+class OutboxSummarySerializer(serializers.Serializer):
+    backlog = OutboxBacklogSerializer()
+    failed = OutboxEventSerializer(many=True, help_text="newest first, at most 200")
+
+
+class OutboxView(OrgAPIView):
+    required_perms = {"GET": Perm.MANAGE_ORGANIZATION}
+
+    @extend_schema(
+        responses=OutboxSummarySerializer,
+        summary="Hand-offs between areas: backlog and events whose receiver gave up",
+        tags=["platform"],
+    )
+    def get(self, request, org_slug):
+        org_id = request.organization.pk
+        return Response(
+            {
+                "backlog": outbox.outbox_backlog(organization_id=org_id).as_dict(),
+                "failed": OutboxEventSerializer(outbox.outbox_failed(organization_id=org_id), many=True).data,
+            }
+        )
+
+
+class OutboxRetryView(OrgAPIView):
+    required_perms = {"POST": Perm.MANAGE_ORGANIZATION}
+
+    @extend_schema(
+        request=None,
+        responses={202: OutboxEventSerializer},
+        summary="Retry the failed receivers of an event",
+        tags=["platform"],
+    )
+    def post(self, request, org_slug, event_id: int):
+        try:
+            row = outbox.outbox_event_retry(
+                event_id=event_id, actor=request.user, organization_id=request.organization.pk, request=request
+            )
+        except OutboxEvent.DoesNotExist as exc:
+            raise Http404 from exc
+        except outbox.OutboxError as exc:
+            raise exceptions.ValidationError({"event": [str(exc)]}) from exc
+        return Response(OutboxEventSerializer(row).data, status=status.HTTP_202_ACCEPTED)

@@ -12,4 +12,6 @@ urlpatterns = [
     path("tokens/", api.TokenListView.as_view(), name="api_tokens"),
     path("tokens/<uuid:public_id>/", api.TokenDetailView.as_view(), name="api_token"),
     path("audit-events/", api.AuditEventListView.as_view(), name="api_audit_events"),
+    path("operations/outbox/", api.OutboxView.as_view(), name="api_outbox"),
+    path("operations/outbox/<int:event_id>/retry/", api.OutboxRetryView.as_view(), name="api_outbox_retry"),
 ]

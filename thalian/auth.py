@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
@@ -14,34 +17,62 @@ class LoginThrottled(PermissionDenied):
     pass
 
 
-def _keys(email: str, ip: str | None) -> list[str]:
-    keys = [f"login-fail:email:{(email or '').strip().lower()}"]
-    if ip:
-        keys.append(f"login-fail:ip:{ip}")
-    return keys
+def _email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def _keys(email: str, ip: str | None) -> dict[str, str]:
+    email, ip = _email(email), ip or "unknown"
+    return {
+        "email": f"login-fail:email:{email}",  # failures for the address from anywhere
+        "last": f"login-fail:last:{email}",  # when the address last failed (for the progressive delay)
+        "pair": f"login-fail:pair:{email}:{ip}",  # failures for the address from this IP
+        "ip": f"login-fail:ip:{ip}",  # failures from this IP for any address
+        "known": f"login-ok:{email}:{ip}",  # the address signed in from this IP before
+    }
+
+
+def login_wait_seconds(email: str, ip: str | None) -> int:
+    """Seconds before a password may be checked for `email` from `ip`; 0 when it may be checked now.
+
+    Guessing from one IP is stopped hard: LOGIN_FAILURE_LIMIT failures for an address from one IP (or four
+    times that for all addresses from one IP) lock that source for the window. Guessing one address from many
+    IPs meets a delay that doubles with each failure (up to LOGIN_FAILURE_MAX_DELAY_SECONDS) instead of a lock,
+    so nobody can lock a known address out by failing on purpose; an IP the address signed in from before
+    is spared that delay."""
+    limit, window = settings.LOGIN_FAILURE_LIMIT, settings.LOGIN_FAILURE_WINDOW_SECONDS
+    keys = _keys(email, ip)
+    values = cache.get_many(list(keys.values()))
+    if values.get(keys["pair"], 0) >= limit or (ip and values.get(keys["ip"], 0) >= limit * 4):
+        return window
+    failures = values.get(keys["email"], 0)
+    if failures < limit or values.get(keys["known"]):
+        return 0
+    delay = min(2 ** (failures - limit), settings.LOGIN_FAILURE_MAX_DELAY_SECONDS)
+    return max(0, math.ceil(values.get(keys["last"], 0) + delay - time.time()))
 
 
 def login_is_throttled(email: str, ip: str | None) -> bool:
-    limit = settings.LOGIN_FAILURE_LIMIT
-    # The per-IP budget is wider so one office behind NAT is not locked out by one person.
-    counts = cache.get_many(_keys(email, ip))
-    email_count = counts.get(_keys(email, None)[0], 0)
-    ip_count = counts.get(f"login-fail:ip:{ip}", 0) if ip else 0
-    return email_count >= limit or ip_count >= limit * 4
+    return login_wait_seconds(email, ip) > 0
 
 
 def login_failure_record(email: str, ip: str | None) -> None:
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
-    for key in _keys(email, ip):
-        cache.add(key, 0, timeout=window)
+    keys = _keys(email, ip)
+    for name in ("email", "pair", "ip"):
+        cache.add(keys[name], 0, timeout=window)
         try:
-            cache.incr(key)
+            cache.incr(keys[name])
         except ValueError:
-            cache.set(key, 1, timeout=window)
+            cache.set(keys[name], 1, timeout=window)
+    cache.set(keys["last"], time.time(), timeout=window)
 
 
-def login_failures_clear(email: str) -> None:
-    cache.delete(_keys(email, None)[0])
+def login_success_record(email: str, ip: str | None) -> None:
+    """A sign-in clears its own source's failures and remembers the IP as one the address uses."""
+    keys = _keys(email, ip)
+    cache.delete_many([keys["pair"]])
+    cache.set(keys["known"], 1, timeout=settings.LOGIN_KNOWN_IP_SECONDS)
 
 
 class ThrottledEmailBackend(ModelBackend):

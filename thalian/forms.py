@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 
 from .audit import client_ip
-from .auth import LoginThrottled, login_is_throttled
+from .auth import LoginThrottled, login_failure_record, login_is_throttled
 from .models import Organization, Plan, TicketTrigger, default_decision_quality_thresholds
 from .permissions import GRANTABLE_BY, ROLE_CHOICES, Role
 
@@ -38,6 +38,27 @@ class LoginForm(AuthenticationForm):
             # The failure that reaches the limit already locks the address: say so now.
             if self._throttled():
                 raise forms.ValidationError(self.error_messages["throttled"], code="throttled") from None
+            raise
+
+
+class ThrottledPasswordChangeForm(PasswordChangeForm):
+    """A wrong current password counts as a failed sign-in of the address, so this form is no way around the
+    sign-in throttle for someone holding a session."""
+
+    def __init__(self, user, *args, request=None, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self):
+        email, ip = self.user.email, client_ip(self.request)
+        if login_is_throttled(email, ip):
+            raise forms.ValidationError(THROTTLED_MESSAGE, code="throttled")
+        try:
+            return super().clean_old_password()
+        except forms.ValidationError:
+            login_failure_record(email, ip)
+            if login_is_throttled(email, ip):
+                raise forms.ValidationError(THROTTLED_MESSAGE, code="throttled") from None
             raise
 
 

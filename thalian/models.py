@@ -271,3 +271,49 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("audit events are append-only")
+
+
+class OutboxState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class OutboxEvent(TenantModel):
+    """A domain event written in the same transaction as the change it reports (thalian/events.py).
+
+    The dispatcher claims a row (``claimed_at``/``claim_id``), runs every receiver registered for ``name``
+    that has not succeeded yet, and records each receiver's outcome in ``outcomes``:
+    ``{receiver: {"state": "done"|"retry"|"failed", "attempts": n, "error": "...", "at": iso}}``. A failed
+    receiver is retried with backoff (``next_attempt_at``) without re-running the ones that succeeded."""
+
+    name = models.CharField(max_length=80)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    outcomes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_id = models.UUIDField(null=True, blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The sweep and the backlog gauge read unhandled rows across organizations, oldest due first; a
+            # partial index keeps that small however many handled rows are kept.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="outbox_pending_due",
+                condition=models.Q(state="pending"),
+            ),
+            models.Index(fields=["created_at"], name="outbox_failed_created", condition=models.Q(state="failed")),
+            models.Index(fields=["organization", "state", "-created_at"], name="outbox_org_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk}"
+
+    @property
+    def failed_receivers(self) -> list[str]:
+        return sorted(name for name, outcome in self.outcomes.items() if outcome.get("state") == "failed")

@@ -13,4 +13,6 @@ urlpatterns = [
     path("settings/tokens/", views.token_list, name="token_list"),
     path("settings/tokens/<uuid:public_id>/revoke/", views.token_revoke, name="token_revoke"),
     path("audit/", views.audit_log, name="audit_log"),
+    path("settings/operations/", views.operations, name="operations"),
+    path("settings/operations/events/<int:event_id>/retry/", views.operations_retry, name="operations_retry"),
 ]

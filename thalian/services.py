@@ -11,12 +11,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from . import tenancy
 from .audit import audit_record
+from .events import OrganizationSettingsChanged, publish
 from .models import (
     AUDIT_DELETE_TRIGGER,
     ApiToken,
@@ -270,7 +272,19 @@ def membership_remove(*, actor: Membership, membership: Membership, request=None
             "This is the last super admin of the organization and cannot be removed.", code="last_super_admin"
         )
     email, role, pk = membership.user.email, membership.role, membership.pk
-    membership.delete()  # cascades to the membership's API tokens
+    try:
+        with transaction.atomic():
+            membership.delete()  # cascades to the membership's API tokens
+    except ProtectedError as exc:
+        # Campaigns keep their fallback reviewer (PROTECT): name them so the admin can pick another one first.
+        names = sorted({str(getattr(obj, "title", obj)) for obj in exc.protected_objects})
+        shown = ", ".join(f"“{name}”" for name in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise MembershipError(
+            f"{email} is the fallback reviewer of {len(names)} campaign{'s' if len(names) != 1 else ''} ({shown}); "
+            "choose another fallback reviewer for them before removing this member.",
+            code="in_use",
+            params={"campaigns": names},
+        ) from None
     audit_record(
         action="member_removed",
         organization_id=actor.organization_id,
@@ -379,12 +393,9 @@ def organization_update(*, actor: Membership, request=None, **changes) -> Organi
             target=org,
             details=others,
         )
-    if {"dormant_days", "privileged_patterns"} & set(changed):
-        # Findings are stored on each entitlement; recompute them with the new thresholds once committed.
-        from entitlements.tasks import findings_refresh_task
-
-        org_id = org.pk
-        transaction.on_commit(lambda: findings_refresh_task.delay(org_id))
+    if others:
+        # Findings stored on each entitlement follow the thresholds: the inventory recomputes them.
+        publish(OrganizationSettingsChanged(organization_id=org.pk, fields=sorted(others)))
     actor.organization = org
     return org
 

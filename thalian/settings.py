@@ -5,7 +5,6 @@ runs tasks eagerly in process and the cache is local memory. Production sets DEB
 ENCRYPTION_KEY, ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, EMAIL_URL and SITE_URL.
 """
 
-import importlib
 import secrets
 from pathlib import Path
 
@@ -73,6 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.forms",  # the form renderer below finds Django's widget templates through the template settings
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "pgtrigger",
+    "django_prometheus",
     "thalian",
     "entitlements",
     "campaigns",
@@ -94,7 +95,9 @@ if (BASE_DIR / "bench" / "apps.py").is_file():
     INSTALLED_APPS.append("bench")
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "thalian.middleware.OrganizationScopeMiddleware",
     "thalian.middleware.SecurityHeadersMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -105,7 +108,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "thalian.middleware.NulCharacterMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# Prometheus metrics at /metrics (thalian/metrics.py): off unless a scraper's bearer token is configured.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 ROOT_URLCONF = "thalian.urls"
 WSGI_APPLICATION = "thalian.wsgi.application"
@@ -123,8 +130,20 @@ TEMPLATES = [
                 "thalian.context_processors.organization",
             ],
         },
-    }
+    },
+    # Hot fragments only (the review items rows): Jinja2 renders a few hundred rows several times faster than
+    # the Django engine. Pages stay Django templates.
+    {
+        "NAME": "jinja2",
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"autoescape": True, "auto_reload": DEBUG},
+    },
 ]
+
+# Every form field renders through templates/forms/field.html: label, field, help, errors, in one wrapper.
+FORM_RENDERER = "thalian.forms_renderer.FormRenderer"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'thalian.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
@@ -146,9 +165,13 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-# Login throttling: after this many failures for one e-mail (or one IP) within the window, logins are refused.
+# Login throttling (thalian/auth.py): this many failures for an address from one IP within the window lock that
+# IP out for the address (four times as many for one IP in all); failures from many IPs delay the address's next
+# attempt progressively up to the maximum delay, except from IPs it signed in from before.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+LOGIN_FAILURE_MAX_DELAY_SECONDS = env.int("LOGIN_FAILURE_MAX_DELAY_SECONDS", default=60)
+LOGIN_KNOWN_IP_SECONDS = env.int("LOGIN_KNOWN_IP_SECONDS", default=30 * 24 * 3600)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -212,19 +235,50 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Each app may declare a plain-dict SCHEDULE in <app>/beat.py; they are merged here.
+# Messages are published from requests (the outbox kick after commit): a broker that is down must cost a
+# request at most a couple of seconds, never a retry loop. What could not be published is in the outbox table.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT}
+# Outbox (thalian/outbox.py): a claim older than this is taken to belong to a dead worker; handled events are
+# deleted after OUTBOX_KEEP_DAYS.
+OUTBOX_STALE_CLAIM_SECONDS = env.int("OUTBOX_STALE_CLAIM_SECONDS", default=300)
+OUTBOX_KEEP_DAYS = env.int("OUTBOX_KEEP_DAYS", default=14)
+# Time limits of every task (seconds): the soft limit raises SoftTimeLimitExceeded inside the task, which
+# records a visible failure where a user waits; the hard limit kills the worker child. Long work (launch
+# snapshots, imports, SCIM syncs, evidence builds) has its own, longer pair.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("TASK_TIME_LIMIT", default=360)
+TASK_LONG_SOFT_TIME_LIMIT = env.int("TASK_LONG_SOFT_TIME_LIMIT", default=3600)
+TASK_LONG_TIME_LIMIT = env.int("TASK_LONG_TIME_LIMIT", default=3660)
+if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT or not 0 < TASK_LONG_SOFT_TIME_LIMIT < TASK_LONG_TIME_LIMIT:
+    raise ImproperlyConfigured("each soft task time limit must be positive and below its hard limit")
+CELERY_TASK_ANNOTATIONS = {
+    name: {"soft_time_limit": TASK_LONG_SOFT_TIME_LIMIT, "time_limit": TASK_LONG_TIME_LIMIT}
+    for name in (
+        "campaigns.snapshot",
+        "campaigns.build_evidence_package",
+        "entitlements.tasks.inventory_import_task",
+        "entitlements.tasks.scim_sync_task",
+        "entitlements.tasks.findings_refresh_all_task",
+        "entitlements.tasks.findings_refresh_task",
+    )
+}
+# Stale-claim sweeps (thalian/claims.py): claimed work untouched for this long with no live worker is handed
+# back, and failed visibly after CLAIM_MAX_ATTEMPTS attempts.
+CLAIM_STALE_SECONDS = env.int("CLAIM_STALE_SECONDS", default=900)
+CLAIM_MAX_ATTEMPTS = env.int("CLAIM_MAX_ATTEMPTS", default=3)
+if CLAIM_STALE_SECONDS < 1 or CLAIM_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("CLAIM_STALE_SECONDS and CLAIM_MAX_ATTEMPTS must be at least 1")
+# Each app declares a plain-dict SCHEDULE in <app>/beat.py and adds it from its AppConfig.ready().
 CELERY_BEAT_SCHEDULE: dict = {}
-for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications"):
-    try:
-        CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"{_app}.beat").SCHEDULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{_app}.beat":
-            raise
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Thalian <no-reply@thalian.localhost>")
 # Slack Web API base address (overridden only to point at a test server).
+# Outbound URLs (ITSM, SCIM, Teams, Slack) may not reach internal addresses except these (thalian/netguard.py).
+ALLOWED_INTERNAL_HOSTS = env.list("ALLOWED_INTERNAL_HOSTS", default=[])
 SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
 
 # Security. Secure cookies, HSTS and HTTPS redirects whenever DEBUG is off.

@@ -4,12 +4,12 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 
 from .audit import audit_record, client_ip
-from .auth import login_failure_record, login_failures_clear
+from .auth import login_failure_record, login_success_record
 
 
 @receiver(user_logged_in)
 def _on_login(sender, request, user, **kwargs):
-    login_failures_clear(user.email)
+    login_success_record(user.email, client_ip(request))
     for membership in user.memberships.all():
         audit_record(action="login", organization_id=membership.organization_id, actor=user, request=request)
 

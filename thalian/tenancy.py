@@ -17,6 +17,7 @@ from django.db import models
 
 _current: contextvars.ContextVar[int | None] = contextvars.ContextVar("thalian_org", default=None)
 _disabled: contextvars.ContextVar[bool] = contextvars.ContextVar("thalian_scopes_disabled", default=False)
+_in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("thalian_in_request", default=False)
 
 
 class ScopeError(RuntimeError):
@@ -39,6 +40,29 @@ def scope(organization=None, *, organization_id: int | None = None) -> Iterator[
     finally:
         _disabled.reset(disabled_token)
         _current.reset(token)
+
+
+@contextlib.contextmanager
+def request_scope() -> Iterator[None]:
+    """Around a whole request (``OrganizationScopeMiddleware``): the request starts with no organization scope,
+    and whatever scope a view activates with ``activate()`` is gone when the request ends, however it ends
+    (an uncaught exception included), so a thread never carries one request's organization into the next."""
+    tokens = (_current.set(None), _disabled.set(False), _in_request.set(True))
+    try:
+        yield
+    finally:
+        for var, token in zip((_current, _disabled, _in_request), tokens, strict=True):
+            var.reset(token)
+
+
+def activate(organization) -> None:
+    """Scope the rest of the current request to `organization`; only inside ``request_scope()``, which ends it."""
+    if not _in_request.get():
+        raise ScopeError("activate() is for requests; elsewhere use `with scope(organization):`")
+    if getattr(organization, "pk", None) is None:
+        raise ScopeError("activate() needs an organization")
+    _current.set(organization.pk)
+    _disabled.set(False)
 
 
 @contextlib.contextmanager

@@ -1,34 +1,43 @@
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import include, path
+from django.utils.module_loading import import_string
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import views
+from . import metrics, views
 
 # Page URLs of each app live in <app>/urls.py (under /o/<org_slug>/) and API URLs in <app>/api_urls.py (under
-# /api/v1/orgs/<org_slug>/); both are included here when the module exists.
+# /api/v1/orgs/<org_slug>/). The root URLconf is the project's wiring: it names every installed app's URLconf
+# by its dotted path, and a URLconf that fails to import fails start-up rather than hiding its pages.
+PAGE_URLCONFS = (
+    "thalian.org_urls",
+    "entitlements.urls",
+    "campaigns.urls",
+    "itsm.urls",
+    "notifications.urls",
+    "evidence.urls",
+    "sso.urls",
+)
+API_URLCONFS = (
+    "thalian.api_urls",
+    "entitlements.api_urls",
+    "campaigns.api_urls",
+    "itsm.api_urls",
+    "notifications.api_urls",
+    "evidence.api_urls",
+    "sso.api_urls",
+)
 org_pages = [path("", views.dashboard, name="org_dashboard")]
-org_api = []
-extra_api = []
-for _app in ("thalian", "entitlements", "campaigns", "itsm", "notifications", "evidence", "sso"):
-    try:
-        _pages = __import__(f"{_app}.org_urls" if _app == "thalian" else f"{_app}.urls", fromlist=["urlpatterns"])
-        org_pages.append(path("", include(_pages.urlpatterns)))
-    except ModuleNotFoundError as exc:
-        if not exc.name.startswith(_app):
-            raise
-    try:
-        _api = __import__(f"{_app}.api_urls", fromlist=["urlpatterns"])
-        org_api.append(path("", include(_api.urlpatterns)))
-        extra_api.extend(getattr(_api, "global_urlpatterns", []))
-    except ModuleNotFoundError as exc:
-        if not exc.name.startswith(_app):
-            raise
-
+org_pages += [path("", include(module)) for module in PAGE_URLCONFS]
+org_api = [path("", include(module)) for module in API_URLCONFS]
+# Endpoints outside an organization (evidence verification, say), declared as `global_urlpatterns`.
+GLOBAL_API_URLPATTERNS = ("evidence.api_urls.global_urlpatterns",)
+extra_api = [pattern for name in GLOBAL_API_URLPATTERNS for pattern in import_string(name)]
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
     # Sign-in (e-mail first, routed to the organization's identity provider), SSO callbacks and two-factor steps.
     path("", include("sso.public_urls")),
@@ -57,7 +66,12 @@ urlpatterns = [
     path("guest/", include("campaigns.guest_urls")),
     path("o/<slug:org_slug>/", include(org_pages)),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    # GET only: an OPTIONS answer would go through the page's HTML template renderer, which has no template for it.
+    path(
+        "api/v1/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema", http_method_names=["get", "head"]),
+        name="api-docs",
+    ),
     path("api/v1/orgs/<slug:org_slug>/", include(org_api)),
     path("api/v1/", include(extra_api)),
 ]

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import outbox, selectors, services
 from .access import org_view, user_memberships
 from .forms import (
     AcceptInvitationForm,
@@ -20,9 +20,11 @@ from .forms import (
     InviteForm,
     OrganizationSettingsForm,
     RoleForm,
+    ThrottledPasswordChangeForm,
     TokenCreateForm,
 )
-from .models import ApiToken, Invitation, Membership
+from .home import home_sections
+from .models import ApiToken, Invitation, Membership, OutboxEvent
 from .permissions import Perm, Role
 
 PLATFORM_ACTIONS = [
@@ -65,7 +67,8 @@ def home(request):
 
 @org_view()
 def dashboard(request):
-    return render(request, "thalian/dashboard.html")
+    """Home: what this member should do next, from the sections the apps contribute (see thalian.home)."""
+    return render(request, "thalian/dashboard.html", {"sections": home_sections(request)})
 
 
 @require_GET
@@ -98,7 +101,14 @@ def healthz(request):
     else:
         checks["broker"] = "ok (eager, in process)"
     healthy = all(v.startswith("ok") for v in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
+    details = {}
+    if checks["database"] == "ok":
+        # A detail, not a health condition: a backlog means slow or failing receivers, which a load balancer
+        # cannot fix by taking this instance out.
+        details["outbox"] = outbox.outbox_backlog().as_dict()
+    return JsonResponse(
+        {"status": "ok" if healthy else "error", **checks, **details}, status=200 if healthy else 503
+    )
 
 
 def _error_text(exc: ValidationError) -> str:
@@ -395,6 +405,11 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ThrottledPasswordChangeForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
     def form_valid(self, form):
         response = super().form_valid(form)
         _audit_for_each_membership(form.user, action="password_changed", request=self.request)
@@ -406,3 +421,37 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         response = super().form_valid(form)
         _audit_for_each_membership(form.user, action="password_reset", request=self.request)
         return response
+
+
+# Operations ----------------------------------------------------------------------------------------------
+
+
+@require_GET
+@org_view(Perm.MANAGE_ORGANIZATION)
+def operations(request):
+    """Hand-offs between areas of this organization: the backlog, and events whose receiver gave up."""
+    return render(
+        request,
+        "thalian/operations.html",
+        {
+            "backlog": outbox.outbox_backlog(organization_id=request.organization.pk),
+            "failed": outbox.outbox_failed(organization_id=request.organization.pk),
+            "max_attempts": outbox.MAX_RECEIVER_ATTEMPTS,
+        },
+    )
+
+
+@require_POST
+@org_view(Perm.MANAGE_ORGANIZATION)
+def operations_retry(request, event_id: int):
+    try:
+        row = outbox.outbox_event_retry(
+            event_id=event_id, actor=request.user, organization_id=request.organization.pk, request=request
+        )
+    except OutboxEvent.DoesNotExist as exc:
+        raise Http404("No such event") from exc
+    except outbox.OutboxError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Event {row.pk} ({row.name}) will be handed to its receivers again.")
+    return redirect("operations", org_slug=request.organization.slug)

@@ -272,3 +272,17 @@ def test_scheduled_when_launch_at_is_in_the_future(inventory, api_for):
     later = (timezone.now() + dt.timedelta(days=2)).isoformat()
     response = api_for(inventory.admin).post(BASE, payload(launch_at=later), format="json")
     assert response.status_code == 201 and response.json()["status"] == CampaignStatus.SCHEDULED
+
+
+def test_line_breaks_and_control_characters_in_titles_are_normalised_everywhere(inventory, api_for, make_campaign):
+    from campaigns.services import campaign_update
+    from thalian.tenancy import scope
+
+    response = api_for(inventory.admin).post(BASE, payload(title="  Q3\r\naccess\treview\x07 "), format="json")
+    assert response.status_code == 201 and response.json()["title"] == "Q3 access review"
+    campaign = make_campaign()
+    with scope(campaign.organization):
+        campaign = campaign_update(campaign=campaign, actor=inventory.admin, title="Vendor\n\nreview")
+    assert campaign.title == "Vendor review"
+    response = api_for(inventory.admin).post(BASE, payload(title="\r\n\t"), format="json")
+    assert response.status_code == 400 and "title" in response.json()["errors"]

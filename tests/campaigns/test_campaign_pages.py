@@ -251,3 +251,9 @@ def test_campaign_page_queries_do_not_grow_with_applications_and_reviewers(inven
     with django_assert_max_num_queries(len(baseline.captured_queries)):
         page = client.get(f"{ORG}{big.pk}/").content.decode()
     assert "Extra 5" in page and "owner5@acme.test" in page
+
+
+def test_a_title_typed_with_line_breaks_is_saved_on_one_line(inventory, client_for):
+    client_for(inventory.admin).post(f"{ORG}new/", {**wizard_data(), "title": "Q3\r\nreview"})
+    with scopes_disabled():
+        assert Campaign.objects.get().title == "Q3 review"

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from campaigns.models import Campaign, CampaignStatus
-from tests.browser_support import assert_accessible, login
+from tests.browser_support import assert_accessible, login, screenshot
 from thalian.tenancy import scopes_disabled
 
 from .lifecycle_fixtures import inventory  # noqa: F401
@@ -33,13 +34,25 @@ def test_admin_creates_and_launches_a_campaign_with_the_wizard(browser_page, liv
     items.filter(has_text="8").wait_for()
     assert "Slack" in page.locator("#scope-preview").inner_text()
     assert "never loaded" in page.locator("#scope-preview").inner_text()
-    page.get_by_role("listbox", name="Applications").select_option(["GitHub"])
+    page.get_by_label("Search applications").fill("git")
+    expect(page.get_by_label("Salesforce", exact=True)).to_be_hidden()
+    page.get_by_label("GitHub", exact=True).check()
     items.filter(has_text="4").wait_for()
     assert page.locator('[data-preview="applications"]').inner_text() == "1"
     assert "never loaded" not in page.locator("#scope-preview").inner_text()
     assert_accessible(page)
 
+    page.get_by_role("button", name="Next").click()
     page.get_by_label("Fallback reviewer").select_option("fallback@acme.test")
+    # The preview says how many items each reviewer gets and how many fall back.
+    page.locator('[data-preview="fallback"]').filter(has_text="1 item falls back to fallback@acme.test").wait_for()
+    assert "owner@acme.test" in page.locator("#scope-preview").inner_text()
+    page.get_by_role("button", name="4. Review and launch").click()
+    summary = page.locator("#wizard-summary")
+    expect(summary).to_contain_text("Q2 GitHub certification")
+    expect(summary).to_contain_text("fallback@acme.test")
+    assert_accessible(page)
+    screenshot(page, "wizard-review-step")
     with page.expect_navigation():
         page.get_by_role("button", name="Create and launch").click()
     page.locator('[data-progress="total"]').filter(has_text="4").wait_for()

@@ -109,17 +109,21 @@ def test_wizard_names_remediation_owners_and_previews_them(browser_page, live_se
     login(page, live_server, inventory.admin.user.email, "pw")
     page.goto("/o/acme/campaigns/new/")
     page.get_by_label("Title").fill("Q3 with remediation owners")
-    page.get_by_role("listbox", name="Applications").select_option(["GitHub", "Salesforce"])
+    page.get_by_label("GitHub", exact=True).check()
+    page.get_by_label("Salesforce", exact=True).check()
+    page.get_by_role("button", name="Next").click()
     page.get_by_label("Fallback reviewer").select_option("fallback@acme.test")
     owners = page.locator("[data-remediation-owner]")
     page.locator('[data-remediation-owner="GitHub"]').filter(has_text="owner@acme.test").wait_for()
     # Salesforce's owner is not a member: the fallback reviewer removes its access unless someone is named.
+    page.locator('[data-remediation-owner="Salesforce"]').filter(has_text="fallback@acme.test").wait_for()
     assert page.locator('[data-remediation-owner="Salesforce"]').inner_text() == "fallback@acme.test"
     page.get_by_label("Remediation owners").fill("Salesforce: it-ops@acme.test")
     page.locator('[data-remediation-owner="Salesforce"]').filter(has_text="it-ops@acme.test").wait_for()
     assert owners.count() == 2
     assert_accessible(page)
     screenshots(page, "wizard-remediation-owners")
+    page.get_by_role("button", name="4. Review and launch").click()
     page.get_by_role("button", name="Save as draft").click()
     page.wait_for_url(re.compile(r".*/o/acme/campaigns/[0-9a-f-]{36}/$"))
     from campaigns.models import Campaign

@@ -110,8 +110,13 @@ def test_other_roles_see_every_item(campaign, reviewer, other_reviewer, member, 
 
 def test_viewer_sees_items_without_decision_controls(campaign, reviewer, member, client_for):
     add_items(campaign, reviewer, 1)
-    body = client_for(member(Role.VIEWER)).get(items_url(campaign)).content.decode()
-    assert "Approve all in view" not in body and "Sign off" not in body
+    viewer = client_for(member(Role.VIEWER))
+    body = viewer.get(items_url(campaign)).content.decode()
+    assert 'class="decide-form"' not in body and "Sign off" not in body
+    bar = viewer.get(reverse("review_progress", args=[campaign.organization.slug, campaign.pk]), {"department": ""},
+                     headers={"HX-Request": "true"}).content.decode()
+    assert "<strong data-matching>1</strong> item matches" in bar
+    assert "Approve all" not in bar and "Sign off" not in bar and "selected" not in bar
 
 
 def test_filters_narrow_the_table(campaign, reviewer, client_for):
@@ -275,7 +280,8 @@ def test_htmx_row_decision_returns_the_updated_row(campaign, reviewer, client_fo
     )
     body = response.content.decode()
     assert response.status_code == 200
-    assert body.lstrip().startswith(f'<tr id="item-{item.pk}">')
+    assert body.lstrip().startswith(f'<tr id="item-{item.pk}" ')
+    assert 'value="revoke" class="decide decide-revoke" aria-pressed="true"' in body
     assert "No longer on the team" in body and "Revoke recorded" in body
     assert fresh(item).decision == "revoke"
 
@@ -398,14 +404,57 @@ def test_progress_panel_counts_the_reviewers_items_and_enables_sign_off_when_don
     client = client_for(reviewer)
     url = reverse("review_progress", args=[org.slug, campaign.pk])
     body = client.get(url, headers={"HX-Request": "true"}).content.decode()
-    assert body.lstrip().startswith('<section class="panel" id="my-progress"')
-    assert "<strong>0</strong> of the <strong>3</strong>" in body and "disabled" in body
+    assert body.lstrip().startswith('<section id="review-bar"')
+    assert "<strong>0</strong> of <strong>3</strong> decided" in body and "3 left to decide" in body
+    assert re.search(r"<button[^>]*disabled[^>]*>Sign off my review", body)
     with scope(org):
         for item in items:
             review_item_decide(item=item, actor=reviewer, decision="approve")
     body = client.get(url, headers={"HX-Request": "true"}).content.decode()
-    assert "<strong>3</strong> of the <strong>3</strong>" in body and "disabled" not in body
+    assert "<strong>3</strong> of <strong>3</strong> decided" in body and "All decided." in body
+    assert re.search(r'<button type="submit" class="ok" data-sign-off>Sign off my review', body)
     assert 'hx-get="' + url in client.get(items_url(campaign)).content.decode()
+
+
+def test_review_bar_counts_the_items_matching_the_filters_for_the_bulk_actions(org, campaign, reviewer, client_for):
+    add_items(campaign, reviewer, 3, identity_department="Sales")
+    add_items(campaign, reviewer, 2, identity_department="Finance")
+    client = client_for(reviewer)
+    url = reverse("review_progress", args=[org.slug, campaign.pk])
+    body = client.get(url, {"department": "Sales"}, headers={"HX-Request": "true"}).content.decode()
+    assert "<strong data-matching>3</strong> in view" in body and "Approve all" in body
+    assert '<input type="hidden" name="department" value="Sales">' in body
+    assert "<strong data-matching>5</strong> in view" in client.get(url, headers={"HX-Request": "true"}).content.decode()
+    # The items page asks for the bar with its own filters.
+    page = client.get(items_url(campaign, department="Sales")).content.decode()
+    assert f'hx-get="{url}?department=Sales&amp;next=' in page
+
+
+def test_after_sign_off_the_bar_shows_done_and_links_to_the_next_open_review(org, campaign, reviewer, client_for):
+    items = add_items(campaign, reviewer, 2)
+    later = active_campaign(org, title="Q4 privileged access")
+    add_items(later, reviewer, 3)
+    client = client_for(reviewer)
+    with scope(org):
+        for item in items:
+            review_item_decide(item=item, actor=reviewer, decision="approve")
+    client.post(reverse("review_sign_off", args=[org.slug, campaign.pk]))
+    body = client.get(reverse("review_progress", args=[org.slug, campaign.pk]), headers={"HX-Request": "true"})
+    body = body.content.decode()
+    assert "You’re done" in body and "all <strong>2</strong> of your decisions" in body
+    assert "Next review: Q4 privileged access (3 open)" in body
+    assert reverse("review_items", args=[org.slug, later.pk]) + "?reviewer=me" in body
+    assert "Approve all" not in body and "selected" not in body
+
+
+def test_review_rows_put_the_decision_first_with_the_recommendation_beside_it(campaign, reviewer, client_for):
+    add_items(campaign, reviewer, 1, recommendation="revoke", recommendation_reason="Unused for 120 days")
+    body = client_for(reviewer).get(items_url(campaign)).content.decode()
+    row = re.search(r'<tr id="item-\d+".*?</tr>', body, re.S).group(0)
+    cells = re.findall(r'<td class="(cell-[a-z]+)"', row)
+    assert cells[:5] == ["cell-select", "cell-decide", "cell-rec", "cell-identity", "cell-app"]
+    assert row.index(">Approve<") < row.index("Unused for 120 days") < row.index('<td class="cell-identity">')
+    assert 'data-ask-reason="revoke"' in row and 'data-ask-reason="exception"' in row
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -467,7 +516,9 @@ def test_decisions_refused_on_a_completed_campaign(org, reviewer, client_for):
     [item] = add_items(campaign, reviewer, 1)
     client = client_for(reviewer)
     body = client.get(items_url(campaign)).content.decode()
-    assert "Approve all in view" not in body
+    assert 'class="decide-form"' not in body
+    bar = client.get(reverse("review_progress", args=[org.slug, campaign.pk]), headers={"HX-Request": "true"})
+    assert "Approve all" not in bar.content.decode() and "Sign off" not in bar.content.decode()
     body = client.post(item_url(item, "review_item_decide"), {"decision": "approve"}, follow=True).content.decode()
     assert "only be made while the campaign is active" in body
     assert fresh(item).decision == ""

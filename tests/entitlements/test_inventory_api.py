@@ -50,7 +50,7 @@ def test_import_answers_400_listing_errors_and_writes_nothing(org, inventory, ad
 def test_import_requires_kind_and_file(admin_api, org):
     response = admin_api.post("/api/v1/orgs/acme/imports/", {"kind": "users"}, format="multipart")
     assert response.status_code == 400
-    assert set(response.json()["errors"]) == {"kind", "file"}
+    assert {error["column"] for error in response.json()["errors"]} == {"kind", "file"}
 
 
 def test_big_file_is_queued_and_finished_by_the_task(org, inventory, admin_api, settings, django_capture_on_commit_callbacks):

@@ -155,3 +155,48 @@ def test_list_page_query_count_is_flat(member, client_for, org, inventory, run_i
     run_import("entitlements", ENT + "".join(f"GitHub,p{i}@acme.test,member,\n" for i in range(40)))
     with django_assert_max_num_queries(len(few.captured_queries)):
         client.get(f"/o/acme/inventory/{path}")
+
+
+def test_identity_list_sorts_by_a_column_across_keyset_pages_and_back(member, client_for, inventory, run_import,
+                                                                      monkeypatch):
+    monkeypatch.setattr("entitlements.views.PAGE_SIZE", 3)
+    run_import("entitlements", ENT + "".join(f"GitHub,{n}@acme.test,member,\n" for n in "qwertyuiop"))
+    viewer = member(Role.VIEWER)
+    client = client_for(viewer)
+    with scope(viewer.organization):
+        every = sorted(Identity.objects.values_list("email", "pk"), key=lambda row: (row[0], row[1]), reverse=True)
+    seen, url, pages = [], "/o/acme/inventory/identities/", []
+    params = {"sort": "-email"}
+    while True:
+        response = client.get(url, params)
+        assert response.status_code == 200, response.content.decode()[-3000:]
+        page = response.context["page"]
+        pages.append((params, [i.email for i in page.items]))
+        seen += [i.email for i in page.items]
+        if not page.next_after:
+            break
+        params = {"sort": "-email", "after": page.next_after}
+    assert seen == [email for email, _pk in every]
+    # Back from the second page gives the first page again.
+    second = client.get(url, pages[1][0]).context["page"]
+    back = client.get(url, {"sort": "-email", "before": second.prev_before}).context["page"]
+    assert [i.email for i in back.items] == pages[0][1]
+    body = client.get(url, {"sort": "email"}).content.decode()
+    assert 'aria-sort="ascending"><a href="?sort=-email" class="sorted">E-mail</a>' in body
+
+
+def test_lists_state_their_totals_and_refuse_unknown_sorts(member, client_for, grants):
+    client = client_for(member(Role.VIEWER))
+    assert "3 entitlements" in client.get("/o/acme/inventory/entitlements/").content.decode()
+    assert "1 entitlement<" in client.get("/o/acme/inventory/entitlements/", {"application": "Dropbox"}).content.decode()
+    response = client.get("/o/acme/inventory/applications/", {"sort": "secret"})
+    assert response.status_code == 400
+    assert "Unknown sort &#x27;secret&#x27;; sort by one of: name, category, owner." in response.content.decode()
+    response = client.get("/o/acme/inventory/identities/", {"sort": "email", "after": "k!!not-a-cursor"})
+    assert response.status_code == 400 and "The page link is not valid any more" in response.content.decode()
+
+
+def test_application_list_total_is_capped_for_huge_lists(member, client_for, grants, monkeypatch):
+    monkeypatch.setattr("entitlements.selectors.COUNT_CAP", 1)
+    body = client_for(member(Role.VIEWER)).get("/o/acme/inventory/applications/").content.decode()
+    assert "More than 1 applications; narrow the filters for an exact count" in body

@@ -28,7 +28,7 @@ def test_auditor_downloads_csv_and_signed_zip_from_the_evidence_page(
     auditor = _auditor(world)
     page = browser_page
     login(page, live_server, auditor.user.email, "pw")
-    page.get_by_role("link", name="Evidence").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Evidence").click()
     page.wait_for_url("**/o/acme/evidence/")
     assert_accessible(page)
 

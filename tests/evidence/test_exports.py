@@ -706,6 +706,81 @@ def test_bad_sample_input_is_refused_and_not_recorded(world, client_for, data, m
         assert not AuditEvent.objects.filter(action="evidence_sample_drawn").exists()
 
 
+def test_report_api_has_the_report_pages_figures(world, member, api_for):
+    url = f"/api/v1/orgs/acme/campaigns/{world['campaign'].pk}/report/"
+    body = api_for(member(Role.VIEWER)).get(url).json()
+    assert body["campaign"]["title"] == "Q1 access review"
+    assert (body["totals"]["total"], body["totals"]["decided"], body["totals"]["percent"]) == (4, 3, 75)
+    assert body["revocations"] == [
+        {"application_name": "GitHub", "total": 1, "ticketed": 1, "pending": 1, "verified": 0,
+         "action_required": 0, "untracked": 0}
+    ]  # fmt: skip
+    assert [r["reviewer_email"] for r in body["reviewers"]] == ["rita@acme.test"]
+    assert {entry["application"] for entry in body["population"]["applications"]} == {"GitHub", "Okta"}
+
+
+def test_sample_api_draws_the_same_items_as_the_page_for_a_seed_and_records_it(world, client_for, api_for):
+    auditor = _auditor(world)
+    page = client_for(auditor).post(f"/o/acme/campaigns/{world['campaign'].pk}/sample/", {"size": "2", "seed": "42"})
+    api = api_for(auditor)
+    url = f"/api/v1/orgs/acme/campaigns/{world['campaign'].pk}/sample/"
+    body = api.post(url, {"size": 2, "seed": 42}, format="json").json()
+    assert (body["seed"], body["size"], body["population"]) == (42, 2, 4)
+    assert [i["id"] for i in body["items"]] == [item.pk for item in page.context["sample"].items]
+    everything = api.post(url, {"size": 4, "seed": 7}, format="json").json()
+    trails = {item["identity_email"]: item["trail"] for item in everything["items"]}
+    assert [(e["decision"], e["actor_email"]) for e in trails["bob@corp.test"]] == [
+        ("approve", "rita@acme.test"),
+        ("revoke", "admin@acme.test"),
+    ]
+    with scopes_disabled():
+        assert AuditEvent.objects.filter(action="evidence_sample_drawn").count() == 3
+
+
+@pytest.mark.parametrize(("body", "field"), [({"size": 0}, "size"), ({"size": 2, "seed": -1}, "seed"), ({}, "size")])
+def test_bad_sample_api_input_is_400_naming_the_field_and_not_recorded(world, api_for, body, field):
+    response = api_for(_auditor(world)).post(
+        f"/api/v1/orgs/acme/campaigns/{world['campaign'].pk}/sample/", body, format="json"
+    )
+    assert response.status_code == 400 and field in response.json()["errors"]
+    with scopes_disabled():
+        assert not AuditEvent.objects.filter(action="evidence_sample_drawn").exists()
+
+
+def test_report_and_sample_api_permissions_follow_the_pages(world, member, outsider, api_for):
+    campaign = world["campaign"]
+    report, sample = (f"/api/v1/orgs/acme/campaigns/{campaign.pk}/{tail}/" for tail in ("report", "sample"))
+    viewer = api_for(member(Role.VIEWER))
+    assert viewer.get(report).status_code == 200
+    assert viewer.post(sample, {"size": 1}, format="json").status_code == 403
+    assert api_for(member(Role.REVIEWER, email="rita@acme.test")).get(report).status_code == 403
+    stranger = api_for(outsider)
+    assert stranger.get(report).status_code == 404
+    assert stranger.post(sample, {"size": 1}, format="json").status_code == 404
+    globex = f"/api/v1/orgs/globex/campaigns/{campaign.pk}/"
+    assert stranger.get(globex + "report/").status_code == 404
+    assert stranger.post(globex + "sample/", {"size": 1}, format="json").status_code == 404
+
+
+def test_report_api_queries_do_not_grow_with_the_items(world, member, api_for):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import ReviewItemFactory
+
+    api = api_for(member(Role.VIEWER))
+    url = f"/api/v1/orgs/acme/campaigns/{world['campaign'].pk}/report/"
+    api.get(url)
+    with CaptureQueriesContext(connection) as small:
+        api.get(url)
+    for n in range(10):
+        ReviewItemFactory(organization=world["org"], campaign=world["campaign"], application_name="GitHub",
+                          identity_email=f"more{n}@corp.test", reviewer_email=f"r{n}@acme.test")
+    with CaptureQueriesContext(connection) as large:
+        api.get(url)
+    assert len(large) == len(small)
+
+
 def _make_packages(world, count):
     with scopes_disabled():
         EvidencePackage.objects.bulk_create(

@@ -2,7 +2,9 @@
 
 Each fake speaks the vendor's documented wire format: it checks the path, method, basic-auth header and the
 body fields the vendor requires, answers with the vendor's JSON shapes (including its error bodies), and keeps
-the tickets it created so callers can inspect them. Failures can be queued to simulate outages.
+the tickets it created so callers can inspect them. Failures can be queued to simulate outages: an error
+answer, a stall (answer late, then carry the request out), a hang (never carry it out) and a late answer
+(carry the request out at once, answer after the client has given up).
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class QueuedFailure:
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # "before": wait, then handle the request; "after": handle it, then wait before answering;
+    # "instead": wait, then answer `status` without handling it.
+    when: str = "before"
 
 
 Route = tuple[str, re.Pattern[str], Callable[..., Response]]
@@ -90,6 +95,19 @@ class FakeVendor:
         for _ in range(times):
             self._failures.append(QueuedFailure(0, None, delay=seconds))
 
+    def answer_late_next(self, seconds: float, *, times: int = 1) -> None:
+        """Carry out the next requests at once but answer only after `seconds`: the ticket exists while
+        the client has already timed out."""
+        for _ in range(times):
+            self._failures.append(QueuedFailure(0, None, delay=seconds, when="after"))
+
+    def hang_next(self, seconds: float, *, times: int = 1) -> None:
+        """Hold the next requests for `seconds` without carrying them out, then answer 504."""
+        for _ in range(times):
+            self._failures.append(
+                QueuedFailure(504, {"error": "gateway timeout"}, delay=seconds, when="instead")
+            )
+
     def calls(self, method: str, pattern: str) -> list[RecordedRequest]:
         rx = re.compile(pattern)
         return [r for r in self.requests if r.method == method and rx.fullmatch(r.path)]
@@ -120,11 +138,17 @@ class FakeVendor:
                 RecordedRequest(request.method, request.path, request.query_string.decode(), auth, body)
             )
             failure = self._failures.popleft() if self._failures else None
-        if failure is not None:
+        if failure is not None and failure.when != "after":
             if failure.delay:
                 time.sleep(failure.delay)
-            else:
+            if failure.when == "instead" or not failure.delay:
                 return json_response(failure.body, failure.status, failure.headers)
+        response = self.handle(request, body, auth)
+        if failure is not None and failure.when == "after":
+            time.sleep(failure.delay)
+        return response
+
+    def handle(self, request: Request, body: Any, auth: tuple[str, str] | None) -> Response:
         if not self.authorized(auth):
             return self.unauthorized()
         for method, pattern, handler in self.routes:
@@ -151,6 +175,7 @@ class FakeJira(FakeVendor):
         self.email, self.api_token, self.project_key = email, api_token, project_key
         self.routes = [
             ("GET", re.compile(r"/rest/api/2/myself"), self.myself),
+            ("GET", re.compile(r"/rest/api/2/search/jql"), self.search),
             ("GET", re.compile(r"/rest/api/2/project/([^/]+)"), self.project),
             ("POST", re.compile(r"/rest/api/2/issue"), self.create),
             ("POST", re.compile(r"/rest/api/2/issue/([^/]+)/comment"), self.comment),
@@ -231,6 +256,31 @@ class FakeJira(FakeVendor):
             },
             201,
         )
+
+    LABEL_JQL = re.compile(r'project = "([^"]+)" AND labels = "([^"]+)"')
+
+    def search(self, request, body):
+        """Enhanced JQL search: only the `project = "X" AND labels = "Y"` form Thalian sends is understood."""
+        match = self.LABEL_JQL.match(request.args.get("jql", ""))
+        if match is None:
+            return json_response({"errorMessages": ["Error in the JQL Query."], "errors": {}}, 400)
+        project, label = match.groups()
+        found = [
+            t for t in self.tickets.values() if t["key"].startswith(f"{project}-") and label in (t.get("labels") or [])
+        ]
+        limit = int(request.args.get("maxResults") or 50)
+        issues = [
+            {
+                "id": t["id"],
+                "key": t["key"],
+                "self": f"{self.base_url}/rest/api/2/issue/{t['id']}",
+                "fields": {
+                    "status": {"name": self.STATUS[t["status"]], "statusCategory": {"key": t["status"]}}
+                },
+            }
+            for t in found[:limit]
+        ]
+        return json_response({"issues": issues, "isLast": True})
 
     def comment(self, request, body, key):
         if key not in self.tickets:
@@ -331,7 +381,13 @@ class FakeServiceNow(FakeVendor):
         if (bad := self._check_table(table)) is not None:
             return bad
         limit = int(request.args.get("sysparm_limit") or 10000)
-        records = list(self.tickets.values())[:limit]
+        records = list(self.tickets.values())
+        # Encoded queries: only `field=value` terms joined by ^ (and ORDERBY terms, ignored) are understood.
+        for term in (request.args.get("sysparm_query") or "").split("^"):
+            name, equals, value = term.partition("=")
+            if equals and not name.startswith("ORDERBY"):
+                records = [r for r in records if r.get(name) == value]
+        records = records[:limit]
         return json_response(
             {"result": [self._render(request, r) for r in records]},
             headers={"X-Total-Count": str(len(self.tickets))},
@@ -414,6 +470,7 @@ class FakeFreshservice(FakeVendor):
         self.api_key = api_key
         self.routes = [
             ("GET", re.compile(r"/api/v2/tickets"), self.list),
+            ("GET", re.compile(r"/api/v2/tickets/filter"), self.filter),
             ("POST", re.compile(r"/api/v2/tickets"), self.create),
             ("GET", re.compile(r"/api/v2/tickets/(\d+)"), self.get),
             ("POST", re.compile(r"/api/v2/tickets/(\d+)/notes"), self.note),
@@ -439,6 +496,22 @@ class FakeFreshservice(FakeVendor):
     def list(self, request, body):
         per_page = int(request.args.get("per_page") or 30)
         return json_response({"tickets": list(self.tickets.values())[:per_page]})
+
+    TAG_QUERY = re.compile(r"^\"tag:'([^']+)'\"$")
+
+    def filter(self, request, body):
+        """Filter tickets: only the `"tag:'<tag>'"` query Thalian sends is understood."""
+        match = self.TAG_QUERY.match(request.args.get("query", ""))
+        if match is None:
+            return json_response(
+                {
+                    "description": "Validation failed",
+                    "errors": [{"field": "query", "message": "Invalid query", "code": "invalid_value"}],
+                },
+                400,
+            )
+        found = [t for t in self.tickets.values() if match.group(1) in (t.get("tags") or [])]
+        return json_response({"tickets": found, "total": len(found)})
 
     def create(self, request, body):
         body = body if isinstance(body, dict) else {}
@@ -536,6 +609,7 @@ class FakeZendesk(FakeVendor):
         self.email, self.api_token = email, api_token
         self.routes = [
             ("GET", re.compile(r"/api/v2/users/me\.json"), self.me),
+            ("GET", re.compile(r"/api/v2/tickets\.json"), self.list),
             ("POST", re.compile(r"/api/v2/tickets\.json"), self.create),
             ("GET", re.compile(r"/api/v2/tickets/(\d+)\.json"), self.get),
             ("PUT", re.compile(r"/api/v2/tickets/(\d+)\.json"), self.update),
@@ -564,6 +638,16 @@ class FakeZendesk(FakeVendor):
             "author_id": 1,
             "events": events,
         }
+
+    def list(self, request, body):
+        """List tickets, optionally only those with `external_id`."""
+        tickets = list(self.tickets.values())
+        if "external_id" in request.args:
+            tickets = [t for t in tickets if t.get("external_id") == request.args["external_id"]]
+        return json_response(
+            {"tickets": [self._ticket_json(t) for t in tickets], "next_page": None, "previous_page": None,
+             "count": len(tickets)}
+        )
 
     def me(self, request, body):
         return json_response({"user": {"id": 1, "name": "Thalian Bot", "email": self.email, "role": "agent"}})

@@ -308,3 +308,60 @@ def test_ticket_retry_schema_documents_the_whole_response():
     assert set(operation["responses"]) == {"202"}
     schema = _component(operation["responses"]["202"]["content"]["application/json"]["schema"]["$ref"])
     assert set(schema["properties"]) == set(schema["required"]) == {"item", "ticket_status", "ticket_error"}
+
+
+# Remediation queue ---------------------------------------------------------------------------------------
+
+QUEUE = "/api/v1/orgs/acme/remediation/"
+
+
+def test_remediation_queue_lists_the_owners_applications_most_urgent_first(revoked_item, decide, member, api_for, org):
+    from campaigns.models import ReviewItem
+    from tests.factories import ApplicationFactory
+    from thalian.tenancy import scope
+
+    mine = ApplicationFactory(organization=org, name="Payroll", owner_email="x@acme.test",
+                              remediation_owner_email="it@acme.test")
+    pending, flagged, other = (
+        revoked_item(application=mine), revoked_item(application=mine, email="flag@acme.test"), revoked_item()
+    )
+    decide([pending, flagged, other])
+    with scope(org):
+        ReviewItem.objects.filter(pk=flagged.pk).update(remediation_status="action_required")
+    owner = api_for(member("viewer", email="it@acme.test"))
+    body = owner.get(QUEUE).json()
+    assert [r["identity_email"] for r in body["results"]] == ["flag@acme.test", pending.identity_email]
+    assert body["count"] == 2 and body["counts"]["action_required"] == 1
+    first = body["results"][0]
+    assert (first["application_name"], first["remediation_status"], first["campaign"]["title"]) == (
+        "Payroll", "action_required", "Q1 access review")
+    only = owner.get(QUEUE, {"state": "action_required"}).json()
+    assert [r["id"] for r in only["results"]] == [flagged.pk] and only["counts"]["total"] == 2
+    staff = api_for(member("security_analyst")).get(QUEUE).json()
+    assert staff["count"] == 3
+
+
+def test_remediation_queue_unknown_state_is_400_naming_the_choices(member, api_for, org):
+    response = api_for(member("admin")).get(QUEUE, {"state": "gone"})
+    assert response.status_code == 400
+    assert "action_required" in response.json()["errors"]["state"][0]
+
+
+def test_remediation_queue_is_404_for_outsiders(outsider, api_for, org):
+    # Every role may open the queue (VIEW_REMEDIATION); what a role sees is scoped, tested above.
+    assert api_for(outsider).get(QUEUE).status_code == 404
+
+
+def test_remediation_queue_query_count_does_not_grow(revoked_item, decide, member, api_for):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    api = api_for(member("admin"))
+    decide([revoked_item()])
+    api.get(QUEUE)
+    with CaptureQueriesContext(connection) as small:
+        api.get(QUEUE)
+    decide([revoked_item() for _ in range(6)])
+    with CaptureQueriesContext(connection) as large:
+        assert len(api.get(QUEUE).json()["results"]) == 7
+    assert len(large) == len(small)

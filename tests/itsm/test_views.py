@@ -65,7 +65,10 @@ def test_test_connection_shows_the_result(admin, client_for, jira, connect):
     failed = client.post(_url("itsm_connection_test", connection.public_id), HTTP_HX_REQUEST="true")
 
     assert "Connection works: Connected as Thalian Bot; project OPS (Operations)." in ok.content.decode()
-    assert "Connection failed: HTTP 401: You are not authenticated" in failed.content.decode()
+    assert (
+        "Connection failed: Jira answered 401: check the e-mail and API token. "
+        "Details: HTTP 401: You are not authenticated" in failed.content.decode()
+    )
     assert "revoked" not in failed.content.decode()
     assert len(jira.calls("GET", r"/rest/api/2/myself")) == 2
 
@@ -172,6 +175,14 @@ def test_delete_connection(admin, client_for, jira, connect, org):
     assert response.status_code == 302
     with scope(org):
         assert not ItsmConnection.objects.exists()
+
+
+def test_connection_form_marks_each_vendor_field_with_the_kinds_that_use_it(admin, client_for):
+    body = client_for(admin).get(_url("itsm_connections")).content.decode()
+    assert '<div class="field" data-show-when="kind=jira,zendesk">\n  <label for="id_email">' in body
+    assert '<div class="field" data-show-when="kind=servicenow">\n  <label for="id_username">' in body
+    assert '<div class="field" data-show-when="kind=freshservice">\n  <label for="id_api_key">' in body
+    assert '<div class="field">\n  <label for="id_base_url">' in body
 
 
 @pytest.mark.parametrize(

@@ -161,3 +161,76 @@ def test_settings_api_404_for_outsider(org, outsider, api_for):
 def assert_nothing_logged(org):
     with scopes_disabled():
         assert not Notification.objects.filter(organization=org).exists()
+
+
+# A member's own notification preferences -----------------------------------------------------------------
+
+PREFS = "/api/v1/orgs/acme/me/notification-preferences/"
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.VIEWER, Role.ADMIN])
+def test_a_member_reads_and_changes_their_own_channels(org, member, api_for, role):
+    from notifications.models import NotificationPreference
+
+    me = member(role)
+    api = api_for(me)
+    body = api.get(PREFS).json()
+    assert (body["email"], body["slack"], body["teams"]) == (True, True, False)
+    assert "review_assigned" in body["mandatory_email_events"]
+    changed = api.patch(PREFS, {"slack": False, "teams": True}, format="json")
+    assert changed.status_code == 200
+    assert (changed.json()["email"], changed.json()["slack"], changed.json()["teams"]) == (True, False, True)
+    with scopes_disabled():
+        preference = NotificationPreference.objects.get(membership=me)
+    assert (preference.email, preference.slack, preference.teams) == (True, False, True)
+    # Someone else's choices are untouched and unseen.
+    other = member(Role.VIEWER, email="other@acme.test")
+    assert api_for(other).get(PREFS).json()["teams"] is False
+
+
+def test_bad_preference_input_is_400_and_changes_nothing(org, member, api_for):
+    from notifications.models import NotificationPreference
+
+    api = api_for(member(Role.REVIEWER))
+    assert api.patch(PREFS, {"pager": True}, format="json").json()["errors"] == {
+        "pager": ["not a channel; use email, slack or teams"]
+    }
+    assert "errors" in api.patch(PREFS, {"slack": "maybe"}, format="json").json()
+    with scopes_disabled():
+        assert not NotificationPreference.objects.exists()
+
+
+def test_preferences_api_is_404_for_outsiders(org, outsider, api_for):
+    api = api_for(outsider)
+    assert api.get(PREFS).status_code == 404
+    assert api.patch(PREFS, {"slack": False}, format="json").status_code == 404
+def test_a_reminder_whose_enqueue_was_lost_is_sent_by_the_next_press_and_by_the_sweep(
+    org, campaign, people, api_for, django_capture_on_commit_callbacks, settings
+):
+    """The broker was down when the reminder committed: the row waits `queued`. Pressing the button again the
+    same day sends it (the de-duplication key does not refuse it), and the retry sweep would have too."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from notifications.services import notifications_due_for_retry
+
+    api = api_for(people["admin"])
+    with django_capture_on_commit_callbacks(execute=False):  # the enqueue after commit never happens
+        api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+    with scope(org):
+        lost = Notification.objects.get(event=Event.REMINDER)
+    assert lost.status == "queued"
+    settings.CLAIM_STALE_SECONDS = 60
+    assert (org.pk, str(lost.pk)) not in notifications_due_for_retry()
+    later = timezone.now() + dt.timedelta(seconds=61)
+    assert (org.pk, str(lost.pk)) in notifications_due_for_retry(now=later)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+
+    assert response.json() == {"reminded": ["rita@acme.test"], "already_reminded_today": []}
+    with scope(org):
+        assert list(Notification.objects.filter(event=Event.REMINDER).values_list("status", flat=True)) == ["sent"]
+    again = api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+    assert again.json() == {"reminded": [], "already_reminded_today": ["rita@acme.test"]}

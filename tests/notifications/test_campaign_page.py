@@ -3,8 +3,8 @@
 import pytest
 
 from campaigns.models import CampaignStatus
+from campaigns.scheduling import NO_APPLICATIONS_MATCHED
 from notifications import services
-from notifications.scheduling import NO_APPLICATIONS_MATCHED
 from thalian.tenancy import scopes_disabled
 
 from ..factories import CampaignFactory

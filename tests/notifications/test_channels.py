@@ -110,6 +110,15 @@ def test_email_delivers_html_and_text_with_task_link_to_reviewer(smtp_server):
     assert "Open my tasks" in parts["text/html"]
 
 
+def test_email_with_a_line_break_in_its_title_is_delivered_with_a_one_line_subject(smtp_server):
+    handler, port = smtp_server()
+    message = Message("campaign_launched", "Access review assigned: Q3\r\nreview", "12 items", TASK_URL, "Open",
+                      "rita@acme.example")
+    with _smtp_settings(port):
+        EmailSender().send(message)
+    assert _parts(handler.envelopes[0].content)["subject"] == "Access review assigned: Q3 review"
+
+
 def test_email_escapes_markup_in_html_part(smtp_server):
     handler, port = smtp_server()
     message = Message(

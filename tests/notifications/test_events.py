@@ -26,7 +26,8 @@ def test_review_assigned_reaches_each_reviewer_by_email_and_slack_dm(
     assert len(rita) == 1
     assert rita[0]["subject"] == "Access review assigned: Q1 access review"
     assert "3 access items" in rita[0]["text/plain"]
-    assert f"http://127.0.0.1:8000/o/acme/reviews/?campaign={campaign.pk}" in rita[0]["text/plain"]
+    # "Review now" opens her own undecided items in this campaign.
+    assert f"http://127.0.0.1:8000/o/acme/campaigns/{campaign.pk}/items/?reviewer=me&decision=pending" in rita[0]["text/plain"]
     assert "Start review" in rita[0]["text/html"]
     assert "2 access items" in mailbox.to("sam@acme.test")[0]["text/plain"]
     assert len(mailbox.to("done@acme.test")) == 1  # assigned even though already decided since

@@ -3,10 +3,10 @@ import datetime as dt
 import pytest
 import time_machine
 
+from campaigns import scheduling
 from campaigns.models import Campaign, CampaignStatus, ReviewItem
-from notifications import scheduling
-from notifications.scheduling import ScheduleError, add_months, parse_recurrence, parse_schedule
-from notifications.tasks import launch_due_campaigns
+from campaigns.scheduling import ScheduleError, add_months, parse_recurrence, parse_schedule
+from campaigns.tasks import launch_due_campaigns
 from thalian.models import AuditEvent
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled

@@ -133,7 +133,7 @@ def test_wizard_schedules_a_recurring_campaign(org, admin, client_for):
         follow=True,
     )
     assert response.status_code == 200
-    assert "created as scheduled" in response.content.decode()
+    assert "is scheduled to launch on 2026-07-01" in response.content.decode()
     with scopes_disabled():
         campaign = Campaign.objects.get(title="Wizard quarterly")
     assert campaign.status == CampaignStatus.SCHEDULED

@@ -162,6 +162,19 @@ def test_failed_notifications_are_listed_for_admins(
     assert "rita@acme.test" in page
 
 
+@delivered
+def test_failed_notifications_of_a_campaign_are_flagged_on_its_page_for_the_admin_who_can_fix_them(
+    org, campaign, member, client_for, mailbox, slack, channels_configured
+):
+    slack.failure = (200, {"ok": False, "error": "users_not_found"}, {})
+    services.notify_reviewers_assigned(campaign=campaign)
+    page = client_for(member(Role.ADMIN)).get(f"/o/acme/campaigns/{campaign.pk}/").content.decode()
+    assert "of this campaign could not be delivered" in page
+    assert f'href="{SETTINGS_URL}"' in page and "users_not_found" in page
+    viewer_page = client_for(member(Role.VIEWER)).get(f"/o/acme/campaigns/{campaign.pk}/").content.decode()
+    assert "An admin can fix the channel" in viewer_page and f'href="{SETTINGS_URL}"' not in viewer_page
+
+
 def test_member_chooses_channels(org, member, client_for):
     reviewer = member(Role.REVIEWER)
     client = client_for(reviewer)

@@ -59,7 +59,7 @@ def test_lock_out_ends_when_the_window_passes(client, member):
     for attempt in range(5):
         _login(client, "viewer@acme.test", f"guess-{attempt}")
     assert THROTTLED in _login(client, "viewer@acme.test", "pw").content.decode()
-    cache.delete("login-fail:email:viewer@acme.test")  # what the expiry of the window does
+    cache.clear()  # what the expiry of the window does
     assert _login(client, "viewer@acme.test", "pw").status_code == 302
 
 
@@ -142,3 +142,70 @@ def test_reset_emails_to_one_address_are_limited_per_hour(client, member, mailou
         response = client.post(reverse("password_reset"), {"email": "viewer@acme.test"})
         assert response.status_code == 302 and response.url == reverse("password_reset_done")
     assert len(mailoutbox) == 3
+
+
+def _login_from(client, ip, email, password):
+    return client.post(reverse("login"), {"username": email, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_wrong_current_passwords_on_password_change_count_toward_the_lock_out(client_for, member, client):
+    viewer = member("viewer")
+    signed_in = client_for(viewer)
+    for attempt in range(4):
+        response = signed_in.post(
+            reverse("password_change"),
+            {"old_password": f"guess-{attempt}", "new_password1": "Sturdy-horse-42", "new_password2": "Sturdy-horse-42"},
+        )
+        assert "old password was entered incorrectly" in response.content.decode()
+    fifth = signed_in.post(
+        reverse("password_change"),
+        {"old_password": "guess-5", "new_password1": "Sturdy-horse-42", "new_password2": "Sturdy-horse-42"},
+    )
+    assert THROTTLED in fifth.content.decode()
+    right = signed_in.post(
+        reverse("password_change"),
+        {"old_password": "pw", "new_password1": "Sturdy-horse-42", "new_password2": "Sturdy-horse-42"},
+    )
+    assert right.status_code == 200 and THROTTLED in right.content.decode()
+    viewer.user.refresh_from_db()
+    assert viewer.user.check_password("pw")
+    # The same budget as sign-in: guessing on one form does not reset the other.
+    assert THROTTLED in _login(client, "viewer@acme.test", "pw").content.decode()
+    assert AuditEvent.objects.filter(action="password_changed").count() == 0
+
+
+def test_failing_on_purpose_from_other_ips_does_not_lock_out_a_known_address(client, member, settings):
+    from django.test import Client
+
+    member("viewer")
+    # The owner signed in from their office before.
+    office = Client()
+    assert _login_from(office, "198.51.100.7", "viewer@acme.test", "pw").status_code == 302
+    # Someone fails on purpose from many addresses.
+    for n in range(30):
+        _login_from(client, f"203.0.113.{n}", "viewer@acme.test", f"guess-{n}")
+    # The owner still signs in from the office at once.
+    assert _login_from(Client(), "198.51.100.7", "viewer@acme.test", "pw").status_code == 302
+
+
+def test_guessing_from_many_ips_is_slowed_by_a_growing_delay(client, member, settings, time_machine):
+    from thalian.auth import login_wait_seconds
+
+    member("viewer")
+    time_machine.move_to("2026-06-01 12:00:00", tick=False)
+    clock = time_machine
+    for n in range(settings.LOGIN_FAILURE_LIMIT):
+        _login_from(client, f"203.0.113.{n}", "viewer@acme.test", f"guess-{n}")
+    waits = []
+    for n in range(4):
+        wait = login_wait_seconds("viewer@acme.test", "192.0.2.50")
+        waits.append(wait)
+        refused = _login_from(client, f"198.18.0.{n}", "viewer@acme.test", "pw")  # even the right password
+        assert refused.status_code == 200 and THROTTLED in refused.content.decode()
+        clock.shift(wait)
+        _login_from(client, f"198.18.1.{n}", "viewer@acme.test", f"again-{n}")
+    assert waits == [1, 2, 4, 8]
+    settings.LOGIN_FAILURE_MAX_DELAY_SECONDS = 5
+    assert login_wait_seconds("viewer@acme.test", "192.0.2.50") == 5
+    clock.shift(5)
+    assert _login_from(client, "192.0.2.50", "viewer@acme.test", "pw").status_code == 302

@@ -265,3 +265,23 @@ def test_invitation_is_delivered_over_smtp_and_its_link_works(client_for, member
     client.logout()
     client.post(link, {"password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9"})
     assert Membership.objects.get(user__email="smtp.person@example.test", organization=org).role == Role.REVIEWER
+
+
+def test_removing_a_campaigns_fallback_reviewer_names_the_campaigns_and_keeps_the_member(
+    org, client_for, api_for, member
+):
+    from tests.factories import CampaignFactory
+
+    admin, fallback = member(Role.ADMIN), member(Role.SECURITY_ANALYST, email="fallback@acme.test")
+    CampaignFactory(organization=org, title="Q3 access review", fallback_reviewer=fallback)
+    CampaignFactory(organization=org, title="Vendor access", fallback_reviewer=fallback)
+    client = client_for(admin)
+    response = client.post(reverse("member_remove", args=["acme", fallback.pk]), follow=True)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "fallback reviewer of 2 campaigns" in page and "Q3 access review" in page and "Vendor access" in page
+    response = api_for(admin).delete(f"/api/v1/orgs/acme/members/{fallback.pk}/")
+    assert response.status_code == 409
+    assert response.json()["campaigns"] == ["Q3 access review", "Vendor access"]
+    assert "choose another fallback reviewer" in response.json()["detail"]
+    assert Membership.objects.filter(pk=fallback.pk).exists()

@@ -116,3 +116,44 @@ def test_production_cookies_are_secure(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.stdout.split() == ["True", "True", "True", "True"], result.stderr
+
+
+def _nul_lists(campaign_id) -> list[str]:
+    lists = ["inventory/identities/", "inventory/applications/", "inventory/entitlements/",
+             f"campaigns/{campaign_id}/items/"]
+    api = ["identities/", "applications/", "entitlements/", f"campaigns/{campaign_id}/items/"]
+    return [f"/o/acme/{p}" for p in lists] + [f"/api/v1/orgs/acme/{p}" for p in api]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["admin", "viewer", "reviewer"])
+@pytest.mark.parametrize("param", ["search", "q", "department", "application", "decision"])
+def test_a_nul_character_in_any_filter_answers_400_never_500(member, client_for, api_for, role, param):
+    from tests.campaigns.review_support import active_campaign
+
+    membership = member(role)
+    campaign = active_campaign(membership.organization, title="Q3 review")
+    client, api = client_for(membership), api_for(membership)
+    client.raise_request_exception = api.raise_request_exception = False
+    for path in _nul_lists(campaign.pk):
+        response = (api if path.startswith("/api/") else client).get(path, {param: "ab\x00c"})
+        assert response.status_code == 400, (path, response.status_code)
+        assert "NUL character" in response.content.decode(), path
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_form_field_or_json_body_answers_400_and_changes_nothing(member, client_for, api_for):
+    from thalian.models import ApiToken
+    from thalian.tenancy import scopes_disabled
+
+    admin = member("admin")
+    response = client_for(admin).post(
+        "/o/acme/settings/tokens/", "name=ci%00token", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 400 and b"form field &#x27;name&#x27; contains a NUL character" in response.content
+    response = api_for(admin).post("/api/v1/orgs/acme/tokens/", {"name": "ci\u0000token"}, format="json")
+    assert response.status_code == 400 and "NUL character" in response.json()["detail"]
+    response = client_for(admin).post("/o/acme/settings/tokens/", {"name": "ci\x00token"})  # multipart
+    assert response.status_code == 400 and b"form field &#x27;name&#x27; contains a NUL" in response.content
+    with scopes_disabled():
+        assert ApiToken.objects.count() == 1  # the one api_for made

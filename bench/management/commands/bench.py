@@ -2,19 +2,20 @@
 same run, and print figures and ratios. Benchmarks need PostgreSQL (DATABASE_URL); they create their own
 organizations (slug prefix `bench-`) and remove them afterwards."""
 
-import importlib
 import inspect
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from bench import evidence, inventory, itsm, review, snapshot
+
 AREAS = {
-    "inventory": "bench.inventory",
-    "snapshot": "bench.snapshot",
-    "review": "bench.review",
-    "evidence": "bench.evidence",
-    "itsm": "bench.itsm",
+    "inventory": inventory,
+    "snapshot": snapshot,
+    "review": review,
+    "evidence": evidence,
+    "itsm": itsm,
 }
 
 
@@ -32,8 +33,8 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown benchmark area(s): {', '.join(sorted(unknown))}; choose from {', '.join(AREAS)}")
         for area in areas or AREAS:
-            module = importlib.import_module(AREAS[area])
-            self.stdout.write(f"== {area} ({AREAS[area]})")
+            module = AREAS[area]
+            self.stdout.write(f"== {area} ({module.__name__})")
             started = time.perf_counter()
             kwargs = {"rows": rows} if "rows" in inspect.signature(module.run).parameters else {}
             module.run(self.stdout, **kwargs)

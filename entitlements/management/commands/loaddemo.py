@@ -4,6 +4,8 @@ from django.db import transaction
 from thalian.permissions import Role
 from thalian.services import member_ensure, organization_ensure
 
+from ...demo import demo_inventory_load
+
 DEMO_ORGS = [("acme", "Acme Corporation", "pro"), ("globex", "Globex", "pro"), ("initech", "Initech", "free")]
 DEMO_ROLE_EMAILS = {
     Role.SUPER_ADMIN: "superadmin",
@@ -29,10 +31,6 @@ class Command(BaseCommand):
                 for role, local in DEMO_ROLE_EMAILS.items():
                     member_ensure(organization=org, email=f"{local}@{slug}.test", role=role, password=password)
             self.stdout.write(f"{slug}: members ready ({', '.join(f'{v}@{slug}.test' for v in DEMO_ROLE_EMAILS.values())})")
-            try:
-                from entitlements.demo import demo_inventory_load
-            except ImportError:
-                continue
             if slug != "initech":
                 summary = demo_inventory_load(organization=org, scale=scale)
                 self.stdout.write(f"{slug}: inventory {summary}")

@@ -1,0 +1,68 @@
+"""What the notifications area does when other areas publish events (registered in NotificationsConfig.ready()).
+
+Each receiver hands the event to the notification fan-out, whose de-duplication keys make a second run of the
+same event send nothing new."""
+
+from __future__ import annotations
+
+from thalian import events
+
+from . import services
+from .models import Event
+
+
+def reviewers_assigned(event: events.CampaignLaunched) -> None:
+    services.notify_event(
+        organization_id=event.organization_id, event=Event.REVIEW_ASSIGNED, campaign_id=event.campaign_id
+    )
+
+
+def campaign_cancelled(event: events.CampaignCancelled) -> None:
+    services.notify_event(
+        organization_id=event.organization_id, event=Event.CAMPAIGN_CANCELLED, campaign_id=event.campaign_id
+    )
+
+
+def campaign_completed(event: events.CampaignCompleted) -> None:
+    services.notify_event(
+        organization_id=event.organization_id, event=Event.CAMPAIGN_COMPLETED, campaign_id=event.campaign_id
+    )
+    services.notify_review_ended(organization_id=event.organization_id, campaign_id=event.campaign_id)
+
+
+def campaign_remediating(event: events.CampaignRemediating) -> None:
+    """Remediation owners hear what to remove; the creator hears about flagged reviewers."""
+    services.notify_review_ended(organization_id=event.organization_id, campaign_id=event.campaign_id)
+
+
+def items_reassigned(event: events.ItemsReassigned) -> None:
+    services.notify_items_reassigned(campaign_id=event.campaign_id, reviewer_id=event.reviewer_id, count=event.count)
+
+
+def ticket_failed(event: events.TicketFailed) -> None:
+    services.notify_ticket_failed(
+        ticket_id=event.ticket_id,
+        organization_id=event.organization_id,
+        campaign_id=event.campaign_id,
+        application=event.application,
+        identity=event.identity,
+        error=event.error,
+        url=event.url,
+        attempt=event.attempt,
+    )
+
+
+def remediation_outcome(event: events.RemediationOutcome) -> None:
+    services.notify_remediation_outcome(
+        campaign_id=event.campaign_id, outcome=event.outcome, counts={label: n for label, n in event.counts}
+    )
+
+
+def register() -> None:
+    events.register(events.CampaignLaunched, "notifications.reviewers_assigned", reviewers_assigned)
+    events.register(events.CampaignCancelled, "notifications.campaign_cancelled", campaign_cancelled)
+    events.register(events.CampaignCompleted, "notifications.campaign_completed", campaign_completed)
+    events.register(events.CampaignRemediating, "notifications.campaign_remediating", campaign_remediating)
+    events.register(events.ItemsReassigned, "notifications.items_reassigned", items_reassigned)
+    events.register(events.TicketFailed, "notifications.ticket_failed", ticket_failed)
+    events.register(events.RemediationOutcome, "notifications.remediation_outcome", remediation_outcome)
