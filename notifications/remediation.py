@@ -15,7 +15,7 @@ from thalian.audit import audit_record
 from thalian.models import Membership
 
 from . import selectors
-from .models import Event
+from .models import Event, Notification
 from .services import (
     NotificationError,
     Recipient,
@@ -146,6 +146,13 @@ def decision_quality_flags_notify(*, campaign: Campaign) -> int:
         return 0
     reported = 0
     for row in flagged:
+        subject = f"{campaign.pk}:{row.reviewer_email.lower()}"
+        # Once per reviewer: a notice already written (sent or still queued) means this reviewer was reported.
+        if Notification.objects.filter(
+            campaign=campaign, event=Event.DECISION_QUALITY_FLAGGED,
+            dedupe_key__startswith=f"{Event.DECISION_QUALITY_FLAGGED}|{subject}|",
+        ).exists():
+            continue
         fan = notifications_create(
             organization_id=campaign.organization_id,
             event=Event.DECISION_QUALITY_FLAGGED,
@@ -154,7 +161,7 @@ def decision_quality_flags_notify(*, campaign: Campaign) -> int:
                 Recipient(m, details={"reviewer": row.reviewer_email, "flags": [f.message for f in row.flags]})
                 for m in creators
             ],
-            subject=f"{campaign.pk}:{row.reviewer_email.lower()}",
+            subject=subject,
         )
         if fan.created:
             reported += 1

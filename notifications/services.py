@@ -306,9 +306,15 @@ def notifications_create(
     subject: str = "",
     to_org_channels: bool = False,
     details: dict | None = None,
+    resend_queued: bool = False,
 ) -> FanOut:
     """Write one log row per recipient and channel (skipping rows whose dedupe key exists) and enqueue
-    their delivery after commit. Content is fixed when the row is written: the log shows what was sent."""
+    their delivery after commit. Content is fixed when the row is written: the log shows what was sent.
+
+    `resend_queued` (a person asking again): a row with the same key still queued longer than
+    CLAIM_STALE_SECONDS, never attempted, is sent now rather than refused, since its enqueue was lost (broker
+    down at commit); the delivery claim makes a second message for it harmless. A fresher queued row counts as
+    sent: it is on its way, and the retry sweep sends it after that time if its message was lost."""
     config = selectors.notification_settings_for(organization_id=organization_id)
     preferences = selectors.preferences_for(membership_ids=[r.membership.pk for r in recipients])
     subject = subject or (str(campaign.pk) if campaign else "")
@@ -343,10 +349,18 @@ def notifications_create(
     if not rows:
         return FanOut(created=[], duplicates=[])
     keys = [row.dedupe_key for row in rows]
-    existing = dict(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", "status"))
-    # A row still queued was never attempted: its enqueue may have been lost (broker down at commit). It is
-    # sent now instead of being refused as a duplicate; the delivery claim makes a second message harmless.
-    sent_or_sending = {key for key, status in existing.items() if status != Status.QUEUED}
+    existing = {
+        key: (status, created_at)
+        for key, status, created_at in Notification.objects.filter(dedupe_key__in=keys).values_list(
+            "dedupe_key", "status", "created_at"
+        )
+    }
+    lost_before = timezone.now() - claims.stale_after()
+    sent_or_sending = {
+        key
+        for key, (status, created_at) in existing.items()
+        if not (resend_queued and status == Status.QUEUED and created_at < lost_before)
+    }
     # The unique (organization, dedupe_key) constraint is the real guard when two ticks race past `existing`.
     Notification.objects.bulk_create(
         [r for r in rows if r.dedupe_key not in existing], ignore_conflicts=True, batch_size=1000
@@ -863,7 +877,7 @@ def manual_reminder_create(
     day = timezone.localdate(now or timezone.now()).isoformat()
     fan = notifications_create(
         organization_id=campaign.organization_id, event=event, campaign=campaign, recipients=recipients,
-        period=f"manual-{day}",
+        period=f"manual-{day}", resend_queued=True,
     )
     reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
     return reminded, sorted(set(fan.duplicates) - set(reminded))

@@ -19,7 +19,15 @@ from entitlements.models import ScimConnector, SyncRun, SyncRunApplication, Sync
 from evidence.models import EvidencePackage
 from itsm.models import ItsmConnection, Ticket
 from sso.models import IdentityProvider, VerifiedDomain
-from thalian.models import ApiToken, Invitation, Membership, Organization, hash_token, new_raw_token
+from thalian.models import (
+    ApiToken,
+    Invitation,
+    Membership,
+    Organization,
+    OutboxEvent,
+    hash_token,
+    new_raw_token,
+)
 from thalian.permissions import Role
 from thalian.tenancy import scopes_disabled
 
@@ -68,6 +76,8 @@ class World:
             ("providers", "public_id"): "sso_provider",
             ("new", "protocol"): "sso_protocol",
             ("domains", "pk"): "sso_domain",
+            ("events", "event_id"): "outbox_event",
+            ("outbox", "event_id"): "outbox_event",
         }
         key = by_owner.get((owner, name))
         return self.ids.get(key) if key else None
@@ -159,6 +169,8 @@ def build_world(organization: Organization) -> World:
             client_id="thalian", client_secret="sso-secret",
         )
         domain = VerifiedDomain.objects.create(organization=organization, domain=f"{slug}.example.com")
+        event = OutboxEvent.objects.create(organization=organization, name="campaign.launched",
+                                           payload={"campaign_id": str(campaign.pk)}, state="failed", attempts=8)
     world = World(organization, admin, viewer, reviewer, admin_raw, viewer_raw,
                   super_admin=members[Role.SUPER_ADMIN], super_admin_token=super_raw)
     world.ids = {
@@ -178,6 +190,7 @@ def build_world(organization: Organization) -> World:
         "sso_provider": provider.public_id,
         "sso_protocol": "oidc",
         "sso_domain": domain.pk,
+        "outbox_event": event.pk,
         "uuid": uuid.uuid4(),
     }
     return world

@@ -12,6 +12,25 @@ from django.core.exceptions import PermissionDenied
 
 from .audit import client_ip
 
+# Apps that may forbid passwords for an address (single sign-on enforced for its domain) register a check here in
+# their AppConfig.ready(): the platform core cannot import them. A check returns why a password is refused for
+# that e-mail address, or None.
+_password_refusals: list = []
+
+
+def password_refusal_register(check) -> None:
+    if check not in _password_refusals:
+        _password_refusals.append(check)
+
+
+def password_refusal(email: str) -> str | None:
+    """Why this address may not sign in, or start an account, with a password; None when it may."""
+    for check in _password_refusals:
+        reason = check(email)
+        if reason:
+            return reason
+    return None
+
 
 class LoginThrottled(PermissionDenied):
     pass

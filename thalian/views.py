@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import outbox, selectors, services
 from .access import org_view, user_memberships
+from .auth import password_refusal
 from .forms import (
     AcceptInvitationForm,
     AuditFilterForm,
@@ -232,7 +233,14 @@ def invitation_accept(request, token: str):
     form = None
     if user is None and not existing:
         form = AcceptInvitationForm(request.POST or None, email=invitation.email)
-    if request.method == "POST":
+    # Single sign-on enforced for this address: the account is made by signing in through the identity provider,
+    # never with a password chosen here.
+    refusal = password_refusal(invitation.email) if form is not None else None
+    if refusal:
+        form = None
+    if request.method == "POST" and refusal:
+        messages.error(request, refusal)
+    elif request.method == "POST":
         if user is not None and user.email.lower() != invitation.email:
             messages.error(request, f"This invitation is for {invitation.email}; sign out first to accept it.")
         elif user is not None or (form is not None and form.is_valid()):
@@ -251,7 +259,8 @@ def invitation_accept(request, token: str):
                     auth_login(request, membership.user, backend="thalian.auth.ThrottledEmailBackend")
                 messages.success(request, f"Welcome to {membership.organization.name}.")
                 return redirect("org_dashboard", org_slug=membership.organization.slug)
-    context.update({"form": form, "existing": existing, "login_url": f"{reverse('login')}?next={request.path}"})
+    context.update({"form": form, "existing": existing, "sso_refusal": refusal,
+                    "login_url": f"{reverse('login')}?next={request.path}"})
     return render(request, "thalian/invitation_accept.html", context, status=400 if request.method == "POST" else 200)
 
 

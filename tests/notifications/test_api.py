@@ -207,8 +207,9 @@ def test_preferences_api_is_404_for_outsiders(org, outsider, api_for):
 def test_a_reminder_whose_enqueue_was_lost_is_sent_by_the_next_press_and_by_the_sweep(
     org, campaign, people, api_for, django_capture_on_commit_callbacks, settings
 ):
-    """The broker was down when the reminder committed: the row waits `queued`. Pressing the button again the
-    same day sends it (the de-duplication key does not refuse it), and the retry sweep would have too."""
+    """The broker was down when the reminder committed: the row waits `queued`. Once it is older than the
+    claim threshold, the retry sweep sends it and pressing the button again the same day sends it too (the
+    de-duplication key does not refuse it)."""
     import datetime as dt
 
     from django.utils import timezone
@@ -226,6 +227,10 @@ def test_a_reminder_whose_enqueue_was_lost_is_sent_by_the_next_press_and_by_the_
     later = timezone.now() + dt.timedelta(seconds=61)
     assert (org.pk, str(lost.pk)) in notifications_due_for_retry(now=later)
 
+    fresh = api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
+    assert fresh.json() == {"reminded": [], "already_reminded_today": ["rita@acme.test"]}  # on its way
+    with scope(org):
+        Notification.objects.filter(pk=lost.pk).update(created_at=timezone.now() - dt.timedelta(seconds=61))
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(_url(campaign), {"reviewer": "rita@acme.test"}, format="json")
 

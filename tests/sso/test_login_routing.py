@@ -183,3 +183,23 @@ def test_a_disabled_provider_is_not_offered(client, org, oidc_provider):
     response = client.post("/accounts/login/", {"username": "alice@example.com", "password": ""})
     assert response.status_code == 200 and "Enter your password." in response.content.decode()
     assert client.get(f"/sso/oidc/{oidc_provider.public_id}/start/").status_code == 404
+
+
+def test_enforced_sso_refuses_creating_a_password_account_from_an_invitation(client, org, member, oidc_provider):
+    from thalian.services import invitation_create
+
+    make_domain(org)
+    admin = member("admin", email="admin@example.com")
+    with scopes_disabled():
+        _, raw = invitation_create(actor=admin, email="newcomer@example.com", role=Role.REVIEWER)
+    _enforce(org)
+    url = f"/invitations/{raw}/"
+    page = client.get(url)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "requires single sign-on" in body and "Sign in with single sign-on to accept" in body
+    assert 'name="password1"' not in body
+    response = client.post(url, {"name": "New", "password1": "a-long-Passw0rd!", "password2": "a-long-Passw0rd!"})
+    assert "requires single sign-on" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert not User.objects.filter(email="newcomer@example.com").exists()

@@ -25,13 +25,14 @@ from campaigns import decisions
 from campaigns import services as campaign_services
 from campaigns.exceptions import exception_renewals_gather
 from campaigns.models import Campaign, ReviewItem
+from campaigns.remediation import review_item_confirm_removed
 from entitlements.models import Application, Identity, SyncRun
 from entitlements.services import inventory_import
 from itsm.models import ItsmConnection, Ticket
 from notifications.models import Event, Notification
 from sso.models import IdentityProvider, VerifiedDomain
 from thalian.audit import audit_record
-from thalian.models import ApiToken, AuditEvent, Invitation, Membership
+from thalian.models import ApiToken, AuditEvent, Invitation, Membership, OutboxEvent
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled
 
@@ -128,8 +129,10 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
     closed = launched(title="Q1 review", default_outcome="recommendation")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
         campaign_services.campaign_close(campaign=closed, actor=admin)
-    # Closed with revokes, the campaign above waits in remediating; closed with every item approved, this one
-    # completes.
+        revoked = ReviewItem.objects.filter(campaign=closed, decision="revoke").order_by("id").first()
+        review_item_confirm_removed(item=revoked, actor=admin, comment="Deleted in the admin console")
+    # Closed with revokes, the campaign above waits in remediating (one removal confirmed by hand); closed with
+    # every item approved, this one completes.
     completed = launched(title="Q4 review", default_outcome="approve")
     with scope(org), django_capture_on_commit_callbacks(execute=True):
         campaign_services.campaign_close(campaign=completed, actor=admin)
@@ -191,7 +194,7 @@ def _values(world, name: str, param: str) -> list[str]:
             return [str(c.pk) for c in campaigns]
         if param == "item_id":
             items = ReviewItem.objects.filter(campaign=campaigns[0]).exclude(decision="").order_by("id")[:3]
-            renewal = ReviewItem.objects.filter(campaign=campaigns[4]).order_by("id")[:1]
+            renewal = ReviewItem.objects.filter(campaign=campaigns[-1]).order_by("id")[:1]  # the renewals
             return [str(i.pk) for i in [*items, *renewal]]
         if param == "package_id":
             return [str(p) for p in campaigns[0].evidence_packages.values_list("id", flat=True)[:1]] or [
@@ -199,6 +202,9 @@ def _values(world, name: str, param: str) -> list[str]:
             ]
         if param == "ticket_id":
             return [str(t) for t in Ticket.objects.values_list("id", flat=True)]
+        if param == "event_id":
+            return [str(e) for e in OutboxEvent.objects.filter(organization__slug="acme")
+                    .values_list("pk", flat=True)[:1]] or ["1"]
         if param == "protocol":
             return ["oidc", "saml", "ldap"]
         if param == "public_id":

@@ -75,9 +75,8 @@ def test_campaign_page_flags_undelivered_notifications_for_the_admin(browser_pag
     link.focus()
     assert page.evaluate("document.activeElement.textContent") == "Settings → Notifications"
     assert_accessible(page)
-    # The campaign page's own layout at 390 px belongs to the responsive-layout work; the panel is shot here.
     panel = page.locator("section", has=page.get_by_role("heading", name="Notifications", exact=True))
-    _shots(page, "campaign-undelivered-notifications", element=panel, reflow=False)
+    _shots(page, "campaign-undelivered-notifications", element=panel)
     page.set_viewport_size({"width": 1366, "height": 768})
     with page.expect_navigation():
         page.keyboard.press("Enter")

@@ -16,6 +16,7 @@ NOT_ORGANIZATION_SCOPED = {
     "": "home: sends a signed-in person to their own organization",
     "healthz": "health check: database and broker reachability only",
     "favicon.ico": "static redirect",
+    "metrics": "operations metrics for the operator's monitoring, behind METRICS_TOKEN: no organization's data",
     "accounts/login/": "sign-in",
     "accounts/logout/": "sign-out",
     "accounts/two-factor/": "the caller's own second factor",
