@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
-from . import decision_quality, remediation, selectors, services
+from . import decision_quality, guests, remediation, selectors, services
 from .models import Campaign, CampaignStatus, DefaultOutcome, RemediationOwnerSource, ReviewerStrategy
 from .scheduling import CampaignNotDeletable, ScheduleError, campaign_delete, schedule_clean
 
@@ -463,8 +463,8 @@ class CampaignProgressAPI(CampaignBaseAPI):
     def get(self, request, org_slug, campaign_id):
         campaign = self.get_campaign(campaign_id, Perm.VIEW_ALL_CAMPAIGNS)
         by_reviewer = [
-            {k: row[k] for k in ("reviewer_email", "total", "decided", "pending", "approve", "revoke", "exception",
-                                 "signed_off", "last_decided_at")}
+            {k: row[k] for k in ("reviewer_email", "reviewer_kind", "total", "decided", "pending", "approve",
+                                 "revoke", "exception", "signed_off", "last_decided_at")}
             for row in selectors.campaign_progress_by_reviewer(campaign=campaign)
         ]
         by_application = [
@@ -477,6 +477,63 @@ class CampaignProgressAPI(CampaignBaseAPI):
             "by_application": by_application,
             "by_reviewer": by_reviewer,
         })
+
+
+class GuestReviewerSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.CharField()
+    status = serializers.SerializerMethodField(help_text="active, revoked, expired or not_sent.")
+    items = serializers.IntegerField(source="total")
+    decided = serializers.IntegerField()
+    signed_off = serializers.IntegerField()
+    link_sent_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+    def get_status(self, guest) -> str:
+        return guests.guest_status(guest)
+
+
+class CampaignGuestListAPI(CampaignBaseAPI):
+    """Guest reviewers: people from the inventory who are not members and review through a personal link."""
+
+    required_perms = {"GET": Perm.VIEW_ALL_CAMPAIGNS}
+
+    @extend_schema(operation_id="campaigns_guests_list", responses=GuestReviewerSerializer(many=True))
+    def get(self, request, org_slug, campaign_id):
+        campaign = self.get_campaign(campaign_id, Perm.VIEW_ALL_CAMPAIGNS)
+        return Response(GuestReviewerSerializer(selectors.campaign_guests(campaign=campaign), many=True).data)
+
+
+class CampaignGuestActionAPI(CampaignBaseAPI):
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+
+    def act(self, request, campaign_id, guest_id, action) -> Response:
+        campaign = self.get_campaign(campaign_id, Perm.MANAGE_CAMPAIGNS)
+        guest = selectors.campaign_guest_access(campaign=campaign, guest_id=guest_id)
+        try:
+            action(guest=guest, actor=request.membership, request=request)
+        except guests.GuestAdminError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        row = next(g for g in selectors.campaign_guests(campaign=campaign) if g.pk == guest.pk)
+        return Response(GuestReviewerSerializer(row).data)
+
+
+class CampaignGuestRevokeAPI(CampaignGuestActionAPI):
+    @extend_schema(operation_id="campaigns_guests_revoke", request=None,
+                   responses={200: GuestReviewerSerializer, 400: ERROR_RESPONSE},
+                   description="Revoke a guest reviewer's link: it stops working at once.")
+    def post(self, request, org_slug, campaign_id, guest_id):
+        return self.act(request, campaign_id, guest_id, guests.guest_revoke)
+
+
+class CampaignGuestResendAPI(CampaignGuestActionAPI):
+    @extend_schema(operation_id="campaigns_guests_resend", request=None,
+                   responses={200: GuestReviewerSerializer, 400: ERROR_RESPONSE},
+                   description="E-mail a new link; the previous one stops working and a revoked guest is restored.")
+    def post(self, request, org_slug, campaign_id, guest_id):
+        return self.act(request, campaign_id, guest_id, guests.guest_resend)
 
 
 class ConfirmRemovedSerializer(serializers.Serializer):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, exception_views, review_api
+from . import api, delegation_api, exception_views, reassign_api, review_api
 
 urlpatterns = [
     path("campaigns/", api.CampaignListAPI.as_view(), name="api_campaign_list"),
@@ -21,6 +21,19 @@ urlpatterns = [
         api.ItemConfirmRemovedAPI.as_view(),
         name="api_item_confirm_removed",
     ),
+    path("campaigns/<uuid:campaign_id>/guests/", api.CampaignGuestListAPI.as_view(), name="api_campaign_guests"),
+    path(
+        "campaigns/<uuid:campaign_id>/guests/<int:guest_id>/revoke/",
+        api.CampaignGuestRevokeAPI.as_view(),
+        name="api_campaign_guest_revoke",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/guests/<int:guest_id>/resend/",
+        api.CampaignGuestResendAPI.as_view(),
+        name="api_campaign_guest_resend",
+    ),
+    path("me/delegates/", delegation_api.MyDelegatesAPI.as_view(), name="api_my_delegates"),
+    path("me/delegates/<int:delegation_id>/", delegation_api.MyDelegateDetailAPI.as_view(), name="api_my_delegate"),
     path("my-reviews/", review_api.MyReviewsAPI.as_view(), name="api-my-reviews"),
     path("exceptions/", exception_views.ExceptionListAPI.as_view(), name="api_exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_api.ItemListAPI.as_view(), name="api-review-items"),
@@ -34,6 +47,16 @@ urlpatterns = [
     ),
     path(
         "campaigns/<uuid:campaign_id>/bulk-decision/", review_api.BulkDecisionAPI.as_view(), name="api-review-bulk"
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/items/<int:item_id>/reassign/",
+        reassign_api.ItemReassignAPI.as_view(),
+        name="api-review-item-reassign",
+    ),
+    path(
+        "campaigns/<uuid:campaign_id>/items/reassign/",
+        reassign_api.BulkReassignAPI.as_view(),
+        name="api-review-items-reassign",
     ),
     path("campaigns/<uuid:campaign_id>/sign-off/", review_api.SignOffAPI.as_view(), name="api-review-sign-off"),
 ]

@@ -26,7 +26,15 @@ from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
 
 from .hashchain import GENESIS_HASH, canonical_json, decision_hash, decision_hash_payload
-from .models import Campaign, CampaignStatus, Decision, DecisionEvent, DefaultOutcome, ReviewItem
+from .models import (
+    Campaign,
+    CampaignStatus,
+    Decision,
+    DecisionEvent,
+    DefaultOutcome,
+    GuestReviewer,
+    ReviewItem,
+)
 
 # The fields each DecisionEvent's hash covers, in the form ``decision_hash`` receives them. Every one of them
 # is a column of DecisionEvent, so the chain can be recomputed from the table alone.
@@ -114,22 +122,46 @@ def _require_decidable_campaign(campaign: Campaign) -> None:
         )
 
 
-def membership_can_decide_any(membership: Membership) -> bool:
-    return has_perm(membership.role, Perm.DECIDE_ANY)
+# Who decides: a member, or a guest reviewer (a GuestReviewer, deciding only the items assigned to them).
+Reviewer = Membership | GuestReviewer
 
 
-def _require_can_decide(membership: Membership) -> None:
+def actor_email(actor: Reviewer) -> str:
+    return (actor.email if isinstance(actor, GuestReviewer) else actor.user.email or "").strip()
+
+
+def assigned_q(actor: Reviewer) -> Q:
+    """The items assigned to this reviewer."""
+    return Q(guest_id=actor.pk) if isinstance(actor, GuestReviewer) else Q(reviewer_id=actor.pk)
+
+
+def is_assigned(item: ReviewItem, actor: Reviewer) -> bool:
+    return item.guest_id == actor.pk if isinstance(actor, GuestReviewer) else item.reviewer_id == actor.pk
+
+
+def membership_can_decide_any(membership: Reviewer) -> bool:
+    return not isinstance(membership, GuestReviewer) and has_perm(membership.role, Perm.DECIDE_ANY)
+
+
+def _require_can_decide(membership: Reviewer) -> None:
+    if isinstance(membership, GuestReviewer):
+        return
     if not has_perm(membership.role, Perm.DECIDE_ASSIGNED):
         raise PermissionDenied(f"Your role ({membership.role}) does not allow deciding review items.")
 
 
-def is_own_access(item: ReviewItem, membership: Membership) -> bool:
-    """Whether the item's identity is the member themselves (e-mails compared case-insensitively)."""
-    return (item.identity_email or "").strip().lower() == (membership.user.email or "").strip().lower()
+def is_own_access(item: ReviewItem, membership: Reviewer) -> bool:
+    """Whether the item's identity is the reviewer themselves (e-mails compared case-insensitively)."""
+    return (item.identity_email or "").strip().lower() == actor_email(membership).lower()
 
 
-def _own_access_q(membership: Membership) -> Q:
-    return Q(identity_email__iexact=(membership.user.email or "").strip())
+def _own_access_q(membership: Reviewer) -> Q:
+    return Q(identity_email__iexact=actor_email(membership))
+
+
+def _audit_actor(actor: Reviewer) -> dict:
+    """audit_record arguments naming the actor (a guest has no user account)."""
+    return {"actor": actor.user, "actor_email": actor_email(actor)}
 
 
 def self_review_message(item: ReviewItem) -> str:
@@ -199,7 +231,7 @@ class _EventTemplate:
             reason=reason,
             comment=comment,
             actor_id=actor.user_id,
-            actor_email=actor.user.email,
+            actor_email=actor_email(actor),
             actor_role=actor.role,
             kind=kind,
             created_at=timezone.now(),
@@ -436,7 +468,7 @@ def review_item_decide(
         )
         # Locked after the campaign, re-read so a concurrent writer's change is seen and never overwritten.
         locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
-        if not membership_can_decide_any(actor) and locked.reviewer_id != actor.pk:
+        if not membership_can_decide_any(actor) and not is_assigned(locked, actor):
             raise PermissionDenied("This item is assigned to another reviewer.")
         if is_own_access(locked, actor):
             raise PermissionDenied(self_review_message(locked))
@@ -465,7 +497,7 @@ def review_item_decide(
         audit_record(
             action="campaign_decision",
             organization_id=campaign.organization_id,
-            actor=actor.user,
+            **_audit_actor(actor),
             request=request,
             target=locked,
             details={
@@ -530,7 +562,7 @@ def guards_recommended_revoke(decision: str, include_recommended_revoke: bool) -
 def _decidable(campaign: Campaign, actor: Membership, items: QuerySet) -> QuerySet:
     items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
     if not membership_can_decide_any(actor):
-        items = items.filter(reviewer_id=actor.pk)
+        items = items.filter(assigned_q(actor))
     return items
 
 
@@ -628,7 +660,7 @@ def decisions_bulk_apply(
         audit_record(
             action="campaign_bulk_decision",
             organization_id=campaign.organization_id,
-            actor=actor.user,
+            **_audit_actor(actor),
             request=request,
             target=campaign,
             details={
@@ -719,10 +751,8 @@ class ReviewerProgress:
         return self.total > 0 and self.signed_off == self.total
 
 
-def reviewer_progress(*, campaign: Campaign, membership: Membership) -> ReviewerProgress:
-    from django.db.models import Count, Q
-
-    row = ReviewItem.objects.filter(campaign_id=campaign.pk, reviewer_id=membership.pk).aggregate(
+def reviewer_progress(*, campaign: Campaign, membership: Reviewer) -> ReviewerProgress:
+    row = ReviewItem.objects.filter(assigned_q(membership), campaign_id=campaign.pk).aggregate(
         total=Count("id"),
         decided=Count("id", filter=~Q(decision="")),
         signed_off=Count("id", filter=Q(signed_off_at__isnull=False)),
@@ -749,20 +779,30 @@ def review_sign_off(*, campaign: Campaign, actor: Membership, request=None) -> i
         if progress.is_signed_off:
             raise ValidationError("You have already signed off this campaign.")
         now = timezone.now()
-        count = ReviewItem.objects.filter(
-            campaign_id=campaign.pk, reviewer_id=actor.pk, signed_off_at__isnull=True
-        ).update(signed_off_at=now)
+        mine = ReviewItem.objects.filter(assigned_q(actor), campaign_id=campaign.pk, signed_off_at__isnull=True)
+        # A guest's revokes get their tickets through the decision hook (it opens signed-off revokes when the
+        # organization's trigger is sign-off); a member's through the sign-off hook below.
+        guest_revokes = (
+            list(mine.filter(decision=Decision.REVOKE).values_list("pk", flat=True))
+            if isinstance(actor, GuestReviewer) else []
+        )
+        count = mine.update(signed_off_at=now)
         audit_record(
             action="campaign_signed_off",
             organization_id=campaign.organization_id,
-            actor=actor.user,
+            **_audit_actor(actor),
             request=request,
             target=campaign,
-            details={"campaign": str(campaign.pk), "reviewer": actor.user.email, "items": progress.total},
+            details={"campaign": str(campaign.pk), "reviewer": actor_email(actor), "items": progress.total,
+                     **({"role": actor.role} if isinstance(actor, GuestReviewer) else {})},
         )
+        # A guest's revokes ask for their tickets now (the sign-off trigger opens signed-off revokes); the
+        # sign-off event then names no member (0), so per-member sign-off work finds nothing of theirs.
+        _publish_decisions(campaign, Decision.REVOKE, guest_revokes)
         publish(
             ReviewerSignedOff(
-                organization_id=campaign.organization_id, campaign_id=str(campaign.pk), reviewer_id=actor.pk
+                organization_id=campaign.organization_id, campaign_id=str(campaign.pk),
+                reviewer_id=0 if isinstance(actor, GuestReviewer) else actor.pk,
             )
         )
     return count

@@ -188,6 +188,10 @@ class ReviewItem(FindingsMixin, TenantModel):
     # Assignment.
     reviewer = models.ForeignKey("thalian.Membership", null=True, on_delete=models.SET_NULL, related_name="+")
     reviewer_email = models.CharField(max_length=254, blank=True)  # kept if the member is later removed
+    # A reviewer who is not a member (a manager or application owner from the inventory) reviews through a link.
+    guest = models.ForeignKey(
+        "GuestReviewer", null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_items"
+    )
     assignment_note = models.CharField(max_length=300, blank=True)  # e.g. why it went to the fallback reviewer
     # Current decision (the history is in DecisionEvent).
     decision = models.CharField(max_length=20, choices=Decision.choices, blank=True, default="")
@@ -241,6 +245,81 @@ class ReviewItem(FindingsMixin, TenantModel):
 
     def __str__(self) -> str:
         return f"{self.identity_email} / {self.application_name} / {self.role}"
+
+
+GUEST_REVIEWER_ROLE = "guest_reviewer"
+
+
+class GuestReviewer(TenantModel):
+    """A person from the inventory who is not a member and reviews their items of one campaign through a personal
+    sign-in link. Only the link's hash is stored; sending a new link replaces it (the old one stops working)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="guests")
+    email = models.CharField(max_length=254)  # lower-cased
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    link_sent_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    # What a decision service reads from its actor: a guest has no user account and its own role.
+    role = GUEST_REVIEWER_ROLE
+    user = None
+    user_id = None
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "campaign", "email"], name="guestreviewer_unique_email")
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class Delegation(TenantModel):
+    """A member's standing delegation: review assignments to them in [starts_on, ends_on] go to the delegate."""
+
+    member = models.ForeignKey("thalian.Membership", on_delete=models.CASCADE, related_name="+")
+    delegate = models.ForeignKey("thalian.Membership", on_delete=models.CASCADE, related_name="+")
+    starts_on = models.DateField()
+    ends_on = models.DateField(null=True, blank=True)  # open-ended when empty
+    move_open_items = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "member", "starts_on"], name="delegation_org_member")]
+
+    def covers(self, day) -> bool:
+        return self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
+
+
+class ReassignKind(models.TextChoices):
+    REASSIGN = "reassign", "Reassigned"
+    ESCALATION = "escalation", "Escalated"
+    DELEGATION = "delegation", "Delegated"
+
+
+class ItemReassignment(TenantModel):
+    """One hop of an item from one reviewer to another: who moved it, when and why (append-only)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey("ReviewItem", on_delete=models.CASCADE, related_name="reassignments")
+    from_email = models.CharField(max_length=254, blank=True)  # empty: the item was unassigned
+    to_email = models.CharField(max_length=254)
+    by_email = models.CharField(max_length=254)  # "system" for escalations
+    reason = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=ReassignKind.choices, default=ReassignKind.REASSIGN)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        # An item's history reads its hops in order.
+        indexes = [models.Index(fields=["organization", "item", "id"], name="reassignment_org_item_id")]
 
 
 class DecisionEvent(TenantModel):

@@ -21,8 +21,8 @@ from .decisions import (
     review_item_decide,
     review_sign_off,
 )
-from .models import Decision, DecisionEvent
-from .selectors import campaign_access
+from .models import Decision, DecisionEvent, ItemReassignment
+from .selectors import campaign_access, reviewer_kind
 
 MAX_API_ITEM_IDS = 10000
 
@@ -67,6 +67,10 @@ class ReviewItemSerializer(serializers.Serializer):
     findings = serializers.ListField(child=serializers.CharField())
     recommendation = RecommendationSerializer(source="*")
     reviewer = serializers.CharField(source="reviewer_email", help_text="The assigned reviewer's e-mail.")
+    reviewer_kind = serializers.SerializerMethodField(
+        help_text="member (a member of the organization), guest (reviews through a personal link) or empty when "
+        "the item is unassigned."
+    )
     decision = serializers.SerializerMethodField(help_text="approve, revoke or exception; null while pending.")
     reason = serializers.CharField(source="decision_reason")
     comment = serializers.CharField(source="decision_comment")
@@ -86,6 +90,9 @@ class ReviewItemSerializer(serializers.Serializer):
         help_text="In an exception renewals campaign: the id of the expired exception item this re-reviews.",
     )
 
+    def get_reviewer_kind(self, item) -> str:
+        return reviewer_kind(item.reviewer_id, item.guest_id)
+
     def get_decision(self, item) -> str | None:
         return item.decision or None
 
@@ -102,6 +109,12 @@ class DecisionEventSerializer(serializers.ModelSerializer):
         ]
 
 
+class ReassignmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ItemReassignment
+        fields = ["from_email", "to_email", "by_email", "reason", "kind", "created_at"]
+
+
 class ReviewItemDetailSerializer(ReviewItemSerializer):
     history = serializers.SerializerMethodField()
     assignment_note = serializers.CharField()
@@ -110,10 +123,17 @@ class ReviewItemDetailSerializer(ReviewItemSerializer):
     )
     removal_confirmed_at = serializers.DateTimeField(allow_null=True)
     removal_comment = serializers.CharField(help_text="How the remediation owner says the access was removed.")
+    reassignments = serializers.SerializerMethodField(
+        help_text="Every hop of the item between reviewers (from, to, by, reason, kind), oldest first."
+    )
 
     @extend_schema_field(DecisionEventSerializer(many=True))
     def get_history(self, item) -> list[dict]:
         return DecisionEventSerializer(self.context["history"], many=True).data
+
+    @extend_schema_field(ReassignmentSerializer(many=True))
+    def get_reassignments(self, item) -> list[dict]:
+        return ReassignmentSerializer(item.reassignments.order_by("id"), many=True).data
 
 
 class DecisionInputSerializer(serializers.Serializer):
@@ -142,20 +162,16 @@ class ItemFilterSerializer(serializers.Serializer):
     search = serializers.CharField(required=False)
 
 
-class BulkDecisionInputSerializer(DecisionInputSerializer):
-    include_recommended_revoke = serializers.BooleanField(
-        required=False,
-        default=False,
-        help_text="An approval leaves out items recommended for revoke unless this is true. Items whose identity "
-        "is the caller are always left out.",
-    )
+class ItemSelectionSerializer(serializers.Serializer):
+    """Which items a bulk request applies to: item_ids, or every item matching filter."""
+
     item_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, allow_empty=False, max_length=MAX_API_ITEM_IDS
     )
     filter = serializers.JSONField(
         required=False,
         help_text="The items query keys (decision, application, department, identity_kind, status, role, finding, "
-        "recommendation, reviewer, search): the decision applies to every matching item, on all pages.",
+        "recommendation, reviewer, search): the request applies to every matching item, on all pages.",
     )
 
     def validate(self, attrs):
@@ -167,6 +183,15 @@ class BulkDecisionInputSerializer(DecisionInputSerializer):
             except DjangoValidationError as exc:
                 raise _drf_error(exc) from exc
         return attrs
+
+
+class BulkDecisionInputSerializer(ItemSelectionSerializer, DecisionInputSerializer):
+    include_recommended_revoke = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="An approval leaves out items recommended for revoke unless this is true. Items whose identity "
+        "is the caller are always left out.",
+    )
 
 
 class MyReviewSerializer(serializers.Serializer):

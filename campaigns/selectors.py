@@ -383,10 +383,17 @@ def campaign_progress_by_application(*, campaign: Campaign) -> list[dict]:
 
 def campaign_progress_by_reviewer(*, campaign: Campaign) -> list[dict]:
     """Per reviewer: assigned, decided, pending, signed off, and when they last decided (reviewer activity)."""
-    rows = _progress_rows(ReviewItem.objects.filter(campaign=campaign), ["reviewer_id", "reviewer_email"])
+    rows = _progress_rows(ReviewItem.objects.filter(campaign=campaign), ["reviewer_id", "guest_id", "reviewer_email"])
     for row in rows:
         row["has_signed_off"] = row["total"] > 0 and row["signed_off"] == row["total"]
-    return sorted(rows, key=lambda r: (r["reviewer_id"] is not None, r["reviewer_email"]))
+        row["reviewer_kind"] = reviewer_kind(row["reviewer_id"], row["guest_id"])
+    # Unassigned items first (they need an admin), then reviewers by e-mail.
+    return sorted(rows, key=lambda r: (r["reviewer_kind"] != "", r["reviewer_email"]))
+
+
+def reviewer_kind(reviewer_id, guest_id) -> str:
+    """"member", "guest", or "" for an unassigned item."""
+    return "member" if reviewer_id is not None else "guest" if guest_id is not None else ""
 
 
 def campaign_recent_decisions(*, campaign: Campaign, limit: int = 10) -> list[DecisionEvent]:
@@ -438,6 +445,35 @@ def campaign_tab_counts(*, membership: Membership) -> dict[str, int]:
 def entitlement_id_bounds(*, organization: Organization) -> tuple[int | None, int | None]:
     row = Entitlement.objects.filter(organization=organization, present=True).aggregate(lo=Min("id"), hi=Max("id"))
     return row["lo"], row["hi"]
+
+
+def campaign_guests(*, campaign: Campaign) -> list:
+    """The campaign's guest reviewers with their item counts, in one query."""
+    from django.db.models import Count, Q
+
+    from .models import GuestReviewer
+
+    return list(
+        GuestReviewer.objects.filter(campaign=campaign)
+        .annotate(
+            total=Count("assigned_items"),
+            decided=Count("assigned_items", filter=~Q(assigned_items__decision="")),
+            signed_off=Count("assigned_items", filter=Q(assigned_items__signed_off_at__isnull=False)),
+        )
+        .order_by("email")
+    )
+
+
+def campaign_guest_access(*, campaign: Campaign, guest_id: int):
+    """A guest reviewer of this campaign, or 404 (the campaign was already access-checked)."""
+    from django.http import Http404
+
+    from .models import GuestReviewer
+
+    guest = GuestReviewer.objects.filter(campaign=campaign, pk=guest_id).select_related("campaign__organization").first()
+    if guest is None:
+        raise Http404("No such guest reviewer in this campaign.")
+    return guest
 
 
 @dataclass

@@ -15,12 +15,14 @@ from django.utils import timezone
 from entitlements.models import Application, Entitlement, Identity, IdentityKind
 from thalian import broker, claims
 from thalian.audit import audit_record
-from thalian.events import CampaignCancelled, CampaignLaunched, ItemsReassigned, publish
+from thalian.events import CampaignCancelled, CampaignLaunched, publish
 from thalian.models import Membership, Organization, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization, scope
 from thalian.text import single_line
 
+from .delegation import delegations_apply_at_launch
+from .guests import guest_links_send_all, guests_create_for_snapshot
 from .models import (
     Campaign,
     CampaignStatus,
@@ -31,6 +33,7 @@ from .models import (
     ReviewItem,
     default_scope,
 )
+from .reassignment import review_items_move
 from .remediation import (
     RemediationError,
     campaign_review_finished,
@@ -717,11 +720,19 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
     membership = Membership._meta.db_table
     user = User._meta.db_table
     ok = "(r.id IS NOT NULL AND r.email <> lower(i.email))"
+    # A manager or application owner who is not a member reviews as a guest (when the organization allows it);
+    # self-review still falls to the fallback.
+    guests = strategy != ReviewerStrategy.MEMBERS and organization.allows_guest_reviewers
+    guest_ok = (
+        f"(r.id IS NULL AND {candidate} IS NOT NULL AND {candidate} <> '' AND {candidate} <> lower(i.email))"
+        if guests else "(1 = 0)"
+    )
     fb_ok = "%(fb_email)s <> lower(i.email)"
     why = (
         f"CASE WHEN {candidate} IS NULL OR {candidate} = '' THEN %(why_none)s "
-        f"WHEN r.id IS NULL THEN %(who)s || {candidate} || ' is not a member who can review' "
-        f"ELSE 'Self-review avoided: ' || {candidate} || ' is the identity under review' END"
+        f"WHEN {candidate} = lower(i.email) THEN 'Self-review avoided: ' || {candidate} || ' is the identity under "
+        "review' "
+        f"ELSE %(who)s || {candidate} || ' is not a member who can review' END"
     )
     dormant = "(e.last_used IS NOT NULL AND e.last_used < %(dormant_before)s)"
     terminated = "(i.status = 'terminated')"
@@ -762,10 +773,13 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
             f"WHEN e.last_used IS NULL THEN %(new_grant_reason)s "
             f"ELSE %(active_reason)s END"
         ),
-        "reviewer_id": f"CASE WHEN {ok} THEN r.id WHEN {fb_ok} THEN %(fb_id)s ELSE NULL END",
-        "reviewer_email": f"CASE WHEN {ok} THEN r.email WHEN {fb_ok} THEN %(fb_email)s ELSE '' END",
+        "reviewer_id": f"CASE WHEN {ok} THEN r.id WHEN {guest_ok} THEN NULL WHEN {fb_ok} THEN %(fb_id)s ELSE NULL END",
+        "reviewer_email": (
+            f"CASE WHEN {ok} THEN r.email WHEN {guest_ok} THEN {candidate} WHEN {fb_ok} THEN %(fb_email)s ELSE '' END"
+        ),
         "assignment_note": (
-            f"CASE WHEN {ok} THEN '' WHEN {fb_ok} THEN {why} || ': assigned to the fallback reviewer' "
+            f"CASE WHEN {ok} THEN '' WHEN {guest_ok} THEN %(who)s || {candidate} || ' is not a member: guest reviewer' "
+            f"WHEN {fb_ok} THEN {why} || ': assigned to the fallback reviewer' "
             f"ELSE {why} || '; the fallback reviewer is also the identity under review, so the item is "
             "unassigned until an admin reassigns it' END"
         ),
@@ -829,6 +843,8 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
         if count == 0:
             raise CampaignError("no entitlements matched the scope when the snapshot was taken", field="scope")
         remediation_owners_assign(campaign=campaign)
+        delegations_apply_at_launch(campaign=campaign)
+        guest_count = guests_create_for_snapshot(campaign=campaign)
         campaign.status = CampaignStatus.ACTIVE
         campaign.snapshot_at = now
         campaign.item_count = count
@@ -845,9 +861,13 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
                 "items": count,
                 "freshness_override_reason": campaign.freshness_override_reason,
                 "stale_applications": [s["name"] for s in campaign.stale_applications],
+                "guest_reviewers": guest_count,
             },
         )
         publish(CampaignLaunched(organization_id=campaign.organization_id, campaign_id=str(campaign.pk)))
+        if guest_count:
+            organization_id, campaign_pk = campaign.organization_id, campaign.pk
+            transaction.on_commit(lambda: guest_links_send_all(organization_id=organization_id, campaign_id=campaign_pk))
     _launch_progress_set(campaign.pk, 100, timeout=3600)
     return count
 
@@ -962,37 +982,6 @@ def campaign_complete_if_done(*, campaign: Campaign) -> bool:
 # Reassignment
 
 
-def review_items_move(
-    *,
-    campaign: Campaign,
-    from_reviewer: Membership | None,
-    to_reviewer: Membership,
-    note: str,
-    only_undecided: bool = False,
-) -> tuple[int, int]:
-    """The one implementation of moving review items between reviewers (an admin's reassignment, an
-    escalation after the due date). Moves the items of ``from_reviewer`` (None: unassigned items) that are not
-    signed off, only the undecided ones with ``only_undecided``, to ``to_reviewer``, except items about
-    ``to_reviewer`` themself: nobody reviews their own access. Locks the campaign first, like decision
-    writers. Returns (moved, skipped because of self-review)."""
-    assert_same_organization(campaign, from_reviewer, to_reviewer)
-    with transaction.atomic():
-        Campaign.objects.select_for_update().filter(pk=campaign.pk).exists()
-        items = ReviewItem.objects.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
-        if from_reviewer is not None:
-            items = items.filter(reviewer=from_reviewer)
-        else:
-            items = items.filter(reviewer__isnull=True)
-        if only_undecided:
-            items = items.filter(decision="")
-        to_email = to_reviewer.user.email.lower()
-        skipped = items.filter(identity_email__iexact=to_email).count()
-        moved = items.exclude(identity_email__iexact=to_email).update(
-            reviewer=to_reviewer, reviewer_email=to_email, assignment_note=note[:300]
-        )
-    return moved, skipped
-
-
 @dataclass
 class ReassignResult:
     reassigned: int
@@ -1024,32 +1013,13 @@ def items_reassign(
         )
     if from_reviewer is not None and from_reviewer.pk == to_reviewer.pk:
         raise CampaignError("from_reviewer and to_reviewer are the same member", field="to_reviewer")
-    to_email = to_reviewer.user.email.lower()
+    items = ReviewItem.objects.filter(campaign=campaign, signed_off_at__isnull=True)
+    items = (items.filter(reviewer=from_reviewer) if from_reviewer is not None
+             else items.filter(reviewer__isnull=True, guest__isnull=True))
     source = from_reviewer.user.email if from_reviewer is not None else "unassigned"
-    note = f"Reassigned from {source} to {to_email} by {actor.user.email} on {timezone.localdate().isoformat()}"
-    reason = (reason or "").strip()
-    if reason:
-        note += f": {reason}"
-    moved, skipped = review_items_move(
-        campaign=campaign, from_reviewer=from_reviewer, to_reviewer=to_reviewer, note=note
-    )
+    result = review_items_move(campaign=campaign, items=items, to_reviewer=to_reviewer, by_email=actor.user.email,
+                               by_user=actor.user, reason=(reason or "").strip(), request=request)
+    moved, skipped = result.moved, result.skipped_self_review
     if moved == 0 and skipped == 0:
         raise CampaignError(f"{source} has no items that can be reassigned", field="from_reviewer")
-    audit_record(
-        action="campaign_items_reassigned",
-        organization_id=campaign.organization_id,
-        actor=actor.user,
-        request=request,
-        target=campaign,
-        details={"from": source, "to": to_email, "count": moved, "skipped_self_review": skipped, "reason": reason},
-    )
-    if moved:
-        publish(
-            ItemsReassigned(
-                organization_id=campaign.organization_id,
-                campaign_id=str(campaign.pk),
-                reviewer_id=to_reviewer.pk,
-                count=moved,
-            )
-        )
     return ReassignResult(reassigned=moved, skipped_self_review=skipped)

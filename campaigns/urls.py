@@ -14,6 +14,11 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/close/", views.campaign_close, name="campaign_close"),
     path("campaigns/<uuid:campaign_id>/reassign/", views.campaign_reassign, name="campaign_reassign"),
     path(
+        "campaigns/<uuid:campaign_id>/guests/<int:guest_id>/<slug:action>/",
+        views.campaign_guest_action,
+        name="campaign_guest_action",
+    ),
+    path(
         "campaigns/<uuid:campaign_id>/items/<int:item_id>/confirm-removed/",
         views.item_confirm_removed,
         name="item_confirm_removed",

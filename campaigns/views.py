@@ -16,7 +16,7 @@ from thalian.access import org_view
 from thalian.models import Membership
 from thalian.permissions import Perm, has_perm
 
-from . import decision_quality, remediation, selectors, services
+from . import decision_quality, guests, remediation, selectors, services
 from .forms import CampaignForm, CancelForm, ConfirmRemovedForm, LaunchForm, ReassignForm, ScopePreviewForm
 from .models import Campaign, CampaignStatus, ReviewerStrategy
 from .panels import campaign_panels
@@ -193,7 +193,10 @@ def campaign_detail(request, campaign_id):
             context["by_application"] = selectors.campaign_progress_by_application(campaign=campaign)
             context["by_reviewer"] = selectors.campaign_progress_by_reviewer(campaign=campaign)
             context["recent_decisions"] = selectors.campaign_recent_decisions(campaign=campaign)
-            context["unassigned"] = sum(r["total"] for r in context["by_reviewer"] if r["reviewer_id"] is None)
+            context["unassigned"] = sum(r["total"] for r in context["by_reviewer"] if not r["reviewer_kind"])
+            context["guests"] = selectors.campaign_guests(campaign=campaign)
+            for guest in context["guests"]:
+                guest.status = guests.guest_status(guest)
         if context["sees_all"]:
             progress_r = remediation.campaign_remediation_progress(campaign=campaign)
             for key in ("verified_removed", "confirmed_removed", "action_required", "pending", "proven"):
@@ -335,6 +338,26 @@ def campaign_reassign(request, campaign_id):
             text += (f" {result.skipped_self_review} item(s) stayed where they were: their identity is the new "
                      "reviewer.")
         messages.success(request, text)
+    return _detail(request, campaign)
+
+
+@require_POST
+@org_view(Perm.MANAGE_CAMPAIGNS, requires_plan=True)
+def campaign_guest_action(request, campaign_id, guest_id: int, action: str):
+    """Revoke a guest reviewer's link, or e-mail them a new one."""
+    campaign = selectors.campaign_access(membership=request.membership, campaign_id=campaign_id,
+                                        perm=Perm.MANAGE_CAMPAIGNS)
+    guest = selectors.campaign_guest_access(campaign=campaign, guest_id=guest_id)
+    act = {"revoke": guests.guest_revoke, "resend": guests.guest_resend}.get(action)
+    if act is None:
+        raise Http404("No such action.")
+    try:
+        act(guest=guest, actor=request.membership, request=request)
+    except guests.GuestAdminError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"The link of {guest.email} was revoked." if action == "revoke"
+                         else f"A new link was e-mailed to {guest.email}; the previous one no longer works.")
     return _detail(request, campaign)
 
 

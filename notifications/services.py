@@ -13,9 +13,9 @@ from django.db.models import F, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignStatus, ReassignKind
+from campaigns.reassignment import review_items_move
 from campaigns.selectors import REVIEWER_ROLES
-from campaigns.services import review_items_move
 from thalian import claims
 from thalian.audit import audit_record
 from thalian.broker import send_quickly
@@ -852,28 +852,15 @@ def pending_items_reassign_for_escalation(
 ) -> int:
     """Move only the undecided items of an overdue reviewer (decided ones stay with who decided them).
     Items about the new reviewer themself stay put: nobody reviews their own access."""
-    to_email = to_reviewer.user.email.lower()
-    note = (
-        f"Escalated from {from_reviewer.user.email} to {to_email} on {timezone.localdate().isoformat()}: "
-        "overdue"
-    )
-    moved, _skipped = review_items_move(
-        campaign=campaign, from_reviewer=from_reviewer, to_reviewer=to_reviewer, note=note, only_undecided=True
-    )
-    if moved:
-        audit_record(
-            action="campaign_items_reassigned",
-            organization_id=campaign.organization_id,
-            target=campaign,
-            system=True,
-            details={
-                "from": from_reviewer.user.email,
-                "to": to_email,
-                "count": moved,
-                "reason": "escalation after the due date",
-            },
-        )
-    return moved
+    assert_same_organization(campaign, from_reviewer, to_reviewer)
+    return review_items_move(
+        campaign=campaign,
+        items=selectors.pending_items(campaign=campaign).filter(reviewer=from_reviewer),
+        to_reviewer=to_reviewer,
+        by_email="system",
+        reason="escalation after the due date",
+        kind=ReassignKind.ESCALATION,
+    ).moved
 
 
 @dataclass

@@ -78,8 +78,14 @@ class World:
             ("domains", "pk"): "sso_domain",
             ("events", "event_id"): "outbox_event",
             ("outbox", "event_id"): "outbox_event",
+            ("guests", "guest_id"): "guest",
+            ("delegates", "delegation_id"): "delegation",
         }
+        if name == "action":
+            return "resend"
         key = by_owner.get((owner, name))
+        if key in ("guest", "delegation"):  # none in the world: an unknown id answers 404
+            return self.ids.get(key, 999999)
         return self.ids.get(key) if key else None
 
     def kwargs_for(self, route: str) -> dict | None:

@@ -398,6 +398,9 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer):
     exception_max_days = serializers.IntegerField(
         min_value=1, max_value=3650, help_text="The longest exception allowed, in days from the decision."
     )
+    guest_reviewers_enabled = serializers.BooleanField(
+        help_text="Managers and application owners who are not members review as guests through a personal link."
+    )
     decision_quality_thresholds = DecisionQualityThresholdsSerializer(
         help_text="When reviewers' decisions are flagged; a PATCH may give only the keys it changes."
     )
@@ -406,7 +409,7 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer):
         model = Organization
         fields = [
             "slug", "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger",
-            "exception_default_days", "exception_max_days", "decision_quality_thresholds",
+            "exception_default_days", "exception_max_days", "decision_quality_thresholds", "guest_reviewers_enabled",
         ]
         read_only_fields = ["slug"]
 

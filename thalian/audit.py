@@ -26,7 +26,9 @@ def audit_record(
     target_label: str = "",
     details: dict | None = None,
     system: bool = False,
+    actor_email: str = "",
 ) -> AuditEvent:
+    """``actor_email`` names an actor without an account (a guest reviewer)."""
     if actor is None and request is not None and getattr(request, "user", None) is not None:
         if request.user.is_authenticated:
             actor = request.user
@@ -39,7 +41,7 @@ def audit_record(
     return AuditEvent.objects.create(
         organization_id=organization_id,
         actor=None if system else actor,
-        actor_email="system" if system or actor is None else actor.email,
+        actor_email="system" if system else (actor.email if actor is not None else actor_email or "system"),
         action=action,
         target_type=target_type,
         target_id=target_id,

@@ -138,7 +138,7 @@ class OrganizationSettingsForm(forms.ModelForm):
         model = Organization
         fields = [
             "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger",
-            "exception_default_days", "exception_max_days",
+            "exception_default_days", "exception_max_days", "guest_reviewers_enabled",
         ]
         labels = {
             "exception_default_days": "Exceptions expire after (days, when the reviewer gives no date)",
@@ -146,8 +146,11 @@ class OrganizationSettingsForm(forms.ModelForm):
             "dormant_days": "Dormant after (days without use)",
             "freshness_days": "Inventory freshness limit (days)",
             "ticket_trigger": "Open remediation tickets",
+            "guest_reviewers_enabled": "Guest reviewers",
         }
         help_texts = {
+            "guest_reviewers_enabled": "Managers and application owners who are not members review their items "
+            "through a personal e-mailed link (Pro and Enterprise).",
             "plan": "Access reviews need the Pro or Enterprise plan.",
             "freshness_days": "Campaigns warn when inventory data is older than this.",
         }

@@ -97,6 +97,8 @@ class Organization(models.Model):
     exception_default_days = models.PositiveIntegerField(default=90)
     exception_max_days = models.PositiveIntegerField(default=365)
     decision_quality_thresholds = models.JSONField(default=default_decision_quality_thresholds)
+    # Managers and application owners who are not members review their items through a personal link.
+    guest_reviewers_enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -118,6 +120,11 @@ class Organization(models.Model):
     @property
     def has_access_reviews(self) -> bool:
         return self.plan in (Plan.PRO, Plan.ENTERPRISE)
+
+    @property
+    def allows_guest_reviewers(self) -> bool:
+        """Guest reviewers are a Pro and Enterprise feature, on unless the organization turned it off."""
+        return self.has_access_reviews and self.guest_reviewers_enabled
 
 
 PLAN_REQUIRED_MESSAGE = (

@@ -61,6 +61,9 @@ EVIDENCE_SIGNING_KEY = env.str("EVIDENCE_SIGNING_KEY", default="")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Guest reviewers' sign-in links stay valid this many days after the campaign's due date.
+GUEST_LINK_GRACE_DAYS = env.int("GUEST_LINK_GRACE_DAYS", default=7)
+GUEST_LINK_RATE_LIMIT_PER_MINUTE = env.int("GUEST_LINK_RATE_LIMIT_PER_MINUTE", default=120)
 
 INSTALLED_APPS = [
     "django.contrib.auth",

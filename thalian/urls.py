@@ -63,6 +63,7 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path("guest/", include("campaigns.guest_urls")),
     path("o/<slug:org_slug>/", include(org_pages)),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # GET only: an OPTIONS answer would go through the page's HTML template renderer, which has no template for it.

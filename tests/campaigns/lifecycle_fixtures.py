@@ -25,6 +25,10 @@ def inventory(org, member):
     none; she is also the admin member mia@acme.test), svc (service account), agent (AI agent),
     ghost (unknown status: orphaned account), owner (the GitHub owner, also an identity).
     """
+    # These fixtures exercise member reviewers and the fallback; guest reviewers have their own tests
+    # (tests/campaigns/test_guest_reviewers.py), which turn the organization setting back on.
+    org.guest_reviewers_enabled = False
+    org.save(update_fields=["guest_reviewers_enabled"])
     admin = member(Role.ADMIN)
     owner_member = member(Role.REVIEWER, email="owner@acme.test")
     mia_member = member(Role.SECURITY_ANALYST, email="mia@acme.test")

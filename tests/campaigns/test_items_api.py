@@ -68,6 +68,7 @@ def test_item_shape_is_exactly_as_documented(org, campaign, reviewer, api_for):
         "findings": ["dormant", "terminated"],
         "recommendation": {"decision": "revoke", "reason": "Identity is terminated"},
         "reviewer": reviewer.user.email,
+        "reviewer_kind": "member",
         "decision": "revoke",
         "reason": "Left the company",
         "comment": "",

@@ -217,6 +217,12 @@ def _values(world, name: str, param: str) -> list[str]:
             return [str(t) for t in ApiToken.objects.values_list("public_id", flat=True)[:1]]
         if param == "channel":
             return ["email", "slack", "teams"]
+        if param == "guest_id":  # a campaign without guests: the action answers 404
+            return ["1"]
+        if param == "action":
+            return ["resend", "revoke"]
+        if param == "delegation_id":
+            return ["1"]
         if param in ("token", "uidb64"):
             return ["not-a-valid-token"]
         if param == "pk":

@@ -23,6 +23,7 @@ def _form(org, **changes):
         "ticket_trigger": org.ticket_trigger,
         "exception_default_days": org.exception_default_days,
         "exception_max_days": org.exception_max_days,
+        **({"guest_reviewers_enabled": "on"} if org.guest_reviewers_enabled else {}),
     }
     data.update(changes)
     return data

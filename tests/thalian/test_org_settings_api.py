@@ -37,6 +37,7 @@ def test_super_admin_reads_the_settings(api_for, member, org):
             "privileged_min_seconds": 5.0,
             "flag_bulk_recommended_revoke": True,
         },
+        "guest_reviewers_enabled": True,
     }
 
 
