@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -309,7 +309,17 @@ class FailedNotificationsAPI(OrgAPIView):
     required_perms = {"GET": Perm.MANAGE_SETTINGS}
     pagination_class = NotificationPagination
 
-    @extend_schema(responses=FailedNotificationSerializer(many=True))
+    @extend_schema(
+        responses=inline_serializer(
+            "FailedNotificationPage",
+            {
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": FailedNotificationSerializer(many=True),
+            },
+        ),
+        parameters=[OpenApiParameter("cursor", str, description="The page to read (from `next` or `previous`)")],
+    )
     def get(self, request, org_slug: str):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(

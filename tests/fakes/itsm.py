@@ -415,10 +415,11 @@ class FakeServiceNow(FakeVendor):
                 records = [r for r in records if r.get(name) == value]
             elif like and not term.startswith("ORDERBY"):
                 records = [r for r in records if like.group(2) in str(r.get(like.group(1)) or "")]
+        total = len(records) if table == self.JOURNAL else len(self.tickets)
         records = records[:limit]
         return json_response(
             {"result": [self._render(request, r) for r in records]},
-            headers={"X-Total-Count": str(len(self.tickets))},
+            headers={"X-Total-Count": str(total)},
         )
 
     def create(self, request, body, table):
