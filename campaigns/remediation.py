@@ -14,7 +14,7 @@ touching items: decision writers lock the campaign and then its items, so the sa
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,28 +61,43 @@ class RemediationError(ValueError):
 # Choosing remediation owners (wizard and API)
 
 
-def remediation_member(*, organization: Organization, email: str, field: str) -> Membership:
-    """The active member with this e-mail whose role may remediate; a clear error otherwise."""
+def member_with_role(
+    *,
+    organization: Organization,
+    email: str,
+    field: str,
+    roles: Iterable[str],
+    cannot: str,
+    error: Callable[..., Exception] = RemediationError,
+) -> Membership:
+    """The active member with this e-mail whose role is one of `roles`; otherwise `error(message, field=field)`
+    naming what is wrong (`cannot`: what the other roles cannot do, e.g. "review items")."""
     email = (email or "").strip().lower()
     if not email:
-        raise RemediationError(f"{field} is required", field=field)
+        raise error(f"{field} is required", field=field)
     try:
         validate_email(email)
     except Exception:
-        raise RemediationError(f"{field}: {email!r} is not an e-mail address", field=field) from None
+        raise error(f"{field}: {email!r} is not an e-mail address", field=field) from None
     membership = (
         Membership.objects.filter(organization=organization, user__email=email, user__is_active=True)
         .select_related("user")
         .first()
     )
     if membership is None:
-        raise RemediationError(f"{field}: {email} is not a member of this organization", field=field)
-    if membership.role not in REMEDIATION_ROLES:
-        raise RemediationError(
-            f"{field}: {email} has the role {membership.get_role_display()}, which cannot remediate access",
-            field=field,
+        raise error(f"{field}: {email} is not a member of this organization", field=field)
+    if membership.role not in roles:
+        raise error(
+            f"{field}: {email} has the role {membership.get_role_display()}, which cannot {cannot}", field=field
         )
     return membership
+
+
+def remediation_member(*, organization: Organization, email: str, field: str) -> Membership:
+    """The active member with this e-mail whose role may remediate; a clear error otherwise."""
+    return member_with_role(
+        organization=organization, email=email, field=field, roles=REMEDIATION_ROLES, cannot="remediate access"
+    )
 
 
 def remediation_owners_clean(*, organization: Organization, owners: Any) -> dict[str, str]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
-from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -37,6 +36,7 @@ from .reassignment import review_items_move
 from .remediation import (
     RemediationError,
     campaign_review_finished,
+    member_with_role,
     remediation_member,
     remediation_owners_assign,
     remediation_owners_clean,
@@ -162,26 +162,10 @@ def scope_clean(*, organization: Organization, scope: dict | None) -> dict:
 
 
 def _reviewer_member(*, organization: Organization, email: str, field: str) -> Membership:
-    email = (email or "").strip().lower()
-    if not email:
-        raise CampaignError(f"{field} is required", field=field)
-    try:
-        validate_email(email)
-    except Exception:
-        raise CampaignError(f"{field}: {email!r} is not an e-mail address", field=field) from None
-    membership = (
-        Membership.objects.filter(organization=organization, user__email=email, user__is_active=True)
-        .select_related("user")
-        .first()
-    )
-    if membership is None:
-        raise CampaignError(f"{field}: {email} is not a member of this organization", field=field)
-    if membership.role not in REVIEWER_ROLES:
-        raise CampaignError(
-            f"{field}: {email} has the role {membership.get_role_display()}, which cannot review items",
-            field=field,
-        )
-    return membership
+    return member_with_role(
+        organization=organization, email=email, field=field, roles=REVIEWER_ROLES, cannot="review items",
+        error=CampaignError,
+    )  # fmt: skip
 
 
 def reviewers_clean(*, organization: Organization, strategy: str, reviewers: Any) -> dict[str, list[str]]:

@@ -21,7 +21,7 @@ from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
 from . import selectors, services
-from .models import ConnectionKind, ItsmConnection, Ticket
+from .models import CommentState, ConnectionKind, ItsmConnection, Ticket
 
 
 def connection_json(connection: ItsmConnection, route_ids: list[int] | None = None) -> dict:
@@ -246,6 +246,13 @@ class ConnectionTestApi(OrgAPIView):
         return Response({"ok": ok, "message": message})
 
 
+def _ticket_of_item(item_id: int) -> Ticket:
+    ticket = Ticket.objects.select_related("item").filter(item_id=item_id).first()
+    if ticket is None:
+        raise Http404
+    return ticket
+
+
 class TicketRetryApi(OrgAPIView):
     required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
     requires_plan = True
@@ -264,9 +271,7 @@ class TicketRetryApi(OrgAPIView):
         },
     )
     def post(self, request, org_slug, item_id: int):
-        ticket = Ticket.objects.select_related("item").filter(item_id=item_id).first()
-        if ticket is None:
-            raise Http404
+        ticket = _ticket_of_item(item_id)
         try:
             ticket = services.ticket_retry(ticket=ticket, actor=request.user, request=request)
         except DjangoValidationError as exc:
@@ -280,6 +285,49 @@ class TicketRetryApi(OrgAPIView):
             },
             status=status.HTTP_202_ACCEPTED,
         )
+
+
+class TicketCommentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    body = serializers.CharField()
+    state = serializers.ChoiceField(choices=CommentState.choices)
+    attempts = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True)
+    reference = serializers.CharField(help_text="Carried in the comment's text; a retry looks for it on the ticket.")
+    created_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+
+
+class TicketCommentsApi(OrgAPIView):
+    """The notes Thalian adds to a review item's ticket (a withdrawn or reinstated revoke), oldest first, with
+    their delivery state: pending, sending, sent or failed (not delivered after the last attempt)."""
+
+    required_perms = {"GET": Perm.VIEW_ALL_CAMPAIGNS}
+    requires_plan = True
+
+    @extend_schema(responses=TicketCommentSerializer(many=True), operation_id="itsm_ticket_comments")
+    def get(self, request, org_slug, item_id: int):
+        comments = selectors.ticket_comments(ticket=_ticket_of_item(item_id))
+        return Response(TicketCommentSerializer(comments, many=True).data)
+
+
+class TicketCommentsRetryApi(OrgAPIView):
+    """POST: send the ticket's failed comments again; each is looked for on the ticket before it is posted."""
+
+    required_perms = {"POST": Perm.MANAGE_CAMPAIGNS}
+    requires_plan = True
+
+    @extend_schema(
+        request=None,
+        responses={202: inline_serializer("ItsmTicketCommentsRetry", {"retried": serializers.IntegerField()})},
+        operation_id="itsm_ticket_comments_retry",
+    )
+    def post(self, request, org_slug, item_id: int):
+        try:
+            count = services.ticket_comments_retry(ticket=_ticket_of_item(item_id), actor=request.user, request=request)
+        except DjangoValidationError as exc:
+            raise ValidationError({"non_field_errors": exc.messages}) from exc
+        return Response({"retried": count}, status=status.HTTP_202_ACCEPTED)
 
 
 class CampaignOpenTicketsApi(OrgAPIView):
@@ -336,6 +384,9 @@ class RemediationItemSerializer(serializers.Serializer):
     ticket_url = serializers.CharField()
     ticket_status = serializers.ChoiceField(choices=TicketStatus.choices, allow_blank=True)
     ticket_error = serializers.CharField()
+    ticket_comment_failed = serializers.BooleanField(
+        help_text="A note to the ticket (e.g. the revoke was withdrawn) could not be added after its last attempt."
+    )
     remediation_status = serializers.ChoiceField(choices=RemediationStatus.choices, allow_blank=True)
     remediation_checked_at = serializers.DateTimeField(allow_null=True)
 

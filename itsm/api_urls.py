@@ -15,4 +15,10 @@ urlpatterns = [
         "campaigns/<uuid:campaign_id>/tickets/", api.CampaignOpenTicketsApi.as_view(), name="api_campaign_open_tickets"
     ),
     path("itsm-tickets/<int:item_id>/retry/", api.TicketRetryApi.as_view(), name="api_itsm_ticket_retry"),
+    path("itsm-tickets/<int:item_id>/comments/", api.TicketCommentsApi.as_view(), name="api_itsm_ticket_comments"),
+    path(
+        "itsm-tickets/<int:item_id>/comments/retry/",
+        api.TicketCommentsRetryApi.as_view(),
+        name="api_itsm_ticket_comments_retry",
+    ),
 ]

@@ -1,7 +1,7 @@
 """Ticketing-system adapters: one class per vendor behind a common interface.
 
 Every adapter offers ``test_connection()``, ``create_ticket(content)``, ``find_ticket(reference)``,
-``add_comment(ticket_id, text)`` and ``get_status(ticket_id)``. Failures surface as ``ItsmTransientError``
+``add_comment(ticket_id, text)``, ``find_comment(ticket_id, reference)`` and ``get_status(ticket_id)``. Failures surface as ``ItsmTransientError``
 (worth retrying later) or ``ItsmPermanentError`` (needs a person to fix something), each carrying the vendor's
 own message.
 
@@ -9,6 +9,8 @@ Every created ticket carries the item's reference (``thalian-item-<id>``) where 
 a Jira label, ServiceNow's ``correlation_id``, Zendesk's ``external_id`` and a Freshservice tag. A create whose
 outcome is unknown (``ItsmTransientError.outcome_unknown``: the request went out but no answer came back) is
 followed by ``find_ticket`` before any second create, so a slow vendor never gets the same ticket twice.
+Comments work the same way: each carries ``thalian-comment-<id>`` in its text, and a comment whose earlier
+attempt may have gone through is looked for (``find_comment``) before it is posted again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import requests
 from thalian import netguard
 
 TIMEOUT_SECONDS = 10.0
+# Comments read back when looking for one an earlier attempt may have posted (newest first where the vendor
+# sorts): that attempt was minutes ago, so it is among the latest.
+COMMENT_LOOKBACK = 100
 
 TICKET_OPEN = "open"
 TICKET_IN_PROGRESS = "in_progress"
@@ -270,6 +275,10 @@ class TicketClient:
     def add_comment(self, ticket_id: str, text: str) -> None:
         raise NotImplementedError
 
+    def find_comment(self, ticket_id: str, reference: str) -> bool:
+        """True when the ticket already has a comment whose text carries ``reference``."""
+        raise NotImplementedError
+
     def get_status(self, ticket_id: str) -> str:
         raise NotImplementedError
 
@@ -383,6 +392,14 @@ class JiraClient(TicketClient):
     def add_comment(self, ticket_id: str, text: str) -> None:
         with self._errors():
             self._jira.add_comment(ticket_id, text)
+
+    def find_comment(self, ticket_id: str, reference: str) -> bool:
+        # GET /rest/api/2/issue/<key>/comment, newest first: a comment an earlier attempt posted is recent.
+        with self._errors():
+            data = self._jira._get_json(
+                f"issue/{ticket_id}/comment", params={"orderBy": "-created", "maxResults": COMMENT_LOOKBACK}
+            )
+            return any(reference in str(c.get("body") or "") for c in data.get("comments") or [])
 
     def get_status(self, ticket_id: str) -> str:
         with self._errors():
@@ -502,6 +519,25 @@ class ServiceNowClient(TicketClient):
             record.work_notes = text
             record.update()
 
+    def find_comment(self, ticket_id: str, reference: str) -> bool:
+        # Work notes are journal entries: GET /api/now/table/sys_journal_field?sysparm_query=
+        # element_id=<sys_id>^element=work_notes^valueLIKE<reference>. An account without read access to
+        # the journal table gets 403; the note is then posted without the check (at least once).
+        with self._network_errors():
+            journal = self._client.GlideRecord("sys_journal_field")
+            journal.add_query("element_id", ticket_id)
+            journal.add_query("element", "work_notes")
+            journal.add_query("value", "LIKE", reference)
+            journal.limit = 1
+            journal.fields = ["sys_id"]
+            try:
+                journal.query()
+            except ItsmPermanentError as exc:
+                if exc.status == 403:
+                    return False
+                raise
+            return bool(journal.next())
+
     def get_status(self, ticket_id: str) -> str:
         with self._network_errors():
             record = self._record()
@@ -614,6 +650,14 @@ class FreshserviceClient(TicketClient):
         self._call(
             "POST", f"tickets/{int(ticket_id)}/notes", {"body": _plain_text_to_html(text), "private": True}
         )
+
+    def find_comment(self, ticket_id: str, reference: str) -> bool:
+        # GET /api/v2/tickets/<id>/conversations: notes and replies, with their text.
+        data = self._call("GET", f"tickets/{int(ticket_id)}/conversations?per_page={COMMENT_LOOKBACK}")
+        with self._network_errors():
+            return any(
+                reference in str(c.get("body_text") or c.get("body") or "") for c in data.get("conversations") or []
+            )
 
     def get_status(self, ticket_id: str) -> str:
         data = self._call("GET", f"tickets/{int(ticket_id)}")
@@ -752,6 +796,14 @@ class ZendeskClient(TicketClient):
 
         with self._network_errors():
             self._zenpy.tickets.update(Ticket(id=int(ticket_id), comment=Comment(body=text, public=False)))
+
+    def find_comment(self, ticket_id: str, reference: str) -> bool:
+        # GET /api/v2/tickets/<id>/comments.json (every page).
+        with self._network_errors():
+            return any(
+                reference in str(getattr(c, "plain_body", None) or getattr(c, "body", None) or "")
+                for c in self._zenpy.tickets.comments(ticket=int(ticket_id))
+            )
 
     def get_status(self, ticket_id: str) -> str:
         with self._network_errors():

@@ -175,7 +175,8 @@ class CommentState(models.TextChoices):
 
 
 class TicketComment(TenantModel):
-    """A note to add to an opened ticket (e.g. the revoke was withdrawn). Sent once, claimed like tickets."""
+    """A note to add to an opened ticket (e.g. the revoke was withdrawn). Sent once, claimed like tickets:
+    pending -> sending by a conditional update; a claim a dead worker left is handed back by the sweep."""
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="comments")
     body = models.TextField()
@@ -183,8 +184,21 @@ class TicketComment(TenantModel):
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # An earlier attempt may have reached the vendor (no answer came back, or the worker died holding the
+    # claim): the next attempt looks for a comment carrying this comment's reference before posting.
+    lookup_before_send = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def reference(self) -> str:
+        return f"thalian-comment-{self.pk}"
+
+    @property
+    def text(self) -> str:
+        """What is posted: the body and the reference a later attempt looks for."""
+        return f"{self.body}\n\n(Thalian reference: {self.reference})"
 
     class Meta:
         indexes = [models.Index(fields=["state", "created_at"], name="ticketcomment_state")]

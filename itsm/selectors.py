@@ -31,7 +31,7 @@ from entitlements.models import Application
 from thalian.models import Membership, Organization, TicketTrigger
 from thalian.permissions import Perm
 
-from .models import ApplicationRoute, ItsmConnection, Ticket, TicketState
+from .models import ApplicationRoute, CommentState, ItsmConnection, Ticket, TicketComment, TicketState
 
 
 def connections_list() -> QuerySet[ItsmConnection]:
@@ -126,6 +126,9 @@ def remediation_queue(*, membership: Membership, state: str = "") -> QuerySet[Re
         )
         .annotate(
             remediation_owner_id=owner_id_of_item(),
+            ticket_comment_failed=Exists(
+                TicketComment.objects.filter(ticket__item_id=OuterRef("pk"), state=CommentState.FAILED)
+            ),
             urgency=Case(
                 When(remediation_status=RemediationStatus.ACTION_REQUIRED, then=Value(0)),
                 When(ticket_status="failed", then=Value(1)),
@@ -186,6 +189,36 @@ def failed_tickets(*, campaign: Campaign, limit: int = 100) -> QuerySet[Ticket]:
         )
         .order_by("id")[:limit]
     )
+
+
+def failed_comments(*, campaign: Campaign, limit: int = 100) -> QuerySet[TicketComment]:
+    """Comments of the campaign's tickets that could not be added after their last attempt, by ticket."""
+    return (
+        TicketComment.objects.filter(ticket__campaign=campaign, state=CommentState.FAILED)
+        .select_related("ticket__item", "ticket__connection")
+        .only(
+            "id",
+            "organization_id",
+            "body",
+            "state",
+            "error",
+            "attempts",
+            "created_at",
+            "ticket__id",
+            "ticket__key",
+            "ticket__url",
+            "ticket__item__id",
+            "ticket__item__identity_email",
+            "ticket__item__application_name",
+            "ticket__connection__id",
+            "ticket__connection__name",
+        )
+        .order_by("ticket_id", "id")[:limit]
+    )
+
+
+def ticket_comments(*, ticket: Ticket) -> QuerySet[TicketComment]:
+    return TicketComment.objects.filter(ticket=ticket).order_by("created_at", "id")
 
 
 # Revokes recorded before any connection applied to their application, and so without a ticket, are opened

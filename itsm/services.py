@@ -3,12 +3,13 @@ verification of removal against imported data."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -776,10 +777,16 @@ def _create_or_find(client: TicketClient, ticket: Ticket, content: TicketContent
         remote = client.find_ticket(content.reference)
         if remote is not None:
             return remote, True
-    try:
+    with _time_limit_is_unknown_outcome():
         return client.create_ticket(content), False
+
+
+@contextlib.contextmanager
+def _time_limit_is_unknown_outcome() -> Iterator[None]:
+    """The task ran out of time during a vendor call: the request may have been carried out."""
+    try:
+        yield
     except SoftTimeLimitExceeded as exc:
-        # The task ran out of time during the call: the request may have been carried out.
         raise ItsmTransientError(
             "The ticketing system took longer than the task's time limit.", outcome_unknown=True
         ) from exc
@@ -960,10 +967,51 @@ def tickets_retry_failed(*, organization: Organization, campaign_id, actor: User
     return len(tickets)
 
 
+# Name of the advisory lock a worker holds while it posts a comment (thalian/claims.py).
+COMMENT_CLAIM = "itsm-comment"
+# Attempts a comment gets, whether they end in a vendor error or in a worker that stopped mid-call (about six
+# hours of an outage with the backoff above); then it fails visibly and an admin retries it.
+COMMENT_MAX_ATTEMPTS = 12
+
+
+def _comment_post_or_find(client: TicketClient, comment: TicketComment, ticket_id: str) -> bool:
+    """Post the comment, or find the one an earlier attempt with an unknown outcome posted. True when found."""
+    if comment.lookup_before_send and client.find_comment(ticket_id, comment.reference):
+        return True
+    with _time_limit_is_unknown_outcome():
+        client.add_comment(ticket_id, comment.text)
+    return False
+
+
+def _comment_failed(comment: TicketComment, message: str) -> int:
+    """Fail a claimed comment visibly (guarded by its claim); returns 1 when this call failed it."""
+    failed = TicketComment.objects.filter(
+        pk=comment.pk, state=CommentState.SENDING, claimed_at=comment.claimed_at
+    ).update(state=CommentState.FAILED, error=message, claimed_at=None, next_attempt_at=None)
+    if failed:
+        ticket = comment.ticket
+        audit_record(
+            action="itsm.comment_failed",
+            organization_id=comment.organization_id,
+            target=ticket,
+            target_label=ticket.key,
+            details={"item": ticket.item_id, "error": message[:500], "attempts": comment.attempts},
+            system=True,
+        )
+    return failed
+
+
 def comment_send(*, organization_id: int, comment_id: int) -> tuple[str, float | None]:
+    """Post one pending comment to its ticket, exactly once where the vendor lets us check.
+
+    Returns (outcome, retry_in) like ``ticket_open``. The caller holds the claim's lock (COMMENT_CLAIM)."""
+    now = timezone.now()
     with scope(organization_id=organization_id):
-        claimed = TicketComment.objects.filter(pk=comment_id, state=CommentState.PENDING).update(
-            state=CommentState.SENDING, attempts=F("attempts") + 1
+        # The claim; a message that arrives before the comment's backoff is over does nothing.
+        claimed = (
+            TicketComment.objects.filter(pk=comment_id, state=CommentState.PENDING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .update(state=CommentState.SENDING, attempts=F("attempts") + 1, claimed_at=now)
         )
         if claimed != 1:
             return "skipped", None
@@ -971,42 +1019,83 @@ def comment_send(*, organization_id: int, comment_id: int) -> tuple[str, float |
         ticket = comment.ticket
         connection = ticket.connection
         if connection is None:
-            TicketComment.objects.filter(pk=comment_id).update(
-                state=CommentState.FAILED, error="The ticket's connection was deleted."
+            _comment_failed(
+                comment, "The ticket's connection was deleted. Add the connection again, then press Retry."
             )
             return "failed", None
         try:
-            connection.client().add_comment(ticket.remote_id or ticket.key, comment.body)
+            found = _comment_post_or_find(connection.client(), comment, ticket.remote_id or ticket.key)
         except ItsmTransientError as exc:
+            if comment.attempts >= COMMENT_MAX_ATTEMPTS:
+                _comment_failed(comment, f"{exc.message} (gave up after {comment.attempts} attempts)")
+                return "failed", None
             delay = backoff_seconds(comment.attempts, exc.retry_after)
-            TicketComment.objects.filter(pk=comment_id).update(
+            TicketComment.objects.filter(pk=comment_id, state=CommentState.SENDING, claimed_at=now).update(
                 state=CommentState.PENDING,
-                error=exc.message,
-                next_attempt_at=timezone.now() + dt.timedelta(seconds=delay),
+                error=f"Will retry: {exc.message}",
+                next_attempt_at=now + dt.timedelta(seconds=delay),
+                claimed_at=None,
+                # Once a post may have gone through, every later attempt looks first.
+                lookup_before_send=comment.lookup_before_send or exc.outcome_unknown,
             )
             return "retry", delay if comment.attempts < TASK_ATTEMPTS else None
         except ItsmPermanentError as exc:
-            TicketComment.objects.filter(pk=comment_id).update(state=CommentState.FAILED, error=exc.message)
-            audit_record(
-                action="itsm.comment_failed",
-                organization_id=organization_id,
-                target=ticket,
-                details={"item": ticket.item_id, "error": exc.message[:500]},
-                system=True,
-            )
+            _comment_failed(comment, exc.message)
             return "failed", None
-        TicketComment.objects.filter(pk=comment_id).update(
-            state=CommentState.SENT, error="", sent_at=timezone.now()
+        TicketComment.objects.filter(pk=comment_id, state=CommentState.SENDING, claimed_at=now).update(
+            state=CommentState.SENT,
+            error="",
+            sent_at=timezone.now(),
+            claimed_at=None,
+            next_attempt_at=None,
+            lookup_before_send=False,
         )
         audit_record(
             action="itsm.comment_added",
             organization_id=organization_id,
             target=ticket,
             target_label=ticket.key,
-            details={"item": ticket.item_id, "key": ticket.key, "comment": comment.body[:500]},
+            details={
+                "item": ticket.item_id,
+                "key": ticket.key,
+                "comment": comment.body[:500],
+                "found_by_reference": found,
+            },
             system=True,
         )
     return "sent", None
+
+
+def ticket_comments_retry(*, ticket: Ticket, actor: User | None, request=None) -> int:
+    """Send the ticket's failed comments again (after fixing the connection, say). Each looks for itself on
+    the ticket first: a comment that failed after an interrupted attempt may have arrived. Returns how many."""
+    with scope(organization_id=ticket.organization_id), transaction.atomic():
+        comment_ids = list(
+            TicketComment.objects.select_for_update()
+            .filter(ticket=ticket, state=CommentState.FAILED)
+            .values_list("pk", flat=True)
+        )
+        if not comment_ids:
+            raise ValidationError("This ticket has no failed comment to retry.")
+        TicketComment.objects.filter(pk__in=comment_ids).update(
+            state=CommentState.PENDING,
+            error="",
+            attempts=0,
+            next_attempt_at=None,
+            claimed_at=None,
+            lookup_before_send=True,
+        )
+        audit_record(
+            action="itsm.comments_retried",
+            organization_id=ticket.organization_id,
+            actor=actor,
+            request=request,
+            target=ticket,
+            target_label=ticket.key,
+            details={"item": ticket.item_id, "key": ticket.key, "comments": len(comment_ids)},
+        )
+        _enqueue_comments(ticket.organization_id, comment_ids)
+    return len(comment_ids)
 
 
 # Periodic work -------------------------------------------------------------------------------------------
@@ -1033,10 +1122,42 @@ def tickets_due() -> list[tuple[int, int]]:
 
 
 def comments_due() -> list[tuple[int, int]]:
+    """(organization_id, comment_id) of pending comments whose retry time has come, after handing back claims
+    abandoned by workers that died mid-call (older than CLAIM_STALE_SECONDS, no worker holding their lock):
+    such a worker may have posted the comment, so the next attempt looks for it on the ticket first. A claim
+    abandoned on the last attempt fails the comment visibly instead. Platform code: spans organizations."""
     now = timezone.now()
-    return list(
+    stale = TicketComment.unscoped.filter(state=CommentState.SENDING, claimed_at__lt=now - claims.stale_after())
+    for comment in stale.select_related("ticket").only(
+        "pk", "organization_id", "attempts", "claimed_at", "ticket__id", "ticket__key", "ticket__item_id"
+    )[:1000]:
+        if claims.claim_alive(COMMENT_CLAIM, comment.pk):
+            continue
+        if comment.attempts >= COMMENT_MAX_ATTEMPTS:
+            with scope(organization_id=comment.organization_id):
+                _comment_failed(
+                    comment,
+                    f"The comment did not finish after {comment.attempts} attempt(s) (the worker stopped or the "
+                    "task was lost); it may have reached the ticket. Check the ticket, then press Retry: the retry "
+                    "looks for the comment before posting it.",
+                )
+            continue
+        # The usual backoff counts from the interrupted attempt; the claim has been stale a while already.
+        due = max(now, comment.claimed_at + dt.timedelta(seconds=backoff_seconds(comment.attempts)))
         TicketComment.unscoped.filter(
-            state=CommentState.PENDING, created_at__lt=now - dt.timedelta(minutes=2)
+            pk=comment.pk, state=CommentState.SENDING, claimed_at=comment.claimed_at
+        ).update(
+            state=CommentState.PENDING,
+            claimed_at=None,
+            lookup_before_send=True,
+            next_attempt_at=due,
+            error="Will retry: the previous attempt was interrupted (the worker stopped).",
+        )
+    return list(
+        TicketComment.unscoped.filter(state=CommentState.PENDING)
+        .filter(
+            Q(next_attempt_at__isnull=True, created_at__lt=now - dt.timedelta(minutes=2))
+            | Q(next_attempt_at__lte=now)
         )
         .order_by("pk")
         .values_list("organization_id", "pk")[:5000]

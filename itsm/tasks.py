@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from thalian import claims
+from thalian.tenancy import scope
+
 from . import services
 
 
@@ -29,7 +32,9 @@ def open_tickets(organization_id: int, ticket_ids: list[int]) -> dict[str, int]:
 
 @shared_task(name="itsm.send_comment")
 def send_comment(organization_id: int, comment_id: int) -> str:
-    outcome, retry_in = services.comment_send(organization_id=organization_id, comment_id=comment_id)
+    # The claim's lock tells the sweep this comment's worker is alive, however long the vendor takes.
+    with scope(organization_id=organization_id), claims.claim_held(services.COMMENT_CLAIM, comment_id):
+        outcome, retry_in = services.comment_send(organization_id=organization_id, comment_id=comment_id)
     if outcome == "retry" and retry_in is not None:
         send_comment.apply_async((organization_id, comment_id), countdown=retry_in)
     return outcome
@@ -38,7 +43,7 @@ def send_comment(organization_id: int, comment_id: int) -> str:
 @shared_task(name="itsm.resume_due")
 def resume_due() -> int:
     """Periodic: re-send pending tickets and comments whose retry time has come (after outages, lost tasks
-    or dead workers)."""
+    or dead workers), after handing back claims their workers abandoned."""
     tickets = services.tickets_due()
     for organization_id, ticket_id in tickets:
         open_ticket.delay(organization_id, ticket_id)

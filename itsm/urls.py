@@ -10,6 +10,11 @@ urlpatterns = [
     path("remediation/", views.remediation_queue, name="remediation_queue"),
     path("remediation/tickets/<int:ticket_id>/retry/", views.ticket_retry, name="itsm_ticket_retry"),
     path(
+        "remediation/tickets/<int:ticket_id>/comments/retry/",
+        views.ticket_comments_retry,
+        name="itsm_ticket_comments_retry",
+    ),
+    path(
         "campaigns/<uuid:campaign_id>/remediation/", views.campaign_remediation, name="campaign_remediation"
     ),
     path(

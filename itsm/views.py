@@ -158,6 +158,7 @@ def campaign_remediation(request, campaign_id):
         "campaign": campaign,
         "summary": selectors.campaign_remediation_summary(campaign),
         "failed": selectors.failed_tickets(campaign=campaign),
+        "failed_comments": list(selectors.failed_comments(campaign=campaign)),
         "unticketed": list(
             selectors.unticketed_revokes_sample(organization=request.organization, campaign=campaign)
         ),
@@ -183,6 +184,23 @@ def ticket_retry(request, ticket_id: int):
         messages.success(
             request,
             f"Ticket for {ticket.item.identity_email} in {ticket.item.application_name} queued again.",
+        )
+    return redirect("campaign_remediation", request.organization.slug, ticket.campaign_id)
+
+
+@require_POST
+@org_view(Perm.VIEW_CAMPAIGNS)
+def ticket_comments_retry(request, ticket_id: int):
+    ticket = _ticket_for_member(request.membership, ticket_id)
+    try:
+        count = services.ticket_comments_retry(ticket=ticket, actor=request.user, request=request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            f"{count} comment{'s' if count != 1 else ''} on {ticket.key or 'the ticket'} queued again; "
+            "each is looked for on the ticket before it is posted.",
         )
     return redirect("campaign_remediation", request.organization.slug, ticket.campaign_id)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
@@ -292,6 +292,78 @@ class CampaignNotificationsAPI(OrgAPIView):
             Notification.objects.filter(campaign=campaign).order_by("-created_at", "-id"), request, view=self
         )
         return paginator.get_paginated_response(NotificationSerializer(page, many=True).data)
+
+
+class FailedNotificationSerializer(serializers.ModelSerializer):
+    campaign = serializers.UUIDField(source="campaign_id", allow_null=True, read_only=True)
+
+    class Meta:
+        model = Notification
+        fields = [*selectors.NOTIFICATION_LOG_FIELDS, "campaign"]
+
+
+class FailedNotificationsAPI(OrgAPIView):
+    """Notifications of the organization that could not be delivered after their last attempt, newest first
+    (cursor pagination), as under Settings → Notifications."""
+
+    required_perms = {"GET": Perm.MANAGE_SETTINGS}
+    pagination_class = NotificationPagination
+
+    @extend_schema(
+        responses=inline_serializer(
+            "FailedNotificationPage",
+            {
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": FailedNotificationSerializer(many=True),
+            },
+        ),
+        parameters=[OpenApiParameter("cursor", str, description="The page to read (from `next` or `previous`)")],
+    )
+    def get(self, request, org_slug: str):
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(
+            selectors.failed_notifications_all(), request, view=self
+        )
+        return paginator.get_paginated_response(FailedNotificationSerializer(page, many=True).data)
+
+
+class NotificationRetrySerializer(serializers.Serializer):
+    notification_ids = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        allow_empty=False,
+        max_length=1000,
+        help_text="Failed notifications to send again; leave out to retry every failed notification.",
+    )
+
+
+class NotificationRetryAPI(OrgAPIView):
+    """POST: queue failed notifications again (each gets a new set of attempts; an e-mail keeps its
+    Message-ID)."""
+
+    required_perms = {"POST": Perm.MANAGE_SETTINGS}
+
+    @extend_schema(
+        request=NotificationRetrySerializer,
+        responses={202: inline_serializer("NotificationsRetried", {"retried": serializers.IntegerField()})},
+    )
+    def post(self, request, org_slug: str):
+        serializer = NotificationRetrySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ids = serializer.validated_data.get("notification_ids")
+        try:
+            count = services.notifications_retry(
+                organization=request.organization,
+                actor=request.membership,
+                notification_ids=[str(i) for i in ids] if ids is not None else None,
+                request=request,
+            )
+        except services.NotificationError as exc:
+            if ids is not None:
+                raise ValidationError({"notification_ids": [str(exc)]}) from exc
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response({"retried": count}, status=status.HTTP_202_ACCEPTED)
 
 
 class PreferenceSerializer(serializers.Serializer):

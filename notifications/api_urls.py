@@ -25,4 +25,6 @@ urlpatterns = [
         name="api_my_notification_preferences",
     ),
     path("notification-settings/", api.NotificationSettingsAPI.as_view(), name="api_notification_settings"),
+    path("notifications/failed/", api.FailedNotificationsAPI.as_view(), name="api_notifications_failed"),
+    path("notifications/retry/", api.NotificationRetryAPI.as_view(), name="api_notifications_retry"),
 ]

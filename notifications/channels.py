@@ -78,6 +78,9 @@ class Message:
     action_label: str
     # Empty for notices addressed to a channel as a whole (Slack channel, Teams webhook).
     recipient_email: str = ""
+    # E-mail: the Message-ID every attempt of this notification carries, so a copy sent again after an
+    # interrupted attempt is recognisably the same message (mail systems that de-duplicate drop it).
+    message_id: str = ""
 
 
 class Sender(Protocol):
@@ -95,6 +98,10 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+def new_message_id() -> str:
+    return make_msgid(domain=str(DNS_NAME))
+
+
 class EmailSender:
     name = EMAIL
 
@@ -108,7 +115,7 @@ class EmailSender:
         context = {"message": message}
         text = render_to_string("notifications/email/message.txt", context)
         html = render_to_string("notifications/email/message.html", context)
-        message_id = make_msgid(domain=str(DNS_NAME))
+        message_id = message.message_id or new_message_id()
         email = EmailMultiAlternatives(
             subject=single_line(message.title),  # a header: a line break in it would refuse the whole message
             body=text,

@@ -154,6 +154,10 @@ class Notification(TenantModel):
             models.Index(
                 fields=["created_at"], name="notification_queued", condition=models.Q(status="queued")
             ),
+            # ... and at claims whose worker may have died mid-send (a handful at most).
+            models.Index(
+                fields=["last_attempt_at"], name="notification_sending", condition=models.Q(status="sending")
+            ),
         ]
 
     def __str__(self) -> str:

@@ -130,6 +130,11 @@ def failed_notifications(*, organization_id: int, limit: int = 20) -> list[Notif
     )
 
 
+def failed_notifications_all() -> QuerySet[Notification]:
+    """Every undelivered notification of the active organization (the API pages through them)."""
+    return Notification.objects.filter(status="failed").only(*NOTIFICATION_LOG_FIELDS, "campaign_id")
+
+
 def reviewers_with_pending_for_application(*, campaign: Campaign, application: str) -> list[int]:
     condition = Q(application_name=application)
     if application.isdigit():

@@ -9,6 +9,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus
+from thalian import claims
 from thalian.models import Plan
 from thalian.tenancy import scope, scopes_disabled
 
@@ -18,7 +19,8 @@ from .models import Status
 
 @shared_task(name="notifications.deliver", acks_late=True)
 def deliver_notification(organization_id: int, notification_id: str) -> str:
-    with scope(organization_id=organization_id):
+    # The claim's lock tells the sweep this delivery's worker is alive, however long the channel takes.
+    with scope(organization_id=organization_id), claims.claim_held(services.DELIVERY_CLAIM, notification_id):
         notification = services.notification_deliver(notification_id=notification_id)
     if notification is None:
         return "skipped"
@@ -31,7 +33,8 @@ def deliver_notification(organization_id: int, notification_id: str) -> str:
 
 @shared_task(name="notifications.retry_due")
 def retry_due_notifications() -> int:
-    services.notifications_fail_stuck()
+    """Periodic: hand back deliveries abandoned mid-send, then send every row whose next attempt is due."""
+    services.notifications_resume_interrupted()
     due = services.notifications_due_for_retry()
     for organization_id, notification_id in due:
         deliver_notification.delay(organization_id, notification_id)

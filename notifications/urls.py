@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("settings/notifications/", views.notification_settings, name="notification_settings"),
     path("settings/notifications/test/<str:channel>/", views.notification_test, name="notification_test"),
+    path("settings/notifications/retry/", views.notification_retry, name="notification_retry"),
     path("settings/my-notifications/", views.notification_preferences, name="notification_preferences"),
     path("campaigns/<uuid:campaign_id>/remind/", views.campaign_remind, name="campaign_remind"),
     path(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -76,6 +78,29 @@ def notification_settings(request):
             "failed": selectors.failed_notifications(organization_id=request.organization.pk),
         },
     )
+
+
+@org_view(Perm.MANAGE_SETTINGS)
+@require_POST
+def notification_retry(request):
+    """Retry one failed notification (`notification`: its id) or, without one, every failed notification."""
+    raw = request.POST.get("notification", "").strip()
+    ids = None
+    if raw:
+        try:
+            ids = [str(uuid.UUID(raw))]
+        except ValueError:
+            messages.error(request, f"notification: {raw!r} is not a notification id.")
+            return redirect("notification_settings", request.organization.slug)
+    try:
+        count = services.notifications_retry(
+            organization=request.organization, actor=request.membership, notification_ids=ids, request=request
+        )
+    except services.NotificationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{count} notification{'s' if count != 1 else ''} queued to be sent again.")
+    return redirect("notification_settings", request.organization.slug)
 
 
 @org_view(Perm.MANAGE_SETTINGS)

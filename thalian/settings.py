@@ -275,6 +275,9 @@ CELERY_BEAT_SCHEDULE: dict = {}
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+# Seconds an SMTP call may take before the delivery attempt counts as failed and is retried (a server that
+# never answers would otherwise hold a worker until the task's time limit).
+EMAIL_TIMEOUT = EMAIL_CONFIG.get("EMAIL_TIMEOUT") or env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Thalian <no-reply@thalian.localhost>")
 # Slack Web API base address (overridden only to point at a test server).
 # Outbound URLs (ITSM, SCIM, Teams, Slack) may not reach internal addresses except these (thalian/netguard.py).

@@ -179,6 +179,7 @@ class FakeJira(FakeVendor):
             ("GET", re.compile(r"/rest/api/2/project/([^/]+)"), self.project),
             ("POST", re.compile(r"/rest/api/2/issue"), self.create),
             ("POST", re.compile(r"/rest/api/2/issue/([^/]+)/comment"), self.comment),
+            ("GET", re.compile(r"/rest/api/2/issue/([^/]+)/comment"), self.comment_list),
             ("GET", re.compile(r"/rest/api/2/issue/([^/]+)"), self.issue),
         ]
 
@@ -301,6 +302,18 @@ class FakeJira(FakeVendor):
             201,
         )
 
+    def comment_list(self, request, body, key):
+        """Comments of an issue, oldest first unless `orderBy=-created`."""
+        if key not in self.tickets:
+            return self.not_found()
+        comments = [{"id": str(n + 1), "body": text} for n, text in enumerate(self.comments[key])]
+        if request.args.get("orderBy") == "-created":
+            comments.reverse()
+        limit = int(request.args.get("maxResults") or 50)
+        return json_response(
+            {"startAt": 0, "maxResults": limit, "total": len(comments), "comments": comments[:limit]}
+        )
+
     def issue(self, request, body, key):
         ticket = self.tickets.get(key)
         if ticket is None:
@@ -377,20 +390,36 @@ class FakeServiceNow(FakeVendor):
             )
         return None
 
+    JOURNAL = "sys_journal_field"
+    LIKE = re.compile(r"^(\w+)LIKE(.*)$")
+
+    def _journal(self) -> list[dict[str, Any]]:
+        """Work notes and comments as the journal table holds them, one row per entry."""
+        return [
+            {"sys_id": f"{n:032x}", "element_id": sys_id, "element": "work_notes", "value": text}
+            for sys_id, texts in self.comments.items()
+            for n, text in enumerate(texts)
+        ]
+
     def list(self, request, body, table):
-        if (bad := self._check_table(table)) is not None:
+        if table != self.JOURNAL and (bad := self._check_table(table)) is not None:
             return bad
         limit = int(request.args.get("sysparm_limit") or 10000)
-        records = list(self.tickets.values())
-        # Encoded queries: only `field=value` terms joined by ^ (and ORDERBY terms, ignored) are understood.
+        records = self._journal() if table == self.JOURNAL else list(self.tickets.values())
+        # Encoded queries: only `field=value` and `fieldLIKEtext` terms joined by ^ (and ORDERBY terms,
+        # ignored) are understood.
         for term in (request.args.get("sysparm_query") or "").split("^"):
             name, equals, value = term.partition("=")
+            like = self.LIKE.match(term)
             if equals and not name.startswith("ORDERBY"):
                 records = [r for r in records if r.get(name) == value]
+            elif like and not term.startswith("ORDERBY"):
+                records = [r for r in records if like.group(2) in str(r.get(like.group(1)) or "")]
+        total = len(records) if table == self.JOURNAL else len(self.tickets)
         records = records[:limit]
         return json_response(
             {"result": [self._render(request, r) for r in records]},
-            headers={"X-Total-Count": str(len(self.tickets))},
+            headers={"X-Total-Count": str(total)},
         )
 
     def create(self, request, body, table):
@@ -474,6 +503,7 @@ class FakeFreshservice(FakeVendor):
             ("POST", re.compile(r"/api/v2/tickets"), self.create),
             ("GET", re.compile(r"/api/v2/tickets/(\d+)"), self.get),
             ("POST", re.compile(r"/api/v2/tickets/(\d+)/notes"), self.note),
+            ("GET", re.compile(r"/api/v2/tickets/(\d+)/conversations"), self.conversations),
         ]
 
     def authorized(self, auth):
@@ -598,6 +628,15 @@ class FakeFreshservice(FakeVendor):
         }
         return json_response({"conversation": note}, 201)
 
+    def conversations(self, request, body, ticket_id):
+        if ticket_id not in self.tickets:
+            return self.not_found()
+        notes = [
+            {"id": n + 1, "body": text, "body_text": re.sub(r"<br>", "\n", text), "private": True, "ticket_id": int(ticket_id)}
+            for n, text in enumerate(self.comments[ticket_id])
+        ]
+        return json_response({"conversations": notes, "meta": {"count": len(notes)}})
+
 
 class FakeZendesk(FakeVendor):
     """Zendesk Support API (`/api/v2/tickets.json`), basic auth with `<email>/token` and the API token."""
@@ -613,6 +652,7 @@ class FakeZendesk(FakeVendor):
             ("POST", re.compile(r"/api/v2/tickets\.json"), self.create),
             ("GET", re.compile(r"/api/v2/tickets/(\d+)\.json"), self.get),
             ("PUT", re.compile(r"/api/v2/tickets/(\d+)\.json"), self.update),
+            ("GET", re.compile(r"/api/v2/tickets/(\d+)/comments\.json"), self.comment_list),
         ]
 
     def authorized(self, auth):
@@ -709,6 +749,17 @@ class FakeZendesk(FakeVendor):
         if ticket is None:
             return self.not_found()
         return json_response({"ticket": self._ticket_json(ticket)})
+
+    def comment_list(self, request, body, ticket_id):
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None:
+            return self.not_found()
+        texts = [ticket["description"], *self.comments[ticket_id]]
+        comments = [
+            {"id": n + 1, "type": "Comment", "body": text, "plain_body": text, "public": False}
+            for n, text in enumerate(texts)
+        ]
+        return json_response({"comments": comments, "next_page": None, "previous_page": None, "count": len(comments)})
 
     def update(self, request, body, ticket_id):
         ticket = self.tickets.get(ticket_id)

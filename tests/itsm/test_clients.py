@@ -170,6 +170,18 @@ def test_comment_is_added_to_the_ticket(vendor):
     assert vendor.fake.requests[-1].auth == _expected_auth(vendor)
 
 
+def test_a_posted_comment_is_found_by_the_reference_in_its_text(vendor):
+    client = vendor.client()
+    ticket = client.create_ticket(CONTENT)
+    assert client.find_comment(ticket.remote_id, "thalian-comment-7") is False
+
+    client.add_comment(ticket.remote_id, "The revoke decision was withdrawn.\n\n(Thalian reference: thalian-comment-7)")
+
+    assert client.find_comment(ticket.remote_id, "thalian-comment-7") is True
+    assert client.find_comment(ticket.remote_id, "thalian-comment-8") is False
+    assert len(vendor.fake.comments[ticket.remote_id]) == 1
+
+
 VENDOR_STATES = {
     "jira": [("new", "open"), ("indeterminate", "in_progress"), ("done", "resolved")],
     "servicenow": [

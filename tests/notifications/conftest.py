@@ -3,6 +3,7 @@ and an active campaign with reviewers."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -33,15 +34,27 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[dict] = []
         self.lock = threading.Lock()
+        # Seconds to keep the client waiting for "250" after a message was received (it is kept either way).
+        self.answer_late = 0.0
+        # An SMTP reply (e.g. "451 4.7.1 Try again later") to give instead of accepting messages.
+        self.refuse_with = ""
 
     async def handle_DATA(self, server, session, envelope):
+        if self.refuse_with:
+            return self.refuse_with
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        parts = {"to": list(envelope.rcpt_tos), "subject": str(parsed["subject"])}
+        parts = {
+            "to": list(envelope.rcpt_tos),
+            "subject": str(parsed["subject"]),
+            "message_id": str(parsed["message-id"]),
+        }
         for part in parsed.walk():
             if part.get_content_type() in ("text/plain", "text/html"):
                 parts[part.get_content_type()] = part.get_content()
         with self.lock:
             self.messages.append(parts)
+        if self.answer_late:
+            await asyncio.sleep(self.answer_late)
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[dict]:

@@ -102,6 +102,9 @@ OTHER_AREAS = [
     Probe("api", "api_application_list", perm=Perm.VIEW_INVENTORY),
     Probe("api", "api_itsm_connections", perm=Perm.MANAGE_SETTINGS),
     Probe("api", "api_notification_settings", perm=Perm.MANAGE_SETTINGS),
+    Probe("page", "notification_retry", "post", Perm.MANAGE_SETTINGS),
+    Probe("api", "api_notifications_failed", perm=Perm.MANAGE_SETTINGS),
+    Probe("api", "api_notifications_retry", "post", Perm.MANAGE_SETTINGS, data={}),
 ]
 
 
