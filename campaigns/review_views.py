@@ -69,7 +69,10 @@ def _form_error_text(form) -> str:
 
 
 def _items_url(request, campaign, **params) -> str:
-    url = reverse("review_items", args=[request.organization.slug, campaign.pk])
+    return _with_query(reverse("review_items", args=[request.organization.slug, campaign.pk]), **params)
+
+
+def _with_query(url: str, **params) -> str:
     params = {k: v for k, v in params.items() if v}
     return f"{url}?{urlencode(params)}" if params else url
 
@@ -176,7 +179,7 @@ def my_reviews(request):
 @require_GET
 @org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
 def item_list(request, campaign_id):
-    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id, with_fallback_reviewer=False)
     errors: list[str] = []
     status = 200
     try:
@@ -203,6 +206,7 @@ def item_list(request, campaign_id):
     _decorate(request, campaign, page.items)
     rows = render_rows(page.items, can_decide=review_context["can_decide"], columns=columns)
     size_param = page.page_size if page.page_size != sel.DEFAULT_PAGE_SIZE else ""
+    items_url = reverse("review_items", args=[request.organization.slug, campaign.pk])  # once for every link
     base_params = {**flt.active, "sort": sort_param if sort_param != "id" else "", "page_size": size_param}
     context = {
         **review_context,
@@ -229,12 +233,13 @@ def item_list(request, campaign_id):
         + urlencode({**flt.active, "next": request.get_full_path()}),
         "optional_columns": [(key, label, key in columns) for key, label, _default in OPTIONAL_COLUMNS],
         "shown_columns": [(key, label) for key, label, _default in OPTIONAL_COLUMNS if key in columns],
-        "next_url": _items_url(request, campaign, **base_params, cursor=page.next_cursor) if page.next_cursor else "",
-        "prev_url": _items_url(request, campaign, **base_params, cursor=page.prev_cursor) if page.prev_cursor else "",
-        "first_url": _items_url(request, campaign, **base_params),
+        "items_url": items_url,
+        "next_url": _with_query(items_url, **base_params, cursor=page.next_cursor) if page.next_cursor else "",
+        "prev_url": _with_query(items_url, **base_params, cursor=page.prev_cursor) if page.prev_cursor else "",
+        "first_url": _with_query(items_url, **base_params),
         "sort_urls": {
-            key: _items_url(
-                request, campaign, **flt.active, page_size=size_param, sort=("-" + key if sort_param == key else key)
+            key: _with_query(
+                items_url, **flt.active, page_size=size_param, sort=("-" + key if sort_param == key else key)
             )
             for key in sel.SORTS
         },
