@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from entitlements.models import FINDING_FIELDS, Finding, IdentityKind, IdentityStatus
+from entitlements.models import FINDING_FIELDS, Finding, FindingsMixin, IdentityKind, IdentityStatus
 from thalian.models import Membership
 from thalian.permissions import Perm, has_perm
 
@@ -265,14 +265,30 @@ def _decode_cursor(cursor: str, sort: str):
     return value, item_id, bool(backwards)
 
 
+class ItemRow:
+    """A review item as a list reads it: the fields it names (with ``pk``, ``findings`` and the sort columns
+    among them), without building a model instance, which costs more than the query on a page of rows."""
+
+    findings = FindingsMixin.findings
+
+    def __init__(self, fields: tuple[str, ...], values: tuple) -> None:
+        self.__dict__.update(zip(fields, values, strict=True))
+
+    @property
+    def pk(self):
+        return self.id
+
+
 def review_items_page(
     items: QuerySet,
     *,
     sort: str = "id",
     cursor: str = "",
     page_size: int = DEFAULT_PAGE_SIZE,
+    fields: tuple[str, ...] = (),
 ) -> ItemPage:
-    """One page of items in (sort column, id) order after or before a cursor; one query.
+    """One page of items in (sort column, id) order after or before a cursor; one query. With ``fields`` (which
+    must include ``id`` and the sort columns) the page holds ItemRow objects of those fields, else items.
 
     The cursor is compared as a row value ``(column, id) > (v, i)``, which PostgreSQL answers with a range scan
     of the matching (organization, campaign, column, id) index, so page 20,000 costs what page 1 costs."""
@@ -296,7 +312,8 @@ def review_items_page(
     reverse_order = descending != backwards
     columns = [column, "id"] if column != "id" else ["id"]
     ordering = [f"-{c}" for c in columns] if reverse_order else columns
-    rows = list(items.order_by(*ordering)[: page_size + 1])
+    items = items.order_by(*ordering)[: page_size + 1]
+    rows = [ItemRow(fields, values) for values in items.values_list(*fields)] if fields else list(items)
     more = len(rows) > page_size
     rows = rows[:page_size]
     if backwards:

@@ -84,9 +84,10 @@ def _safe_next(request, fallback: str) -> str:
     return fallback
 
 
-# The fields a row of the items table shows (and the sort columns its cursors name): the page loads only these.
+# The fields a row of the items table shows (and the sort columns its cursors name): the page reads only these,
+# as plain rows (review_selectors.ItemRow); a field the row template uses must be named here.
 ROW_FIELDS = (
-    "id", "organization_id", "campaign_id", "identity_email", "identity_name", "identity_department",
+    "id", "identity_email", "identity_name", "identity_department",
     "identity_manager_email", "identity_kind", "identity_status", "application_name", "application_sanctioned",
     "role", "last_used", "recommendation", "recommendation_reason", "reviewer_id", "reviewer_email", "decision",
     "decision_reason", "decided_by_email", "signed_off_at", "exception_expires_on", "ticket_key", "ticket_url",
@@ -192,10 +193,11 @@ def item_list(request, campaign_id):
             raise ValidationError({"page_size": "page_size must be a whole number."}) from None
         matching = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt)
         page = sel.review_items_page(
-            matching.only(*ROW_FIELDS),
+            matching,
             sort=sort_param,
             cursor=request.GET.get("cursor", ""),
             page_size=page_size,
+            fields=ROW_FIELDS,
         )
     except ValidationError as exc:
         errors.append(_error_text(exc))
