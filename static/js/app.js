@@ -31,7 +31,8 @@
           .map(function (b) { return b.dataset.column; });
         document.cookie = "thalian-cols-" + set.dataset.columns + "=" + (shown.join(".") || "none") +
           "; path=/; max-age=31536000; samesite=lax" + (window.location.protocol === "https:" ? "; secure" : "");
-        if (window.htmx) window.htmx.ajax("GET", window.location.href, { target: set.dataset.columnsTarget, swap: "outerHTML" });
+        // The fieldset's hx-sync="this:replace" drops a reload still under way when the next change comes.
+        if (window.htmx) window.htmx.ajax("GET", window.location.href, { source: set, target: set.dataset.columnsTarget, swap: "outerHTML" });
         else window.location.reload();
       });
     });
