@@ -87,11 +87,10 @@ def _safe_next(request, fallback: str) -> str:
 # The fields a row of the items table shows (and the sort columns its cursors name): the page reads only these,
 # as plain rows (review_selectors.ItemRow); a field the row template uses must be named here.
 ROW_FIELDS = (
-    "id", "identity_email", "identity_name", "identity_department",
-    "identity_manager_email", "identity_kind", "identity_status", "application_name", "application_sanctioned",
-    "role", "last_used", "recommendation", "recommendation_reason", "reviewer_id", "reviewer_email", "decision",
-    "decision_reason", "decided_by_email", "signed_off_at", "exception_expires_on", "ticket_key", "ticket_url",
-    "ticket_status", *FINDING_FIELDS.values(),
+    "id", "identity_email", "identity_name", "identity_department", "identity_manager_email", "identity_kind",
+    "identity_status", "application_name", "application_sanctioned", "role", "last_used", "recommendation",
+    "recommendation_reason", "reviewer_id", "reviewer_email", "decision", "decision_reason", "decided_by_email",
+    "signed_off_at", "exception_expires_on", "ticket_key", "ticket_url", "ticket_status", *FINDING_FIELDS.values(),
 )
 ROWS_TEMPLATE = "campaigns/review_rows.html"
 # Labels the rows look up (choice labels once, instead of get_FOO_display() per row).

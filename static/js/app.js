@@ -198,14 +198,14 @@
       });
     });
     // Approve (and any decision without a dialog) posts the row's form through htmx, which swaps the row.
-    root.querySelectorAll("form.decide-form").forEach(function (form) {
-      if (form.dataset.wired) return; form.dataset.wired = "1";
-      form.addEventListener("submit", function (ev) {
-        var row = form.closest("tr.item-row");
-        if (!window.htmx || !row || !ev.submitter) return;
+    root.querySelectorAll("form.decide-form button:not([data-ask-reason])").forEach(function (btn) {
+      if (btn.dataset.wired) return; btn.dataset.wired = "1";
+      btn.addEventListener("click", function (ev) {
+        var row = btn.closest("tr.item-row");
+        if (!window.htmx || !row) return;
         ev.preventDefault();
         setCurrent(row, false);
-        submitRow(row, ev.submitter.value, "", "");
+        submitRow(row, btn.value, "", "");
       });
     });
     root.querySelectorAll("tr.item-row").forEach(function (row) {
