@@ -100,7 +100,7 @@
   }
 
   // ---- Review screen ---------------------------------------------------------------------------------------
-  // Rows are <tr class="item-row"> (with is-decided once decided). j/k move, a/r/e decide, x selects, ? helps;
+  // Rows are <tr class="item-row"> (is-decided once decided). j/k move, a/r/e decide, x selects, ? helps;
   // Revoke and Exception ask for the reason (and the exception's expiry) in a small dialog.
   var review = { current: null, pendingButton: null };
 
@@ -122,7 +122,8 @@
     var start = after ? all.indexOf(after) + 1 : 0;
     for (var i = 0; i < all.length; i++) {
       var row = all[(start + i) % all.length];
-      if (!row.classList.contains("is-decided") && decideForm(row)) return row;
+      // Read from the buttons, not the row's class: htmx settles a swapped row's class a moment later.
+      if (decideForm(row) && !row.querySelector('button.decide[aria-pressed="true"]')) return row;
     }
     return null;
   }
