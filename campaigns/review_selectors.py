@@ -360,16 +360,23 @@ def _distinct_loose_scan(campaign: Campaign, column: str) -> list[str]:
 
 
 REVIEWER_OPTIONS_TTL = 300
+# The snapshot's options, also kept in the process for the most recently seen campaigns: they never change under
+# their key, and the items page (the most loaded page) then skips a cache round trip.
+_SNAPSHOT_OPTIONS: dict[str, dict[str, list[str]]] = {}
+SNAPSHOT_OPTIONS_IN_PROCESS = 256
 
 
 def review_filter_options(*, campaign: Campaign, membership: Membership) -> dict[str, list[str]]:
-    """Application and department choices for the filter bar.
+    """Application and department choices for the filter bar (read only: callers share the lists).
 
     Members who see every item get the values of the frozen snapshot: they never change, so they are computed
-    once per campaign and cached. Reviewers get the values of their own items (assignment can change when an
-    admin reassigns items, so these are cached for a few minutes only)."""
+    once per campaign and cached (the key names the snapshot). Reviewers get the values of their own items
+    (assignment can change when an admin reassigns items, so these are cached for a few minutes only)."""
     if sees_all_items(membership):
         key = f"review-options:{campaign.pk}:{campaign.snapshot_at and campaign.snapshot_at.timestamp()}"
+        options = _SNAPSHOT_OPTIONS.get(key)
+        if options is not None:
+            return options
         options = cache.get(key)
         if options is None:
             if connection.vendor == "postgresql":
@@ -381,6 +388,10 @@ def review_filter_options(*, campaign: Campaign, membership: Membership) -> dict
                 options = _distinct_options(ReviewItem.objects.filter(campaign_id=campaign.pk))
             if campaign.status != CampaignStatus.LAUNCHING:
                 cache.set(key, options, 24 * 3600)
+        if campaign.status != CampaignStatus.LAUNCHING:
+            if len(_SNAPSHOT_OPTIONS) >= SNAPSHOT_OPTIONS_IN_PROCESS:
+                del _SNAPSHOT_OPTIONS[next(iter(_SNAPSHOT_OPTIONS))]  # the oldest
+            _SNAPSHOT_OPTIONS[key] = options
         return options
     key = f"review-options:{campaign.pk}:reviewer:{membership.pk}"
     options = cache.get(key)
