@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse, HttpResponseRedirect
-from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.template import engines
 from django.urls import NoReverseMatch, reverse
@@ -18,7 +17,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from markupsafe import Markup
 
-from entitlements.models import Finding, IdentityKind, IdentityStatus
+from entitlements.models import FINDING_FIELDS, Finding, IdentityKind, IdentityStatus
 from thalian.access import org_view
 from thalian.permissions import Perm, has_perm
 
@@ -39,7 +38,8 @@ from .selectors import campaign_access
 FINDING_LABELS = dict(Finding.choices)
 KIND_LABELS = dict(IdentityKind.choices)
 # The decision, recommendation, identity, application and role are always shown; these columns are optional
-# (key, label, shown by default). The column chooser remembers each member's choice in the browser.
+# (key, label, shown by default). The column chooser remembers each member's choice in the browser, in a cookie
+# the page reads (keys joined by "."), so only the columns shown are rendered.
 OPTIONAL_COLUMNS = [
     ("findings", "Findings", True),
     ("last_used", "Last used", True),
@@ -50,6 +50,8 @@ OPTIONAL_COLUMNS = [
     ("decided_by", "Decided by", False),
     ("ticket", "Ticket", False),
 ]
+DEFAULT_COLUMNS = frozenset(key for key, _label, shown in OPTIONAL_COLUMNS if shown)
+COLUMNS_COOKIE = "thalian-cols-review-items"
 
 
 def _error_text(exc: ValidationError) -> str:
@@ -67,7 +69,10 @@ def _form_error_text(form) -> str:
 
 
 def _items_url(request, campaign, **params) -> str:
-    url = reverse("review_items", args=[request.organization.slug, campaign.pk])
+    return _with_query(reverse("review_items", args=[request.organization.slug, campaign.pk]), **params)
+
+
+def _with_query(url: str, **params) -> str:
     params = {k: v for k, v in params.items() if v}
     return f"{url}?{urlencode(params)}" if params else url
 
@@ -79,88 +84,56 @@ def _safe_next(request, fallback: str) -> str:
     return fallback
 
 
-def _can_decide_item(request, campaign, item: ReviewItem) -> bool:
-    membership = request.membership
-    if campaign.status != CampaignStatus.ACTIVE or item.signed_off_at is not None:
-        return False
-    if not has_perm(membership.role, Perm.DECIDE_ASSIGNED) or is_own_access(item, membership):
-        return False
-    return membership_can_decide_any(membership) or item.reviewer_id == membership.pk
-
-
-# Columns the items table never shows: not loaded for its pages.
-ROW_UNUSED_FIELDS = (
-    "entitlement", "application", "application_category", "assignment_note", "decision_comment", "decided_by",
-    "decided_by_role", "decided_at", "version", "ticket_error", "remediation_status", "remediation_checked_at",
+# The fields a row of the items table shows (and the sort columns its cursors name): the page reads only these,
+# as plain rows (review_selectors.ItemRow); a field the row template uses must be named here.
+ROW_FIELDS = (
+    "id", "identity_email", "identity_name", "identity_department", "identity_manager_email", "identity_kind",
+    "identity_status", "application_name", "application_sanctioned", "role", "last_used", "recommendation",
+    "recommendation_reason", "reviewer_id", "reviewer_email", "decision", "decision_reason", "decided_by_email",
+    "signed_off_at", "exception_expires_on", "ticket_key", "ticket_url", "ticket_status", *FINDING_FIELDS.values(),
 )
-# Display labels of the item's choice fields, looked up once instead of through get_FOO_display() per row.
-RECOMMENDATION_LABELS = dict(ReviewItem._meta.get_field("recommendation").flatchoices)
-DECISION_LABELS = dict(ReviewItem._meta.get_field("decision").flatchoices)
-TICKET_STATUS_LABELS = dict(ReviewItem._meta.get_field("ticket_status").flatchoices)
 ROWS_TEMPLATE = "campaigns/review_rows.html"
+# Labels the rows look up (choice labels once, instead of get_FOO_display() per row).
+ROW_LABELS = {
+    "decision_labels": dict(ReviewItem._meta.get_field("decision").flatchoices),
+    "recommendation_labels": dict(ReviewItem._meta.get_field("recommendation").flatchoices),
+    "ticket_labels": dict(ReviewItem._meta.get_field("ticket_status").flatchoices),
+    "finding_labels": FINDING_LABELS,
+    "finding_classes": {value: value.replace("_", "-") for value in FINDING_LABELS},
+    "kind_labels": KIND_LABELS,
+}
 
 
-def _static_fragments() -> dict:
-    """Markup that is the same on every row, built once: the decision buttons for each current decision, the
-    badges of recommendations and findings, and the class of the columns hidden by default."""
-    buttons = []
-    for value, text in DECISION_LABELS.items():
-        ask = "" if value == Decision.APPROVE else f' data-ask-reason="{value}"'
-        buttons.append((value, f'<button type="submit" name="decision" value="{value}" class="decide decide-{value}" '
-                               f'aria-pressed="{{pressed_{value}}}"{ask}>{text}</button>'))
-    pressed = {}
-    for current in ["", *DECISION_LABELS]:
-        html_ = "".join(b.replace("{pressed_" + v + "}", "true" if v == current else "false") for v, b in buttons)
-        pressed[current] = Markup(html_)
-    return {
-        "pressed": pressed,
-        "recommendation_badges": {
-            v: Markup('<span class="badge badge-{}">{}</span>').format(v, t) for v, t in RECOMMENDATION_LABELS.items()
-        },
-        "finding_badges": {
-            v: Markup('<span class="badge badge-{}">{}</span>').format(v.replace("_", "-"), t)
-            for v, t in FINDING_LABELS.items()
-        },
-        "hidden": {key: Markup("" if shown else ' class="col-hidden"') for key, _label, shown in OPTIONAL_COLUMNS},
-        "decision_labels": DECISION_LABELS,
-        "ticket_labels": TICKET_STATUS_LABELS,
-    }
+def shown_columns(request) -> frozenset[str]:
+    """The optional columns the member shows: their choice in the column chooser (a cookie, so hidden columns are
+    not rendered at all), else the defaults."""
+    saved = request.COOKIES.get(COLUMNS_COOKIE)
+    if saved is None:
+        return DEFAULT_COLUMNS
+    return frozenset(saved.split(".")) & {key for key, _label, _shown in OPTIONAL_COLUMNS}
 
 
-ROW_FRAGMENTS = _static_fragments()
-
-
-def render_rows(items, *, can_decide: bool, csrf_token: str = "", next_url: str = "", error: str = "",
-                message: str = "") -> Markup:
+def render_rows(items, *, can_decide: bool, columns: frozenset[str], error: str = "", message: str = "") -> Markup:
     """The rows of the items table, rendered by Jinja2 in one pass over the page (every value autoescaped)."""
-    hidden_inputs = (
-        Markup('<input type="hidden" name="csrfmiddlewaretoken" value="{}"><input type="hidden" name="next" value="{}">')
-        .format(csrf_token, next_url)
-        if can_decide
-        else ""
-    )
-    return Markup(
-        engines["jinja2"].get_template(ROWS_TEMPLATE).render(
-            {
-                **ROW_FRAGMENTS,
-                "items": items,
-                "can_decide": can_decide,
-                "hidden_inputs": hidden_inputs,
-                "error": error,
-                "message": message,
-            }
-        )
-    )
+    context = {**ROW_LABELS, "items": items, "can_decide": can_decide, "columns": columns, "error": error,
+               "message": message}
+    return Markup(engines["jinja2"].get_template(ROWS_TEMPLATE).render(context))
 
 
 def _decorate(request, campaign, items) -> None:
-    """Display values of each item."""
-    _decorate_urls(request, campaign, items)
+    """Display values of each item: its label, whether it is the member's own access, whether they may decide it."""
+    membership = request.membership
+    # The page-wide conditions once; then per item: not signed off, not their own access, theirs unless they
+    # may decide any item.
+    open_to_member = campaign.status == CampaignStatus.ACTIVE and has_perm(membership.role, Perm.DECIDE_ASSIGNED)
+    decides_any = membership_can_decide_any(membership)
     for item in items:
-        item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
-        item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
-        item.own_access = is_own_access(item, request.membership)
-        item.can_decide = _can_decide_item(request, campaign, item)
+        item.label = f"{item.identity_email} in {item.application_name}"
+        item.own_access = is_own_access(item, membership)
+        item.can_decide = (
+            open_to_member and item.signed_off_at is None and not item.own_access
+            and (decides_any or item.reviewer_id == membership.pk)
+        )
 
 
 def _campaign_url(request, campaign) -> str:
@@ -178,15 +151,6 @@ def _review_context(request, campaign) -> dict:
         "campaign_url": _campaign_url(request, campaign),
         "can_decide": can_decide,
     }
-
-
-def _decorate_urls(request, campaign, items) -> None:
-    # One reverse() for the page instead of two per row.
-    base = reverse("review_items", args=[request.organization.slug, campaign.pk])
-    for item in items:
-        item.label = f"{item.identity_email} in {item.application_name}"
-        item.detail_url = f"{base}{item.pk}/"
-        item.decide_url = f"{base}{item.pk}/decide/"
 
 
 def _options_html(values: list[str], selected: str) -> str:
@@ -215,7 +179,7 @@ def my_reviews(request):
 @require_GET
 @org_view(Perm.VIEW_CAMPAIGNS, requires_plan=True)
 def item_list(request, campaign_id):
-    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
+    campaign = campaign_access(membership=request.membership, campaign_id=campaign_id, with_fallback_reviewer=False)
     errors: list[str] = []
     status = 200
     try:
@@ -228,27 +192,25 @@ def item_list(request, campaign_id):
             raise ValidationError({"page_size": "page_size must be a whole number."}) from None
         matching = sel.review_items_matching(campaign=campaign, membership=request.membership, flt=flt)
         page = sel.review_items_page(
-            matching.defer(*ROW_UNUSED_FIELDS),
+            matching,
             sort=sort_param,
             cursor=request.GET.get("cursor", ""),
             page_size=page_size,
+            fields=ROW_FIELDS,
         )
     except ValidationError as exc:
         errors.append(_error_text(exc))
         status = 400
         flt, sort_param, page = sel.ItemFilter(), "id", sel.ItemPage(items=[], sort="id")
     review_context = _review_context(request, campaign)
-    # One masked CSRF token for the rows and the rest of the page instead of one each.
-    csrf_token = get_token(request) if review_context["can_decide"] else ""
+    columns = shown_columns(request)
     _decorate(request, campaign, page.items)
-    rows = render_rows(
-        page.items, can_decide=review_context["can_decide"], csrf_token=csrf_token, next_url=request.get_full_path()
-    )
+    rows = render_rows(page.items, can_decide=review_context["can_decide"], columns=columns)
     size_param = page.page_size if page.page_size != sel.DEFAULT_PAGE_SIZE else ""
+    items_url = reverse("review_items", args=[request.organization.slug, campaign.pk])  # once for every link
     base_params = {**flt.active, "sort": sort_param if sort_param != "id" else "", "page_size": size_param}
     context = {
         **review_context,
-        **({"csrf_token": csrf_token} if csrf_token else {}),
         "flt": flt,
         "filter_params": flt.active,
         "more_filters_active": len(set(flt.active) - {"search", "application", "department", "decision"})
@@ -270,18 +232,23 @@ def item_list(request, campaign_id):
         "bar_url": reverse("review_progress", args=[request.organization.slug, campaign.pk])
         + "?"
         + urlencode({**flt.active, "next": request.get_full_path()}),
-        "optional_columns": OPTIONAL_COLUMNS,
-        "next_url": _items_url(request, campaign, **base_params, cursor=page.next_cursor) if page.next_cursor else "",
-        "prev_url": _items_url(request, campaign, **base_params, cursor=page.prev_cursor) if page.prev_cursor else "",
-        "first_url": _items_url(request, campaign, **base_params),
+        "optional_columns": [(key, label, key in columns) for key, label, _default in OPTIONAL_COLUMNS],
+        "shown_columns": [(key, label) for key, label, _default in OPTIONAL_COLUMNS if key in columns],
+        "items_url": items_url,
+        "next_url": _with_query(items_url, **base_params, cursor=page.next_cursor) if page.next_cursor else "",
+        "prev_url": _with_query(items_url, **base_params, cursor=page.prev_cursor) if page.prev_cursor else "",
+        "first_url": _with_query(items_url, **base_params),
         "sort_urls": {
-            key: _items_url(
-                request, campaign, **flt.active, page_size=size_param, sort=("-" + key if sort_param == key else key)
+            key: _with_query(
+                items_url, **flt.active, page_size=size_param, sort=("-" + key if sort_param == key else key)
             )
             for key in sel.SORTS
         },
     }
-    template = "campaigns/review_items.html#table" if request.htmx else "campaigns/review_items.html"
+    template = "campaigns/review_items.html"
+    if request.htmx:
+        # The column chooser re-renders the table alone; the filters re-render it with the review bar.
+        template += "#grid" if request.htmx.target == "items-grid" else "#table"
     return render(request, template, context, status=status)
 
 
@@ -335,6 +302,8 @@ def item_detail(request, campaign_id, item_id):
     campaign = campaign_access(membership=request.membership, campaign_id=campaign_id)
     item = sel.review_item_get(membership=request.membership, campaign=campaign, item_id=item_id)
     _decorate(request, campaign, [item])
+    item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
+    item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
     history = list(sel.review_item_history(item=item))
     form = DecisionForm(initial={"decision": item.decision, "reason": item.decision_reason})
     return render(
@@ -381,8 +350,7 @@ def item_decide(request, campaign_id, item_id):
             render_rows(
                 [item],
                 can_decide=_review_context(request, campaign)["can_decide"],
-                csrf_token=get_token(request),
-                next_url=_safe_next(request, _items_url(request, campaign)),
+                columns=shown_columns(request),
                 error=error,
                 message="" if error else f"{item.get_decision_display()} recorded.",
             )

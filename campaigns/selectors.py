@@ -43,13 +43,17 @@ STATUS_TABS = [
 # Access
 
 
-def campaign_access(*, membership: Membership, campaign_id, perm: Perm = Perm.VIEW_CAMPAIGNS) -> Campaign:
+def campaign_access(
+    *, membership: Membership, campaign_id, perm: Perm = Perm.VIEW_CAMPAIGNS, with_fallback_reviewer: bool = True
+) -> Campaign:
     """Fetch a campaign of the active organization and authorize `perm` in one step.
 
     Anything outside the organization (or a malformed id) answers 404 like a campaign that does not exist;
-    a role without `perm` gets 403. Reviewers see only campaigns with items assigned to them."""
+    a role without `perm` gets 403. Reviewers see only campaigns with items assigned to them. Pages that do not
+    show the fallback reviewer (the review items page, loaded most) skip joining it."""
+    campaigns = Campaign.objects.select_related("fallback_reviewer__user") if with_fallback_reviewer else Campaign.objects
     try:
-        campaign = Campaign.objects.select_related("fallback_reviewer__user").get(pk=campaign_id)
+        campaign = campaigns.get(pk=campaign_id)
     except (Campaign.DoesNotExist, ValueError, TypeError) as exc:
         raise Http404("No such campaign") from exc
     if campaign.organization_id != membership.organization_id:

@@ -21,22 +21,20 @@
         });
       });
     });
-    // Column chooser: checkboxes with data-column="key" toggle cells with data-col="key"; remembered locally.
-    root.querySelectorAll("[data-column]").forEach(function (box) {
-      if (box.dataset.wired) return; box.dataset.wired = "1";
-      var storeKey = "thalian-col-" + (box.dataset.columnScope || "default") + "-" + box.dataset.column;
-      var saved = window.localStorage ? window.localStorage.getItem(storeKey) : null;
-      if (saved !== null) box.checked = saved === "1";
-      var apply = function () {
-        document.querySelectorAll('[data-col="' + box.dataset.column + '"]').forEach(function (cell) {
-          cell.classList.toggle("col-hidden", !box.checked);
-        });
-      };
-      box.addEventListener("change", function () {
-        if (window.localStorage) window.localStorage.setItem(storeKey, box.checked ? "1" : "0");
-        apply();
+    // Column chooser: <fieldset data-columns="scope" data-columns-target="#table"> with data-column="key"
+    // checkboxes. The choice is remembered in the cookie thalian-cols-<scope> (keys joined by ".", "none" for
+    // none), which the server reads to render only those columns; a change re-renders the target in place.
+    root.querySelectorAll("[data-columns]").forEach(function (set) {
+      if (set.dataset.wired) return; set.dataset.wired = "1";
+      set.addEventListener("change", function () {
+        var shown = Array.prototype.filter.call(set.querySelectorAll("[data-column]"), function (b) { return b.checked; })
+          .map(function (b) { return b.dataset.column; });
+        document.cookie = "thalian-cols-" + set.dataset.columns + "=" + (shown.join(".") || "none") +
+          "; path=/; max-age=31536000; samesite=lax" + (window.location.protocol === "https:" ? "; secure" : "");
+        // The fieldset's hx-sync="this:replace" drops a reload still under way when the next change comes.
+        if (window.htmx) window.htmx.ajax("GET", window.location.href, { source: set, target: set.dataset.columnsTarget, swap: "outerHTML" });
+        else window.location.reload();
       });
-      apply();
     });
     // Confirmation before destructive or bulk actions: data-confirm="message" on a form or button.
     root.querySelectorAll("form[data-confirm]").forEach(function (form) {
@@ -102,7 +100,7 @@
   }
 
   // ---- Review screen ---------------------------------------------------------------------------------------
-  // Rows are <tr class="item-row" data-state="pending|decided">. j/k move, a/r/e decide, x selects, ? helps;
+  // Rows are <tr class="item-row"> (is-decided once decided). j/k move, a/r/e decide, x selects, ? helps;
   // Revoke and Exception ask for the reason (and the exception's expiry) in a small dialog.
   var review = { current: null, pendingButton: null };
 
@@ -124,7 +122,8 @@
     var start = after ? all.indexOf(after) + 1 : 0;
     for (var i = 0; i < all.length; i++) {
       var row = all[(start + i) % all.length];
-      if (row.dataset.state === "pending" && row.dataset.decideUrl) return row;
+      // Read from the buttons, not the row's class: htmx settles a swapped row's class a moment later.
+      if (decideForm(row) && !row.querySelector('button.decide[aria-pressed="true"]')) return row;
     }
     return null;
   }
@@ -136,6 +135,9 @@
     document.querySelectorAll("[data-selection-group]").forEach(function (group) { group.hidden = count === 0; });
   }
 
+  // A row the member may decide has a form.decide-form (named "Decide <item>") posting to the item.
+  function decideForm(row) { return row ? row.querySelector("form.decide-form") : null; }
+
   function askReason(button, submit) {
     var dialog = document.getElementById("decide-dialog");
     if (!dialog || !dialog.showModal) { submit("", ""); return; }
@@ -145,7 +147,7 @@
     form.reset();
     dialog.querySelector("#decide-dialog-title").textContent = (decision === "revoke" ? "Revoke" : "Exception") +
       (row ? "" : " for the selected items");
-    dialog.querySelector("[data-dialog-subject]").textContent = row ? row.dataset.label :
+    dialog.querySelector("[data-dialog-subject]").textContent = row ? decideForm(row).getAttribute("aria-label").replace(/^Decide /, "") :
       document.querySelectorAll('input[name="item_ids"]:checked').length + " selected item(s)";
     dialog.querySelector("[data-expiry-field]").hidden = decision !== "exception";
     dialog.querySelector("[data-dialog-confirm]").textContent = decision === "revoke" ? "Revoke" : "Grant exception";
@@ -157,10 +159,9 @@
   }
 
   function submitRow(row, decision, reason, expires) {
-    var form = row.querySelector("form.decide-form");
+    var form = decideForm(row);
     if (!form || !window.htmx) return;
-    var values = { decision: decision, next: form.querySelector('[name="next"]').value,
-      csrfmiddlewaretoken: form.querySelector('[name="csrfmiddlewaretoken"]').value };
+    var values = { decision: decision };  // the CSRF token travels in the body's hx-headers
     if (reason) values.reason = reason;
     if (expires) values.expires_on = expires;
     row.classList.add("is-busy");
@@ -168,7 +169,7 @@
   }
 
   function decide(row, decision) {
-    if (!row || !row.dataset.decideUrl) return;
+    if (!decideForm(row)) return;
     var button = row.querySelector('button.decide[value="' + decision + '"]');
     if (!button) return;
     if (button.dataset.askReason) {
@@ -195,6 +196,17 @@
           bulk.appendChild(hidden);
           bulk.submit();
         });
+      });
+    });
+    // Approve (and any decision without a dialog) posts the row's form through htmx, which swaps the row.
+    root.querySelectorAll("form.decide-form button:not([data-ask-reason])").forEach(function (btn) {
+      if (btn.dataset.wired) return; btn.dataset.wired = "1";
+      btn.addEventListener("click", function (ev) {
+        var row = btn.closest("tr.item-row");
+        if (!window.htmx || !row) return;
+        ev.preventDefault();
+        setCurrent(row, false);
+        submitRow(row, btn.value, "", "");
       });
     });
     root.querySelectorAll("tr.item-row").forEach(function (row) {

@@ -548,3 +548,76 @@ def test_snapshot_text_is_escaped_in_the_table(campaign, reviewer, client_for):
     body = client_for(reviewer).get(items_url(campaign)).content.decode()
     assert "<script>alert(1)" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert '"><img src=x>' not in body and "&lt;b&gt;dormant&lt;/b&gt;" in body and "A&amp;B" in body
+
+
+# ---------------------------------------------------------------------------------------------------
+# Optional columns and the size of a row
+# ---------------------------------------------------------------------------------------------------
+
+
+COLUMNS_COOKIE = "thalian-cols-review-items"
+
+
+def _first_row(body: str) -> str:
+    return re.search(r'<tr id="item-\d+".*?</tr>', body, re.S).group(0)
+
+
+def _checked_columns(body: str) -> set[str]:
+    return set(re.findall(r'<input type="checkbox" data-column="([a-z_]+)" checked>', body))
+
+
+def test_items_page_shows_the_default_optional_columns_and_no_others(campaign, reviewer, client_for):
+    add_items(campaign, reviewer, 1, identity_department="Finance", is_dormant=True)
+    body = client_for(reviewer).get(items_url(campaign)).content.decode()
+    row = _first_row(body)
+    assert re.findall(r'data-col="([a-z_]+)"', row) == ["findings", "last_used"]
+    assert "Dormant" in row and "Finance" not in row
+    assert re.findall(r'<th scope="col" data-col="([a-z_]+)"', body) == ["findings", "last_used"]
+    assert _checked_columns(body) == {"findings", "last_used"}
+    # The chooser still offers every optional column.
+    assert len(re.findall(r'data-column="[a-z_]+"', body)) == 8
+
+
+def test_items_page_renders_the_columns_chosen_in_the_cookie(campaign, reviewer, client_for):
+    [item] = add_items(campaign, reviewer, 1, identity_department="Finance", identity_kind="service_account",
+                       ticket_key="SEC-7", ticket_url="https://tickets.example/SEC-7", ticket_status="open")
+    client = client_for(reviewer)
+    client.cookies[COLUMNS_COOKIE] = "ticket.department.kind.unknown"
+    body = client.get(items_url(campaign)).content.decode()
+    row = _first_row(body)
+    # In the table's order, whatever the order in the cookie; unknown keys are ignored.
+    assert re.findall(r'data-col="([a-z_]+)"', row) == ["department", "kind", "ticket"]
+    assert ">Finance<" in row and "Service account" in row and ">SEC-7</a>" in row
+    assert _checked_columns(body) == {"department", "kind", "ticket"}
+    # A decision in the row answers the row with the same columns.
+    response = client.post(item_url(item, "review_item_decide"), {"decision": "approve"}, headers={"HX-Request": "true"})
+    assert re.findall(r'data-col="([a-z_]+)"', response.content.decode()) == ["department", "kind", "ticket"]
+    client.cookies[COLUMNS_COOKIE] = "none"
+    body = client.get(items_url(campaign)).content.decode()
+    assert "data-col=" not in _first_row(body) and _checked_columns(body) == set()
+
+
+def test_column_chooser_reloads_the_table_alone(campaign, reviewer, client_for):
+    add_items(campaign, reviewer, 2)
+    client = client_for(reviewer)
+    client.cookies[COLUMNS_COOKIE] = "manager"
+    response = client.get(items_url(campaign), headers={"HX-Request": "true", "HX-Target": "items-grid"})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.lstrip().startswith('<div class="table-wrap" id="items-grid">')
+    assert "review-bar" not in body and "column-chooser" not in body
+    assert len(shown_item_ids(response)) == 2 and body.count(">boss@corp.test<") == 2
+
+
+def test_row_links_are_relative_to_the_items_page_and_reach_the_item(campaign, reviewer, client_for):
+    from urllib.parse import urljoin
+
+    [item] = add_items(campaign, reviewer, 1)
+    page = items_url(campaign, department="Engineering")
+    row = _first_row(client_for(reviewer).get(page).content.decode())
+    href = re.search(r'<td class="cell-identity"><a href="([^"]+)"', row).group(1)
+    action = re.search(r'<form method="post" action="([^"]+)" class="decide-form"', row).group(1)
+    assert urljoin("http://testserver" + page, href) == "http://testserver" + item_url(item)
+    assert urljoin("http://testserver" + page, action) == "http://testserver" + item_url(item, "review_item_decide")
+    # The CSRF token travels once, in the body's hx-headers, not in every row.
+    assert "csrfmiddlewaretoken" not in row

@@ -1,5 +1,9 @@
+import functools
+
 from django import template
-from django.urls import NoReverseMatch, reverse
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.text import slugify
@@ -7,12 +11,28 @@ from django.utils.text import slugify
 register = template.Library()
 
 
+@functools.lru_cache(maxsize=4096)
+def _nav_url(urlconf, script_prefix: str, url_name: str, args: tuple) -> str:
+    """reverse() for the navigation, remembered: every page draws about twenty links (a good part of a light
+    page's rendering otherwise). The URL conf and script prefix are part of the key, and the cache is emptied
+    when the URL settings change (tests), so the answer is always reverse()'s."""
+    try:
+        return reverse(url_name, urlconf=urlconf, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+@receiver(setting_changed)
+def _nav_urls_forget(*, setting, **kwargs):
+    if setting in ("ROOT_URLCONF", "FORCE_SCRIPT_NAME"):
+        _nav_url.cache_clear()
+
+
 @register.simple_tag(takes_context=True)
 def nav_link(context, url_name: str, label: str, *args):
     """A navigation link that marks the current page; pages not installed yet are simply not shown."""
-    try:
-        url = reverse(url_name, args=args)
-    except NoReverseMatch:
+    url = _nav_url(get_urlconf(), get_script_prefix(), url_name, args)
+    if not url:
         return ""
     request = context.get("request")
     current = request is not None and (
