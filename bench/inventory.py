@@ -4,6 +4,20 @@ PostgreSQL COPY of the same file.
 Each measurement runs in its own process so its peak RSS is its own. Run it with
 `python -m bench.inventory` (or call `run(stdout)`); it needs DATABASE_URL to point at
 PostgreSQL; it creates an organization with the slug "bench-inventory" and removes it afterwards.
+
+Goal: the import (every row created) reaches at least 10% of the rows/s of a raw COPY of the same file
+into a bare four-column temporary table, measured in the same run (COPY_SHARE_GOAL); also >= 50,000
+rows/s and peak RSS under 300 MB.
+
+`run()` returns a dict:
+
+| key | meaning |
+|---|---|
+| `rows_per_s` | rows/s of the import of the fresh file (wall clock) |
+| `reimport_rows_per_s` | rows/s of importing the same file again (every row unchanged) |
+| `raw_copy_rows_per_s` | rows/s of the raw COPY |
+| `copy_share`, `copy_share_goal`, `copy_share_goal_met` | `rows_per_s / raw_copy_rows_per_s`, the goal (0.10), met or not |
+| `import`, `reimport`, `copy` | each run's figures: `rows`, `seconds`, `peak_rss_mb`, `client_cpu`, `db_cpu` |
 """
 
 from __future__ import annotations
@@ -23,6 +37,8 @@ APPS = 40
 GRANTS_PER_IDENTITY = 20
 SLUG = "bench-inventory"
 ROLES = ("member", "viewer", "editor", "admin", "owner", "billing")
+# The import must reach this share of the raw COPY's rows/s.
+COPY_SHARE_GOAL = 0.10
 
 
 def _write_files(directory: Path, rows: int) -> tuple[Path, Path, Path]:
@@ -257,12 +273,25 @@ def run(stdout: TextIO, rows: int = ROWS) -> dict:
         ),
         f"Import throughput is {rate(first) / rate(raw):.1%} of raw COPY "
         f"(raw COPY is {rate(raw) / rate(first):.1f}x faster); re-import {rate(again) / rate(raw):.1%}.",
+        f"Goal: import >= {COPY_SHARE_GOAL:.0%} of raw COPY in the same run -> "
+        f"{'met' if rate(first) >= COPY_SHARE_GOAL * rate(raw) else 'NOT met'} ({rate(first) / rate(raw):.1%}).",
         f"Targets: >= 50,000 rows/s -> {'met' if rate(first) >= 50_000 else 'not met'} by wall clock, "
         f"{'met' if busy_rate(first) >= 50_000 else 'not met'} by CPU time; "
         f"peak RSS < 300 MB -> {'met' if max(first['peak_rss_mb'], again['peak_rss_mb']) < 300 else 'NOT met'}.",
     ]
     stdout.write("\n".join(lines) + "\n")
-    return {"import": first, "reimport": again, "copy": raw}
+    share = rate(first) / rate(raw)
+    return {
+        "rows_per_s": rate(first),
+        "reimport_rows_per_s": rate(again),
+        "raw_copy_rows_per_s": rate(raw),
+        "copy_share": share,
+        "copy_share_goal": COPY_SHARE_GOAL,
+        "copy_share_goal_met": share >= COPY_SHARE_GOAL,
+        "import": first,
+        "reimport": again,
+        "copy": raw,
+    }
 
 
 if __name__ == "__main__":

@@ -162,14 +162,26 @@ class TicketStatus(models.TextChoices):
 
 
 class ReviewItem(FindingsMixin, TenantModel):
-    """One entitlement in a campaign, frozen at snapshot time. Later inventory changes never alter it."""
+    """One entitlement in a campaign, frozen at snapshot time. Later inventory changes never alter it.
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    A launch writes a million of these in one go, and each index is paid on every row: the table carries
+    only the indexes a list, filter, sort or lookup uses (tests/campaigns/test_item_indexes.py proves each one
+    with EXPLAIN, docs/campaigns.md has the table). No foreign key has an index of its own: every query
+    filters the organization first, so the (organization, campaign, ...) composites serve them, and the
+    columns only decided items fill (guest, renewal, revoked items) have partial indexes that a launch
+    does not touch."""
+
+    organization = models.ForeignKey(
+        "thalian.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items", db_index=False)
     entitlement = models.ForeignKey(
-        "entitlements.Entitlement", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "entitlements.Entitlement", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,
     )
     application = models.ForeignKey(
-        "entitlements.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "entitlements.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,
     )
     # Frozen copy of what the reviewer sees.
     identity_email = models.CharField(max_length=254)
@@ -186,18 +198,23 @@ class ReviewItem(FindingsMixin, TenantModel):
     recommendation = models.CharField(max_length=20, choices=Decision.choices)
     recommendation_reason = models.CharField(max_length=300, blank=True)
     # Assignment.
-    reviewer = models.ForeignKey("thalian.Membership", null=True, on_delete=models.SET_NULL, related_name="+")
+    reviewer = models.ForeignKey(
+        "thalian.Membership", null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     reviewer_email = models.CharField(max_length=254, blank=True)  # kept if the member is later removed
     # A reviewer who is not a member (a manager or application owner from the inventory) reviews through a link.
     guest = models.ForeignKey(
-        "GuestReviewer", null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_items"
+        "GuestReviewer", null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_items",
+        db_index=False,
     )
     assignment_note = models.CharField(max_length=300, blank=True)  # e.g. why it went to the fallback reviewer
     # Current decision (the history is in DecisionEvent).
     decision = models.CharField(max_length=20, choices=Decision.choices, blank=True, default="")
     decision_reason = models.TextField(blank=True)
     decision_comment = models.TextField(blank=True)
-    decided_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.ForeignKey(
+        "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     decided_by_email = models.CharField(max_length=254, blank=True)  # "system" for default outcomes
     decided_by_role = models.CharField(max_length=20, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -207,7 +224,7 @@ class ReviewItem(FindingsMixin, TenantModel):
     exception_expires_on = models.DateField(null=True, blank=True)
     # In an "Exception renewals" campaign: the expired exception this item re-reviews.
     renewal_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals", db_index=False
     )
     # Remediation (filled by the ITSM area).
     ticket_key = models.CharField(max_length=100, blank=True)
@@ -220,7 +237,7 @@ class ReviewItem(FindingsMixin, TenantModel):
     remediation_checked_at = models.DateTimeField(null=True, blank=True)
     # Manual confirmation of removal by the remediation owner (also in the audit log).
     removal_confirmed_by = models.ForeignKey(
-        "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     removal_confirmed_by_email = models.CharField(max_length=254, blank=True)
     removal_confirmed_at = models.DateTimeField(null=True, blank=True)
@@ -228,18 +245,37 @@ class ReviewItem(FindingsMixin, TenantModel):
 
     class Meta:
         indexes = [
-            # Keyset pagination of one campaign's items, optionally per reviewer and per decision state.
+            # Written by every launch, one entry per item. Keyset pagination of one campaign's items in
+            # (column, id) order for each sort, the pending filter, and the filter options (loose index scans
+            # of application and department). The reviewer one also answers "which campaigns have items
+            # of mine" with one probe per campaign.
             models.Index(fields=["organization", "campaign", "id"], name="item_org_campaign_id"),
             models.Index(fields=["organization", "campaign", "reviewer", "id"], name="item_org_campaign_reviewer"),
             models.Index(fields=["organization", "campaign", "decision", "id"], name="item_org_campaign_decision"),
             models.Index(fields=["organization", "campaign", "application_name", "id"], name="item_org_campaign_app"),
             models.Index(fields=["organization", "campaign", "identity_department", "id"], name="item_org_campaign_dept"),
-            models.Index(fields=["organization", "remediation_status"], name="item_org_remediation"),
+            # Partial: a launch writes undecided items with no guest and no renewal, so these cost it nothing.
+            # Removal verification after each import, and the remediation queue, read revoked items by
+            # application and removal state across campaigns.
+            models.Index(
+                fields=["organization", "application", "remediation_status"],
+                condition=models.Q(decision="revoke"),
+                name="item_org_revoked_app",
+            ),
             # The exceptions list and the daily expiry sweep read exception items by expiry date.
             models.Index(
                 fields=["organization", "exception_expires_on", "id"],
                 condition=models.Q(decision="exception"),
                 name="item_org_exception_expiry",
+            ),
+            # A guest's portal lists their items; the renewal gatherer skips exceptions already renewed.
+            models.Index(
+                fields=["organization", "guest", "id"], condition=models.Q(guest__isnull=False), name="item_org_guest"
+            ),
+            models.Index(
+                fields=["organization", "renewal_of"],
+                condition=models.Q(renewal_of__isnull=False),
+                name="item_org_renewal_of",
             ),
         ]
 

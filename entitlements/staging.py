@@ -303,7 +303,7 @@ def merge_entitlements(
         )
         counts.created = cursor.rowcount
         if bulk:
-            cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+            row_triggers_on(cursor)
         counts.unchanged = staged.rows - counts.created - counts.updated
     return counts
 
@@ -319,7 +319,7 @@ def _insert_first_load(
     and the duplicates are listed by row.
     """
     findings = findings_sql(role="s.role", last_used="s.last_used", status="i.status")
-    bulk = big and _replica_mode(cursor)
+    bulk = big and row_triggers_off(cursor)
     if bulk:
         _lock_parents(
             cursor,
@@ -350,26 +350,40 @@ def _insert_first_load(
         raise
     created = cursor.rowcount
     if bulk:
-        cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+        row_triggers_on(cursor)
     return created
 
 
-def _replica_mode(cursor) -> bool:
-    """Turn off per-row foreign key triggers until `SET LOCAL session_replication_role = DEFAULT`,
-    when the database role may (see _without_row_foreign_key_checks)."""
+def row_triggers_off(cursor, *, work: str = "Big inventory import") -> bool:
+    """Turn off per-row foreign key triggers (and every trigger not marked ENABLE ALWAYS) until
+    `row_triggers_on(cursor)`, when the database role may. Returns whether they are off. The caller
+    takes the locks the skipped checks would have taken (lock_for_key_share) and does any other
+    trigger's work itself."""
     try:
         with transaction.atomic():
             cursor.execute("SET LOCAL session_replication_role = replica")
     except DatabaseError as exc:
         log.warning(
-            "Big inventory import with per-row foreign key checks (about half as fast): the database role may not "
+            "%s with per-row foreign key checks (about half as fast): the database role may not "
             "set session_replication_role (%s). Run `GRANT SET ON PARAMETER session_replication_role TO %s;` "
             "as an administrator (PostgreSQL 15+); see docs/platform.md.",
+            work,
             str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__,
             connection.settings_dict.get("USER") or "<role>",
         )
         return False
     return True
+
+
+def row_triggers_on(cursor) -> None:
+    cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+
+
+def lock_for_key_share(cursor, table: str, ids: str, params: Any = None) -> None:
+    """Take, once per referenced row of `table`, the lock a skipped foreign key check would have taken
+    (FOR KEY SHARE: deleting the row or changing its id waits for this transaction). `ids` is SQL: a
+    subquery, or a list of integers written out."""
+    cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} p WHERE p.id IN ({ids}) FOR KEY SHARE) locked", params)
 
 
 def _without_row_foreign_key_checks(cursor, organization) -> bool:
@@ -382,7 +396,7 @@ def _without_row_foreign_key_checks(cursor, organization) -> bool:
     check would have taken. Needs a role allowed to set session_replication_role; otherwise the
     usual per-row checks run.
     """
-    if not _replica_mode(cursor):
+    if not row_triggers_off(cursor):
         return False
     _lock_parents(
         cursor,
@@ -394,11 +408,10 @@ def _without_row_foreign_key_checks(cursor, organization) -> bool:
 
 
 def _lock_parents(cursor, organization, *, application_ids: str, identity_ids: str) -> None:
-    """Take, once per referenced row, the lock each skipped foreign key check would have taken.
-    The ids are given as SQL: a subquery, or a list of integers written out."""
-    cursor.execute(f"SELECT id FROM {ORGANIZATION} WHERE id = %s FOR KEY SHARE", [organization.pk])
+    """The locks of the foreign key checks an entitlements insert skips."""
+    lock_for_key_share(cursor, ORGANIZATION, "%s", [organization.pk])
     for table, ids in ((APPLICATION, application_ids), (IDENTITY, identity_ids)):
-        cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} p WHERE p.id IN ({ids}) FOR KEY SHARE) locked")
+        lock_for_key_share(cursor, table, ids)
 
 
 def remove_all_for_applications(*, organization, application_ids: list[int], now: datetime, run_id: int) -> int:
