@@ -35,6 +35,7 @@ from .decisions import (
 from .models import CampaignStatus, Decision, ReviewItem
 from .review_forms import BulkDecisionForm, DecisionForm
 from .selectors import campaign_access
+from .stages import decision_path_text
 
 FINDING_LABELS = dict(Finding.choices)
 KIND_LABELS = dict(IdentityKind.choices)
@@ -153,10 +154,30 @@ def render_rows(items, *, can_decide: bool, csrf_token: str = "", next_url: str 
     )
 
 
+STAGE_DECISION_LABELS = {"approve": "approved", "revoke": "revoked", "exception": "exception"}
+
+
+def _earlier_stage_texts(item: ReviewItem) -> list[str]:
+    texts = []
+    for entry in item.stage_decisions or []:
+        if entry.get("decision"):
+            texts.append(f"Stage {entry['stage']}: {STAGE_DECISION_LABELS.get(entry['decision'], entry['decision'])} "
+                         f"by {entry.get('decided_by')}" + (f": {entry['reason']}" if entry.get("reason") else ""))
+        else:
+            texts.append(f"Stage {entry['stage']}: no decision, carried forward")
+    return texts
+
+
 def _decorate(request, campaign, items) -> None:
     """Display values of each item."""
     _decorate_urls(request, campaign, items)
+    hidden = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=request.membership)
     for item in items:
+        if campaign.is_multi_stage:
+            item.stage_label = f"Stage {item.stage} of {campaign.stage_count}"
+            item.earlier_stages = [] if item.stage in hidden else _earlier_stage_texts(item)
+        else:
+            item.stage_label, item.earlier_stages = "", []
         item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
         item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
         item.own_access = is_own_access(item, request.membership)
@@ -251,7 +272,7 @@ def item_list(request, campaign_id):
         **({"csrf_token": csrf_token} if csrf_token else {}),
         "flt": flt,
         "filter_params": flt.active,
-        "more_filters_active": len(set(flt.active) - {"search", "application", "department", "decision"})
+        "more_filters_active": len(set(flt.active) - {"search", "application", "department", "decision", "stage"})
         + (sort_param != "id"),
         "page": page,
         "rows": rows,
@@ -266,6 +287,7 @@ def item_list(request, campaign_id):
         "recommendations": Decision.choices,
         "decisions": Decision.choices,
         "sees_all": sel.sees_all_items(request.membership),
+        "stage_options": [str(n) for n in range(1, campaign.stage_count + 1)] if campaign.is_multi_stage else [],
         "this_url": request.get_full_path(),
         "bar_url": reverse("review_progress", args=[request.organization.slug, campaign.pk])
         + "?"
@@ -336,6 +358,14 @@ def item_detail(request, campaign_id, item_id):
     item = sel.review_item_get(membership=request.membership, campaign=campaign, item_id=item_id)
     _decorate(request, campaign, [item])
     history = list(sel.review_item_history(item=item))
+    stage_rows = decision_path = None
+    if campaign.is_multi_stage:
+        hidden = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=request.membership)
+        stage_rows = sel.item_stage_decisions(item, hidden_stages=hidden)
+        if item.stage in hidden:
+            history = [e for e in history if e.stage == item.stage]
+        else:
+            decision_path = decision_path_text(item)
     form = DecisionForm(initial={"decision": item.decision, "reason": item.decision_reason})
     return render(
         request,
@@ -344,6 +374,8 @@ def item_detail(request, campaign_id, item_id):
             **_review_context(request, campaign),
             "item": item,
             "history": history,
+            "stage_rows": stage_rows,
+            "decision_path": decision_path,
             "form": form,
             "decisions": Decision.choices,
             "back_url": _safe_next(request, _items_url(request, campaign)),

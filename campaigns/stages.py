@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from entitlements.models import Application
@@ -121,6 +122,41 @@ def decision_path_text(item: ReviewItem) -> str:
         for e in reversed(earlier)
     ]
     return f"{head} after {', after '.join(parts)}"
+
+
+def campaign_progress_by_stage(*, campaign: Campaign) -> list[dict]:
+    """Per stage (multi-stage campaigns): how many items reached it, are pending or decided there, moved on,
+    ended there, are past their deadline or unassigned; one GROUP BY over the items."""
+    rows = campaign_stages(campaign=campaign)
+    if not rows:
+        return []
+    now = timezone.now()
+    counts = {
+        r["stage"]: r
+        for r in ReviewItem.objects.filter(campaign_id=campaign.pk).values("stage").order_by().annotate(
+            total=Count("id"),
+            decided=Count("id", filter=~Q(decision="")),
+            signed_off=Count("id", filter=Q(signed_off_at__isnull=False)),
+            overdue=Count("id", filter=Q(decision="", stage_due_at__lt=now)),
+            unassigned=Count("id", filter=Q(reviewer__isnull=True, guest__isnull=True)),
+        )
+    }
+    result = []
+    for stage in rows:
+        here = counts.get(stage.number, {})
+        moved_on = sum(c["total"] for n, c in counts.items() if n > stage.number)
+        total = here.get("total", 0)
+        reached = total + moved_on
+        done = moved_on + here.get("signed_off", 0)
+        result.append({
+            "stage": stage.number, "reviewer_strategy": stage.reviewer_strategy,
+            "fallback_reviewer": stage.fallback_reviewer.user.email, "reached": reached,
+            "pending": total - here.get("decided", 0), "decided": here.get("decided", 0),
+            "signed_off": here.get("signed_off", 0), "moved_on": moved_on, "final": here.get("signed_off", 0),
+            "overdue": here.get("overdue", 0), "unassigned": here.get("unassigned", 0), "done": done,
+            "percent": round(100 * done / reached) if reached else 0,
+        })
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
