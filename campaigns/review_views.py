@@ -489,6 +489,10 @@ def _skipped_text(result) -> str:
     if result.skipped.get("self_review"):
         n = result.skipped["self_review"]
         parts.append(f"{n} item{'s' if n != 1 else ''} of your own access (another reviewer decides them)")
+    if result.skipped.get("earlier_stage"):
+        n = result.skipped["earlier_stage"]
+        parts.append(f"{n} item{'s' if n != 1 else ''} you decided in an earlier stage (nobody decides an item in "
+                     "two stages)")
     if result.skipped.get("recommended_revoke"):
         n = result.skipped["recommended_revoke"]
         causes = ", ".join(f"{c.replace('_', ' ')} {k}" for c, k in result.recommended_revoke_causes.items())

@@ -567,7 +567,10 @@ def campaign_update(*, campaign: Campaign, actor: Membership, request=None, **ch
                             "reviewers": campaign.reviewers, "fallback_reviewer": campaign.fallback_reviewer,
                             "stage_count": campaign.stage_count})
     elif {"reviewer_strategy", "reviewers", "fallback_reviewer"} & set(clean) and campaign.is_multi_stage:
-        raise CampaignError("this campaign has stages: change its reviewers through stages", field="stages")
+        # Reviewer fields alone make the campaign single-stage again (its later stages are dropped).
+        CampaignStage.objects.filter(campaign=campaign).delete()
+        campaign.stage_count = 1
+        changed["stage_count"] = 1
     for key, value in clean.items():
         if getattr(campaign, key) != value:
             changed[key] = value
