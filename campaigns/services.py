@@ -920,6 +920,12 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
             "unassigned until an admin reassigns it' END"
         ),
     }
+    if campaign.is_multi_stage:
+        # Stage 1's deadline runs from the snapshot; later stages' from when an item enters them.
+        first = CampaignStage.objects.filter(campaign_id=campaign.pk, number=1).first()
+        if first is not None:
+            params["stage_due"] = now + dt.timedelta(days=first.duration_days)
+            computed["stage_due_at"] = "%(stage_due)s"
     # Every other column takes its model default, so columns added later need no change here.
     for f in ReviewItem._meta.concrete_fields:
         if f.primary_key or f.column in computed:

@@ -98,7 +98,8 @@ def stage_path_marker(email: str) -> str:
 
 
 def stage_entry_text(entry: dict) -> str:
-    decided_at = entry.get("decided_at") or ""
+    # To the second, as the exports write timestamps ("2026-03-02T09:00:00Z").
+    decided_at = (entry.get("decided_at") or "")[:19] + "Z" if entry.get("decided_at") else ""
     if not entry.get("decision"):
         return f"stage {entry['stage']}: no decision ({entry.get('reason', '')}); "
     return (f"stage {entry['stage']}: {entry['decision']} by {(entry.get('decided_by') or '').lower()} "
@@ -164,17 +165,10 @@ def campaign_progress_by_stage(*, campaign: Campaign) -> list[dict]:
 
 
 def stages_start_at_launch(*, campaign: Campaign, now: dt.datetime) -> None:
-    """After the snapshot (stage 1 assigned by the campaign's reviewer fields): stage 1 starts now and every
-    item's stage-1 deadline is set, in one statement."""
-    if not campaign.is_multi_stage:
-        return
-    first = CampaignStage.objects.filter(campaign_id=campaign.pk, number=1).first()
-    if first is None:
-        return
-    CampaignStage.objects.filter(pk=first.pk).update(started_at=now)
-    ReviewItem.objects.filter(campaign_id=campaign.pk).update(
-        stage=1, stage_due_at=now + dt.timedelta(days=first.duration_days)
-    )
+    """After the snapshot (stage 1 assigned by the campaign's reviewer fields, its deadline written by the
+    snapshot's own INSERT): stage 1 starts now."""
+    if campaign.is_multi_stage:
+        CampaignStage.objects.filter(campaign_id=campaign.pk, number=1).update(started_at=now)
 
 
 # ---------------------------------------------------------------------------------------------
