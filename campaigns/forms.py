@@ -99,7 +99,8 @@ class CampaignForm(forms.Form):
     )
 
     stage_count = forms.TypedChoiceField(
-        coerce=int, choices=[(n, str(n)) for n in range(1, MAX_STAGES + 1)], initial=1, label="Review stages",
+        coerce=int, choices=[(n, str(n)) for n in range(1, MAX_STAGES + 1)], initial=1, required=False,
+        empty_value=1, label="Review stages",
         help_text="With more than one, items go from stage to stage: each stage's decision that moves an item on "
                   "hands it to the next stage's reviewers; any other decision is final.",
     )

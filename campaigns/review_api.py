@@ -115,7 +115,7 @@ class ReviewItemSerializer(serializers.Serializer):
         return sel.item_stage_decisions(item, hidden_stages=self.context.get("hidden_stages", frozenset()))
 
     def get_decision_path(self, item) -> str:
-        if item.stage in self.context.get("hidden_stages", frozenset()):
+        if not self.context.get("multi_stage") or item.stage in self.context.get("hidden_stages", frozenset()):
             return ""
         return decision_path_text(item)
 
@@ -276,6 +276,7 @@ class ItemListAPI(_CampaignMixin, OrgAPIView, generics.ListAPIView):
     def get_queryset(self):
         campaign = self.campaign(self.request, self.kwargs["campaign_id"])
         self.hidden_stages = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=self.request.membership)
+        self.multi_stage = campaign.is_multi_stage
         try:
             flt = sel.item_filter_parse(self.request.query_params)
         except DjangoValidationError as exc:
@@ -283,7 +284,8 @@ class ItemListAPI(_CampaignMixin, OrgAPIView, generics.ListAPIView):
         return sel.review_items_matching(campaign=campaign, membership=self.request.membership, flt=flt)
 
     def get_serializer_context(self):
-        return {**super().get_serializer_context(), "hidden_stages": getattr(self, "hidden_stages", frozenset())}
+        return {**super().get_serializer_context(), "hidden_stages": getattr(self, "hidden_stages", frozenset()),
+                "multi_stage": getattr(self, "multi_stage", False)}
 
     @extend_schema(parameters=FILTER_PARAMETERS, operation_id="campaign_items_list")
     def get(self, request, *args, **kwargs):
@@ -302,7 +304,8 @@ class ItemDetailAPI(_CampaignMixin, OrgAPIView):
         hidden = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=request.membership)
         if item.stage in hidden:  # the stage reviews blind: earlier stages' events are not shown either
             history = [e for e in history if e.stage == item.stage]
-        return Response(ReviewItemDetailSerializer(item, context={"history": history, "hidden_stages": hidden}).data)
+        return Response(ReviewItemDetailSerializer(item, context={"history": history, "hidden_stages": hidden,
+                                                                  "multi_stage": campaign.is_multi_stage}).data)
 
 
 class ItemDecisionAPI(_CampaignMixin, OrgAPIView):
@@ -319,7 +322,9 @@ class ItemDecisionAPI(_CampaignMixin, OrgAPIView):
             item = review_item_decide(item=item, actor=request.membership, request=request, **data.validated_data)
         except DjangoValidationError as exc:
             raise _drf_error(exc) from exc
-        return Response(ReviewItemSerializer(item).data)
+        context = {"multi_stage": campaign.is_multi_stage,
+                   "hidden_stages": sel.stages_hiding_earlier_decisions(campaign=campaign, membership=request.membership)}
+        return Response(ReviewItemSerializer(item, context=context).data)
 
 
 class BulkDecisionAPI(_CampaignMixin, OrgAPIView):

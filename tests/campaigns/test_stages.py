@@ -281,3 +281,37 @@ def test_single_stage_campaigns_are_unchanged(inventory, launched, act):
     with scopes_disabled():
         assert DecisionEvent.objects.get(item=ann).stage is None  # hashed exactly as before stages existed
     assert_chain_intact(campaign)
+
+
+def test_a_later_stage_assigns_as_launch_does_with_guests_delegation_and_fallback(
+    inventory, analyst, launched, act, mailoutbox
+):
+    from campaigns.models import Delegation, GuestReviewer
+
+    inventory.org.guest_reviewers_enabled = True
+    inventory.org.save(update_fields=["guest_reviewers_enabled"])
+    with scopes_disabled():
+        Delegation.objects.create(organization=inventory.org, member=inventory.mia_member, delegate=analyst,
+                                  starts_on=timezone.localdate())
+    second = {"reviewer_strategy": "manager", "fallback_reviewer": "admin@acme.test", "duration_days": 5}
+    campaign = launched(stages=[two_stages()[0], second], scope={"applications": ["GitHub"]})
+    g = inventory.grants
+    for grant in (g.ann_github, g.svc_github, g.mia_github):
+        act(decisions.review_item_decide, item=item(campaign, grant), actor=inventory.owner_member,
+            decision="approve")
+    mailoutbox.clear()
+    act(decisions.review_sign_off, campaign=campaign, actor=inventory.owner_member)
+
+    ann, svc, mia_item = (item(campaign, x) for x in (g.ann_github, g.svc_github, g.mia_github))
+    # ann's manager mia has delegated to the analyst.
+    assert ann.reviewer_email == "analyst@acme.test"
+    assert "standing delegation to analyst@acme.test" in ann.assignment_note
+    # The build bot's manager, ann, is not a member: she reviews stage 2 as a guest, through an e-mailed link.
+    with scopes_disabled():
+        guest = GuestReviewer.objects.get(campaign=campaign, email="ann@acme.test")
+    assert (svc.reviewer_id, svc.guest_id, svc.reviewer_email) == (None, guest.pk, "ann@acme.test")
+    [link] = [m for m in mailoutbox if m.to == ["ann@acme.test"]]
+    assert "/guest/" in link.body
+    # mia has no manager in the inventory: stage 2's fallback.
+    assert mia_item.reviewer_email == "admin@acme.test"
+    assert "The identity has no manager in the inventory: assigned to the fallback reviewer" in mia_item.assignment_note
