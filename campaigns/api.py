@@ -238,7 +238,7 @@ class CampaignWriteSerializer(serializers.Serializer):
         help_text="Member who gets items the strategy cannot resolve (required without stages).",
     )
     stages = StagesField(
-        required=False, default=None,
+        required=False, default=None, allow_null=True,
         help_text=f"1 to {MAX_STAGES} review stages, instead of reviewer_strategy, reviewers and fallback_reviewer: "
                   "stage 1 reviews every item; an item goes on to the next stage when its decision is in the stage's "
                   "advance_on and its reviewer signs off.",

@@ -145,10 +145,12 @@ class CampaignForm(forms.Form):
                 help_text="Counted from when an item enters the stage.")
             self.fields[p + "advance_on"] = forms.MultipleChoiceField(
                 required=False, choices=Decision.choices, initial=default_advance_on(),
-                widget=forms.CheckboxSelectMultiple, label=f"Decisions that move an item on from stage {number}")
+                widget=forms.CheckboxSelectMultiple, label=f"Decisions that move an item on from stage {number}",
+                help_text="The others are final. In the last stage every decision is final.")
             self.fields[p + "deadline_outcome"] = forms.ChoiceField(
                 choices=DeadlineOutcome.choices, initial=DeadlineOutcome.CARRY_FORWARD, required=False,
-                label=f"Undecided at the stage {number} deadline")
+                label=f"Undecided at the stage {number} deadline",
+                help_text="In the last stage, carrying forward escalates to the stage's fallback reviewer.")
 
     def stage_blocks(self) -> list[tuple[int, list]]:
         """The fields of each stage for the template: (number, bound fields); stage 1's are its extras."""
