@@ -133,10 +133,10 @@ class CampaignForm(forms.Form):
                     choices=ReviewerStrategy.choices, initial=ReviewerStrategy.MEMBERS, required=False,
                     widget=forms.RadioSelect, label=f"Stage {number} reviewers")
                 self.fields[p + "reviewers"] = forms.CharField(
-                    required=False, widget=forms.Textarea(attrs={"rows": 2}), label=f"Stage {number} named reviewers",
+                    required=False, widget=forms.Textarea(attrs={"rows": 2}), label=f"Members named for stage {number}",
                     help_text="For named members, as above.")
                 self.fields[p + "fallback_reviewer"] = forms.ChoiceField(
-                    required=False, label=f"Stage {number} fallback reviewer",
+                    required=False, label=f"Fallback for stage {number}",
                     help_text="Also takes items whose reviewer decided them in an earlier stage.")
                 self.fields[p + "show_earlier_decisions"] = forms.BooleanField(
                     required=False, initial=True, label=f"Stage {number} reviewers see earlier stages' decisions")

@@ -315,3 +315,16 @@ def test_a_later_stage_assigns_as_launch_does_with_guests_delegation_and_fallbac
     # mia has no manager in the inventory: stage 2's fallback.
     assert mia_item.reviewer_email == "admin@acme.test"
     assert "The identity has no manager in the inventory: assigned to the fallback reviewer" in mia_item.assignment_note
+
+
+def test_beat_runs_the_stage_deadlines_task(inventory, analyst, launched, settings):
+    from campaigns.tasks import stage_deadlines_task
+
+    assert settings.CELERY_BEAT_SCHEDULE["campaigns-stage-deadlines"]["task"] == "campaigns.stage_deadlines"
+    start = timezone.now()
+    campaign = launched(stages=two_stages(), scope={"applications": ["GitHub"]})
+    with time_machine.travel(start + dt.timedelta(days=8), tick=False):
+        result = stage_deadlines_task.delay().get(timeout=30)
+    assert result["campaigns"] == 1 and result["carried_forward"] == 4
+    with scopes_disabled():
+        assert set(ReviewItem.objects.filter(campaign=campaign).values_list("stage", flat=True)) == {2}

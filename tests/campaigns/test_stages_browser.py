@@ -36,8 +36,8 @@ def test_admin_creates_a_two_stage_campaign_with_the_wizard(browser_page, live_s
     expect(page.locator('[data-stage-block="1"]')).to_be_visible()
     expect(page.locator('[data-stage-block="3"]')).to_be_hidden()
     stage_two.get_by_label("Named members").check()
-    stage_two.get_by_label("Stage 2 named reviewers").fill("analyst@acme.test")
-    stage_two.get_by_label("Stage 2 fallback reviewer").select_option("mia@acme.test")
+    stage_two.get_by_label("Members named for stage 2").fill("analyst@acme.test")
+    stage_two.get_by_label("Fallback for stage 2").select_option("mia@acme.test")
     stage_two.get_by_label("Stage 2 length (days)").fill("5")
     assert_accessible(page)
     for path in screenshots(page, "wizard-stages"):
