@@ -62,6 +62,10 @@ def test_admin_creates_a_two_stage_campaign_with_the_wizard(browser_page, live_s
     assert rows == [(1, "application_owner", {}, 7), (2, "members", {"*": ["analyst@acme.test"]}, 5)]
     expect(page.locator('[data-stage-row="2"]')).to_be_visible()
     assert_accessible(page)
+    screenshots(page, "campaign-stages")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert_fits_viewport(page)
+    page.set_viewport_size({"width": 1366, "height": 768})
 
     # The owner approves their items and signs off: they move to the analyst at stage 2.
     with scope(inventory.org):
@@ -79,3 +83,9 @@ def test_admin_creates_a_two_stage_campaign_with_the_wizard(browser_page, live_s
     screenshots(page, "review-stages")
     page.set_viewport_size({"width": 390, "height": 844})
     assert_fits_viewport(page)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.locator("tr.item-row").first.locator(".cell-identity a").click()
+    expect(page.locator("[data-decision-path]")).to_contain_text("after approval at stage 1 by owner@acme.test")
+    expect(page.locator("[data-stage-decisions]")).to_contain_text("still on the team")
+    assert_accessible(page)
+    screenshots(page, "item-stages")
