@@ -284,3 +284,40 @@ def test_the_wizard_names_the_stage_field_at_fault(inventory, analyst, client_fo
     assert "stage 2: reviewers: nobody@acme.test is not a member" in response.content.decode()
     with scopes_disabled():
         assert not Campaign.objects.exists() and not ReviewItem.objects.exists()
+
+
+def test_stages_change_while_draft_and_lock_once_launched(inventory, analyst, api_for, launched):
+    api = api_for(inventory.admin)
+    created = api.post(f"{API}/campaigns/", body(), format="json").json()
+    url = f"{API}/campaigns/{created['id']}/"
+    third = {"reviewer_strategy": "members", "reviewers": ["admin@acme.test"], "fallback_reviewer": "mia@acme.test",
+             "duration_days": 3, "deadline_outcome": "revoke"}
+    changed = api.patch(url, {"stages": [*two_stages(), third]}, format="json")
+    assert changed.status_code == 200, changed.json()
+    assert changed.json()["stage_count"] == 3
+    assert [s["deadline_outcome"] for s in changed.json()["stages"]] == ["carry_forward", "carry_forward", "revoke"]
+    # Back to one stage: the reviewer fields alone.
+    single = api.patch(url, {"reviewer_strategy": "manager", "fallback_reviewer": "fallback@acme.test"},
+                       format="json").json()
+    assert single["stage_count"] == 1 and len(single["stages"]) == 1
+    with scopes_disabled():
+        assert not CampaignStage.objects.filter(campaign_id=created["id"]).exists()
+
+    active = launched(stages=two_stages(), scope={"applications": ["GitHub"]}, title="Active")
+    refused = api.patch(f"{API}/campaigns/{active.pk}/", {"stages": two_stages()[:1]}, format="json")
+    assert refused.status_code == 409
+    with scopes_disabled():
+        assert CampaignStage.objects.filter(campaign=active).count() == 2
+
+
+def test_a_recurring_campaign_copies_its_stages_to_the_next_occurrence(inventory, analyst, make_campaign):
+    from campaigns.scheduling import occurrence_schedule_next
+
+    campaign = make_campaign(stages=two_stages(), recurrence="monthly", duration_days=14,
+                             launch_at=timezone.now() + dt.timedelta(days=1))
+    with scope(inventory.org):
+        occurrence = occurrence_schedule_next(campaign=campaign, now=timezone.now() + dt.timedelta(days=2))
+        rows = list(CampaignStage.objects.filter(campaign=occurrence).values_list(
+            "number", "reviewer_strategy", "reviewers", "duration_days"))
+    assert occurrence.stage_count == 2
+    assert rows == [(1, "application_owner", {}, 7), (2, "members", {"*": ["analyst@acme.test"]}, 5)]
