@@ -328,3 +328,31 @@ def test_beat_runs_the_stage_deadlines_task(inventory, analyst, launched, settin
     assert result["campaigns"] == 1 and result["carried_forward"] == 4
     with scopes_disabled():
         assert set(ReviewItem.objects.filter(campaign=campaign).values_list("stage", flat=True)) == {2}
+
+
+def test_a_sign_off_with_the_broker_down_moves_items_at_once_and_the_sweep_tells_the_next_reviewer(
+    inventory, analyst, staged, act, broker_down, mailoutbox, django_capture_on_commit_callbacks
+):
+    from thalian.models import OutboxEvent, OutboxState
+    from thalian.tasks import outbox_sweep
+
+    campaign = staged()
+    for grant in (inventory.grants.ann_github, inventory.grants.mia_github, inventory.grants.svc_github):
+        act(decisions.review_item_decide, item=item(campaign, grant), actor=inventory.owner_member,
+            decision="approve")
+    mailoutbox.clear()
+    with broker_down():
+        act(decisions.review_sign_off, campaign=campaign, actor=inventory.owner_member)
+    # The move is part of the sign-off: nothing waits for the broker.
+    assert item(campaign, inventory.grants.ann_github).reviewer_email == "analyst@acme.test"
+    with scopes_disabled():
+        pending = OutboxEvent.objects.filter(name="campaigns.items_reassigned", state=OutboxState.PENDING)
+        assert pending.count() == 1
+    assert not [m for m in mailoutbox if m.to == ["analyst@acme.test"]]
+    with time_machine.travel(timezone.now() + dt.timedelta(minutes=5)), \
+            django_capture_on_commit_callbacks(execute=True):
+        outbox_sweep.delay().get(timeout=30)
+    with scopes_disabled():
+        assert not OutboxEvent.objects.filter(name="campaigns.items_reassigned").exclude(
+            state=OutboxState.DONE).exists()
+    assert [m for m in mailoutbox if m.to == ["analyst@acme.test"]]
