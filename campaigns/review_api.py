@@ -340,7 +340,8 @@ class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
                 "skipped": serializers.DictField(
                     child=serializers.IntegerField(),
                     help_text="Items left out, by cause: self_review (the caller's own access), "
-                    "recommended_revoke (an approval without include_recommended_revoke).",
+                    "recommended_revoke (an approval without include_recommended_revoke), earlier_stage (items the "
+                    "caller decided in an earlier stage of a multi-stage campaign).",
                 ),
                 "recommended_revoke_causes": serializers.DictField(
                     child=serializers.IntegerField(),

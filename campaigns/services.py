@@ -253,6 +253,8 @@ def stages_clean(*, organization: Organization, stages: Any) -> list[dict]:
         if strategy not in ReviewerStrategy.values:
             fail("reviewer_strategy", f"unknown reviewer strategy {strategy!r}; choose from "
                                       f"{', '.join(ReviewerStrategy.values)}")
+        if not isinstance(raw.get("fallback_reviewer") or "", str):
+            fail("fallback_reviewer", "give the fallback reviewer's e-mail")
         try:
             reviewers = reviewers_clean(organization=organization, strategy=strategy, reviewers=raw.get("reviewers"))
             fallback = _fallback_member(organization=organization, fallback_reviewer=raw.get("fallback_reviewer"))
