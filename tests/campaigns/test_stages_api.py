@@ -321,3 +321,19 @@ def test_a_recurring_campaign_copies_its_stages_to_the_next_occurrence(inventory
             "number", "reviewer_strategy", "reviewers", "duration_days"))
     assert occurrence.stage_count == 2
     assert rows == [(1, "application_owner", {}, 7), (2, "members", {"*": ["analyst@acme.test"]}, 5)]
+
+
+def test_review_screen_queries_do_not_grow_with_page_size_in_a_multi_stage_campaign(inventory, lee, moved,
+                                                                                    client_for):
+    for who in (inventory.admin, lee):
+        client = client_for(who)
+        url = f"/o/acme/campaigns/{moved.pk}/items/"
+        client.get(url, {"page_size": 1})
+        counts = []
+        for size in (1, 2):
+            with CaptureQueriesContext(connection) as ctx:
+                response = client.get(url, {"page_size": size})
+            assert response.status_code == 200
+            assert response.content.decode().count("Stage 2 of 2") == size
+            counts.append(len(ctx.captured_queries))
+        assert counts[0] == counts[1], who
