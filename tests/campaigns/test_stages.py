@@ -284,8 +284,11 @@ def test_single_stage_campaigns_are_unchanged(inventory, launched, act):
 
 
 def test_a_later_stage_assigns_as_launch_does_with_guests_delegation_and_fallback(
-    inventory, analyst, launched, act, mailoutbox
+    inventory, analyst, launched, act, mailoutbox, client
 ):
+    import re
+    from urllib.parse import urlparse
+
     from campaigns.models import Delegation, GuestReviewer
 
     inventory.org.guest_reviewers_enabled = True
@@ -311,7 +314,10 @@ def test_a_later_stage_assigns_as_launch_does_with_guests_delegation_and_fallbac
         guest = GuestReviewer.objects.get(campaign=campaign, email="ann@acme.test")
     assert (svc.reviewer_id, svc.guest_id, svc.reviewer_email) == (None, guest.pk, "ann@acme.test")
     [link] = [m for m in mailoutbox if m.to == ["ann@acme.test"]]
-    assert "/guest/" in link.body
+    portal = client.get(urlparse(re.search(r"https?://\S+/guest/\S+/", link.body).group(0)).path)
+    assert portal.status_code == 200
+    assert "Stage 2 of 2" in portal.content.decode()
+    assert "Stage 1: approve by owner@acme.test" in portal.content.decode()
     # mia has no manager in the inventory: stage 2's fallback.
     assert mia_item.reviewer_email == "admin@acme.test"
     assert "The identity has no manager in the inventory: assigned to the fallback reviewer" in mia_item.assignment_note
