@@ -19,8 +19,17 @@ from rest_framework.response import Response
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
-from . import decision_quality, guests, remediation, selectors, services
-from .models import Campaign, CampaignStatus, DefaultOutcome, RemediationOwnerSource, ReviewerStrategy
+from . import decision_quality, guests, remediation, selectors, services, stages
+from .models import (
+    MAX_STAGES,
+    Campaign,
+    CampaignStatus,
+    DeadlineOutcome,
+    Decision,
+    DefaultOutcome,
+    RemediationOwnerSource,
+    ReviewerStrategy,
+)
 from .scheduling import CampaignNotDeletable, ScheduleError, campaign_delete, schedule_clean
 
 IDENTITY_KINDS = ["human", "service_account", "bot", "ai_agent"]
@@ -82,6 +91,46 @@ class RemediationOwnerRowSerializer(serializers.Serializer):
     open = serializers.IntegerField(help_text="Revokes of this application still to be proven removed.")
 
 
+class StageInputSerializer(serializers.Serializer):
+    """One review stage when creating a campaign (documentation of the shape; the service validates it and
+    names the stage and field of any error)."""
+
+    reviewer_strategy = serializers.ChoiceField(choices=ReviewerStrategy.choices)
+    reviewers = serializers.JSONField(required=False, help_text="members strategy: e-mails, as for the campaign.")
+    fallback_reviewer = serializers.EmailField(help_text="Member who gets this stage's items the strategy cannot "
+                                                         "resolve, and items whose candidate decided an earlier stage.")
+    duration_days = serializers.IntegerField(min_value=1, help_text="Days an item has in this stage from when it "
+                                                                    "enters it.")
+    advance_on = serializers.ListField(
+        child=serializers.ChoiceField(choices=Decision.choices), required=False,
+        help_text="Decisions that move an item to the next stage (default approve and exception); the others are "
+                  "final.",
+    )
+    show_earlier_decisions = serializers.BooleanField(
+        required=False, default=True, help_text="Whether this stage's reviewers see earlier stages' decisions."
+    )
+    deadline_outcome = serializers.ChoiceField(
+        choices=DeadlineOutcome.choices, required=False, default=DeadlineOutcome.CARRY_FORWARD,
+        help_text="Undecided items when their deadline in this stage passes.",
+    )
+
+
+class StageSerializer(StageInputSerializer):
+    number = serializers.IntegerField()
+    reviewers = serializers.JSONField()
+    fallback_reviewer = serializers.CharField()
+    duration_days = serializers.IntegerField(allow_null=True)
+    advance_on = serializers.ListField(child=serializers.CharField())
+    show_earlier_decisions = serializers.BooleanField()
+    deadline_outcome = serializers.CharField(allow_blank=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+
+
+@extend_schema_field(StageInputSerializer(many=True))
+class StagesField(serializers.JSONField):
+    pass
+
+
 class CampaignSerializer(serializers.ModelSerializer):
     fallback_reviewer = serializers.SerializerMethodField()
     fallback_remediation_owner = serializers.SerializerMethodField()
@@ -99,6 +148,10 @@ class CampaignSerializer(serializers.ModelSerializer):
     stale_applications = StaleApplicationSerializer(many=True)
     reviewers = serializers.JSONField(help_text="Named reviewers (members strategy): application name or \"*\" "
                                                 "to e-mails.")
+    stages = serializers.SerializerMethodField(
+        help_text="The review stages in order (single campaign only; null in lists). A single-stage campaign has one, "
+                  "made of its reviewer fields."
+    )
 
     class Meta:
         model = Campaign
@@ -109,7 +162,26 @@ class CampaignSerializer(serializers.ModelSerializer):
             "freshness_override_reason", "completed_at", "closed_at", "cancelled_at", "cancel_reason", "progress",
             "recurrence", "duration_days", "series", "archived_reason",
             "remediation_owners", "fallback_remediation_owner", "remediating_at", "remediation",
-            "remediation_owner_assignments",
+            "remediation_owner_assignments", "stage_count", "stages",
+        ]
+
+    @extend_schema_field(StageSerializer(many=True, allow_null=True))
+    def get_stages(self, obj) -> list | None:
+        if not self.context.get("detail"):
+            return None
+        rows = stages.campaign_stages(campaign=obj)
+        if not rows:
+            fallback = obj.fallback_reviewer
+            return [{"number": 1, "reviewer_strategy": obj.reviewer_strategy, "reviewers": obj.reviewers,
+                     "fallback_reviewer": fallback.user.email if fallback else "", "duration_days": None,
+                     "advance_on": [], "show_earlier_decisions": True, "deadline_outcome": "", "started_at": None}]
+        return [
+            {"number": s.number, "reviewer_strategy": s.reviewer_strategy, "reviewers": s.reviewers,
+             "fallback_reviewer": s.fallback_reviewer.user.email, "duration_days": s.duration_days,
+             "advance_on": s.advance_on, "show_earlier_decisions": s.show_earlier_decisions,
+             "deadline_outcome": s.deadline_outcome,
+             "started_at": serializers.DateTimeField().to_representation(s.started_at) if s.started_at else None}
+            for s in rows
         ]
 
     def get_fallback_reviewer(self, obj) -> str | None:
@@ -161,7 +233,16 @@ class CampaignWriteSerializer(serializers.Serializer):
         help_text="members strategy: a list of member e-mails for every application, or an object mapping an "
                   "application name (or \"*\" for the others) to e-mails; several reviewers share an application.",
     )
-    fallback_reviewer = serializers.EmailField(help_text="Member who gets items the strategy cannot resolve.")
+    fallback_reviewer = serializers.EmailField(
+        required=False, default=None, allow_null=True,
+        help_text="Member who gets items the strategy cannot resolve (required without stages).",
+    )
+    stages = StagesField(
+        required=False, default=None, allow_null=True,
+        help_text=f"1 to {MAX_STAGES} review stages, instead of reviewer_strategy, reviewers and fallback_reviewer: "
+                  "stage 1 reviews every item; an item goes on to the next stage when its decision is in the stage's "
+                  "advance_on and its reviewer signs off.",
+    )
     remediation_owners = serializers.JSONField(
         required=False, default=None,
         help_text="Remediation owner per application, overriding the application's remediation owner (else its "
@@ -185,6 +266,14 @@ class CampaignWriteSerializer(serializers.Serializer):
 
 
     def validate(self, attrs):
+        given = set(self.initial_data) if isinstance(self.initial_data, dict) else set()
+        if attrs.get("stages") is not None:
+            both = sorted(given & {"reviewer_strategy", "reviewers", "fallback_reviewer"})
+            if both:
+                raise exceptions.ValidationError({both[0]: [
+                    f"give {', '.join(both)} inside stages (stage 1), not next to them"]})
+            for key in ("reviewer_strategy", "reviewers", "fallback_reviewer"):
+                attrs.pop(key, None)
         try:
             return schedule_clean(attrs, creating=not isinstance(self, CampaignUpdateSerializer))
         except ScheduleError as exc:
@@ -251,6 +340,11 @@ PROGRESS_DETAIL_RESPONSE = inline_serializer(
         "progress": ProgressSerializer(),
         "by_application": serializers.ListField(child=serializers.DictField()),
         "by_reviewer": serializers.ListField(child=serializers.DictField()),
+        "by_stage": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="Multi-stage campaigns, per stage: reached (items that entered it), pending, decided, "
+                      "signed_off, moved_on, final, overdue, unassigned, done, percent; empty for a single stage.",
+        ),
     },
 )
 ERROR_RESPONSE = inline_serializer("CampaignError", {"detail": serializers.CharField()})
@@ -476,6 +570,7 @@ class CampaignProgressAPI(CampaignBaseAPI):
             "progress": selectors.campaign_progress(campaign=campaign).as_dict(),
             "by_application": by_application,
             "by_reviewer": by_reviewer,
+            "by_stage": stages.campaign_progress_by_stage(campaign=campaign),
         })
 
 

@@ -8,6 +8,7 @@ transaction. The item row is locked after the campaign row, always in that order
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -48,6 +49,7 @@ DECISION_HASH_FIELDS = (
     "kind",
     "created_at",
     "expires_on",  # exceptions only; hashed only when set (campaigns.hashchain.OPTIONAL_HASH_FIELDS)
+    "stage",  # multi-stage campaigns only; hashed only when set
 )
 
 KIND_SINGLE = "single"
@@ -159,6 +161,22 @@ def _own_access_q(membership: Reviewer) -> Q:
     return Q(identity_email__iexact=actor_email(membership))
 
 
+def decided_earlier_stage(item: ReviewItem, actor: Reviewer) -> int | None:
+    """The earlier stage of a multi-stage item the actor decided (nobody decides an item in two stages)."""
+    email = actor_email(actor).lower()
+    for entry in item.stage_decisions or []:
+        if entry.get("decision") and (entry.get("decided_by") or "").lower() == email:
+            return entry["stage"]
+    return None
+
+
+def _earlier_stage_q(campaign: Campaign, membership: Reviewer) -> Q | None:
+    """Items of a multi-stage campaign the member decided in an earlier stage (None for single-stage ones)."""
+    if not campaign.is_multi_stage:
+        return None
+    return Q(stage_path__icontains=f" by {actor_email(membership).lower()} (")
+
+
 def _audit_actor(actor: Reviewer) -> dict:
     """audit_record arguments naming the actor (a guest has no user account)."""
     return {"actor": actor.user, "actor_email": actor_email(actor)}
@@ -209,6 +227,7 @@ class _EventTemplate:
     created_at: dt.datetime
     bulk_id: uuid.UUID | None = None
     expires_on: dt.date | None = None
+    stage: int | None = None  # multi-stage campaigns: the stage the decision is taken in
 
     @classmethod
     def by_member(
@@ -222,6 +241,7 @@ class _EventTemplate:
         kind: str,
         bulk_id: uuid.UUID | None = None,
         expires_on: dt.date | None = None,
+        stage: int | None = None,
     ) -> _EventTemplate:
         """A write by a member of the organization, stamped now."""
         return cls(
@@ -237,6 +257,7 @@ class _EventTemplate:
             created_at=timezone.now(),
             bulk_id=bulk_id,
             expires_on=expires_on,
+            stage=stage,
         )
 
     def fields(self, item_id: int) -> dict:
@@ -250,6 +271,7 @@ class _EventTemplate:
             "kind": self.kind,
             "created_at": self.created_at,
             "expires_on": self.expires_on,
+            "stage": self.stage,
         }
 
     def hasher(self):
@@ -294,32 +316,61 @@ def _copy_text(value) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Sequence[int]) -> str:
+def _append_events(
+    *, campaign: Campaign, template: _EventTemplate, item_ids: Sequence[int], stage_of: dict[int, int] | None = None
+) -> str:
     """Appends one event per item (in the given order) to the campaign's chain, moves chain_head, returns it.
+    ``stage_of`` (multi-stage campaigns) gives each item's stage when one write spans stages.
 
     The caller holds the campaign row lock. On PostgreSQL the rows go in with COPY; elsewhere bulk_create.
     """
-    digest = template.hasher()
+    templates: dict[int | None, _EventTemplate] = {template.stage: template}
+    digests: dict[int | None, object] = {}
+
+    def template_of(item_id: int) -> _EventTemplate:
+        stage = stage_of.get(item_id, template.stage) if stage_of else template.stage
+        if stage not in templates:
+            templates[stage] = dataclasses.replace(template, stage=stage)
+        return templates[stage]
+
+    def digest_by_stage(prev_hash: str, item_id: int) -> str:
+        t = template_of(item_id)
+        if t.stage not in digests:
+            digests[t.stage] = t.hasher()
+        return digests[t.stage](prev_hash, item_id)
+
+    # One write in one stage (every single-stage campaign): the hot loop stays one hash and one f-string per row.
+    digest = digest_by_stage if stage_of else template.hasher()
+
     prev = campaign.chain_head or GENESIS_HASH
     if connection.vendor == "postgresql":
         # COPY in text format. Everything but the item id and the two hashes is the same for every row of one
-        # write, so that part of the line is escaped once; each row then costs one hash and one f-string.
-        t = template
-        shared = [
-            t.organization_id, t.campaign_id, t.decision, t.reason, t.comment, t.actor_id, t.actor_email,
-            t.actor_role, t.kind, t.bulk_id, t.created_at.isoformat(), t.expires_on,
-        ]
-        prefix = "\t".join(_copy_text(value) for value in shared)
+        # write (and stage), so that part of the line is escaped once; each row then costs one hash and one
+        # f-string.
+        prefixes: dict[int | None, str] = {}
+
+        def prefix_of(item_id: int) -> str:
+            t = template_of(item_id)
+            if t.stage not in prefixes:
+                shared = [
+                    t.organization_id, t.campaign_id, t.decision, t.reason, t.comment, t.actor_id, t.actor_email,
+                    t.actor_role, t.kind, t.bulk_id, t.created_at.isoformat(), t.expires_on, t.stage,
+                ]
+                prefixes[t.stage] = "\t".join(_copy_text(value) for value in shared)
+            return prefixes[t.stage]
+
+        prefix = None if stage_of else prefix_of(0)
+
         columns = (
             "organization_id, campaign_id, decision, reason, comment, actor_id, actor_email, actor_role, kind, "
-            "bulk_id, created_at, expires_on, item_id, prev_hash, hash"
+            "bulk_id, created_at, expires_on, stage, item_id, prev_hash, hash"
         )
         with connection.cursor() as cursor:
             with cursor.copy(f"COPY {DecisionEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
                 lines: list[str] = []
                 for item_id in item_ids:
                     current = digest(prev, item_id)
-                    lines.append(f"{prefix}\t{item_id}\t{prev}\t{current}\n")
+                    lines.append(f"{prefix or prefix_of(item_id)}\t{item_id}\t{prev}\t{current}\n")
                     prev = current
                     if len(lines) >= EVENT_BATCH_SIZE:
                         copy.write("".join(lines))
@@ -332,6 +383,7 @@ def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Se
             current = digest(prev, item_id)
             batch.append(
                 DecisionEvent(
+                    stage=template_of(item_id).stage,
                     organization_id=template.organization_id,
                     campaign_id=template.campaign_id,
                     item_id=item_id,
@@ -378,6 +430,7 @@ def _item_update_values(template: _EventTemplate) -> dict:
 class _Updated:
     ids: list[int]  # every updated item, in id order (the order of their history rows in the chain)
     remediation_ids: list[int]  # those whose ticket or remediation state may have to follow the decision
+    stage_of: dict[int, int] = dataclasses.field(default_factory=dict)  # each item's stage
 
 
 def _update_items(items: QuerySet, template: _EventTemplate) -> _Updated:
@@ -401,32 +454,44 @@ def _update_items(items: QuerySet, template: _EventTemplate) -> _Updated:
         sets = ", ".join(f"{ReviewItem._meta.get_field(name).column} = %s" for name in values)
         sql = (
             f"UPDATE {table} SET {sets}, version = version + 1 WHERE {where} "
-            "RETURNING id, remediation_status <> '' OR ticket_status <> ''"
+            "RETURNING id, remediation_status <> '' OR ticket_status <> '', stage"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [*values.values(), *where_params])
             rows = cursor.fetchall()
     else:
         rows = [
-            (pk, bool(remediation or ticket))
-            for pk, remediation, ticket in items.values_list("id", "remediation_status", "ticket_status")
+            (pk, bool(remediation or ticket), stage)
+            for pk, remediation, ticket, stage in items.values_list("id", "remediation_status", "ticket_status",
+                                                                    "stage")
         ]
-        ids = [pk for pk, _ in rows]
+        ids = [pk for pk, _, _ in rows]
         for start in range(0, len(ids), EVENT_BATCH_SIZE):
             chunk = ids[start : start + EVENT_BATCH_SIZE]
             ReviewItem.objects.filter(pk__in=chunk).update(**values, version=F("version") + 1)
     rows.sort()
     return _Updated(
-        ids=[pk for pk, _ in rows],
+        ids=[pk for pk, _, _ in rows],
         # A revoke may need a ticket for every item; any other decision only concerns items that already have
         # a ticket or a pending removal (to withdraw them).
-        remediation_ids=[pk for pk, relevant in rows if revoke or relevant],
+        remediation_ids=[pk for pk, relevant, _ in rows if revoke or relevant],
+        stage_of={pk: stage for pk, _, stage in rows},
     )
 
 
-def _publish_decisions(campaign: Campaign, decision: str, item_ids: list[int]) -> None:
+def _publish_decisions(
+    campaign: Campaign, decision: str, item_ids: list[int], stage_of: dict[int, int] | None = None, *,
+    all_final: bool = False,
+) -> None:
     """In the decision's transaction: revokes ask for removal; another decision on a revoked item withdraws
-    the removal. Item ids travel in chunks so no event row grows without bound."""
+    the removal. Item ids travel in chunks so no event row grows without bound. In a multi-stage campaign only
+    a final revoke asks for removal: one that moves the item to its next stage is not the last word."""
+    if decision == Decision.REVOKE and campaign.is_multi_stage and item_ids and not all_final:
+        from .stages import final_item_ids
+
+        stage_of = stage_of or dict(ReviewItem.objects.filter(pk__in=item_ids).values_list("pk", "stage"))
+        final = set(final_item_ids(campaign=campaign, decision=decision, stage_of={i: stage_of.get(i) for i in item_ids}))
+        item_ids = [i for i in item_ids if i in final]
     if not item_ids:
         return
     event_type = DecisionsRecorded if decision == Decision.REVOKE else ItemDecisionsWithdrawn
@@ -472,6 +537,12 @@ def review_item_decide(
             raise PermissionDenied("This item is assigned to another reviewer.")
         if is_own_access(locked, actor):
             raise PermissionDenied(self_review_message(locked))
+        earlier = decided_earlier_stage(locked, actor)
+        if earlier:
+            raise PermissionDenied(
+                f"You decided this item at stage {earlier}; nobody decides the same item in two stages. An admin "
+                "can reassign it."
+            )
         if locked.signed_off_at is not None:
             raise ValidationError(
                 f"The decision on this item was signed off on {locked.signed_off_at:%Y-%m-%d %H:%M} UTC and can "
@@ -487,6 +558,7 @@ def review_item_decide(
             expires_on=exception_expiry_clean(
                 organization=actor.organization, decision=decision, expires_on=expires_on
             ),
+            stage=locked.stage if campaign.is_multi_stage else None,
         )
         previous = locked.decision
         for field, value in _item_update_values(template).items():
@@ -510,7 +582,7 @@ def review_item_decide(
             },
         )
         if decision == Decision.REVOKE or locked.remediation_status or locked.ticket_status:
-            _publish_decisions(campaign, decision, [locked.pk])
+            _publish_decisions(campaign, decision, [locked.pk], {locked.pk: locked.stage})
     locked.campaign = campaign
     return locked
 
@@ -518,6 +590,7 @@ def review_item_decide(
 # Why a bulk decision leaves an item out, as reported to the caller.
 SKIP_SELF_REVIEW = "self_review"
 SKIP_RECOMMENDED_REVOKE = "recommended_revoke"
+SKIP_EARLIER_STAGE = "earlier_stage"
 # The finding behind a revoke recommendation, in the precedence the snapshot uses for its reason.
 REVOKE_CAUSES = ("terminated", "orphaned", "dormant", "never_used")
 
@@ -531,14 +604,16 @@ class BulkBreakdown:
     recommended_revoke: int  # of the rest, recommended for revoke (left out of an approval unless included)
     revoke_causes: dict[str, int]  # recommended_revoke by cause (terminated, orphaned, dormant, never_used, other)
     guarded: bool  # whether recommended-revoke items are left out
+    earlier_stage: int = 0  # multi-stage: items the actor decided in an earlier stage (always left out)
 
     @property
     def to_decide(self) -> int:
-        return self.matching - self.self_review - (self.recommended_revoke if self.guarded else 0)
+        return (self.matching - self.self_review - self.earlier_stage
+                - (self.recommended_revoke if self.guarded else 0))
 
     @property
     def skipped(self) -> dict[str, int]:
-        skipped = {SKIP_SELF_REVIEW: self.self_review}
+        skipped = {SKIP_SELF_REVIEW: self.self_review, SKIP_EARLIER_STAGE: self.earlier_stage}
         if self.guarded:
             skipped[SKIP_RECOMMENDED_REVOKE] = self.recommended_revoke
         return {cause: n for cause, n in skipped.items() if n}
@@ -571,6 +646,11 @@ def bulk_decision_breakdown(
 ) -> BulkBreakdown:
     """Counts, in one query, what ``decisions_bulk_apply`` would decide and leave out of ``items``."""
     own = _own_access_q(actor)
+    earlier_q = _earlier_stage_q(campaign, actor)
+    extra = {}
+    if earlier_q is not None:
+        extra["earlier_stage"] = Count("id", filter=earlier_q & ~own)
+        own = own | earlier_q  # left out like one's own access; counted apart
     revoke = Q(recommendation=Decision.REVOKE) & ~own
     earlier = Q()
     cause_counts = {}
@@ -580,10 +660,12 @@ def bulk_decision_breakdown(
         earlier = earlier | flag
     cause_counts["other"] = Count("id", filter=revoke & ~earlier)
     row = _decidable(campaign, actor, items).aggregate(
-        matching=Count("id"), self_review=Count("id", filter=own), recommended_revoke=Count("id", filter=revoke),
-        **{f"cause_{k}": v for k, v in cause_counts.items()},
+        matching=Count("id"), self_review=Count("id", filter=_own_access_q(actor)),
+        recommended_revoke=Count("id", filter=revoke),
+        **{f"cause_{k}": v for k, v in cause_counts.items()}, **extra,
     )
     return BulkBreakdown(
+        earlier_stage=row.get("earlier_stage", 0),
         matching=row["matching"],
         self_review=row["self_review"],
         recommended_revoke=row["recommended_revoke"],
@@ -626,6 +708,9 @@ def decisions_bulk_apply(
             include_recommended_revoke=include_recommended_revoke,
         )
         items = _decidable(campaign, actor, items).exclude(_own_access_q(actor))
+        earlier_q = _earlier_stage_q(campaign, actor)
+        if earlier_q is not None:
+            items = items.exclude(earlier_q)
         if breakdown.guarded:
             items = items.exclude(recommendation=Decision.REVOKE)
         template = _EventTemplate.by_member(
@@ -656,7 +741,8 @@ def decisions_bulk_apply(
         )
         if not ids:
             return result
-        _append_events(campaign=campaign, template=template, item_ids=ids)
+        _append_events(campaign=campaign, template=template, item_ids=ids,
+                       stage_of=updated.stage_of if campaign.is_multi_stage else None)
         audit_record(
             action="campaign_bulk_decision",
             organization_id=campaign.organization_id,
@@ -676,7 +762,7 @@ def decisions_bulk_apply(
                 **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )
-        _publish_decisions(campaign, decision, updated.remediation_ids)
+        _publish_decisions(campaign, decision, updated.remediation_ids, updated.stage_of)
     return result
 
 
@@ -721,9 +807,11 @@ def decisions_apply_default_outcome(*, campaign: Campaign, actor: User | Members
             )
             updated = _update_items(items, template)
             if updated.ids:
-                _append_events(campaign=campaign, template=template, item_ids=updated.ids)
+                _append_events(campaign=campaign, template=template, item_ids=updated.ids,
+                               stage_of=updated.stage_of if campaign.is_multi_stage else None)
                 decided.extend(updated.ids)
-                _publish_decisions(campaign, decision, updated.remediation_ids)
+                # The campaign is closing: every decision now is the item's last.
+                _publish_decisions(campaign, decision, updated.remediation_ids, all_final=True)
     return len(decided)
 
 
@@ -786,6 +874,7 @@ def review_sign_off(*, campaign: Campaign, actor: Membership, request=None) -> i
             list(mine.filter(decision=Decision.REVOKE).values_list("pk", flat=True))
             if isinstance(actor, GuestReviewer) else []
         )
+        signed_ids = list(mine.values_list("pk", flat=True)) if campaign.is_multi_stage else []
         count = mine.update(signed_off_at=now)
         audit_record(
             action="campaign_signed_off",
@@ -799,6 +888,12 @@ def review_sign_off(*, campaign: Campaign, actor: Membership, request=None) -> i
         # A guest's revokes ask for their tickets now (the sign-off trigger opens signed-off revokes); the
         # sign-off event then names no member (0), so per-member sign-off work finds nothing of theirs.
         _publish_decisions(campaign, Decision.REVOKE, guest_revokes)
+        if signed_ids:
+            # Decisions that move an item on take it to its next stage now; the others are final.
+            from .stages import stage_items_advance
+
+            stage_items_advance(campaign=campaign, item_ids=signed_ids, by_email=actor_email(actor),
+                                trigger=f"sign-off by {actor_email(actor)}")
         publish(
             ReviewerSignedOff(
                 organization_id=campaign.organization_id, campaign_id=str(campaign.pk),

@@ -11,7 +11,15 @@ from entitlements.models import IdentityKind
 from thalian.models import Organization
 
 from . import selectors
-from .models import DefaultOutcome, Recurrence, ReviewerStrategy
+from .models import (
+    MAX_STAGES,
+    DeadlineOutcome,
+    Decision,
+    DefaultOutcome,
+    Recurrence,
+    ReviewerStrategy,
+    default_advance_on,
+)
 from .scheduling import ScheduleError, schedule_clean
 
 PRESET_CHOICES = [("", "All identities"), ("non_human", "Non-human identities only (service accounts, bots, "
@@ -90,8 +98,16 @@ class CampaignForm(forms.Form):
         help_text="Sets each occurrence's due date from its launch date; required when the campaign repeats.",
     )
 
+    stage_count = forms.TypedChoiceField(
+        coerce=int, choices=[(n, str(n)) for n in range(1, MAX_STAGES + 1)], initial=1, required=False,
+        empty_value=1, label="Review stages",
+        help_text="With more than one, items go from stage to stage: each stage's decision that moves an item on "
+                  "hands it to the next stage's reviewers; any other decision is final.",
+    )
+
     def __init__(self, *args, organization: Organization, **kwargs):
         super().__init__(*args, **kwargs)
+        self._add_stage_fields()
         choices = selectors.scope_choices(organization=organization)
         self.fields["applications"].choices = [(n, n) for n in choices["applications"]]
         self.fields["categories"].choices = [(c, c) for c in choices["categories"]]
@@ -101,9 +117,76 @@ class CampaignForm(forms.Form):
             for m in selectors.reviewer_memberships(organization=organization)
         ]
         self.fields["fallback_reviewer"].choices = [("", "Choose a member"), *members]
+        for number in range(2, MAX_STAGES + 1):
+            self.fields[f"stage{number}_fallback_reviewer"].choices = [("", "Choose a member"), *members]
         self.fields["fallback_remediation_owner"].choices = [("", "Same as the fallback reviewer"), *members]
         if not self.is_bound and "due_date" not in self.initial:
             self.initial["due_date"] = timezone.localdate() + dt.timedelta(days=14)
+
+    def _add_stage_fields(self) -> None:
+        """Stage 1 is the reviewer fields above plus its length, what moves an item on and its deadline outcome;
+        stages 2..MAX_STAGES each have all of them."""
+        for number in range(1, MAX_STAGES + 1):
+            p = f"stage{number}_"
+            if number > 1:
+                self.fields[p + "reviewer_strategy"] = forms.ChoiceField(
+                    choices=ReviewerStrategy.choices, initial=ReviewerStrategy.MEMBERS, required=False,
+                    widget=forms.RadioSelect, label=f"Stage {number} reviewers")
+                self.fields[p + "reviewers"] = forms.CharField(
+                    required=False, widget=forms.Textarea(attrs={"rows": 2}), label=f"Members named for stage {number}",
+                    help_text="For named members, as above.")
+                self.fields[p + "fallback_reviewer"] = forms.ChoiceField(
+                    required=False, label=f"Fallback for stage {number}",
+                    help_text="Also takes items whose reviewer decided them in an earlier stage.")
+                self.fields[p + "show_earlier_decisions"] = forms.BooleanField(
+                    required=False, initial=True, label=f"Stage {number} reviewers see earlier stages' decisions")
+            self.fields[p + "duration_days"] = forms.IntegerField(
+                required=False, min_value=1, initial=7, label=f"Stage {number} length (days)",
+                help_text="Counted from when an item enters the stage.")
+            self.fields[p + "advance_on"] = forms.MultipleChoiceField(
+                required=False, choices=Decision.choices, initial=default_advance_on(),
+                widget=forms.CheckboxSelectMultiple, label=f"Decisions that move an item on from stage {number}",
+                help_text="The others are final. In the last stage every decision is final.")
+            self.fields[p + "deadline_outcome"] = forms.ChoiceField(
+                choices=DeadlineOutcome.choices, initial=DeadlineOutcome.CARRY_FORWARD, required=False,
+                label=f"Undecided at the stage {number} deadline",
+                help_text="In the last stage, carrying forward escalates to the stage's fallback reviewer.")
+
+    def stage_blocks(self) -> list[tuple[int, list]]:
+        """The fields of each stage for the template: (number, bound fields); stage 1's are its extras."""
+        names = ("reviewer_strategy", "reviewers", "fallback_reviewer", "duration_days", "advance_on",
+                 "show_earlier_decisions", "deadline_outcome")
+        return [
+            (number, [self[f"stage{number}_{n}"] for n in names if f"stage{number}_{n}" in self.fields])
+            for number in range(1, MAX_STAGES + 1)
+        ]
+
+    def stages(self) -> list[dict] | None:
+        """The stages for the service (None for a single-stage campaign: the reviewer fields are enough)."""
+        data = self.cleaned_data
+        count = data.get("stage_count") or 1
+        if count < 2:
+            return None
+        stages = []
+        for number in range(1, count + 1):
+            p = f"stage{number}_"
+            if number == 1:
+                strategy, reviewers, fallback = (data["reviewer_strategy"], data.get("reviewers"),
+                                                 data.get("fallback_reviewer"))
+            else:
+                strategy = data.get(p + "reviewer_strategy") or ReviewerStrategy.MEMBERS
+                reviewers = self._named(data.get(p + "reviewers") or "")
+                fallback = data.get(p + "fallback_reviewer")
+            stages.append({
+                "reviewer_strategy": strategy,
+                "reviewers": (reviewers or None) if strategy == ReviewerStrategy.MEMBERS else None,
+                "fallback_reviewer": fallback,
+                "duration_days": data.get(p + "duration_days"),
+                "advance_on": list(data.get(p + "advance_on") or []),
+                "show_earlier_decisions": bool(data.get(p + "show_earlier_decisions", True)) if number > 1 else True,
+                "deadline_outcome": data.get(p + "deadline_outcome") or DeadlineOutcome.CARRY_FORWARD,
+            })
+        return stages
 
     @classmethod
     def initial_from(cls, campaign) -> dict:
@@ -111,7 +194,25 @@ class CampaignForm(forms.Form):
         lines = []
         for key, emails in (campaign.reviewers or {}).items():
             lines.append(", ".join(emails) if key == "*" else f"{key}: {', '.join(emails)}")
+        stage_initial: dict = {"stage_count": campaign.stage_count}
+        for stage in campaign.stages.select_related("fallback_reviewer__user") if campaign.is_multi_stage else []:
+            p = f"stage{stage.number}_"
+            stage_initial.update({
+                p + "duration_days": stage.duration_days, p + "advance_on": stage.advance_on,
+                p + "deadline_outcome": stage.deadline_outcome,
+            })
+            if stage.number > 1:
+                stage_initial.update({
+                    p + "reviewer_strategy": stage.reviewer_strategy,
+                    p + "reviewers": "\n".join(
+                        ", ".join(emails) if key == "*" else f"{key}: {', '.join(emails)}"
+                        for key, emails in (stage.reviewers or {}).items()
+                    ),
+                    p + "fallback_reviewer": stage.fallback_reviewer.user.email,
+                    p + "show_earlier_decisions": stage.show_earlier_decisions,
+                })
         return {
+            **stage_initial,
             "title": campaign.title, "description": campaign.description, "due_date": campaign.due_date,
             "applications": scope.get("applications") or [], "categories": scope.get("categories") or [],
             "sanctioned_only": scope.get("sanctioned_only"), "min_users": scope.get("min_users"),
@@ -142,7 +243,10 @@ class CampaignForm(forms.Form):
         }
 
     def clean_reviewers(self) -> dict[str, list[str]]:
-        text = self.cleaned_data.get("reviewers") or ""
+        return self._named(self.cleaned_data.get("reviewers") or "")
+
+    @staticmethod
+    def _named(text: str) -> dict[str, list[str]]:
         named: dict[str, list[str]] = {}
         for line in text.splitlines():
             line = line.strip()
@@ -195,6 +299,7 @@ class CampaignForm(forms.Form):
             "recurrence": data.get("recurrence") or "",
             "recurrence_every_days": data.get("recurrence_every_days"),
             "duration_days": data.get("duration_days"),
+            "stages": self.stages(),
         }
 
     def summary(self) -> list[tuple[str, str]]:
@@ -227,15 +332,37 @@ class CampaignForm(forms.Form):
             ("Categories", listed("categories", "All")),
             ("Departments", listed("departments", "All")),
             ("Identities", kinds),
-            ("Reviewers", strategy),
+            ("Reviewers", strategy if (data.get("stage_count") or 1) < 2 else f"Stage 1: {strategy}"),
             ("Fallback reviewer", data.get("fallback_reviewer") or "—"),
+            *self._stage_summary(data),
             ("Reason required", "Yes" if data.get("reason_required") else "No"),
             ("Undecided at close", dict(DefaultOutcome.choices).get(data.get("default_outcome") or "", "—")),
             ("Schedule", schedule),
         ]
 
+    def _stage_summary(self, data) -> list[tuple[str, str]]:
+        count = data.get("stage_count") or 1
+        if count < 2:
+            return []
+        labels = dict(ReviewerStrategy.choices)
+        rows = [("Stages", str(count))]
+        for number in range(2, count + 1):
+            p = f"stage{number}_"
+            strategy = labels.get(data.get(p + "reviewer_strategy") or "", "—")
+            named = ", ".join(e for emails in self._named(data.get(p + "reviewers") or "").values() for e in emails)
+            rows.append((f"Stage {number}", f"{strategy}{f' ({named})' if named else ''}; fallback "
+                                            f"{data.get(p + 'fallback_reviewer') or '—'}; "
+                                            f"{data.get(p + 'duration_days') or '—'} days"))
+        return rows
+
     def add_service_error(self, exc) -> None:
-        field = ERROR_FIELDS.get(exc.field or "", exc.field)
+        field = exc.field or ""
+        if field.startswith("stages["):
+            index, _sep, key = field[len("stages["):].partition("].")
+            number = int(index) + 1 if index.isdigit() else 1
+            field = key if number == 1 and key in ("reviewer_strategy", "reviewers", "fallback_reviewer") else (
+                f"stage{number}_{key}")
+        field = ERROR_FIELDS.get(field, field)
         self.add_error(field if field in self.fields else None, exc.message)
 
 

@@ -15,6 +15,7 @@ from thalian.tenancy import scope
 from .decisions import decisions_bulk_apply, review_item_decide, review_sign_off, reviewer_progress
 from .guests import GuestLinkError, guest_resolve
 from .models import Decision, ReviewItem
+from .review_selectors import stages_hiding_earlier_decisions
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -54,8 +55,9 @@ def _portal(request, guest, token, *, errors=None, notice="", status=200):
             "items": items.only(
                 "id", "identity_email", "identity_name", "identity_department", "application_name", "role",
                 "last_used", "recommendation", "recommendation_reason", "decision", "decision_reason",
-                "signed_off_at",
+                "signed_off_at", "stage", "stage_decisions",
             )[:500],
+            "hidden_stages": stages_hiding_earlier_decisions(campaign=campaign, membership=guest),
             "progress": reviewer_progress(campaign=campaign, membership=guest),
             "decisions": Decision.choices,
             "token": token,

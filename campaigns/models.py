@@ -42,6 +42,22 @@ class Decision(models.TextChoices):
     EXCEPTION = "exception", "Exception"
 
 
+class DeadlineOutcome(models.TextChoices):
+    """What happens to a stage's undecided items when the stage's deadline passes."""
+
+    CARRY_FORWARD = "carry_forward", "Carry forward to the next stage"
+    APPROVE = "approve", "Approve"
+    REVOKE = "revoke", "Revoke"
+    ESCALATE = "escalate", "Leave undecided and escalate to the stage's fallback reviewer"
+
+
+MAX_STAGES = 5
+
+
+def default_advance_on() -> list[str]:
+    return [Decision.APPROVE.value, Decision.EXCEPTION.value]
+
+
 class Recurrence(models.TextChoices):
     NONE = "", "Does not recur"
     MONTHLY = "monthly", "Monthly"
@@ -124,6 +140,8 @@ class Campaign(TenantModel):
     archived_reason = models.TextField(blank=True)
     # Head of the decision hash chain (hash of the last Decision row of this campaign).
     chain_head = models.CharField(max_length=64, blank=True)
+    # Review stages (CampaignStage rows when more than one); 1: the reviewer fields above are the only stage.
+    stage_count = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         indexes = [
@@ -137,6 +155,43 @@ class Campaign(TenantModel):
     @property
     def is_overdue(self) -> bool:
         return self.status == CampaignStatus.ACTIVE and self.due_date < timezone.localdate()
+
+    @property
+    def is_multi_stage(self) -> bool:
+        return self.stage_count > 1
+
+
+class CampaignStage(TenantModel):
+    """One stage of a multi-stage campaign. Stage 1 mirrors the campaign's reviewer fields (the snapshot assigns
+    it); an item moves to the next stage when its reviewer signs off a decision listed in ``advance_on``."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="stages")
+    number = models.PositiveSmallIntegerField()  # 1 .. MAX_STAGES
+    reviewer_strategy = models.CharField(max_length=30, choices=ReviewerStrategy.choices)
+    reviewers = models.JSONField(default=dict, blank=True)  # as Campaign.reviewers
+    fallback_reviewer = models.ForeignKey("thalian.Membership", on_delete=models.PROTECT, related_name="+")
+    # An item's deadline in this stage: when it entered the stage plus this many days.
+    duration_days = models.PositiveIntegerField()
+    # Decisions that move an item on to the next stage; any other decision is final.
+    advance_on = models.JSONField(default=default_advance_on)
+    # Whether this stage's reviewers see the decisions of earlier stages.
+    show_earlier_decisions = models.BooleanField(default=True)
+    deadline_outcome = models.CharField(
+        max_length=20, choices=DeadlineOutcome.choices, default=DeadlineOutcome.CARRY_FORWARD
+    )
+    started_at = models.DateTimeField(null=True, blank=True)  # when the first item entered the stage
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "campaign", "number"], name="campaignstage_unique_number")
+        ]
+        ordering = ["number"]
+
+    def __str__(self) -> str:
+        return f"Stage {self.number}"
+
+    def advances(self, decision: str) -> bool:
+        return decision in (self.advance_on or [])
 
 
 class RemediationStatus(models.TextChoices):
@@ -208,6 +263,14 @@ class ReviewItem(FindingsMixin, TenantModel):
         db_index=False,
     )
     assignment_note = models.CharField(max_length=300, blank=True)  # e.g. why it went to the fallback reviewer
+    # Multi-stage campaigns: the stage the item is pending in (or was finally decided in), its deadline there,
+    # and the decisions of the stages it passed ({stage, decision, reason, decided_by, decided_by_role,
+    # decided_at}), also as text ("stage 1: approve by a@x (reviewer) at …; ") for exports and the
+    # distinct-reviewer rule.
+    stage = models.PositiveSmallIntegerField(default=1)
+    stage_due_at = models.DateTimeField(null=True, blank=True)
+    stage_decisions = models.JSONField(default=list, blank=True)
+    stage_path = models.TextField(blank=True)
     # Current decision (the history is in DecisionEvent).
     decision = models.CharField(max_length=20, choices=Decision.choices, blank=True, default="")
     decision_reason = models.TextField(blank=True)
@@ -339,6 +402,7 @@ class ReassignKind(models.TextChoices):
     REASSIGN = "reassign", "Reassigned"
     ESCALATION = "escalation", "Escalated"
     DELEGATION = "delegation", "Delegated"
+    STAGE = "stage", "Next stage"
 
 
 class ItemReassignment(TenantModel):
@@ -371,6 +435,7 @@ class DecisionEvent(TenantModel):
     actor_role = models.CharField(max_length=20, blank=True)
     kind = models.CharField(max_length=20, default="single")  # single | bulk | system
     expires_on = models.DateField(null=True, blank=True)  # exception decisions only
+    stage = models.PositiveSmallIntegerField(null=True, blank=True)  # multi-stage campaigns only
     bulk_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     prev_hash = models.CharField(max_length=64, blank=True)

@@ -57,6 +57,8 @@ def review_items_move(
     open_items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
     skipped = open_items.filter(identity_email__iexact=to_email).count()
     movable = open_items.exclude(identity_email__iexact=to_email).exclude(reviewer_id=to_reviewer.pk)
+    if campaign.is_multi_stage:  # nobody decides an item in two stages: never hand it back to an earlier decider
+        movable = movable.exclude(stage_path__icontains=f" by {to_email} (")
     rows = list(movable.values_list("pk", "reviewer_email"))
     if not rows:
         return MoveResult(moved=0, skipped_self_review=skipped)
@@ -143,6 +145,11 @@ def review_items_reassign(
         if item is not None and item.signed_off_at is not None:
             raise ReassignError("This item's decision was signed off; it can no longer be reassigned.",
                                 field="item")
+        if item is not None and f" by {target.user.email.lower()} (" in (item.stage_path or ""):
+            raise ReassignError(
+                f"to: {target.user.email} decided this item in an earlier stage; nobody decides an item in two "
+                "stages."
+            )
         if item is not None and item.reviewer_id == target.pk:
             raise ReassignError(f"to: the item is already assigned to {target.user.email}.")
     result = review_items_move(

@@ -23,6 +23,7 @@ from .decisions import (
 )
 from .models import Decision, DecisionEvent, ItemReassignment
 from .selectors import campaign_access, reviewer_kind
+from .stages import decision_path_text
 
 MAX_API_ITEM_IDS = 10000
 
@@ -58,6 +59,15 @@ class RecommendationSerializer(serializers.Serializer):
     reason = serializers.CharField(source="recommendation_reason")
 
 
+class StageDecisionSerializer(serializers.Serializer):
+    stage = serializers.IntegerField()
+    decision = serializers.CharField(allow_null=True, help_text="Null when the stage's deadline carried it forward.")
+    reason = serializers.CharField()
+    decided_by = serializers.CharField()
+    decided_by_role = serializers.CharField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
 class ReviewItemSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     identity = IdentitySnapshotSerializer(source="*")
@@ -89,6 +99,25 @@ class ReviewItemSerializer(serializers.Serializer):
         source="renewal_of_id", allow_null=True,
         help_text="In an exception renewals campaign: the id of the expired exception item this re-reviews.",
     )
+    stage = serializers.IntegerField(help_text="The stage the item is pending in, or was finally decided in (1 in "
+                                               "a single-stage campaign).")
+    stage_decisions = serializers.SerializerMethodField(
+        help_text="Decisions stage by stage, oldest first: the stages the item passed, then its current decision. "
+        "A reviewer of a stage that hides earlier decisions sees only the current one."
+    )
+    decision_path = serializers.SerializerMethodField(
+        help_text="The decision and its path in words, e.g. \"Revoked at stage 2 by x after approval at stage 1 "
+        "by y\" (empty in a single-stage campaign)."
+    )
+
+    @extend_schema_field(StageDecisionSerializer(many=True))
+    def get_stage_decisions(self, item) -> list[dict]:
+        return sel.item_stage_decisions(item, hidden_stages=self.context.get("hidden_stages", frozenset()))
+
+    def get_decision_path(self, item) -> str:
+        if not self.context.get("multi_stage") or item.stage in self.context.get("hidden_stages", frozenset()):
+            return ""
+        return decision_path_text(item)
 
     def get_reviewer_kind(self, item) -> str:
         return reviewer_kind(item.reviewer_id, item.guest_id)
@@ -105,7 +134,7 @@ class DecisionEventSerializer(serializers.ModelSerializer):
         model = DecisionEvent
         fields = [
             "id", "decision", "reason", "comment", "expires_on", "actor_email", "actor_role", "kind", "created_at",
-            "hash",
+            "stage", "hash",
         ]
 
 
@@ -160,6 +189,7 @@ class ItemFilterSerializer(serializers.Serializer):
     recommendation = serializers.CharField(required=False)
     reviewer = serializers.CharField(required=False)
     search = serializers.CharField(required=False)
+    stage = serializers.ChoiceField(choices=sel.CHOICES["stage"], required=False)
 
 
 class ItemSelectionSerializer(serializers.Serializer):
@@ -220,6 +250,8 @@ FILTER_PARAMETERS = [
     OpenApiParameter("recommendation", OpenApiTypes.STR, enum=sel.CHOICES["recommendation"]),
     OpenApiParameter("reviewer", OpenApiTypes.STR, description="\"me\" or a reviewer's e-mail."),
     OpenApiParameter("search", OpenApiTypes.STR, description="Text in e-mail, name, application, role or department."),
+    OpenApiParameter("stage", OpenApiTypes.STR, enum=sel.CHOICES["stage"],
+                     description="Items pending in, or finally decided in, this stage."),
 ]
 
 
@@ -243,11 +275,17 @@ class ItemListAPI(_CampaignMixin, OrgAPIView, generics.ListAPIView):
 
     def get_queryset(self):
         campaign = self.campaign(self.request, self.kwargs["campaign_id"])
+        self.hidden_stages = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=self.request.membership)
+        self.multi_stage = campaign.is_multi_stage
         try:
             flt = sel.item_filter_parse(self.request.query_params)
         except DjangoValidationError as exc:
             raise _drf_error(exc) from exc
         return sel.review_items_matching(campaign=campaign, membership=self.request.membership, flt=flt)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "hidden_stages": getattr(self, "hidden_stages", frozenset()),
+                "multi_stage": getattr(self, "multi_stage", False)}
 
     @extend_schema(parameters=FILTER_PARAMETERS, operation_id="campaign_items_list")
     def get(self, request, *args, **kwargs):
@@ -263,7 +301,11 @@ class ItemDetailAPI(_CampaignMixin, OrgAPIView):
         campaign = self.campaign(request, campaign_id)
         item = sel.review_item_get(membership=request.membership, campaign=campaign, item_id=item_id)
         history = list(sel.review_item_history(item=item))
-        return Response(ReviewItemDetailSerializer(item, context={"history": history}).data)
+        hidden = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=request.membership)
+        if item.stage in hidden:  # the stage reviews blind: earlier stages' events are not shown either
+            history = [e for e in history if e.stage == item.stage]
+        return Response(ReviewItemDetailSerializer(item, context={"history": history, "hidden_stages": hidden,
+                                                                  "multi_stage": campaign.is_multi_stage}).data)
 
 
 class ItemDecisionAPI(_CampaignMixin, OrgAPIView):
@@ -280,7 +322,9 @@ class ItemDecisionAPI(_CampaignMixin, OrgAPIView):
             item = review_item_decide(item=item, actor=request.membership, request=request, **data.validated_data)
         except DjangoValidationError as exc:
             raise _drf_error(exc) from exc
-        return Response(ReviewItemSerializer(item).data)
+        context = {"multi_stage": campaign.is_multi_stage,
+                   "hidden_stages": sel.stages_hiding_earlier_decisions(campaign=campaign, membership=request.membership)}
+        return Response(ReviewItemSerializer(item, context=context).data)
 
 
 class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
@@ -296,7 +340,8 @@ class BulkDecisionAPI(_CampaignMixin, OrgAPIView):
                 "skipped": serializers.DictField(
                     child=serializers.IntegerField(),
                     help_text="Items left out, by cause: self_review (the caller's own access), "
-                    "recommended_revoke (an approval without include_recommended_revoke).",
+                    "recommended_revoke (an approval without include_recommended_revoke), earlier_stage (items the "
+                    "caller decided in an earlier stage of a multi-stage campaign).",
                 ),
                 "recommended_revoke_causes": serializers.DictField(
                     child=serializers.IntegerField(),

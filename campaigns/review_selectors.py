@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from entitlements.models import FINDING_FIELDS, Finding, FindingsMixin, Identity
 from thalian.models import Membership
 from thalian.permissions import Perm, has_perm
 
-from .models import Campaign, CampaignStatus, Decision, DecisionEvent, ReviewItem
+from .models import MAX_STAGES, Campaign, CampaignStatus, Decision, DecisionEvent, ReviewItem
 
 PENDING = "pending"
 DECIDED = "decided"
@@ -98,6 +99,38 @@ def review_item_history(*, item: ReviewItem) -> QuerySet:
     return DecisionEvent.objects.filter(item_id=item.pk).order_by("id")
 
 
+def stages_hiding_earlier_decisions(*, campaign: Campaign, membership: Membership) -> frozenset[int]:
+    """Stages whose reviewers do not see earlier stages' decisions, for a member who sees only their own items
+    (roles that see every item always see the whole path). Empty for single-stage campaigns."""
+    if not campaign.is_multi_stage or sees_all_items(membership):
+        return frozenset()
+    from .models import CampaignStage
+
+    return frozenset(
+        CampaignStage.objects.filter(campaign_id=campaign.pk, show_earlier_decisions=False).values_list(
+            "number", flat=True
+        )
+    )
+
+
+def item_stage_decisions(item: ReviewItem, *, hidden_stages: frozenset[int] = frozenset()) -> list[dict]:
+    """The item's decisions stage by stage: the stages it passed, then its current decision (when decided).
+    Earlier stages are left out where the item's stage hides them from its reviewer."""
+    earlier = [] if item.stage in hidden_stages else list(item.stage_decisions or [])
+    rows = [
+        {"stage": e["stage"], "decision": e.get("decision"), "reason": e.get("reason", ""),
+         "decided_by": e.get("decided_by", ""), "decided_by_role": e.get("decided_by_role", ""),
+         "decided_at": e.get("decided_at")}
+        for e in earlier
+    ]
+    if item.decision:
+        rows.append({"stage": item.stage, "decision": item.decision, "reason": item.decision_reason,
+                     "decided_by": item.decided_by_email, "decided_by_role": item.decided_by_role,
+                     "decided_at": item.decided_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+                     if item.decided_at else None})
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------
 # Filters
 # --------------------------------------------------------------------------------------------------
@@ -117,10 +150,11 @@ class ItemFilter:
     recommendation: str = ""
     reviewer: str = ""
     search: str = ""
+    stage: str = ""
 
     KEYS = (
         "decision", "application", "department", "identity_kind", "status", "role", "finding",
-        "recommendation", "reviewer", "search",
+        "recommendation", "reviewer", "search", "stage",
     )
 
     @property
@@ -137,6 +171,7 @@ CHOICES = {
     "status": IdentityStatus.values,
     "finding": [f.value for f in Finding],
     "recommendation": Decision.values,
+    "stage": [str(n) for n in range(1, MAX_STAGES + 1)],
 }
 
 
@@ -201,6 +236,8 @@ def review_items_filter(items: QuerySet, flt: ItemFilter, *, membership: Members
         items = items.filter(**{FINDING_FIELDS[Finding(flt.finding)]: True})
     if flt.recommendation:
         items = items.filter(recommendation=flt.recommendation)
+    if flt.stage:
+        items = items.filter(stage=int(flt.stage))
     if flt.reviewer:
         if flt.reviewer.lower() == REVIEWER_ME:
             items = items.filter(reviewer_id=membership.pk)

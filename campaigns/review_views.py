@@ -34,6 +34,7 @@ from .decisions import (
 from .models import CampaignStatus, Decision, ReviewItem
 from .review_forms import BulkDecisionForm, DecisionForm
 from .selectors import campaign_access
+from .stages import decision_path_text
 
 FINDING_LABELS = dict(Finding.choices)
 KIND_LABELS = dict(IdentityKind.choices)
@@ -90,7 +91,8 @@ ROW_FIELDS = (
     "id", "identity_email", "identity_name", "identity_department", "identity_manager_email", "identity_kind",
     "identity_status", "application_name", "application_sanctioned", "role", "last_used", "recommendation",
     "recommendation_reason", "reviewer_id", "reviewer_email", "decision", "decision_reason", "decided_by_email",
-    "signed_off_at", "exception_expires_on", "ticket_key", "ticket_url", "ticket_status", *FINDING_FIELDS.values(),
+    "signed_off_at", "exception_expires_on", "ticket_key", "ticket_url", "ticket_status", "stage", "stage_decisions",
+    *FINDING_FIELDS.values(),
 )
 ROWS_TEMPLATE = "campaigns/review_rows.html"
 # Labels the rows look up (choice labels once, instead of get_FOO_display() per row).
@@ -120,15 +122,37 @@ def render_rows(items, *, can_decide: bool, columns: frozenset[str], error: str 
     return Markup(engines["jinja2"].get_template(ROWS_TEMPLATE).render(context))
 
 
+STAGE_DECISION_LABELS = {"approve": "approved", "revoke": "revoked", "exception": "exception"}
+
+
+def _earlier_stage_texts(item: ReviewItem) -> list[str]:
+    texts = []
+    for entry in item.stage_decisions or []:
+        if entry.get("decision"):
+            texts.append(f"Stage {entry['stage']}: {STAGE_DECISION_LABELS.get(entry['decision'], entry['decision'])} "
+                         f"by {entry.get('decided_by')}" + (f": {entry['reason']}" if entry.get("reason") else ""))
+        else:
+            texts.append(f"Stage {entry['stage']}: no decision, carried forward")
+    return texts
+
+
 def _decorate(request, campaign, items) -> None:
-    """Display values of each item: its label, whether it is the member's own access, whether they may decide it."""
+    """Display values of each item: its label, its stage, whether it is the member's own access, whether they may
+    decide it."""
     membership = request.membership
     # The page-wide conditions once; then per item: not signed off, not their own access, theirs unless they
     # may decide any item.
     open_to_member = campaign.status == CampaignStatus.ACTIVE and has_perm(membership.role, Perm.DECIDE_ASSIGNED)
     decides_any = membership_can_decide_any(membership)
+    multi_stage = campaign.is_multi_stage
+    hidden = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=membership) if multi_stage else ()
     for item in items:
         item.label = f"{item.identity_email} in {item.application_name}"
+        if multi_stage:
+            item.stage_label = f"Stage {item.stage} of {campaign.stage_count}"
+            item.earlier_stages = [] if item.stage in hidden else _earlier_stage_texts(item)
+        else:
+            item.stage_label, item.earlier_stages = "", []
         item.own_access = is_own_access(item, membership)
         item.can_decide = (
             open_to_member and item.signed_off_at is None and not item.own_access
@@ -213,7 +237,7 @@ def item_list(request, campaign_id):
         **review_context,
         "flt": flt,
         "filter_params": flt.active,
-        "more_filters_active": len(set(flt.active) - {"search", "application", "department", "decision"})
+        "more_filters_active": len(set(flt.active) - {"search", "application", "department", "decision", "stage"})
         + (sort_param != "id"),
         "page": page,
         "rows": rows,
@@ -228,6 +252,7 @@ def item_list(request, campaign_id):
         "recommendations": Decision.choices,
         "decisions": Decision.choices,
         "sees_all": sel.sees_all_items(request.membership),
+        "stage_options": [str(n) for n in range(1, campaign.stage_count + 1)] if campaign.is_multi_stage else [],
         "this_url": request.get_full_path(),
         "bar_url": reverse("review_progress", args=[request.organization.slug, campaign.pk])
         + "?"
@@ -305,6 +330,14 @@ def item_detail(request, campaign_id, item_id):
     item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
     item.finding_badges = [(f, FINDING_LABELS.get(f, f)) for f in item.findings]
     history = list(sel.review_item_history(item=item))
+    stage_rows = decision_path = None
+    if campaign.is_multi_stage:
+        hidden = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=request.membership)
+        stage_rows = sel.item_stage_decisions(item, hidden_stages=hidden)
+        if item.stage in hidden:
+            history = [e for e in history if e.stage == item.stage]
+        else:
+            decision_path = decision_path_text(item)
     form = DecisionForm(initial={"decision": item.decision, "reason": item.decision_reason})
     return render(
         request,
@@ -313,6 +346,8 @@ def item_detail(request, campaign_id, item_id):
             **_review_context(request, campaign),
             "item": item,
             "history": history,
+            "stage_rows": stage_rows,
+            "decision_path": decision_path,
             "form": form,
             "decisions": Decision.choices,
             "back_url": _safe_next(request, _items_url(request, campaign)),
@@ -425,6 +460,10 @@ def _skipped_text(result) -> str:
     if result.skipped.get("self_review"):
         n = result.skipped["self_review"]
         parts.append(f"{n} item{'s' if n != 1 else ''} of your own access (another reviewer decides them)")
+    if result.skipped.get("earlier_stage"):
+        n = result.skipped["earlier_stage"]
+        parts.append(f"{n} item{'s' if n != 1 else ''} you decided in an earlier stage (nobody decides an item in "
+                     "two stages)")
     if result.skipped.get("recommended_revoke"):
         n = result.skipped["recommended_revoke"]
         causes = ", ".join(f"{c.replace('_', ' ')} {k}" for c, k in result.recommended_revoke_causes.items())

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignStatus, Recurrence
+from campaigns.models import Campaign, CampaignStage, CampaignStatus, Recurrence
 from entitlements.models import Application
 from thalian.audit import audit_record
 
@@ -167,6 +167,7 @@ COPIED_FIELDS = (
     "recurrence",
     "recurrence_every_days",
     "duration_days",
+    "stage_count",
 )
 
 
@@ -189,6 +190,14 @@ def occurrence_schedule_next(*, campaign: Campaign, now: dt.datetime) -> Campaig
         due_date=timezone.localdate(launch_at) + dt.timedelta(days=campaign.duration_days or 14),
         **values,
     )
+    CampaignStage.objects.bulk_create([
+        CampaignStage(organization_id=occurrence.organization_id, campaign=occurrence, number=s.number,
+                      reviewer_strategy=s.reviewer_strategy, reviewers=s.reviewers,
+                      fallback_reviewer_id=s.fallback_reviewer_id, duration_days=s.duration_days,
+                      advance_on=s.advance_on, show_earlier_decisions=s.show_earlier_decisions,
+                      deadline_outcome=s.deadline_outcome)
+        for s in CampaignStage.objects.filter(campaign=campaign)
+    ])
     audit_record(
         action="campaign_occurrence_scheduled",
         organization_id=campaign.organization_id,

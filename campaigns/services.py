@@ -24,15 +24,19 @@ from thalian.text import single_line
 from .delegation import delegations_apply_at_launch
 from .guests import guest_link_expiry, guest_links_send_all, guests_create_for_snapshot
 from .models import (
+    MAX_STAGES,
     Campaign,
     CampaignDecisionCount,
+    CampaignStage,
     CampaignStatus,
+    DeadlineOutcome,
     Decision,
     DefaultOutcome,
     GuestReviewer,
     Recurrence,
     ReviewerStrategy,
     ReviewItem,
+    default_advance_on,
     default_scope,
 )
 from .reassignment import review_items_move
@@ -54,6 +58,7 @@ from .selectors import (
     scope_application_ids,
     scope_identity_kinds,
 )
+from .stages import stages_start_at_launch
 
 
 class CampaignError(ValueError):
@@ -208,6 +213,93 @@ def reviewers_clean(*, organization: Organization, strategy: str, reviewers: Any
     return clean
 
 
+STAGE_KEYS = ("reviewer_strategy", "reviewers", "fallback_reviewer", "duration_days", "advance_on",
+              "show_earlier_decisions", "deadline_outcome")
+
+
+def stages_clean(*, organization: Organization, stages: Any) -> list[dict]:
+    """Validate review stages: 1 to MAX_STAGES objects of STAGE_KEYS. An error names the stage (1-based) and the
+    field; its ``field`` is ``stages[<index>].<key>`` (0-based, as the list in the request)."""
+    if not isinstance(stages, list | tuple):
+        raise CampaignError("stages must be a list of stage objects", field="stages")
+    if not 1 <= len(stages) <= MAX_STAGES:
+        raise CampaignError(f"a campaign has 1 to {MAX_STAGES} stages; got {len(stages)}", field="stages")
+    clean: list[dict] = []
+    for index, raw in enumerate(stages):
+        number, where = index + 1, f"stages[{index}]"
+
+        def fail(key: str, message: str, number=number, where=where):
+            raise CampaignError(f"stage {number}: {key}: {message}", field=f"{where}.{key}")
+
+        if not isinstance(raw, dict):
+            raise CampaignError(f"stage {number}: must be an object with {', '.join(STAGE_KEYS)}", field=where)
+        unknown = sorted(set(raw) - set(STAGE_KEYS))
+        if unknown:
+            fail(unknown[0], f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(STAGE_KEYS)}")
+        strategy = raw.get("reviewer_strategy") or ""
+        if strategy not in ReviewerStrategy.values:
+            fail("reviewer_strategy", f"unknown reviewer strategy {strategy!r}; choose from "
+                                      f"{', '.join(ReviewerStrategy.values)}")
+        if not isinstance(raw.get("fallback_reviewer") or "", str):
+            fail("fallback_reviewer", "give the fallback reviewer's e-mail")
+        try:
+            reviewers = reviewers_clean(organization=organization, strategy=strategy, reviewers=raw.get("reviewers"))
+            fallback = _fallback_member(organization=organization, fallback_reviewer=raw.get("fallback_reviewer"))
+        except CampaignError as exc:
+            key = exc.field or "reviewers"
+            message = exc.message.removeprefix(f"{key}: ")
+            fail(key, message)
+        duration = raw.get("duration_days")
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
+            fail("duration_days", "give the stage's length as a whole number of days, at least 1")
+        advance_on = raw.get("advance_on", default_advance_on())
+        if advance_on is None:
+            advance_on = default_advance_on()
+        if not isinstance(advance_on, list | tuple) or not all(isinstance(d, str) for d in advance_on):
+            fail("advance_on", f"must be a list of decisions ({', '.join(Decision.values)})")
+        bad = [d for d in advance_on if d not in Decision.values]
+        if bad:
+            fail("advance_on", f"unknown decision(s) {', '.join(map(repr, bad))}; choose from "
+                               f"{', '.join(Decision.values)}")
+        show = raw.get("show_earlier_decisions", True)
+        if not isinstance(show, bool):
+            fail("show_earlier_decisions", "must be true or false")
+        outcome = raw.get("deadline_outcome") or DeadlineOutcome.CARRY_FORWARD
+        if outcome not in DeadlineOutcome.values:
+            fail("deadline_outcome", f"unknown outcome {outcome!r}; choose from {', '.join(DeadlineOutcome.values)}")
+        clean.append({
+            "number": number, "reviewer_strategy": strategy, "reviewers": reviewers, "fallback_reviewer": fallback,
+            "duration_days": duration, "advance_on": [d for d in Decision.values if d in advance_on],
+            "show_earlier_decisions": show, "deadline_outcome": outcome,
+        })
+    return clean
+
+
+def _stages_store(*, campaign: Campaign, stages: list[dict]) -> None:
+    """Stage 1 is the campaign's own reviewer fields (the snapshot assigns it); every stage is also a row once
+    there are two or more."""
+    first = stages[0]
+    campaign.reviewer_strategy = first["reviewer_strategy"]
+    campaign.reviewers = first["reviewers"]
+    campaign.fallback_reviewer = first["fallback_reviewer"]
+    campaign.stage_count = len(stages)
+    CampaignStage.objects.filter(campaign=campaign).delete()
+    if len(stages) > 1:
+        CampaignStage.objects.bulk_create(
+            [CampaignStage(organization_id=campaign.organization_id, campaign=campaign, **stage) for stage in stages]
+        )
+
+
+def stages_audit_details(stages: list[dict]) -> list[dict]:
+    return [
+        {"stage": s["number"], "reviewer_strategy": s["reviewer_strategy"], "reviewers": s["reviewers"],
+         "fallback_reviewer": s["fallback_reviewer"].user.email, "duration_days": s["duration_days"],
+         "advance_on": s["advance_on"], "show_earlier_decisions": s["show_earlier_decisions"],
+         "deadline_outcome": s["deadline_outcome"]}
+        for s in stages
+    ]
+
+
 def _clean_common(*, organization: Organization, values: dict, creating: bool) -> dict:
     clean: dict[str, Any] = {}
     if "title" in values:
@@ -306,9 +398,11 @@ def campaign_create(
     recurrence_every_days: int | None = None,
     duration_days: int | None = None,
     series: Campaign | None = None,
+    stages: list[dict] | None = None,
     request=None,
 ) -> Campaign:
-    """A draft campaign, or a scheduled one when `launch_at` is in the future."""
+    """A draft campaign, or a scheduled one when `launch_at` is in the future. ``stages`` (1 to 5) replaces the
+    reviewer arguments: stage 1 is reviewed first, later stages get the items whose decision moves them on."""
     _require(actor, Perm.MANAGE_CAMPAIGNS)
     assert_same_organization(actor, series)
     clean = _clean_common(
@@ -320,8 +414,15 @@ def campaign_create(
         },
         creating=True,
     )
-    clean["reviewers"] = reviewers_clean(organization=organization, strategy=reviewer_strategy, reviewers=reviewers)
-    fallback = _fallback_member(organization=organization, fallback_reviewer=fallback_reviewer)
+    staged = stages_clean(organization=organization, stages=stages) if stages is not None else None
+    if staged:
+        reviewer_strategy = staged[0]["reviewer_strategy"]
+        clean["reviewers"] = staged[0]["reviewers"]
+        fallback = staged[0]["fallback_reviewer"]
+    else:
+        clean["reviewers"] = reviewers_clean(organization=organization, strategy=reviewer_strategy,
+                                             reviewers=reviewers)
+        fallback = _fallback_member(organization=organization, fallback_reviewer=fallback_reviewer)
     clean.update(_remediation_clean(
         organization=organization, owners=remediation_owners, fallback=fallback_remediation_owner, default=fallback
     ))
@@ -334,6 +435,9 @@ def campaign_create(
         series=series,
         **clean,
     )
+    if staged:
+        _stages_store(campaign=campaign, stages=staged)
+        campaign.save(update_fields=["stage_count"])
     audit_record(
         action="campaign_created",
         organization=organization,
@@ -343,7 +447,8 @@ def campaign_create(
         details={"status": campaign.status, "scope": campaign.scope, "reviewer_strategy": reviewer_strategy,
                  "fallback_reviewer": fallback.user.email, "default_outcome": campaign.default_outcome,
                  "remediation_owners": campaign.remediation_owners,
-                 "fallback_remediation_owner": campaign.fallback_remediation_owner.user.email},
+                 "fallback_remediation_owner": campaign.fallback_remediation_owner.user.email,
+                 **({"stages": stages_audit_details(staged)} if staged and len(staged) > 1 else {})},
     )
     return campaign
 
@@ -370,6 +475,21 @@ def _remediation_clean(
     return clean
 
 
+def _stage_rows_as_clean(campaign: Campaign) -> list[dict]:
+    """The stored stages in the shape ``stages_clean`` returns (stage 1 alone: the campaign's reviewer fields)."""
+    rows = list(CampaignStage.objects.filter(campaign=campaign).select_related("fallback_reviewer__user"))
+    if not rows:
+        if campaign.fallback_reviewer is None:
+            return []
+        return [{"number": 1, "reviewer_strategy": campaign.reviewer_strategy, "reviewers": campaign.reviewers,
+                 "fallback_reviewer": campaign.fallback_reviewer, "duration_days": None, "advance_on": [],
+                 "show_earlier_decisions": True, "deadline_outcome": ""}]
+    return [{"number": r.number, "reviewer_strategy": r.reviewer_strategy, "reviewers": r.reviewers,
+             "fallback_reviewer": r.fallback_reviewer, "duration_days": r.duration_days, "advance_on": r.advance_on,
+             "show_earlier_decisions": r.show_earlier_decisions, "deadline_outcome": r.deadline_outcome}
+            for r in rows]
+
+
 def _fallback_member(*, organization: Organization, fallback_reviewer: str | Membership | None) -> Membership:
     if isinstance(fallback_reviewer, Membership):
         if fallback_reviewer.organization_id != organization.pk:
@@ -385,7 +505,7 @@ def campaign_update(*, campaign: Campaign, actor: Membership, request=None, **ch
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     allowed = {"title", "description", "due_date", "scope", "reviewer_strategy", "reviewers", "fallback_reviewer",
                "reason_required", "default_outcome", "remediation_owners", "fallback_remediation_owner",
-               *SCHEDULING_FIELDS}
+               "stages", *SCHEDULING_FIELDS}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise CampaignError(f"cannot change {', '.join(unknown)}", field=unknown[0])
@@ -399,6 +519,12 @@ def campaign_update(*, campaign: Campaign, actor: Membership, request=None, **ch
                 field=locked[0] if locked else None,
             )
     organization = campaign.organization
+    staged = None
+    if changes.get("stages") is not None:
+        staged = stages_clean(organization=organization, stages=changes.pop("stages"))
+        for key in ("reviewer_strategy", "reviewers", "fallback_reviewer"):
+            changes.pop(key, None)  # stage 1 holds them
+    changes.pop("stages", None)
     clean = _clean_common(organization=organization, values=changes, creating=False)
     if "reviewer_strategy" in changes or "reviewers" in changes:
         strategy = changes.get("reviewer_strategy", campaign.reviewer_strategy)
@@ -422,13 +548,25 @@ def campaign_update(*, campaign: Campaign, actor: Membership, request=None, **ch
     if campaign.status in EDITABLE_STATUSES and "launch_at" in clean:
         clean["status"] = CampaignStatus.SCHEDULED if clean["launch_at"] else CampaignStatus.DRAFT
     changed = {}
+    if staged is not None:
+        before = stages_audit_details(_stage_rows_as_clean(campaign))
+        _stages_store(campaign=campaign, stages=staged)
+        if stages_audit_details(staged) != before:
+            changed.update({"stages": True, "reviewer_strategy": campaign.reviewer_strategy,
+                            "reviewers": campaign.reviewers, "fallback_reviewer": campaign.fallback_reviewer,
+                            "stage_count": campaign.stage_count})
+    elif {"reviewer_strategy", "reviewers", "fallback_reviewer"} & set(clean) and campaign.is_multi_stage:
+        # Reviewer fields alone make the campaign single-stage again (its later stages are dropped).
+        CampaignStage.objects.filter(campaign=campaign).delete()
+        campaign.stage_count = 1
+        changed["stage_count"] = 1
     for key, value in clean.items():
         if getattr(campaign, key) != value:
             changed[key] = value
             setattr(campaign, key, value)
     if changed:
         campaign.updated_at = timezone.now()
-        campaign.save(update_fields=[*changed, "updated_at"])
+        campaign.save(update_fields=[*(k for k in changed if k != "stages"), "updated_at"])
         audit_record(
             action="campaign_updated",
             organization_id=campaign.organization_id,
@@ -779,6 +917,12 @@ def snapshot_sql(*, campaign: Campaign, now: dt.datetime, lo: int, hi: int) -> _
         joins += (f" LEFT JOIN {guest_table} g ON g.organization_id = %(org)s AND g.campaign_id = %(campaign)s "
                   f"AND g.email = {candidate}")
         computed["guest_id"] = f"CASE WHEN {ok} THEN NULL WHEN {guest_ok} THEN g.id ELSE NULL END"
+    if campaign.is_multi_stage:
+        # Stage 1's deadline runs from the snapshot; later stages' from when an item enters them.
+        first = CampaignStage.objects.filter(campaign_id=campaign.pk, number=1).first()
+        if first is not None:
+            params["stage_due"] = now + dt.timedelta(days=first.duration_days)
+            computed["stage_due_at"] = "%(stage_due)s"
     # Every other column takes its model default, so columns added later need no change here.
     for f in ReviewItem._meta.concrete_fields:
         if f.primary_key or f.column in computed:
@@ -918,6 +1062,7 @@ def campaign_snapshot(*, campaign_id, on_progress=None) -> int:
             raise CampaignError("no entitlements matched the scope when the snapshot was taken", field="scope")
         remediation_owners_assign(campaign=campaign)
         delegations_apply_at_launch(campaign=campaign)
+        stages_start_at_launch(campaign=campaign, now=now)
         guest_count = guests_create_for_snapshot(campaign=campaign)
         campaign.status = CampaignStatus.ACTIVE
         campaign.snapshot_at = now

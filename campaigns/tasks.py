@@ -12,7 +12,7 @@ from django.utils import timezone
 from thalian import claims
 from thalian.tenancy import scope
 
-from . import scheduling, services
+from . import scheduling, services, stages
 from .models import Campaign
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,13 @@ def launch_scheduled_campaign(organization_id: int, campaign_id: str) -> str:
 def campaign_launches_sweep_task() -> dict[str, int]:
     """Periodic: re-send or fail launches whose snapshot was abandoned."""
     return services.campaign_launches_sweep()
+
+
+@shared_task(name="campaigns.stage_deadlines")
+def stage_deadlines_task() -> dict[str, int]:
+    """Periodic: items of multi-stage campaigns past their stage deadline get the stage's deadline outcome.
+    Safe to run twice: what one run changed no longer matches the next."""
+    return stages.stage_deadlines_sweep()
 
 
 @shared_task(name="campaigns.exception_renewals", acks_late=True, soft_time_limit=600, time_limit=660)

@@ -16,7 +16,7 @@ from thalian.access import org_view
 from thalian.models import Membership
 from thalian.permissions import Perm, has_perm
 
-from . import decision_quality, guests, remediation, selectors, services
+from . import decision_quality, guests, remediation, selectors, services, stages
 from .forms import CampaignForm, CancelForm, ConfirmRemovedForm, LaunchForm, ReassignForm, ScopePreviewForm
 from .models import Campaign, CampaignStatus, ReviewerStrategy
 from .panels import campaign_panels
@@ -179,6 +179,7 @@ def campaign_detail(request, campaign_id):
         "can_export": has_perm(role, Perm.EXPORT_EVIDENCE),
     }
     context.update(_launch_context(campaign))
+    context["stages"] = stages.campaign_stages(campaign=campaign)
     if campaign.status in services.LAUNCHABLE_STATUSES:
         context["preview"] = selectors.campaign_scope_preview(organization=request.organization,
                                                               scope=campaign.scope)
@@ -192,6 +193,12 @@ def campaign_detail(request, campaign_id):
         if context["sees_all"]:
             context["by_application"] = selectors.campaign_progress_by_application(campaign=campaign)
             context["by_reviewer"] = selectors.campaign_progress_by_reviewer(campaign=campaign)
+            labels = dict(ReviewerStrategy.choices)
+            context["by_stage"] = [
+                {**row, "strategy_label": labels.get(row["reviewer_strategy"], row["reviewer_strategy"]),
+                 "width_class": selectors.width_class(row["percent"], 100)}
+                for row in stages.campaign_progress_by_stage(campaign=campaign)
+            ]
             context["recent_decisions"] = selectors.campaign_recent_decisions(campaign=campaign)
             context["unassigned"] = sum(r["total"] for r in context["by_reviewer"] if not r["reviewer_kind"])
             context["guests"] = selectors.campaign_guests(campaign=campaign)

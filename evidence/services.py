@@ -34,6 +34,7 @@ from campaigns.hashchain import GENESIS_HASH, format_timestamp
 from campaigns.models import (
     Campaign,
     CampaignRemediationOwner,
+    CampaignStage,
     Decision,
     DecisionEvent,
     RemediationStatus,
@@ -75,6 +76,8 @@ ITEM_COLUMNS = (
     "campaign",
     "snapshot_at",
     "exception_expires_on",
+    "stage",
+    "stage_decisions",
 )
 
 
@@ -210,6 +213,16 @@ def item_row_sql(campaign: Campaign, vendor: str) -> list[tuple[str, list[Any]]]
             else col("exception_expires_on"),
             [],
         ),
+        "stage": (f"CAST({col('stage')} AS TEXT)", []),
+        # Multi-stage campaigns: the stages passed (kept as text on the item) and the current decision, in the
+        # same words ("stage 1: approve by a@x (reviewer) at 2026-03-02T09:00:00Z; stage 2: …").
+        "stage_decisions": (
+            f"rtrim({col('stage_path')} || CASE WHEN {col('decision')} = '' THEN '' ELSE 'stage ' || "
+            f"CAST({col('stage')} AS TEXT) || ': ' || {col('decision')} || ' by ' || lower({col('decided_by_email')})"
+            f" || ' (' || CASE WHEN {col('decided_by_role')} = '' THEN 'reviewer' ELSE {col('decided_by_role')} END"
+            f" || ') at ' || COALESCE({_timestamp_sql(col('decided_at'), vendor)}, '') || '; ' END, '; ')",
+            [],
+        ) if campaign.is_multi_stage else ("%s", [""]),
     }
     assert tuple(expressions) == ITEM_COLUMNS
     return list(expressions.values())
@@ -455,6 +468,13 @@ def campaign_document(*, campaign: Campaign) -> dict[str, Any]:
             "reason_required": campaign.reason_required,
             "default_outcome": campaign.default_outcome,
         },
+        **({"stages": [
+            {"stage": st.number, "reviewer_strategy": st.reviewer_strategy, "reviewers": st.reviewers,
+             "fallback_reviewer": st.fallback_reviewer.user.email, "duration_days": st.duration_days,
+             "advance_on": st.advance_on, "show_earlier_decisions": st.show_earlier_decisions,
+             "deadline_outcome": st.deadline_outcome, "started_at": _ts(st.started_at) or None}
+            for st in CampaignStage.objects.filter(campaign=campaign).select_related("fallback_reviewer__user")
+        ]} if campaign.is_multi_stage else {}),
         "data_freshness": {
             "stale_applications": campaign.stale_applications,
             "override_reason": campaign.freshness_override_reason,
@@ -628,6 +648,36 @@ def removals_log(*, campaign: Campaign) -> Iterator[bytes]:
     return csv_stream(rows(), header=REMOVAL_COLUMNS)
 
 
+STAGE_DECISION_COLUMNS = (
+    "identity_email", "application", "role", "stage", "decision", "reason", "decided_by", "decided_by_role",
+    "decided_at", "final",
+)  # fmt: skip
+
+
+def stage_decisions_log(*, campaign: Campaign) -> Iterator[bytes]:
+    """Multi-stage campaigns: one row per item and stage it passed, with who decided, in which role and when;
+    ``final`` marks the decision that ended the item's review (its last stage's, once signed off)."""
+    queryset = (
+        ReviewItem.objects.filter(campaign=campaign)
+        .order_by("id")
+        .values_list("identity_email", "application_name", "role", "stage", "stage_decisions", "decision",
+                     "decision_reason", "decided_by_email", "decided_by_role", "decided_at", "signed_off_at")
+    )
+
+    def rows() -> Iterator[list[Any]]:
+        for (email, app, role, stage, earlier, decision, reason, by, by_role, decided_at,
+             signed_off_at) in queryset.iterator(chunk_size=ITERATOR_CHUNK):
+            for entry in earlier or []:
+                yield [email, app, role, entry["stage"], entry.get("decision") or "carried forward",
+                       entry.get("reason", ""), entry.get("decided_by", ""), entry.get("decided_by_role", ""),
+                       entry.get("decided_at") or "", "no"]
+            if decision:
+                yield [email, app, role, stage, decision, reason, by, by_role or ("system" if by == "system" else ""),
+                       _ts(decided_at), "yes" if signed_off_at else "not signed off"]
+
+    return csv_stream(rows(), header=STAGE_DECISION_COLUMNS)
+
+
 def decision_quality_log(*, campaign: Campaign) -> Iterator[bytes]:
     """Per reviewer: pace, bulk share, approvals against recommendations and flags (see decision_quality)."""
     rows = decision_quality.campaign_decision_quality(campaign=campaign)
@@ -672,6 +722,8 @@ def package_entries(
     population = population_certificate(campaign=campaign)
     state.item_count = population["total_items"]
     yield "population.json", iter([_json_bytes(population)])
+    if campaign.is_multi_stage:
+        yield "stage_decisions.csv", stage_decisions_log(campaign=campaign)
     if ReviewItem.objects.filter(campaign=campaign, decision=Decision.REVOKE).exists():
         yield "removals.csv", removals_log(campaign=campaign)
     yield "decision_quality.csv", decision_quality_log(campaign=campaign)

@@ -346,6 +346,21 @@
     tabs.forEach(function (tab, i) { tab.addEventListener("click", function () { show(i, true); }); });
     prev.addEventListener("click", function () { show(current - 1, true); });
     next.addEventListener("click", function () { show(current + 1, true); });
+    // Review stages: the buttons change the "Review stages" choice, which shows the stage blocks (CSS).
+    var stageCount = form.querySelector("#id_stage_count");
+    function stepStages(delta) {
+      var value = Math.max(1, Math.min(stageCount.options.length, parseInt(stageCount.value, 10) + delta));
+      stageCount.value = String(value);
+      stageCount.dispatchEvent(new Event("change", { bubbles: true }));
+      var block = form.querySelector('[data-stage-block="' + value + '"] h3');
+      if (delta > 0 && block) { block.setAttribute("tabindex", "-1"); block.focus(); }
+    }
+    if (stageCount) {
+      var add = form.querySelector("[data-add-stage]");
+      var remove = form.querySelector("[data-remove-stage]");
+      if (add) add.addEventListener("click", function () { stepStages(1); });
+      if (remove) remove.addEventListener("click", function () { stepStages(-1); });
+    }
     // After a refused submit, open the step with the first error.
     var firstError = form.querySelector(".errorlist, [aria-invalid=true]");
     var start = 0;

@@ -56,6 +56,10 @@ def test_item_shape_is_exactly_as_documented(org, campaign, reviewer, api_for):
     [row] = response.json()["results"]
     decided_at = row.pop("decided_at")
     assert decided_at.startswith(str(timezone.now().year))
+    # A single-stage item: its one decision, in stage 1.
+    assert [(d["stage"], d["decision"], d["reason"], d["decided_by"]) for d in row.pop("stage_decisions")] == [
+        (1, "revoke", "Left the company", reviewer.user.email)
+    ]
     assert row == {
         "id": item.pk,
         "identity": {
@@ -81,6 +85,8 @@ def test_item_shape_is_exactly_as_documented(org, campaign, reviewer, api_for):
         "remediation_status": fresh(item).remediation_status,
         "exception_expires_on": None,
         "renewal_of": None,
+        "stage": 1,
+        "decision_path": "",
     }
 
 
