@@ -401,7 +401,18 @@ class FakeServiceNow(FakeVendor):
             for n, text in enumerate(texts)
         ]
 
+    # An account without the role that reads the journal table (ServiceNow's ACL answers 403).
+    journal_readable = True
+
     def list(self, request, body, table):
+        if table == self.JOURNAL and not self.journal_readable:
+            return json_response(
+                {
+                    "error": {"message": "User Not Authorized", "detail": "ACL restricts the record retrieval"},
+                    "status": "failure",
+                },
+                403,
+            )
         if table != self.JOURNAL and (bad := self._check_table(table)) is not None:
             return bad
         limit = int(request.args.get("sysparm_limit") or 10000)

@@ -182,6 +182,19 @@ def test_a_posted_comment_is_found_by_the_reference_in_its_text(vendor):
     assert len(vendor.fake.comments[ticket.remote_id]) == 1
 
 
+def test_servicenow_without_read_access_to_the_journal_posts_without_the_check(itsm_https_server, itsm_ca_bundle):
+    fake = FakeServiceNow().install(itsm_https_server)
+    fake.journal_readable = False
+    client = build_client(
+        "servicenow", base_url=fake.base_url, values=connection_values("servicenow", fake), verify=itsm_ca_bundle
+    )
+    ticket = client.create_ticket(CONTENT)
+    client.add_comment(ticket.remote_id, "Withdrawn.\n\n(Thalian reference: thalian-comment-7)")
+
+    assert client.find_comment(ticket.remote_id, "thalian-comment-7") is False
+    assert fake.calls("GET", r"/api/now/table/sys_journal_field")
+
+
 VENDOR_STATES = {
     "jira": [("new", "open"), ("indeterminate", "in_progress"), ("done", "resolved")],
     "servicenow": [

@@ -86,6 +86,29 @@ def test_a_comment_the_dead_worker_had_posted_is_found_by_its_reference_and_not_
     assert added.details["found_by_reference"] is True
 
 
+@pytest.mark.parametrize("kind", ["jira", "servicenow", "freshservice", "zendesk"])
+@pytest.mark.parametrize("reached_the_vendor", [True, False])
+def test_every_vendor_gets_the_abandoned_comment_exactly_once(
+    kind, reached_the_vendor, fake_vendor, connect, revoked_item, decide
+):
+    fake = fake_vendor(kind)
+    connect(fake)
+    item = revoked_item()
+    decide(item)
+    comment = _claimed_long_ago(item)
+    remote_id = _ticket(item).remote_id
+    if reached_the_vendor:
+        fake.comments[remote_id].append(comment.text)
+
+    resume_due.delay()
+    resume_due.delay()
+
+    [posted] = fake.comments[remote_id]
+    assert comment.reference in posted
+    assert _comment(comment.pk).state == CommentState.SENT
+    assert AuditEvent.objects.get(action="itsm.comment_added").details["found_by_reference"] is reached_the_vendor
+
+
 def test_a_comment_waiting_out_its_backoff_is_not_sent_early(opened, jira):
     jira.fail_next(503, {"errorMessages": ["Service unavailable"]})
     with scopes_disabled():
