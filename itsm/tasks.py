@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from . import request_tickets, services
 
 
 @shared_task(name="itsm.open_ticket")
@@ -27,6 +27,14 @@ def open_tickets(organization_id: int, ticket_ids: list[int]) -> dict[str, int]:
     return outcomes
 
 
+@shared_task(name="itsm.open_request_ticket")
+def open_request_ticket(organization_id: int, ticket_id: int) -> str:
+    outcome, retry_in = request_tickets.request_ticket_open(organization_id=organization_id, ticket_id=ticket_id)
+    if outcome == "retry" and retry_in is not None:
+        open_request_ticket.apply_async((organization_id, ticket_id), countdown=retry_in)
+    return outcome
+
+
 @shared_task(name="itsm.send_comment")
 def send_comment(organization_id: int, comment_id: int) -> str:
     outcome, retry_in = services.comment_send(organization_id=organization_id, comment_id=comment_id)
@@ -45,7 +53,10 @@ def resume_due() -> int:
     comments = services.comments_due()
     for organization_id, comment_id in comments:
         send_comment.delay(organization_id, comment_id)
-    return len(tickets) + len(comments)
+    request_ticket_ids = request_tickets.request_tickets_due()
+    for organization_id, ticket_id in request_ticket_ids:
+        open_request_ticket.delay(organization_id, ticket_id)
+    return len(tickets) + len(comments) + len(request_ticket_ids)
 
 
 @shared_task(name="itsm.sync_statuses")

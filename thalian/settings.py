@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "thalian",
     "entitlements",
     "campaigns",
+    "access_requests",
     "itsm",
     "notifications",
     "evidence",
