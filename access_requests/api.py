@@ -282,3 +282,86 @@ class ApprovalPolicyAPI(OrgAPIView):
                                request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+
+
+# "Like another person / job title / department" ---------------------------------------------------------
+
+
+class LikeModelSerializer(serializers.Serializer):
+    identity = serializers.CharField(required=False, help_text="E-mail of the person to match.")
+    title = serializers.CharField(required=False, help_text="Job title: what most people with it hold.")
+    department = serializers.CharField(required=False, help_text="Department: what most people in it hold.")
+
+
+class LikeSerializer(serializers.Serializer):
+    identity = serializers.CharField(required=False, allow_blank=True, allow_null=True,
+                                     help_text="Who the access is for; default: you.")
+    like = LikeModelSerializer()
+    include_revokes = serializers.BooleanField(required=False, default=False)
+
+
+class ProposalSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    application = serializers.CharField()
+    role = serializers.CharField()
+    why = serializers.CharField()
+
+
+class LikeAnswerSerializer(serializers.Serializer):
+    identity = serializers.CharField()
+    lines = ProposalSerializer(many=True)
+
+
+class LineSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    application = serializers.CharField()
+    role = serializers.CharField()
+
+
+class BatchSerializer(serializers.Serializer):
+    identity = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+    ends_at = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    lines = LineSerializer(many=True, allow_empty=True)
+
+
+class AccessLikeAPI(OrgAPIView):
+    """Preview of the access that would make someone's like another person's (or most people's with a job title
+    or in a department), from the current inventory. Nothing is requested until the lines are submitted to
+    `…/access-requests/batch/`."""
+
+    required_perms = {"POST": Perm.REQUEST_ACCESS}
+
+    @extend_schema(request=LikeSerializer, responses=LikeAnswerSerializer, summary="Preview access like another's",
+                   tags=["access requests"])
+    def post(self, request, org_slug):
+        data = LikeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            target = services.like_target(actor=request.membership, identity=values.get("identity"))
+            lines = selectors.access_like(target=target, like=values["like"],
+                                          include_revokes=values["include_revokes"])
+        except services.AccessRequestError as exc:
+            _raise(exc)
+        except selectors.LikeError as exc:
+            raise exceptions.ValidationError({"like": [str(exc)]}) from None
+        return Response({"identity": target.email, "lines": ProposalSerializer(lines, many=True).data})
+
+
+class AccessBatchAPI(OrgAPIView):
+    required_perms = {"POST": Perm.REQUEST_ACCESS}
+
+    @extend_schema(request=BatchSerializer, responses={201: CreatedSerializer(many=True)},
+                   summary="Request the kept lines of a preview (all or nothing)", tags=["access requests"])
+    def post(self, request, org_slug):
+        data = BatchSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            created = services.access_requests_create_many(
+                actor=request.membership, identity=values.get("identity") or None, reason=values["reason"],
+                ends_at=values.get("ends_at"), lines=[dict(line) for line in values["lines"]], request=request)
+        except services.AccessRequestError as exc:
+            _raise(exc)
+        return Response([{"id": str(r.pk), "status": r.status} for r in created], status=status.HTTP_201_CREATED)

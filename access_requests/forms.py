@@ -68,3 +68,12 @@ class PolicyForm(forms.Form):
         return {"stages": stages, "fallback": data.get("fallback") or "",
                 "remind_every_days": data["remind_every_days"], "escalate_after_days": data["escalate_after_days"],
                 "expire_after_days": data["expire_after_days"]}
+
+
+class LikeForm(forms.Form):
+    identity = forms.CharField(label="For (e-mail)", required=False, max_length=254,
+                               help_text="Leave empty for yourself.")
+    like_kind = forms.ChoiceField(label="Like", choices=[("identity", "Another person (e-mail)"),
+                                                          ("title", "A job title"), ("department", "A department")])
+    like_value = forms.CharField(label="Person, job title or department", max_length=254)
+    include_revokes = forms.BooleanField(label="Also propose revoking what they do not have", required=False)

@@ -11,6 +11,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from entitlements.models import Entitlement, Identity
 from thalian.models import Membership
 from thalian.permissions import Perm, has_perm
 
@@ -151,3 +152,66 @@ def requests_in_period(*, start: dt.datetime, end: dt.datetime) -> QuerySet[Acce
             .prefetch_related(Prefetch("approvals", queryset=Approval.objects.order_by("stage")),
                               Prefetch("trail", queryset=TrailEvent.objects.order_by("at", "id")))
             .order_by("created_at", "pk"))
+
+
+# "Like another person / job title / department" ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proposal:
+    type: str  # grant or revoke
+    application: str
+    role: str
+    why: str
+
+
+def access_like(*, target, like: dict, include_revokes: bool = False) -> list[Proposal]:
+    """The difference between ``target``'s present access and a model's, from the current inventory: grants the
+    model has that the target lacks (and, with ``include_revokes``, the target's access the model lacks, as
+    revokes). The model is an identity (``{"identity": email}``) or everyone else with a job title or in a
+    department (``{"title": ...}`` / ``{"department": ...}``), where a role counts when at least half of them
+    hold it. ``LikeError`` names what is wrong with ``like``."""
+    kinds = [k for k in ("identity", "title", "department") if (like or {}).get(k)]
+    if len(kinds) != 1:
+        raise LikeError("like: give exactly one of identity, title or department.")
+    kind = kinds[0]
+    value = str(like[kind]).strip()
+    if kind == "identity":
+        model = Identity.objects.filter(email__iexact=value).first()
+        if model is None:
+            raise LikeError(f"like: {value} is not in the inventory.")
+        if model.pk == target.pk:
+            raise LikeError("like: pick someone other than the person the access is for.")
+        people = [model.pk]
+        label = model.email
+    else:
+        people = list(Identity.objects.filter(**{f"{kind}__iexact": value}, status="active").exclude(pk=target.pk)
+                      .values_list("pk", flat=True))
+        if not people:
+            raise LikeError(f"like: nobody else has the {'job title' if kind == 'title' else 'department'} {value}.")
+        label = f"people with the job title {value}" if kind == "title" else f"people in {value}"
+    held = Entitlement.objects.filter(present=True)
+    mine = set(held.filter(identity=target).values_list("application__name", "role"))
+    counts: dict[tuple[str, str], int] = {}
+    for app, role, _identity in held.filter(identity_id__in=people).values_list(
+            "application__name", "role", "identity_id").distinct():
+        counts[(app, role)] = counts.get((app, role), 0) + 1
+    total = len(people)
+    theirs = {key for key, n in counts.items() if n * 2 >= total}
+    proposals = [
+        Proposal("grant", app, role, f"{label} holds it" if kind == "identity"
+                 else f"held by {counts[(app, role)]} of {total} {label}")
+        for app, role in sorted(theirs - mine, key=lambda k: (k[0].lower(), k[1].lower()))
+    ]
+    if include_revokes:
+        anyone = set(counts)
+        proposals += [
+            Proposal("revoke", app, role, f"{label} does not hold it" if kind == "identity"
+                     else f"none of the {total} {label} holds it")
+            for app, role in sorted(mine - anyone, key=lambda k: (k[0].lower(), k[1].lower()))
+        ]
+    return proposals
+
+
+class LikeError(ValueError):
+    pass

@@ -287,6 +287,40 @@ def access_request_create(*, actor: Membership, type: str, application: str, rol
     return req
 
 
+def like_target(*, actor: Membership, identity: str | None) -> Identity:
+    """Whom a "like another person" preview is for (default: the actor), if the actor may request for them."""
+    email = (identity or actor.user.email).strip().lower()
+    target = Identity.objects.filter(email=email).select_related("manager").first()
+    if target is None:
+        raise AccessRequestError(f"identity: {email} is not in the inventory.", field="identity")
+    if not may_request_for(actor=actor, identity=target):
+        raise PermissionDenied(f"You may request access for yourself or your reports, not for {email}.")
+    return target
+
+
+@transaction.atomic
+def access_requests_create_many(*, actor: Membership, lines: list[dict], reason: str, identity: str | None = None,
+                                ends_at=None, request=None) -> list[AccessRequest]:
+    """The lines a requester kept from a "like another person" preview, submitted together: all or nothing, and
+    an error names the line. ``ends_at`` applies to the grants."""
+    if not isinstance(lines, list) or not lines:
+        raise AccessRequestError("lines: keep at least one line of the preview.", field="lines")
+    created = []
+    for n, line in enumerate(lines, start=1):
+        if not isinstance(line, dict):
+            raise AccessRequestError(f"lines: line {n} is not an object.", field="lines")
+        kind = line.get("type", "")
+        try:
+            created.append(access_request_create(
+                actor=actor, type=kind, identity=identity, application=line.get("application", ""),
+                role=line.get("role", ""), reason=reason, ends_at=ends_at if kind == RequestType.GRANT else None,
+                request=request))
+        except AccessRequestError as exc:
+            what = f"{kind} {line.get('role', '')} in {line.get('application', '')}".strip()
+            raise AccessRequestError(f"lines: line {n} ({what}): {exc.message}", field="lines") from None
+    return created
+
+
 def _excluded_emails(req: AccessRequest) -> set[str]:
     """Nobody approves their own request or their own access, and each stage has a different approver."""
     earlier = Approval.objects.filter(access_request=req, decision=ApprovalDecision.APPROVED).values_list(

@@ -3,6 +3,8 @@ approval policy, and the guest approver's page (reached only with the personal l
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -17,7 +19,7 @@ from thalian.permissions import Perm, has_perm
 from thalian.tenancy import scope
 
 from . import selectors, services
-from .forms import STATUS_FILTER, DecisionForm, PolicyForm, ReassignForm, RequestForm
+from .forms import STATUS_FILTER, DecisionForm, LikeForm, PolicyForm, ReassignForm, RequestForm
 from .guests import approval_resolve
 from .models import ApprovalPolicy, RequestStatus
 
@@ -190,6 +192,52 @@ def policy_page(request):
         "application", "fallback__user").order_by("application__name")
     return render(request, "access_requests/policy.html", {
         "form": form, "default": default, "overrides": overrides,
+    }, status=code)
+
+
+@require_http_methods(["GET", "POST"])
+@org_view(Perm.REQUEST_ACCESS)
+def like_page(request):
+    """Pick a model (a person, a job title or a department), see the difference as lines, keep the ones wanted
+    and submit them with one reason."""
+    member = request.membership
+    form = LikeForm(request.GET if "like_value" in request.GET else None)
+    lines, target, errors, code = [], None, [], 200
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        try:
+            target = services.like_target(actor=member, identity=data["identity"] or None)
+            lines = selectors.access_like(target=target, like={data["like_kind"]: data["like_value"]},
+                                          include_revokes=data["include_revokes"])
+        except services.AccessRequestError as exc:
+            _service_error(form, exc)
+            code = 400
+        except selectors.LikeError as exc:
+            form.add_error("like_value", str(exc).removeprefix("like: "))
+            code = 400
+    elif form.is_bound:
+        code = 400
+    if request.method == "POST":
+        kept = []
+        for raw in request.POST.getlist("lines"):
+            try:
+                kept.append(json.loads(raw))
+            except ValueError:
+                continue
+        try:
+            created = services.access_requests_create_many(
+                actor=member, identity=request.POST.get("identity") or None, reason=request.POST.get("reason", ""),
+                ends_at=request.POST.get("ends_at") or None, lines=kept, request=request)
+        except services.AccessRequestError as exc:
+            errors.append(exc.message)
+            code = 400
+        else:
+            messages.success(request, f"{len(created)} request{'s' if len(created) != 1 else ''} submitted.")
+            return redirect("access_request_list", request.organization.slug)
+    return render(request, "access_requests/like.html", {
+        "form": form, "lines": [{**line.__dict__, "value": json.dumps(
+            {"type": line.type, "application": line.application, "role": line.role})} for line in lines],
+        "target": target, "errors": errors, "reason": request.POST.get("reason", ""),
     }, status=code)
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
+from access_requests.models import AccessRequest, Approval
 from campaigns.models import CampaignStatus, DecisionEvent
 from entitlements.models import ScimConnector, SyncRun, SyncRunApplication, SyncRunStatus
 from evidence.models import EvidencePackage
-from access_requests.models import AccessRequest, Approval
 from itsm.models import ItsmConnection, RequestTicket, Ticket
 from sso.models import IdentityProvider, VerifiedDomain
 from thalian.models import (

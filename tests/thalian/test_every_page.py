@@ -21,6 +21,8 @@ from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from access_requests import services as access_request_services
+from access_requests.models import AccessRequest
 from campaigns import decisions
 from campaigns import services as campaign_services
 from campaigns.exceptions import exception_renewals_gather
@@ -28,8 +30,6 @@ from campaigns.models import Campaign, ReviewItem
 from campaigns.remediation import review_item_confirm_removed
 from entitlements.models import Application, Identity, SyncRun
 from entitlements.services import inventory_import
-from access_requests import services as access_request_services
-from access_requests.models import AccessRequest
 from itsm.models import ItsmConnection, RequestTicket, Ticket
 from notifications.models import Event, Notification
 from sso.models import IdentityProvider, VerifiedDomain
