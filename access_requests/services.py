@@ -72,12 +72,13 @@ def trail_add(req: AccessRequest, *, action: str, actor_email: str, message: str
     )
 
 
-def _audit(req: AccessRequest, action: str, *, actor=None, request=None, details: dict | None = None) -> None:
+def _audit(req: AccessRequest, action: str, *, actor=None, request=None, details: dict | None = None,
+           actor_email: str = "") -> None:
     audit_record(
         action=f"access_request.{action}", organization_id=req.organization_id, actor=getattr(actor, "user", None),
         request=request, target_type="access_request", target_id=str(req.pk),
         target_label=f"{req.get_type_display()} {req.role} in {req.application.name} for {req.identity.email}",
-        details=details or {}, system=actor is None and request is None,
+        details=details or {}, system=actor is None and request is None and not actor_email, actor_email=actor_email,
     )
 
 
@@ -113,6 +114,9 @@ def stages_clean(*, organization: Organization, stages) -> list[dict]:
             emails = stage.get("members") or []
             if isinstance(emails, str):
                 emails = [e for e in emails.replace(",", " ").split() if e]
+            if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+                raise AccessRequestError(f"stages: the members of stage {n} must be a list of e-mails.",
+                                         field="stages")
             if not emails:
                 raise AccessRequestError(f"stages: stage {n} names no members.", field="stages")
             row["members"] = []
@@ -194,7 +198,10 @@ def _parse_ends_at(value) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         parsed = value
     else:
-        parsed = parse_datetime(str(value)) if isinstance(value, str) else None
+        try:
+            parsed = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:
+            parsed = None
         if parsed is None:
             raise AccessRequestError(f"ends_at: {value!r} is not an ISO date and time.", field="ends_at")
     if timezone.is_naive(parsed):
@@ -425,7 +432,7 @@ def access_request_decide(*, req: AccessRequest, actor: Membership | None, decis
               + (f": {reason}" if reason else ""),
               details={"stage": approval.stage, "reason": reason, "guest": guest_approval is not None})
     _audit(req, "approved" if decision == "approve" else "denied", actor=actor, request=request,
-           details={"stage": approval.stage, "reason": reason, "by": who})
+           details={"stage": approval.stage, "reason": reason, "by": who}, actor_email=who)
     if decision == "deny":
         _close(req, RequestStatus.DENIED, now)
     elif req.current_stage + 1 < len(req.stages):

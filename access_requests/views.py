@@ -29,7 +29,7 @@ PAGE_SIZE = 50
 def _service_error(form, exc: services.AccessRequestError) -> None:
     """The one place a service error lands on a page form: on its field when the form has it."""
     field = exc.field if exc.field in form.fields else None
-    form.add_error(field, exc.message)
+    form.add_error(field, exc.message.removeprefix(f"{field}: ") if field else exc.message)
 
 
 def _application_names() -> list[str]:

@@ -44,7 +44,8 @@ def request_ticket_content(ticket: RequestTicket) -> TicketContent:
     who = f"{identity.name} <{identity.email}>" if identity.name else identity.email
     removing = ticket.purpose == RequestTicketPurpose.EXPIRY or req.type == RequestType.REVOKE
     verb = "Remove" if removing else "Grant"
-    approvers = ", ".join(a.decided_by_email for a in req.approvals.all() if a.decided_by_email) or "(none)"
+    approvals = sorted(req.approvals.all(), key=lambda a: a.stage)
+    approvers = ", ".join(a.decided_by_email for a in approvals if a.decided_by_email) or "(none)"
     if ticket.purpose == RequestTicketPurpose.EXPIRY:
         why = f"The temporary access granted by request {req.pk} ended on {req.ends_at:%Y-%m-%d %H:%M %Z}."
         end = f"Ended: {req.ends_at:%Y-%m-%d %H:%M %Z}"
