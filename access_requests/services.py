@@ -559,6 +559,15 @@ def organizations_with_open_requests() -> list[int]:
 # Verification against the inventory ----------------------------------------------------------------------
 
 
+def _verified(req: AccessRequest, status: str, stamp: str, now: dt.datetime, *, action: str, message: str) -> None:
+    req.status = status
+    setattr(req, stamp, now)
+    req.save(update_fields=["status", stamp])
+    trail_add(req, action=action, actor_email="system", message=message)
+    _audit(req, action)
+    publish(AccessRequestVerified(organization_id=req.organization_id, request_id=str(req.pk), status=status))
+
+
 def access_requests_verify(*, organization_id: int, application_ids: Iterable[int]) -> dict[str, int]:
     """After an import or sync of these applications: an approved grant now present (or revoke now absent) is
     fulfilled; ended temporary access now absent is revoked. Reads the inventory as it is now, so running it
@@ -576,32 +585,16 @@ def access_requests_verify(*, organization_id: int, application_ids: Iterable[in
             present = Entitlement.objects.filter(identity_id=req.identity_id, application_id=req.application_id,
                                                  role__iexact=req.role, present=True).exists()
             if req.access_ended_at is not None:
-                if not present and req.status != RequestStatus.REVOKED:
-                    req.status = RequestStatus.REVOKED
-                    req.revoked_at = now
-                    req.save(update_fields=["status", "revoked_at"])
-                    trail_add(req, action="removal_verified", actor_email="system",
-                              message=f"Removal verified: the latest sync of {req.application.name} no longer lists "
-                              f"{req.role} for {req.identity.email}.")
-                    _audit(req, "removal_verified")
-                    publish(AccessRequestVerified(organization_id=organization_id, request_id=str(req.pk),
-                                                  status=RequestStatus.REVOKED))
+                if not present:
+                    _verified(req, RequestStatus.REVOKED, "revoked_at", now, action="removal_verified",
+                              message=f"Removal verified: the latest sync of {req.application.name} no longer "
+                              f"lists {req.role} for {req.identity.email}.")
                     result["revoked"] += 1
-                continue
-            if req.status == RequestStatus.FULFILLED:
-                continue
-            done = present if req.type == RequestType.GRANT else not present
-            if done:
-                req.status = RequestStatus.FULFILLED
-                req.fulfilled_at = now
-                req.save(update_fields=["status", "fulfilled_at"])
-                seen = "lists" if req.type == RequestType.GRANT else "no longer lists"
-                trail_add(req, action="fulfilled", actor_email="system",
+            elif req.status != RequestStatus.FULFILLED and present == (req.type == RequestType.GRANT):
+                seen = "lists" if present else "no longer lists"
+                _verified(req, RequestStatus.FULFILLED, "fulfilled_at", now, action="fulfilled",
                           message=f"Verified: the latest sync of {req.application.name} {seen} {req.role} for "
                           f"{req.identity.email}.")
-                _audit(req, "fulfilled")
-                publish(AccessRequestVerified(organization_id=organization_id, request_id=str(req.pk),
-                                              status=RequestStatus.FULFILLED))
                 result["fulfilled"] += 1
     return result
 

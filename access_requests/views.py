@@ -95,23 +95,30 @@ def request_detail(request, request_id):
     return render(request, "access_requests/detail.html", _detail_context(request, req))
 
 
-@require_POST
-@org_view(Perm.REQUEST_ACCESS)
-def request_decide(request, request_id):
+def _detail_form_post(request, request_id, form_class, context_key: str, act, done: str):
+    """A form posted from a request's page: the service call, then back to the page, or the page again with the
+    form's errors (400)."""
     req = selectors.request_for_member(member=request.membership, request_id=request_id)
-    form = DecisionForm(request.POST)
+    form = form_class(request.POST)
     if form.is_valid():
         try:
-            services.access_request_decide(req=req, actor=request.membership, decision=form.cleaned_data["decision"],
-                                           reason=form.cleaned_data["reason"], request=request)
+            act(req, form.cleaned_data)
         except services.AccessRequestError as exc:
             _service_error(form, exc)
         else:
-            messages.success(request, "Decision recorded.")
+            messages.success(request, done)
             return redirect("access_request_detail", request.organization.slug, req.pk)
     req = selectors.request_for_member(member=request.membership, request_id=request_id)
-    return render(request, "access_requests/detail.html", _detail_context(request, req, decision_form=form),
+    return render(request, "access_requests/detail.html", _detail_context(request, req, **{context_key: form}),
                   status=400)
+
+
+@require_POST
+@org_view(Perm.REQUEST_ACCESS)
+def request_decide(request, request_id):
+    return _detail_form_post(request, request_id, DecisionForm, "decision_form", lambda req, data: (
+        services.access_request_decide(req=req, actor=request.membership, decision=data["decision"],
+                                       reason=data["reason"], request=request)), "Decision recorded.")
 
 
 @require_POST
@@ -130,20 +137,9 @@ def request_cancel(request, request_id):
 @require_POST
 @org_view(Perm.MANAGE_SETTINGS)
 def request_reassign(request, request_id):
-    req = selectors.request_for_member(member=request.membership, request_id=request_id)
-    form = ReassignForm(request.POST)
-    if form.is_valid():
-        try:
-            services.approval_reassign(req=req, actor=request.membership, to=form.cleaned_data["to"],
-                                       reason=form.cleaned_data["reason"], request=request)
-        except services.AccessRequestError as exc:
-            _service_error(form, exc)
-        else:
-            messages.success(request, "Approval reassigned.")
-            return redirect("access_request_detail", request.organization.slug, req.pk)
-    req = selectors.request_for_member(member=request.membership, request_id=request_id)
-    return render(request, "access_requests/detail.html", _detail_context(request, req, reassign_form=form),
-                  status=400)
+    return _detail_form_post(request, request_id, ReassignForm, "reassign_form", lambda req, data: (
+        services.approval_reassign(req=req, actor=request.membership, to=data["to"], reason=data["reason"],
+                                   request=request)), "Approval reassigned.")
 
 
 def _policy_initial(policy: ApprovalPolicy) -> dict:

@@ -29,8 +29,8 @@ from .services import (
     TASK_ATTEMPTS,
     _create_or_find,
     _on_commit_send,
-    backoff_seconds,
     connection_for_application,
+    ticket_schedule_retry,
 )
 
 
@@ -163,14 +163,8 @@ def request_ticket_open(*, organization_id: int, ticket_id: int) -> tuple[str, f
         try:
             remote, found = _create_or_find(connection.client(), ticket, request_ticket_content(ticket))
         except ItsmTransientError as exc:
-            delay = backoff_seconds(ticket.attempts, exc.retry_after)
             with transaction.atomic():
-                ticket.state = TicketState.PENDING
-                ticket.error = f"Will retry: {exc.message}"
-                ticket.next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
-                ticket.claimed_at = None
-                ticket.lookup_before_create = ticket.lookup_before_create or exc.outcome_unknown
-                ticket.save(update_fields=["state", "error", "next_attempt_at", "claimed_at", "lookup_before_create"])
+                delay = ticket_schedule_retry(ticket, exc)
                 _record(ticket)
             return "retry", delay if ticket.attempts < TASK_ATTEMPTS else None
         except ItsmPermanentError as exc:
