@@ -108,6 +108,7 @@ class AccessRequestListAPI(OrgAPIView):
     staff and auditors); `mine=true` is the same as `tab=mine`."""
 
     required_perms = {"GET": Perm.REQUEST_ACCESS, "POST": Perm.REQUEST_ACCESS}
+    pagination_class = RequestPagination  # the schema documents the page (next, previous, results)
 
     @extend_schema(
         parameters=[OpenApiParameter("status", enum=RequestStatus.values),
@@ -125,7 +126,7 @@ class AccessRequestListAPI(OrgAPIView):
         if tab not in ("mine", "approve", "all"):
             raise exceptions.ValidationError({"tab": ["choose mine, approve or all"]})
         qs = selectors.requests_list(member=request.membership, tab=tab, status=status_filter)
-        paginator = RequestPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(AccessRequestSerializer(page, many=True).data)
 

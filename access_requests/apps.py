@@ -8,9 +8,12 @@ class AccessRequestsConfig(AppConfig):
 
     def ready(self) -> None:
         from thalian.apps import periodic_tasks_add
+        from thalian.home import home_section_register
 
         from . import receivers
         from .beat import SCHEDULE
+        from .home import access_requests_home_section
 
+        home_section_register(access_requests_home_section)
         receivers.register()
         periodic_tasks_add(SCHEDULE)
