@@ -16,7 +16,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.guests import GuestLinkError
+from campaigns.guests import GuestLinkError, link_rate_limited
 from thalian.audit import audit_record
 from thalian.tenancy import scope, scopes_disabled
 
@@ -72,6 +72,8 @@ def approval_resolve(*, token: str, request=None) -> Approval:
         secret = signing.Signer(salt=SIGNING_SALT).unsign(token)
     except signing.BadSignature:
         raise GuestLinkError("This approval link is not valid.", status=404) from None
+    if link_rate_limited(_hash(secret)):
+        raise GuestLinkError("Too many requests with this link; wait a minute and try again.", status=429)
     with scopes_disabled():  # the link is the only credential: the organization is found through it
         approval = (Approval.objects.select_related("access_request__organization", "access_request__identity",
                                                     "access_request__application")
