@@ -140,7 +140,9 @@ def _day_count(value, field: str, low: int, high: int) -> int:
 def policy_update(*, organization: Organization, actor: Membership, application: Application | None,
                   changes: dict, request=None) -> ApprovalPolicy:
     """Create or change the organization's policy (``application`` None) or an application's override."""
-    assert_same_organization(organization, actor, application)
+    assert_same_organization(actor, application)
+    if actor.organization_id != organization.pk:
+        raise PermissionDenied("Approval policies are changed by members of the organization.")
     if not has_perm(actor.role, Perm.MANAGE_SETTINGS):
         raise PermissionDenied(f"Your role ({actor.role}) does not allow changing approval policies.")
     policy = ApprovalPolicy.objects.filter(organization=organization, application=application).first()
