@@ -217,7 +217,7 @@ def test_undecided_requests_expire_and_the_requester_is_told(team, api_for, djan
     capture = django_capture_on_commit_callbacks
     request_id = _submit(api_for(team.ada), capture)
     deadline = _request(team.org, request_id).approval_deadline
-    with time_machine.travel(deadline - dt.timedelta(days=10), tick=False):
+    with time_machine.travel(deadline - dt.timedelta(days=9), tick=False):
         access_request_notices(organization_id=team.org.pk)
     assert "alan@acme.test" in _notified(team.org, "access_approval_escalated")
     with time_machine.travel(deadline + dt.timedelta(minutes=1), tick=False), capture(execute=True):
