@@ -258,3 +258,52 @@ def test_a_ticket_the_vendor_refuses_is_visible_on_the_request_and_admins_are_to
     req = _request(team.org, request_id)
     assert req.ticket_state == "failed" and req.ticket_error
     assert "alan@acme.test" in _notified(team.org, "access_request_ticket_failed")
+
+
+def test_without_a_connection_the_owner_opens_the_ticket_from_the_remediation_queue(
+    team, api_for, client_for, jira, connect, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    team.org.guest_reviewers_enabled = False  # Max is no member and no guest: stage 1 goes to the fallback (Alan)
+    team.org.save()
+    request_id = _submit(api_for(team.ada), capture)
+    for approver in (team.alan, team.olga):
+        with capture(execute=True):
+            assert api_for(approver).post(f"{URL}{request_id}/decision/", {"decision": "approve"},
+                                          format="json").status_code == 200
+    assert _request(team.org, request_id).ticket_state == "waiting"
+    queue = client_for(team.olga).get("/o/acme/remediation/").content.decode()
+    assert "Access requests waiting for a ticket" in queue and "maintainer" in queue
+    # Another reviewer who owns nothing sees nothing to open.
+    assert api_for(team.ada).post(f"{URL}{request_id}/ticket/open/").status_code == 404
+    refused = api_for(team.olga).post(f"{URL}{request_id}/ticket/open/")
+    assert refused.status_code == 400 and "No ticketing connection" in refused.json()["detail"]
+    connect(jira)
+    with capture(execute=True):
+        response = client_for(team.olga).post(f"/o/acme/remediation/access-requests/{request_id}/open-ticket/")
+    assert response.status_code == 302
+    assert len(jira.tickets) == 1
+    req = _request(team.org, request_id)
+    assert (req.status, req.ticket_state) == ("fulfilling", "open")
+    assert api_for(team.olga).post(f"{URL}{request_id}/ticket/open/").status_code == 404  # nothing waits now
+
+
+def test_a_failed_request_ticket_is_retried_by_staff(team, api_for, client, mailoutbox, jira, connect,
+                                                     django_capture_on_commit_callbacks):
+    capture = django_capture_on_commit_callbacks
+    connection = connect(jira, project_key="NOPE")
+    request_id = _submit(api_for(team.ada), capture)
+    _guest_approves(client, mailoutbox, capture)
+    with capture(execute=True):
+        api_for(team.olga).post(f"{URL}{request_id}/decision/", {"decision": "approve"}, format="json")
+    assert _request(team.org, request_id).ticket_state == "failed"
+    assert api_for(team.olga).post(f"{URL}{request_id}/ticket/retry/").status_code == 403
+    with scope(team.org):
+        connection.config = {**connection.config, "project_key": "OPS"}
+        connection.updated_at = timezone.now()
+        connection.save()
+    with capture(execute=True):
+        response = api_for(team.alan).post(f"{URL}{request_id}/ticket/retry/")
+    assert response.status_code == 202 and response.json()["ticket_state"] == "pending"  # opened after commit
+    assert len(jira.tickets) == 1
+    assert _request(team.org, request_id).ticket_state == "open"
