@@ -23,7 +23,7 @@ from thalian.audit import audit_record
 from thalian.events import AccessRequestTicketFailed, publish
 from thalian.tenancy import scope
 
-from .clients import ItsmPermanentError, ItsmTransientError, RemoteTicket, TicketContent
+from .clients import ItsmError, ItsmPermanentError, ItsmTransientError, RemoteTicket, TicketContent
 from .models import REMOTE_STATES, RequestTicket, RequestTicketPurpose, TicketState
 from .services import (
     TASK_ATTEMPTS,
@@ -236,3 +236,35 @@ def request_tickets_due() -> list[tuple[int, int]]:
                 | Q(next_attempt_at__lte=now))
         .order_by("next_attempt_at", "pk").values_list("organization_id", "pk")[:5000]
     )
+
+
+def request_tickets_sync_status(*, organization_id: int) -> dict[str, int]:
+    """Read the status of the organization's open request tickets and copy changes onto their requests (the
+    request's status still changes only when an import or sync shows the access)."""
+    counts = {"checked": 0, "changed": 0, "errors": 0}
+    with scope(organization_id=organization_id):
+        tickets = (RequestTicket.objects.filter(state__in=[TicketState.OPEN, TicketState.IN_PROGRESS],
+                                                connection__isnull=False)
+                   .select_related("connection", "access_request").order_by("connection_id", "pk"))
+        for ticket in tickets.iterator(chunk_size=500):
+            try:
+                status = ticket.connection.client().get_status(ticket.remote_id or ticket.key)
+            except ItsmError:
+                counts["errors"] += 1
+                continue
+            counts["checked"] += 1
+            if status == ticket.state:
+                continue
+            with transaction.atomic():
+                previous, ticket.state = ticket.state, status
+                ticket.save(update_fields=["state"])
+                _record(ticket, trail=f"Ticket {ticket.key} is now {status.replace('_', ' ')} (was "
+                        f"{previous.replace('_', ' ')}).")
+            counts["changed"] += 1
+    return counts
+
+
+def organizations_with_open_request_tickets() -> list[int]:
+    """Platform code: spans organizations."""
+    return list(RequestTicket.unscoped.filter(state__in=[TicketState.OPEN, TicketState.IN_PROGRESS])
+                .values_list("organization_id", flat=True).distinct().order_by())

@@ -62,7 +62,8 @@ def resume_due() -> int:
 @shared_task(name="itsm.sync_statuses")
 def sync_statuses() -> int:
     """Periodic: one status-sync task per organization with open tickets."""
-    organization_ids = services.organizations_with_open_tickets()
+    organization_ids = sorted(set(services.organizations_with_open_tickets())
+                              | set(request_tickets.organizations_with_open_request_tickets()))
     for organization_id in organization_ids:
         sync_organization_statuses.delay(organization_id)
     return len(organization_ids)
@@ -70,4 +71,6 @@ def sync_statuses() -> int:
 
 @shared_task(name="itsm.sync_organization_statuses")
 def sync_organization_statuses(organization_id: int) -> dict:
-    return services.tickets_sync_status(organization_id=organization_id)
+    counts = services.tickets_sync_status(organization_id=organization_id)
+    requests = request_tickets.request_tickets_sync_status(organization_id=organization_id)
+    return {key: counts.get(key, 0) + requests.get(key, 0) for key in {**counts, **requests}}

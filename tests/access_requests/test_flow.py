@@ -307,3 +307,23 @@ def test_a_failed_request_ticket_is_retried_by_staff(team, api_for, client, mail
     assert response.status_code == 202 and response.json()["ticket_state"] == "pending"  # opened after commit
     assert len(jira.tickets) == 1
     assert _request(team.org, request_id).ticket_state == "open"
+
+
+def test_the_ticket_status_is_synced_onto_the_request(team, api_for, client, mailoutbox, jira, connect,
+                                                      django_capture_on_commit_callbacks):
+    from itsm.tasks import sync_statuses
+
+    capture = django_capture_on_commit_callbacks
+    connect(jira)
+    request_id = _submit(api_for(team.ada), capture)
+    _guest_approves(client, mailoutbox, capture)
+    with capture(execute=True):
+        api_for(team.olga).post(f"{URL}{request_id}/decision/", {"decision": "approve"}, format="json")
+    [key] = jira.tickets
+    jira.set_status(key, "done")
+    assert sync_statuses() == 1
+    req = _request(team.org, request_id)
+    # Resolved in Jira, but only an import proves the grant: the request stays fulfilling.
+    assert (req.ticket_state, req.status) == ("resolved", "fulfilling")
+    trail = api_for(team.ada).get(f"{URL}{request_id}/").json()["trail"]
+    assert trail[-1]["message"] == f"Ticket {key} is now resolved (was open)."
