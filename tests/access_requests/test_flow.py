@@ -327,3 +327,50 @@ def test_the_ticket_status_is_synced_onto_the_request(team, api_for, client, mai
     assert (req.ticket_state, req.status) == ("resolved", "fulfilling")
     trail = api_for(team.ada).get(f"{URL}{request_id}/").json()["trail"]
     assert trail[-1]["message"] == f"Ticket {key} is now resolved (was open)."
+
+
+def test_standing_delegations_are_followed_when_assigning_and_deciding(team, api_for, member, client, mailoutbox,
+                                                                       django_capture_on_commit_callbacks):
+    import datetime as _dt
+
+    from campaigns.models import Delegation
+
+    capture = django_capture_on_commit_callbacks
+    dora = member("reviewer", email="dora@acme.test")
+    request_id = _submit(api_for(team.ada), capture)
+    # Olga delegates after the request was made: her stage, once it starts, goes to the end of her chain.
+    with scope(team.org):
+        Delegation.objects.create(organization=team.org, member=team.olga, delegate=dora,
+                                  starts_on=timezone.localdate() - _dt.timedelta(days=1))
+    _guest_approves(client, mailoutbox, capture)
+    stage = api_for(team.ada).get(f"{URL}{request_id}/").json()["approvals"][1]
+    assert stage["approver"] == "dora@acme.test" and stage["note"] == "Standing delegation of olga@acme.test"
+    assert [r["id"] for r in api_for(dora).get(URL, {"tab": "approve"}).json()["results"]] == [request_id]
+    with capture(execute=True):
+        assert api_for(dora).post(f"{URL}{request_id}/decision/", {"decision": "approve"},
+                                  format="json").status_code == 200
+    assert _request(team.org, request_id).status == "approved"
+
+
+def test_a_delegate_decides_a_stage_assigned_before_the_delegation(team, api_for, member,
+                                                                   django_capture_on_commit_callbacks):
+    import datetime as _dt
+
+    from campaigns.models import Delegation
+
+    capture = django_capture_on_commit_callbacks
+    team.org.guest_reviewers_enabled = False  # stage 1 goes to the fallback, Alan
+    team.org.save()
+    dora = member("reviewer", email="dora@acme.test")
+    request_id = _submit(api_for(team.ada), capture)
+    with scope(team.org):
+        Delegation.objects.create(organization=team.org, member=team.alan, delegate=dora,
+                                  starts_on=timezone.localdate())
+    assert [r["id"] for r in api_for(dora).get(URL, {"tab": "approve"}).json()["results"]] == [request_id]
+    with capture(execute=True):
+        response = api_for(dora).post(f"{URL}{request_id}/decision/", {"decision": "approve", "reason": "covering"},
+                                      format="json")
+    assert response.status_code == 200
+    first = response.json()["approvals"][0]
+    assert (first["approver"], first["decided_by_email"]) == ("alan@acme.test", "dora@acme.test")
+    assert "for alan@acme.test" in response.json()["trail"][2]["message"]
