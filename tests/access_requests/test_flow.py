@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from access_requests.models import AccessRequest
 from access_requests.tasks import sweep_organization
+from campaigns.models import Delegation
 from itsm.models import RequestTicket
 from notifications.access_requests import access_request_notices
 from notifications.models import Notification
@@ -331,17 +332,13 @@ def test_the_ticket_status_is_synced_onto_the_request(team, api_for, client, mai
 
 def test_standing_delegations_are_followed_when_assigning_and_deciding(team, api_for, member, client, mailoutbox,
                                                                        django_capture_on_commit_callbacks):
-    import datetime as _dt
-
-    from campaigns.models import Delegation
-
     capture = django_capture_on_commit_callbacks
     dora = member("reviewer", email="dora@acme.test")
     request_id = _submit(api_for(team.ada), capture)
     # Olga delegates after the request was made: her stage, once it starts, goes to the end of her chain.
     with scope(team.org):
         Delegation.objects.create(organization=team.org, member=team.olga, delegate=dora,
-                                  starts_on=timezone.localdate() - _dt.timedelta(days=1))
+                                  starts_on=timezone.localdate() - dt.timedelta(days=1))
     _guest_approves(client, mailoutbox, capture)
     stage = api_for(team.ada).get(f"{URL}{request_id}/").json()["approvals"][1]
     assert stage["approver"] == "dora@acme.test" and stage["note"] == "Standing delegation of olga@acme.test"
@@ -354,10 +351,6 @@ def test_standing_delegations_are_followed_when_assigning_and_deciding(team, api
 
 def test_a_delegate_decides_a_stage_assigned_before_the_delegation(team, api_for, member,
                                                                    django_capture_on_commit_callbacks):
-    import datetime as _dt
-
-    from campaigns.models import Delegation
-
     capture = django_capture_on_commit_callbacks
     team.org.guest_reviewers_enabled = False  # stage 1 goes to the fallback, Alan
     team.org.save()
