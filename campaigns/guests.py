@@ -182,7 +182,9 @@ def guest_resend(*, guest: GuestReviewer, actor: Membership, request=None) -> Gu
     return guest
 
 
-def _rate_limited(key: str) -> bool:
+def link_rate_limited(key: str) -> bool:
+    """Whether the personal link with this hash was used more than GUEST_LINK_RATE_LIMIT_PER_MINUTE times this
+    minute (guest reviewers and guest approvers alike)."""
     limit = settings.GUEST_LINK_RATE_LIMIT_PER_MINUTE
     bucket = f"guest-link-rate:{key}:{int(timezone.now().timestamp() // 60)}"
     cache.add(bucket, 0, timeout=120)
@@ -202,7 +204,7 @@ def guest_resolve(*, token: str, request=None) -> GuestReviewer:
         raise GuestLinkError("This review link is not valid. Ask the campaign's administrator for a new one.",
                              status=404) from None
     token_hash = _hash(secret)
-    if _rate_limited(token_hash):
+    if link_rate_limited(token_hash):
         raise GuestLinkError("Too many requests with this link; wait a minute and try again.", status=429)
     with scopes_disabled():  # the link is the only credential: the organization is found through it
         guest = (

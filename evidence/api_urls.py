@@ -1,8 +1,12 @@
 from django.urls import path
 
-from . import views
+from . import access_request_views, views
 
 urlpatterns = [
+    path("evidence/access-requests-report/", access_request_views.AccessRequestsReportAPI.as_view(),
+         name="api_access_requests_report"),
+    path("access-requests/<uuid:request_id>/trail.csv", access_request_views.AccessRequestTrailCsvAPI.as_view(),
+         name="api_access_request_trail_csv"),
     path(
         "campaigns/<uuid:campaign_id>/export.csv",
         views.CampaignExportCsvAPI.as_view(),

@@ -1,9 +1,12 @@
 from django.urls import path
 
-from . import views
+from . import access_request_views, views
 
 urlpatterns = [
     path("evidence/", views.evidence_list, name="evidence_list"),
+    path("evidence/access-requests/", access_request_views.access_requests_report, name="access_requests_report"),
+    path("access-requests/<uuid:request_id>/trail.csv", access_request_views.access_request_trail_csv,
+         name="access_request_trail_csv"),
     path(
         "evidence/packages/<uuid:package_id>/download",
         views.evidence_package_download,

@@ -12,16 +12,17 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
+from access_requests.selectors import requests_waiting_for_ticket
 from campaigns.models import Campaign, RemediationStatus, TicketStatus
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
-from . import selectors, services
-from .models import CommentState, ConnectionKind, ItsmConnection, Ticket
+from . import request_tickets, selectors, services
+from .models import CommentState, ConnectionKind, ItsmConnection, RequestTicket, Ticket, TicketState
 
 
 def connection_json(connection: ItsmConnection, route_ids: list[int] | None = None) -> dict:
@@ -446,3 +447,54 @@ class RemediationQueueApi(OrgAPIView):
                 "results": RemediationItemSerializer(page, many=True).data,
             }
         )
+
+
+# Access request tickets ------------------------------------------------------------------------------------
+
+
+class RequestTicketAnswerSerializer(serializers.Serializer):
+    request = serializers.UUIDField(help_text="The access request.")
+    ticket_state = serializers.CharField(allow_blank=True, help_text="waiting (no connection), pending, open, "
+                                                                     "in_progress, resolved or failed.")
+    ticket_key = serializers.CharField(allow_blank=True)
+    ticket_error = serializers.CharField(allow_blank=True)
+
+
+def _request_ticket_answer(req) -> Response:
+    req.refresh_from_db()
+    return Response({"request": str(req.pk), "ticket_state": req.ticket_state, "ticket_key": req.ticket_key,
+                     "ticket_error": req.ticket_error}, status=202)
+
+
+class AccessRequestTicketApi(OrgAPIView):
+    """`open`: the ticket of a request waiting in the remediation queue, once a connection applies (the
+    application's owner or staff); `retry`: a failed one (staff)."""
+
+    required_perms = {"POST": Perm.VIEW_REMEDIATION}
+
+    @extend_schema(request=None, responses={202: RequestTicketAnswerSerializer},
+                   summary="Open or retry an access request's ticket", tags=["access requests"])
+    def post(self, request, org_slug, request_id, action: str):
+        if action == "open":
+            req = requests_waiting_for_ticket(member=request.membership).filter(pk=request_id).first()
+            if req is None:
+                raise Http404
+            try:
+                request_tickets.request_tickets_open_waiting(organization=request.organization, actor=request.user,
+                                                             request_ids=[req.pk], request=request)
+            except DjangoValidationError as exc:
+                raise ValidationError({"non_field_errors": exc.messages}) from exc
+            return _request_ticket_answer(req)
+        if action != "retry":
+            raise Http404
+        if not request.membership.can(Perm.MANAGE_CAMPAIGNS):
+            raise PermissionDenied(f"Your role ({request.membership.role}) does not allow retrying tickets.")
+        ticket = (RequestTicket.objects.select_related("access_request")
+                  .filter(access_request_id=request_id, state=TicketState.FAILED).first())
+        if ticket is None:
+            raise Http404
+        try:
+            request_tickets.request_ticket_retry(ticket=ticket, actor=request.user, request=request)
+        except DjangoValidationError as exc:
+            raise ValidationError({"non_field_errors": exc.messages}) from exc
+        return _request_ticket_answer(ticket.access_request)

@@ -3,6 +3,10 @@ from django.urls import path
 from . import api
 
 urlpatterns = [
+    path("access-requests/<uuid:request_id>/ticket/open/", api.AccessRequestTicketApi.as_view(), {"action": "open"},
+         name="api_access_request_ticket_open"),
+    path("access-requests/<uuid:request_id>/ticket/retry/", api.AccessRequestTicketApi.as_view(),
+         {"action": "retry"}, name="api_access_request_ticket_retry"),
     path("itsm-connections/", api.ConnectionListApi.as_view(), name="api_itsm_connections"),
     path("itsm-connections/<uuid:public_id>/", api.ConnectionDetailApi.as_view(), name="api_itsm_connection"),
     path(

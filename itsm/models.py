@@ -202,3 +202,46 @@ class TicketComment(TenantModel):
 
     class Meta:
         indexes = [models.Index(fields=["state", "created_at"], name="ticketcomment_state")]
+
+
+class RequestTicketPurpose(models.TextChoices):
+    FULFIL = "fulfil", "Make the requested change"
+    EXPIRY = "expiry", "Remove temporary access at its end"
+
+
+class RequestTicket(TenantModel):
+    """The ticket of one approved access request: the requested grant or revoke (``fulfil``) and, for a
+    temporary grant, its removal at the end (``expiry``). One per request and purpose (unique); opened,
+    retried and looked up by reference exactly like remediation tickets."""
+
+    access_request = models.ForeignKey("access_requests.AccessRequest", on_delete=models.CASCADE,
+                                       related_name="tickets")
+    purpose = models.CharField(max_length=10, choices=RequestTicketPurpose.choices)
+    connection = models.ForeignKey(
+        ItsmConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="request_tickets"
+    )
+    state = models.CharField(max_length=20, choices=TicketState.choices, default=TicketState.PENDING)
+    key = models.CharField(max_length=100, blank=True)
+    url = models.CharField(max_length=500, blank=True)
+    remote_id = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lookup_before_create = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "access_request", "purpose"],
+                                    name="requestticket_one_per_purpose"),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="requestticket_state_next")]
+
+    def __str__(self) -> str:
+        return self.key or f"ticket for access request {self.access_request_id}"
+
+    @property
+    def reference(self) -> str:
+        return f"thalian-request-{self.access_request_id}-{self.purpose}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from thalian import events
 
-from . import services
+from . import request_tickets, services
 
 
 def tickets_for_decisions(event: events.DecisionsRecorded | events.ItemDecisionsWithdrawn) -> None:
@@ -26,8 +26,22 @@ def verify_removals(event: events.InventoryChanged) -> None:
     )
 
 
+def access_request_ticket(event: events.AccessRequestDecided) -> None:
+    """An approved access request gets its ticket (or waits in the remediation queue without a connection)."""
+    if event.outcome == "approved":
+        request_tickets.request_ticket_queue(organization_id=event.organization_id, request_id=event.request_id,
+                                             purpose="fulfil")
+
+
+def temporary_access_ticket(event: events.TemporaryAccessEnded) -> None:
+    request_tickets.request_ticket_queue(organization_id=event.organization_id, request_id=event.request_id,
+                                         purpose="expiry")
+
+
 def register() -> None:
     events.register(events.DecisionsRecorded, "itsm.tickets", tickets_for_decisions)
     events.register(events.ItemDecisionsWithdrawn, "itsm.tickets", tickets_for_decisions)
     events.register(events.ReviewerSignedOff, "itsm.tickets", tickets_for_sign_off)
     events.register(events.InventoryChanged, "itsm.verify_removals", verify_removals)
+    events.register(events.AccessRequestDecided, "itsm.access_request_tickets", access_request_ticket)
+    events.register(events.TemporaryAccessEnded, "itsm.access_request_tickets", temporary_access_ticket)

@@ -756,7 +756,9 @@ def tickets_on_sign_off(*, organization_id: int, reviewer_membership_id: int, ca
     return tickets_on_decisions(organization_id=organization_id, item_ids=item_ids)
 
 
-def _record_transient(ticket: Ticket, exc: ItsmTransientError) -> float:
+def ticket_schedule_retry(ticket, exc: ItsmTransientError) -> float:
+    """Back to pending with the time of the next attempt (a remediation or an access request ticket). Returns
+    the delay."""
     delay = backoff_seconds(ticket.attempts, exc.retry_after)
     ticket.state = TicketState.PENDING
     ticket.error = f"Will retry: {exc.message}"
@@ -765,6 +767,11 @@ def _record_transient(ticket: Ticket, exc: ItsmTransientError) -> float:
     # Once a create may have gone through, every later attempt looks first, until the ticket is found.
     ticket.lookup_before_create = ticket.lookup_before_create or exc.outcome_unknown
     ticket.save(update_fields=["state", "error", "next_attempt_at", "claimed_at", "lookup_before_create"])
+    return delay
+
+
+def _record_transient(ticket: Ticket, exc: ItsmTransientError) -> float:
+    delay = ticket_schedule_retry(ticket, exc)
     _set_item_ticket(ticket)
     return delay
 

@@ -7,7 +7,7 @@ from celery import shared_task
 from thalian import claims
 from thalian.tenancy import scope
 
-from . import services
+from . import request_tickets, services
 
 
 @shared_task(name="itsm.open_ticket")
@@ -30,6 +30,14 @@ def open_tickets(organization_id: int, ticket_ids: list[int]) -> dict[str, int]:
     return outcomes
 
 
+@shared_task(name="itsm.open_request_ticket")
+def open_request_ticket(organization_id: int, ticket_id: int) -> str:
+    outcome, retry_in = request_tickets.request_ticket_open(organization_id=organization_id, ticket_id=ticket_id)
+    if outcome == "retry" and retry_in is not None:
+        open_request_ticket.apply_async((organization_id, ticket_id), countdown=retry_in)
+    return outcome
+
+
 @shared_task(name="itsm.send_comment")
 def send_comment(organization_id: int, comment_id: int) -> str:
     # The claim's lock tells the sweep this comment's worker is alive, however long the vendor takes.
@@ -50,13 +58,17 @@ def resume_due() -> int:
     comments = services.comments_due()
     for organization_id, comment_id in comments:
         send_comment.delay(organization_id, comment_id)
-    return len(tickets) + len(comments)
+    request_ticket_ids = request_tickets.request_tickets_due()
+    for organization_id, ticket_id in request_ticket_ids:
+        open_request_ticket.delay(organization_id, ticket_id)
+    return len(tickets) + len(comments) + len(request_ticket_ids)
 
 
 @shared_task(name="itsm.sync_statuses")
 def sync_statuses() -> int:
     """Periodic: one status-sync task per organization with open tickets."""
-    organization_ids = services.organizations_with_open_tickets()
+    organization_ids = sorted(set(services.organizations_with_open_tickets())
+                              | set(request_tickets.organizations_with_open_request_tickets()))
     for organization_id in organization_ids:
         sync_organization_statuses.delay(organization_id)
     return len(organization_ids)
@@ -64,4 +76,6 @@ def sync_statuses() -> int:
 
 @shared_task(name="itsm.sync_organization_statuses")
 def sync_organization_statuses(organization_id: int) -> dict:
-    return services.tickets_sync_status(organization_id=organization_id)
+    counts = services.tickets_sync_status(organization_id=organization_id)
+    requests = request_tickets.request_tickets_sync_status(organization_id=organization_id)
+    return {key: counts.get(key, 0) + requests.get(key, 0) for key in {**counts, **requests}}

@@ -9,6 +9,10 @@ urlpatterns = [
     path("settings/itsm/<uuid:public_id>/delete/", views.connection_delete, name="itsm_connection_delete"),
     path("remediation/", views.remediation_queue, name="remediation_queue"),
     path("remediation/tickets/<int:ticket_id>/retry/", views.ticket_retry, name="itsm_ticket_retry"),
+    path("remediation/access-requests/<uuid:request_id>/open-ticket/", views.access_request_open_ticket,
+         name="access_request_open_ticket"),
+    path("remediation/request-tickets/<int:ticket_id>/retry/", views.access_request_ticket_retry,
+         name="access_request_ticket_retry"),
     path(
         "remediation/tickets/<int:ticket_id>/comments/retry/",
         views.ticket_comments_retry,

@@ -7,14 +7,15 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from access_requests.selectors import requests_waiting_for_ticket
 from campaigns.models import Campaign
 from thalian.access import org_view, require
 from thalian.models import Membership
 from thalian.permissions import Perm
 
-from . import selectors, services
+from . import request_tickets, selectors, services
 from .forms import ConnectionForm
-from .models import ItsmConnection, Ticket
+from .models import ItsmConnection, RequestTicket, Ticket, TicketState
 
 
 def _connection_for_member(membership: Membership, public_id) -> ItsmConnection:
@@ -138,6 +139,11 @@ def remediation_queue(request):
         "sees_all": selectors.sees_all_remediation(request.membership),
         "can_confirm_any": request.membership.can(Perm.CONFIRM_ANY_REMOVAL),
         "can_confirm": request.membership.can(Perm.CONFIRM_REMOVAL),
+        "waiting_requests": list(requests_waiting_for_ticket(member=request.membership)[:100]),
+        "failed_request_tickets": list(
+            RequestTicket.objects.filter(state=TicketState.FAILED).select_related(
+                "access_request__identity", "access_request__application")[:100]
+        ) if request.membership.can(Perm.MANAGE_CAMPAIGNS) else [],
         "filters": [
             ("", "All"),
             ("action_required", "Action required"),
@@ -240,3 +246,35 @@ def _safe_back(request, campaign: Campaign) -> str:
     if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return back
     return reverse("campaign_remediation", args=[request.organization.slug, campaign.pk])
+
+
+@require_POST
+@org_view(Perm.VIEW_REMEDIATION)
+def access_request_open_ticket(request, request_id):
+    """The application's owner (or staff) opens the waiting ticket of an access request once a connection applies."""
+    req = requests_waiting_for_ticket(member=request.membership).filter(pk=request_id).first()
+    if req is None:
+        raise Http404("No such access request waiting for a ticket.")
+    try:
+        request_tickets.request_tickets_open_waiting(organization=request.organization, actor=request.user,
+                                                     request_ids=[req.pk], request=request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Ticket queued for {req.role} in {req.application.name} ({req.identity.email}).")
+    return redirect("remediation_queue", request.organization.slug)
+
+
+@require_POST
+@org_view(Perm.MANAGE_CAMPAIGNS)
+def access_request_ticket_retry(request, ticket_id: int):
+    ticket = RequestTicket.objects.filter(pk=ticket_id).select_related("access_request__application").first()
+    if ticket is None:
+        raise Http404("No such ticket.")
+    try:
+        request_tickets.request_ticket_retry(ticket=ticket, actor=request.user, request=request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Ticket for {ticket.access_request.application.name} queued again.")
+    return redirect("remediation_queue", request.organization.slug)

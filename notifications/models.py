@@ -35,11 +35,25 @@ class Event(models.TextChoices):
     REMOVAL_REMINDER = "removal_reminder", "Removal reminder"
     REMOVAL_ESCALATED = "removal_escalated", "Removal escalated"
     DECISION_QUALITY_FLAGGED = "decision_quality_flagged", "Decision quality flagged"
+    ACCESS_APPROVAL_NEEDED = "access_approval_needed", "Access request to approve"
+    ACCESS_APPROVAL_REMINDER = "access_approval_reminder", "Access request reminder"
+    ACCESS_APPROVAL_ESCALATED = "access_approval_escalated", "Access request escalated"
+    ACCESS_REQUEST_DECIDED = "access_request_decided", "Access request decided"
+    ACCESS_REQUEST_VERIFIED = "access_request_verified", "Access request fulfilled"
+    ACCESS_ENDING = "access_ending", "Temporary access ending"
+    ACCESS_ENDED = "access_ended", "Temporary access ended"
+    ACCESS_REQUEST_TICKET_FAILED = "access_request_ticket_failed", "Access request ticket failed"
     TEST = "test", "Test message"
 
 
 # Members cannot switch e-mail off for these: they are the notices an auditor expects every reviewer got.
 MANDATORY_EMAIL_EVENTS = frozenset({Event.REVIEW_ASSIGNED, Event.OVERDUE, Event.ESCALATED})
+# Access request notices carry their own text (built by notifications.access_requests).
+ACCESS_REQUEST_EVENTS = frozenset({
+    Event.ACCESS_APPROVAL_NEEDED, Event.ACCESS_APPROVAL_REMINDER, Event.ACCESS_APPROVAL_ESCALATED,
+    Event.ACCESS_REQUEST_DECIDED, Event.ACCESS_REQUEST_VERIFIED, Event.ACCESS_ENDING, Event.ACCESS_ENDED,
+    Event.ACCESS_REQUEST_TICKET_FAILED,
+})
 
 
 class NotificationSettings(TenantModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from thalian import events
 
-from . import services
+from . import access_requests, services
 from .models import Event
 
 
@@ -58,6 +58,30 @@ def remediation_outcome(event: events.RemediationOutcome) -> None:
     )
 
 
+def access_approval_requested(event: events.AccessApprovalRequested) -> None:
+    access_requests.approval_requested(organization_id=event.organization_id, request_id=event.request_id,
+                                       approval_id=event.approval_id)
+
+
+def access_request_decided(event: events.AccessRequestDecided) -> None:
+    access_requests.request_decided(organization_id=event.organization_id, request_id=event.request_id,
+                                    outcome=event.outcome)
+
+
+def access_request_verified(event: events.AccessRequestVerified) -> None:
+    access_requests.request_verified(organization_id=event.organization_id, request_id=event.request_id,
+                                     status=event.status)
+
+
+def temporary_access_ended(event: events.TemporaryAccessEnded) -> None:
+    access_requests.access_ended(organization_id=event.organization_id, request_id=event.request_id)
+
+
+def access_request_ticket_failed(event: events.AccessRequestTicketFailed) -> None:
+    access_requests.ticket_failed(organization_id=event.organization_id, request_id=event.request_id,
+                                  error=event.error, purpose=event.purpose)
+
+
 def register() -> None:
     events.register(events.CampaignLaunched, "notifications.reviewers_assigned", reviewers_assigned)
     events.register(events.CampaignCancelled, "notifications.campaign_cancelled", campaign_cancelled)
@@ -66,3 +90,10 @@ def register() -> None:
     events.register(events.ItemsReassigned, "notifications.items_reassigned", items_reassigned)
     events.register(events.TicketFailed, "notifications.ticket_failed", ticket_failed)
     events.register(events.RemediationOutcome, "notifications.remediation_outcome", remediation_outcome)
+    events.register(events.AccessApprovalRequested, "notifications.access_approval_requested",
+                    access_approval_requested)
+    events.register(events.AccessRequestDecided, "notifications.access_request_decided", access_request_decided)
+    events.register(events.AccessRequestVerified, "notifications.access_request_verified", access_request_verified)
+    events.register(events.TemporaryAccessEnded, "notifications.temporary_access_ended", temporary_access_ended)
+    events.register(events.AccessRequestTicketFailed, "notifications.access_request_ticket_failed",
+                    access_request_ticket_failed)

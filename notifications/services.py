@@ -39,6 +39,7 @@ from .channels import (
     new_message_id,
 )
 from .models import (
+    ACCESS_REQUEST_EVENTS,
     MANDATORY_EMAIL_EVENTS,
     CampaignNotificationPolicy,
     Event,
@@ -135,6 +136,8 @@ def build_content(
     *, event: str, campaign: Campaign | None, pending: int = 0, details: dict | None = None
 ) -> Content:
     details = details or {}
+    if event in ACCESS_REQUEST_EVENTS:
+        return Content(details["title"], details["body"], details["url"], details["label"])
     if event == Event.TEST:
         return Content(
             title="Thalian test message",

@@ -153,3 +153,22 @@ def exception_renewals_all() -> int:
 def exception_reminders(organization_id: int) -> int:
     """Safe to run twice: each reminder has a dedupe key (reviewer, expiry date, days before, channel)."""
     return services.exception_reminders_send(organization_id=organization_id)
+
+
+@shared_task(name="notifications.access_request_notices_all")
+def access_request_notices_all() -> int:
+    """Beat, hourly: approvers reminded and escalated, temporary access ending announced (7 days, 1 day)."""
+    from access_requests.services import organizations_with_open_requests
+
+    ids = organizations_with_open_requests()
+    for organization_id in ids:
+        access_request_notices.delay(organization_id)
+    return len(ids)
+
+
+@shared_task(name="notifications.access_request_notices", acks_late=True)
+def access_request_notices(organization_id: int) -> int:
+    """Safe to run twice: every notice has a dedupe key (request, step, recipient, channel)."""
+    from . import access_requests
+
+    return access_requests.access_request_notices(organization_id=organization_id)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
+from access_requests.models import AccessRequest, Approval
 from campaigns.models import CampaignStatus, DecisionEvent
 from entitlements.models import ScimConnector, SyncRun, SyncRunApplication, SyncRunStatus
 from evidence.models import EvidencePackage
-from itsm.models import ItsmConnection, Ticket
+from itsm.models import ItsmConnection, RequestTicket, Ticket
 from sso.models import IdentityProvider, VerifiedDomain
 from thalian.models import (
     ApiToken,
@@ -80,6 +81,8 @@ class World:
             ("outbox", "event_id"): "outbox_event",
             ("guests", "guest_id"): "guest",
             ("delegates", "delegation_id"): "delegation",
+            ("access-requests", "request_id"): "access_request",
+            ("request-tickets", "ticket_id"): "request_ticket",
         }
         if name == "action":
             return "resend"
@@ -181,6 +184,19 @@ def build_world(organization: Organization) -> World:
             state="failed", outcomes={"notifications.campaign_cancelled": {"state": "failed", "attempts": 8,
                                                                            "error": "SMTP down"}},
         )
+        # An access request of the identity, approved and ticketed (the ticket failed).
+        access_request = AccessRequest.objects.create(
+            organization=organization, type="grant", identity=identity, application=application, role="maintainer",
+            reason="Release duty", status="approved", requested_by=admin, requested_by_email=admin.user.email,
+            stages=[{"kind": "application_owner"}], approval_deadline=timezone.now() + dt.timedelta(days=14),
+            decided_at=timezone.now(), ticket_state="failed", ticket_error="HTTP 401",
+        )
+        Approval.objects.create(organization=organization, access_request=access_request, stage=0,
+                                kind="application_owner", approver=reviewer, approver_email=reviewer.user.email,
+                                decision="approved", decided_by_email=reviewer.user.email, decided_at=timezone.now())
+        request_ticket = RequestTicket.objects.create(organization=organization, access_request=access_request,
+                                                      purpose="fulfil", connection=connection, state="failed",
+                                                      error="HTTP 401")
     world = World(organization, admin, viewer, reviewer, admin_raw, viewer_raw,
                   super_admin=members[Role.SUPER_ADMIN], super_admin_token=super_raw)
     world.ids = {
@@ -201,6 +217,8 @@ def build_world(organization: Organization) -> World:
         "sso_protocol": "oidc",
         "sso_domain": domain.pk,
         "outbox_event": failed_event.pk,
+        "access_request": access_request.pk,
+        "request_ticket": request_ticket.pk,
         "uuid": uuid.uuid4(),
     }
     return world

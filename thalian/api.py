@@ -401,6 +401,12 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer):
     guest_reviewers_enabled = serializers.BooleanField(
         help_text="Managers and application owners who are not members review as guests through a personal link."
     )
+    access_requests_for_others = serializers.BooleanField(
+        help_text="Managers request access for their reports, admins and analysts for anyone (else: themselves only)."
+    )
+    access_request_max_days = serializers.IntegerField(
+        min_value=1, max_value=3650, help_text="The longest temporary access a request may ask for, in days."
+    )
     decision_quality_thresholds = DecisionQualityThresholdsSerializer(
         help_text="When reviewers' decisions are flagged; a PATCH may give only the keys it changes."
     )
@@ -410,6 +416,7 @@ class OrganizationSettingsSerializer(serializers.ModelSerializer):
         fields = [
             "slug", "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger",
             "exception_default_days", "exception_max_days", "decision_quality_thresholds", "guest_reviewers_enabled",
+            "access_requests_for_others", "access_request_max_days",
         ]
         read_only_fields = ["slug"]
 

@@ -117,6 +117,56 @@ class ItemsReassigned(Event):
     count: int
 
 
+# Access requests --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AccessApprovalRequested(Event):
+    """A stage of an access request is waiting for this approver (a member, or a guest by e-mail)."""
+
+    name: ClassVar[str] = "access_requests.approval_requested"
+    request_id: str
+    approval_id: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AccessRequestDecided(Event):
+    """An access request left `pending`: "approved", "denied", "expired" (nobody decided in time) or
+    "cancelled" (by its requester)."""
+
+    name: ClassVar[str] = "access_requests.decided"
+    request_id: str
+    outcome: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AccessRequestVerified(Event):
+    """An import or sync showed the requested change made: "fulfilled" (granted or removed as asked) or
+    "revoked" (temporary access was removed after its end)."""
+
+    name: ClassVar[str] = "access_requests.verified"
+    request_id: str
+    status: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TemporaryAccessEnded(Event):
+    """The end date of a temporary grant came: the access must be removed."""
+
+    name: ClassVar[str] = "access_requests.temporary_access_ended"
+    request_id: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AccessRequestTicketFailed(Event):
+    """The ticket of an access request could not be opened (after its last attempt, or permanently)."""
+
+    name: ClassVar[str] = "itsm.access_request_ticket_failed"
+    request_id: str
+    purpose: str  # "fulfil" or "expiry"
+    error: str
+
+
 # Inventory and platform -------------------------------------------------------------------------------------
 
 

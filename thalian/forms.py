@@ -139,6 +139,7 @@ class OrganizationSettingsForm(forms.ModelForm):
         fields = [
             "name", "plan", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger",
             "exception_default_days", "exception_max_days", "guest_reviewers_enabled",
+            "access_requests_for_others", "access_request_max_days",
         ]
         labels = {
             "exception_default_days": "Exceptions expire after (days, when the reviewer gives no date)",
@@ -147,12 +148,17 @@ class OrganizationSettingsForm(forms.ModelForm):
             "freshness_days": "Inventory freshness limit (days)",
             "ticket_trigger": "Open remediation tickets",
             "guest_reviewers_enabled": "Guest reviewers",
+            "access_requests_for_others": "Access requests for others",
+            "access_request_max_days": "Longest temporary access (days)",
         }
         help_texts = {
             "guest_reviewers_enabled": "Managers and application owners who are not members review their items "
             "through a personal e-mailed link (Pro and Enterprise).",
             "plan": "Access reviews need the Pro or Enterprise plan.",
             "freshness_days": "Campaigns warn when inventory data is older than this.",
+            "access_requests_for_others": "Managers may request access for their reports, admins and analysts for "
+            "anyone; otherwise members request access for themselves only.",
+            "access_request_max_days": "A temporary grant may not end later than this many days after the request.",
         }
 
     # Decision-quality thresholds, one field each; checked and merged by organization_update.
@@ -181,7 +187,8 @@ class OrganizationSettingsForm(forms.ModelForm):
         self.fields["ticket_trigger"].choices = TicketTrigger.choices
         self.fields["dormant_days"].min_value = 1
         self.fields["freshness_days"].min_value = 1
-        for name in ("dormant_days", "freshness_days", "exception_default_days", "exception_max_days"):
+        for name in ("dormant_days", "freshness_days", "exception_default_days", "exception_max_days",
+                     "access_request_max_days"):
             self.fields[name].widget.attrs["min"] = 1
             self.fields[name].validators.append(_at_least_one)
 

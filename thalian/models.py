@@ -99,6 +99,10 @@ class Organization(models.Model):
     decision_quality_thresholds = models.JSONField(default=default_decision_quality_thresholds)
     # Managers and application owners who are not members review their items through a personal link.
     guest_reviewers_enabled = models.BooleanField(default=True)
+    # Access requests: members may ask for access on behalf of others (managers for their reports, admins and
+    # analysts for anyone), and a temporary grant lasts at most this many days.
+    access_requests_for_others = models.BooleanField(default=True)
+    access_request_max_days = models.PositiveIntegerField(default=90)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -48,6 +48,8 @@ class Perm(StrEnum):
     CONFIRM_REMOVAL = "confirm_removal"  # as the item's remediation owner
     CONFIRM_ANY_REMOVAL = "confirm_any_removal"  # whoever the remediation owner is
     VIEW_DECISION_QUALITY = "view_decision_quality"
+    REQUEST_ACCESS = "request_access"  # for oneself (and others where the organization allows it)
+    VIEW_ALL_ACCESS_REQUESTS = "view_all_access_requests"
 
 
 _ALL = set(Role)
@@ -73,6 +75,8 @@ PERMISSIONS: dict[Perm, set[Role]] = {
     Perm.CONFIRM_ANY_REMOVAL: {Role.SUPER_ADMIN, Role.ADMIN},
     # Reviewers do not see how their peers (or they themselves) are rated.
     Perm.VIEW_DECISION_QUALITY: _STAFF | {Role.AUDITOR},
+    Perm.REQUEST_ACCESS: _ALL,
+    Perm.VIEW_ALL_ACCESS_REQUESTS: _STAFF | {Role.AUDITOR},
 }
 
 # Roles an admin may grant; only a super admin may grant super_admin.

@@ -301,7 +301,8 @@ def membership_remove(*, actor: Membership, membership: Membership, request=None
 
 SETTINGS_FIELDS = (
     "name", "dormant_days", "privileged_patterns", "freshness_days", "ticket_trigger", "exception_default_days",
-    "exception_max_days", "decision_quality_thresholds", "guest_reviewers_enabled",
+    "exception_max_days", "decision_quality_thresholds", "guest_reviewers_enabled", "access_requests_for_others",
+    "access_request_max_days",
 )
 # Decision-quality thresholds: (smallest, largest) for numbers; booleans are switches.
 DECISION_QUALITY_LIMITS: dict[str, tuple[float, float] | None] = {

@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "thalian",
     "entitlements",
     "campaigns",
+    "access_requests",
     "itsm",
     "notifications",
     "evidence",

@@ -36,6 +36,9 @@ SPEC = {
     Perm.CONFIRM_REMOVAL: [Y, Y, Y, N, N, Y],
     Perm.CONFIRM_ANY_REMOVAL: [Y, Y, N, N, N, N],
     Perm.VIEW_DECISION_QUALITY: [Y, Y, Y, Y, N, N],
+    # Everyone asks for access; staff and auditors see every request.
+    Perm.REQUEST_ACCESS: [Y, Y, Y, Y, Y, Y],
+    Perm.VIEW_ALL_ACCESS_REQUESTS: [Y, Y, Y, Y, N, N],
 }
 
 
@@ -105,6 +108,10 @@ OTHER_AREAS = [
     Probe("page", "notification_retry", "post", Perm.MANAGE_SETTINGS),
     Probe("api", "api_notifications_failed", perm=Perm.MANAGE_SETTINGS),
     Probe("api", "api_notifications_retry", "post", Perm.MANAGE_SETTINGS, data={}),
+    Probe("page", "access_request_list", perm=Perm.REQUEST_ACCESS),
+    Probe("page", "access_request_policy", perm=Perm.MANAGE_SETTINGS),
+    Probe("api", "api_access_requests", perm=Perm.REQUEST_ACCESS),
+    Probe("api", "api_access_request_policy", perm=Perm.MANAGE_SETTINGS),
 ]
 
 

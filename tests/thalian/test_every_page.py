@@ -21,6 +21,8 @@ from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from access_requests import services as access_request_services
+from access_requests.models import AccessRequest
 from campaigns import decisions
 from campaigns import services as campaign_services
 from campaigns.exceptions import exception_renewals_gather
@@ -28,7 +30,7 @@ from campaigns.models import Campaign, ReviewItem
 from campaigns.remediation import review_item_confirm_removed
 from entitlements.models import Application, Identity, SyncRun
 from entitlements.services import inventory_import
-from itsm.models import ItsmConnection, Ticket
+from itsm.models import ItsmConnection, RequestTicket, Ticket
 from notifications.models import Event, Notification
 from sso.models import IdentityProvider, VerifiedDomain
 from thalian.audit import audit_record
@@ -40,7 +42,7 @@ from ..campaigns.lifecycle_fixtures import inventory, launched, make_campaign  #
 
 pytestmark = pytest.mark.django_db
 
-SOURCE_DIRS = ("thalian", "entitlements", "campaigns", "itsm", "notifications", "evidence")
+SOURCE_DIRS = ("thalian", "entitlements", "campaigns", "access_requests", "itsm", "notifications", "evidence")
 ACTION_PATTERNS = (
     re.compile(r'\baction=f?"([a-z][a-z_.]+)"(?:\s+if\s+\w+\s+else\s+"([a-z][a-z_.]+)")?'),
     re.compile(r'\baudit_record\(\s*"([a-z][a-z_.]+)"'),
@@ -143,6 +145,21 @@ def world(org, other_org, member, inventory, launched, make_campaign, django_cap
     # The exception decided above, expired and gathered into a renewal campaign.
     renewals = exception_renewals_gather(organization=org, today=timezone.localdate() + dt.timedelta(days=120))
 
+    with scope(org), django_capture_on_commit_callbacks(execute=True):
+        # Access requests: one pending, one decided by the fallback (the ticket waits for a connection here).
+        access_request_services.access_request_create(
+            actor=admin, type="grant", identity="ann@acme.test", application="GitHub", role="maintainer",
+            reason="Release duty")
+        request = access_request_services.access_request_create(
+            actor=admin, type="revoke", identity="ann@acme.test", application="GitHub", role="admin",
+            reason="Moved teams")
+        approval = access_request_services.current_approval(request)
+        if approval is not None and approval.approver_id and approval.approver_id != superadmin.pk:
+            access_request_services.approval_reassign(req=request, actor=superadmin, to=superadmin.user.email,
+                                                      reason="Covering")
+        access_request_services.access_request_decide(req=request, actor=superadmin, decision="deny",
+                                                      reason="Still on the team")
+
     with scope(org):
         for n, event in enumerate(Event.values):
             Notification.objects.create(
@@ -200,6 +217,11 @@ def _values(world, name: str, param: str) -> list[str]:
             return [str(p) for p in campaigns[0].evidence_packages.values_list("id", flat=True)[:1]] or [
                 "00000000-0000-0000-0000-000000000000"
             ]
+        if param == "request_id":
+            return [str(r) for r in AccessRequest.objects.filter(organization__slug="acme")
+                    .values_list("pk", flat=True)[:2]]
+        if param == "ticket_id" and "access_request" in name:
+            return [str(t) for t in RequestTicket.objects.values_list("id", flat=True)[:1]] or ["999999"]
         if param == "ticket_id":
             return [str(t) for t in Ticket.objects.values_list("id", flat=True)]
         if param == "protocol":

@@ -1,4 +1,5 @@
-"""The apps depend one way: thalian <- {sso, entitlements} <- campaigns <- {itsm, notifications, evidence}.
+"""The apps depend one way: thalian <- {sso, entitlements} <- campaigns <- access_requests <- {itsm, notifications,
+evidence}.
 
 Parses every module of the source tree (imports inside functions included) and fails on any import of an app
 in the same or a higher layer than the importing app's own, other than the app itself."""
@@ -16,9 +17,10 @@ LAYERS = {
     "sso": 1,
     "entitlements": 1,
     "campaigns": 2,
-    "itsm": 3,
-    "notifications": 3,
-    "evidence": 3,
+    "access_requests": 3,
+    "itsm": 4,
+    "notifications": 4,
+    "evidence": 4,
 }
 
 

@@ -24,6 +24,8 @@ def _form(org, **changes):
         "exception_default_days": org.exception_default_days,
         "exception_max_days": org.exception_max_days,
         **({"guest_reviewers_enabled": "on"} if org.guest_reviewers_enabled else {}),
+        **({"access_requests_for_others": "on"} if org.access_requests_for_others else {}),
+        "access_request_max_days": org.access_request_max_days,
     }
     data.update(changes)
     return data
@@ -162,3 +164,16 @@ def test_decision_quality_thresholds_are_set_on_the_settings_page(client_for, me
     bad = client.post(URL, _form(org, dq_burst_min_decisions=1))
     assert bad.status_code == 400
     assert "Ensure this value is greater than or equal to 2." in bad.content.decode()
+
+
+def test_access_request_limits_are_saved_on_the_settings_page(client_for, member, org):
+    client = client_for(member("super_admin"))
+    data = _form(org, access_request_max_days=30)
+    data.pop("access_requests_for_others", None)
+    assert client.post(URL, data).status_code == 302
+    org.refresh_from_db()
+    assert (org.access_request_max_days, org.access_requests_for_others) == (30, False)
+    refused = client.post(URL, _form(org, access_request_max_days=0))
+    assert refused.status_code == 400
+    org.refresh_from_db()
+    assert org.access_request_max_days == 30

@@ -38,6 +38,8 @@ def test_super_admin_reads_the_settings(api_for, member, org):
             "flag_bulk_recommended_revoke": True,
         },
         "guest_reviewers_enabled": True,
+        "access_requests_for_others": True,
+        "access_request_max_days": 90,
     }
 
 

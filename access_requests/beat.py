@@ -1,0 +1,3 @@
+SCHEDULE = {
+    "access-requests-sweep": {"task": "access_requests.sweep", "schedule": 300.0},
+}
