@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.core.exceptions import EmptyResultSet, PermissionDenied, ValidationError
 from django.db import connection, transaction
@@ -48,6 +48,7 @@ DECISION_HASH_FIELDS = (
     "kind",
     "created_at",
     "expires_on",  # exceptions only; hashed only when set (campaigns.hashchain.OPTIONAL_HASH_FIELDS)
+    "on_behalf_of_email",  # a delegate's decisions only; hashed only when set
 )
 
 KIND_SINGLE = "single"
@@ -209,6 +210,9 @@ class _EventTemplate:
     created_at: dt.datetime
     bulk_id: uuid.UUID | None = None
     expires_on: dt.date | None = None
+    on_behalf_of_email: str = ""  # one item's (``behalf_sql`` gives each item of a bulk write its own)
+    assigned_column: str = ""  # "reviewer_id" or "guest_id": the actor's own items, for ``behalf_sql``
+    assigned_id: int | None = None
 
     @classmethod
     def by_member(
@@ -237,9 +241,11 @@ class _EventTemplate:
             created_at=timezone.now(),
             bulk_id=bulk_id,
             expires_on=expires_on,
+            assigned_column="guest_id" if isinstance(actor, GuestReviewer) else "reviewer_id",
+            assigned_id=actor.pk,
         )
 
-    def fields(self, item_id: int) -> dict:
+    def fields(self, item_id: int, on_behalf_of_email: str | None = None) -> dict:
         return {
             "item_id": item_id,
             "decision": self.decision,
@@ -250,6 +256,7 @@ class _EventTemplate:
             "kind": self.kind,
             "created_at": self.created_at,
             "expires_on": self.expires_on,
+            "on_behalf_of_email": self.on_behalf_of_email if on_behalf_of_email is None else on_behalf_of_email,
         }
 
     def hasher(self):
@@ -294,12 +301,22 @@ def _copy_text(value) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Sequence[int]) -> str:
+def _append_events(
+    *, campaign: Campaign, template: _EventTemplate, item_ids: Sequence[int], behalf: dict[int, str] | None = None
+) -> str:
     """Appends one event per item (in the given order) to the campaign's chain, moves chain_head, returns it.
+    ``behalf`` names, for the items a delegate decided, whose review it was (their events hash it too).
 
     The caller holds the campaign row lock. On PostgreSQL the rows go in with COPY; elsewhere bulk_create.
     """
-    digest = template.hasher()
+    fast = template.hasher()
+    behalf = behalf or {}
+
+    def digest(prev_hash: str, item_id: int) -> str:
+        if item_id in behalf:
+            return decision_hash(prev_hash, template.fields(item_id, behalf[item_id]))
+        return fast(prev_hash, item_id)
+
     prev = campaign.chain_head or GENESIS_HASH
     if connection.vendor == "postgresql":
         # COPY in text format. Everything but the item id and the two hashes is the same for every row of one
@@ -312,14 +329,14 @@ def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Se
         prefix = "\t".join(_copy_text(value) for value in shared)
         columns = (
             "organization_id, campaign_id, decision, reason, comment, actor_id, actor_email, actor_role, kind, "
-            "bulk_id, created_at, expires_on, item_id, prev_hash, hash"
+            "bulk_id, created_at, expires_on, item_id, on_behalf_of_email, prev_hash, hash"
         )
         with connection.cursor() as cursor:
             with cursor.copy(f"COPY {DecisionEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
                 lines: list[str] = []
                 for item_id in item_ids:
                     current = digest(prev, item_id)
-                    lines.append(f"{prefix}\t{item_id}\t{prev}\t{current}\n")
+                    lines.append(f"{prefix}\t{item_id}\t{_copy_text(behalf.get(item_id, ''))}\t{prev}\t{current}\n")
                     prev = current
                     if len(lines) >= EVENT_BATCH_SIZE:
                         copy.write("".join(lines))
@@ -345,6 +362,7 @@ def _append_events(*, campaign: Campaign, template: _EventTemplate, item_ids: Se
                     bulk_id=template.bulk_id,
                     created_at=template.created_at,
                     expires_on=template.expires_on,
+                    on_behalf_of_email=behalf.get(item_id, ""),
                     prev_hash=prev,
                     hash=current,
                 )
@@ -371,6 +389,7 @@ def _item_update_values(template: _EventTemplate) -> dict:
         "decided_by_role": template.actor_role,
         "decided_at": template.created_at,
         "exception_expires_on": template.expires_on,
+        "decided_on_behalf_of_email": template.on_behalf_of_email,
     }
 
 
@@ -378,11 +397,18 @@ def _item_update_values(template: _EventTemplate) -> dict:
 class _Updated:
     ids: list[int]  # every updated item, in id order (the order of their history rows in the chain)
     remediation_ids: list[int]  # those whose ticket or remediation state may have to follow the decision
+    behalf: dict[int, str]  # items decided by a delegate: whose review it was
+
+
+# "On behalf of": a member deciding an item that reached them by delegation decides it for its delegator.
+def behalf_for(item: ReviewItem, actor: Reviewer) -> str:
+    return item.delegated_from_email if is_assigned(item, actor) else ""
 
 
 def _update_items(items: QuerySet, template: _EventTemplate) -> _Updated:
     """Applies the decision to every item of the queryset in one statement."""
     values = _item_update_values(template)
+    values.pop("decided_on_behalf_of_email")  # per item: the delegator of an item assigned to the actor
     revoke = template.decision == Decision.REVOKE
     if connection.vendor == "postgresql":
         # One UPDATE ... RETURNING instead of reading the ids first: the statement both locks and changes the
@@ -397,30 +423,43 @@ def _update_items(items: QuerySet, template: _EventTemplate) -> _Updated:
                 subquery, sub_params = items.values("id").query.sql_with_params()
                 where, where_params = f"id IN ({subquery})", sub_params
         except EmptyResultSet:
-            return _Updated(ids=[], remediation_ids=[])
+            return _Updated(ids=[], remediation_ids=[], behalf={})
         sets = ", ".join(f"{ReviewItem._meta.get_field(name).column} = %s" for name in values)
+        if template.assigned_column:
+            behalf_sql = f"CASE WHEN {template.assigned_column} = %s THEN delegated_from_email ELSE '' END"
+            behalf_params = [template.assigned_id]
+        else:
+            behalf_sql, behalf_params = "''", []
         sql = (
-            f"UPDATE {table} SET {sets}, version = version + 1 WHERE {where} "
-            "RETURNING id, remediation_status <> '' OR ticket_status <> ''"
+            f"UPDATE {table} SET {sets}, decided_on_behalf_of_email = {behalf_sql}, version = version + 1 "
+            f"WHERE {where} RETURNING id, remediation_status <> '' OR ticket_status <> '', "
+            "decided_on_behalf_of_email"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*values.values(), *where_params])
+            cursor.execute(sql, [*values.values(), *behalf_params, *where_params])
             rows = cursor.fetchall()
     else:
-        rows = [
-            (pk, bool(remediation or ticket))
-            for pk, remediation, ticket in items.values_list("id", "remediation_status", "ticket_status")
-        ]
-        ids = [pk for pk, _ in rows]
-        for start in range(0, len(ids), EVENT_BATCH_SIZE):
-            chunk = ids[start : start + EVENT_BATCH_SIZE]
-            ReviewItem.objects.filter(pk__in=chunk).update(**values, version=F("version") + 1)
+        rows = []
+        for pk, remediation, ticket, reviewer_id, guest_id, delegated_from in items.values_list(
+            "id", "remediation_status", "ticket_status", "reviewer_id", "guest_id", "delegated_from_email"
+        ):
+            own = {"reviewer_id": reviewer_id, "guest_id": guest_id}.get(template.assigned_column)
+            rows.append((pk, bool(remediation or ticket),
+                         delegated_from if own is not None and own == template.assigned_id else ""))
+        for behalf in {b for _, _, b in rows}:
+            ids = [pk for pk, _, b in rows if b == behalf]
+            for start in range(0, len(ids), EVENT_BATCH_SIZE):
+                chunk = ids[start : start + EVENT_BATCH_SIZE]
+                ReviewItem.objects.filter(pk__in=chunk).update(
+                    **values, decided_on_behalf_of_email=behalf, version=F("version") + 1
+                )
     rows.sort()
     return _Updated(
-        ids=[pk for pk, _ in rows],
+        ids=[pk for pk, _, _ in rows],
         # A revoke may need a ticket for every item; any other decision only concerns items that already have
         # a ticket or a pending removal (to withdraw them).
-        remediation_ids=[pk for pk, relevant in rows if revoke or relevant],
+        remediation_ids=[pk for pk, relevant, _ in rows if revoke or relevant],
+        behalf={pk: b for pk, _, b in rows if b},
     )
 
 
@@ -488,12 +527,14 @@ def review_item_decide(
                 organization=actor.organization, decision=decision, expires_on=expires_on
             ),
         )
+        template = replace(template, on_behalf_of_email=behalf_for(locked, actor))
         previous = locked.decision
         for field, value in _item_update_values(template).items():
             setattr(locked, field, value)
         locked.version += 1
         locked.save(update_fields=[*_item_update_values(template), "version"])
-        _append_events(campaign=campaign, template=template, item_ids=[locked.pk])
+        _append_events(campaign=campaign, template=template, item_ids=[locked.pk],
+                       behalf={locked.pk: template.on_behalf_of_email} if template.on_behalf_of_email else None)
         audit_record(
             action="campaign_decision",
             organization_id=campaign.organization_id,
@@ -507,6 +548,7 @@ def review_item_decide(
                 "reason": reason,
                 "previous_decision": previous,
                 **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
+                **({"on_behalf_of": template.on_behalf_of_email} if template.on_behalf_of_email else {}),
             },
         )
         if decision == Decision.REVOKE or locked.remediation_status or locked.ticket_status:
@@ -656,7 +698,7 @@ def decisions_bulk_apply(
         )
         if not ids:
             return result
-        _append_events(campaign=campaign, template=template, item_ids=ids)
+        _append_events(campaign=campaign, template=template, item_ids=ids, behalf=updated.behalf)
         audit_record(
             action="campaign_bulk_decision",
             organization_id=campaign.organization_id,
@@ -673,6 +715,7 @@ def decisions_bulk_apply(
                 "skipped": result.skipped,
                 "included_recommended_revoke": decision == Decision.APPROVE and include_recommended_revoke
                 and breakdown.recommended_revoke > 0,
+                **({"on_behalf_of": sorted(set(updated.behalf.values()))} if updated.behalf else {}),
                 **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )

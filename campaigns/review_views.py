@@ -34,7 +34,7 @@ from .decisions import (
 )
 from .models import CampaignStatus, Decision, ReviewItem
 from .review_forms import BulkDecisionForm, DecisionForm
-from .selectors import campaign_access
+from .selectors import campaign_access, reviewer_candidates
 
 FINDING_LABELS = dict(Finding.choices)
 KIND_LABELS = dict(IdentityKind.choices)
@@ -86,6 +86,16 @@ def _can_decide_item(request, campaign, item: ReviewItem) -> bool:
     if not has_perm(membership.role, Perm.DECIDE_ASSIGNED) or is_own_access(item, membership):
         return False
     return membership_can_decide_any(membership) or item.reviewer_id == membership.pk
+
+
+def _can_reassign_item(request, campaign, item: ReviewItem) -> bool:
+    """The row's Reassign action: a reviewer's own open items, any open item for those who manage campaigns."""
+    membership = request.membership
+    if campaign.status != CampaignStatus.ACTIVE or item.signed_off_at is not None:
+        return False
+    if has_perm(membership.role, Perm.MANAGE_CAMPAIGNS):
+        return True
+    return has_perm(membership.role, Perm.DECIDE_ASSIGNED) and item.reviewer_id == membership.pk
 
 
 # Columns the items table never shows: not loaded for its pages.
@@ -161,6 +171,7 @@ def _decorate(request, campaign, items) -> None:
         item.kind_label = KIND_LABELS.get(item.identity_kind, item.identity_kind)
         item.own_access = is_own_access(item, request.membership)
         item.can_decide = _can_decide_item(request, campaign, item)
+        item.can_reassign = _can_reassign_item(request, campaign, item)
 
 
 def _campaign_url(request, campaign) -> str:
@@ -266,6 +277,8 @@ def item_list(request, campaign_id):
         "recommendations": Decision.choices,
         "decisions": Decision.choices,
         "sees_all": sel.sees_all_items(request.membership),
+        "reassign_candidates": reviewer_candidates(organization=request.organization, exclude=request.membership)
+        if review_context["can_decide"] else [],
         "this_url": request.get_full_path(),
         "bar_url": reverse("review_progress", args=[request.organization.slug, campaign.pk])
         + "?"

@@ -75,6 +75,7 @@ ITEM_COLUMNS = (
     "campaign",
     "snapshot_at",
     "exception_expires_on",
+    "on_behalf_of",
 )
 
 
@@ -210,6 +211,8 @@ def item_row_sql(campaign: Campaign, vendor: str) -> list[tuple[str, list[Any]]]
             else col("exception_expires_on"),
             [],
         ),
+        # The delegator a delegate decided for (empty otherwise).
+        "on_behalf_of": decided(text("decided_on_behalf_of_email")),
     }
     assert tuple(expressions) == ITEM_COLUMNS
     return list(expressions.values())

@@ -80,6 +80,7 @@ class World:
             ("outbox", "event_id"): "outbox_event",
             ("guests", "guest_id"): "guest",
             ("delegates", "delegation_id"): "delegation",
+            ("my-delegation", "delegation_id"): "delegation",
         }
         if name == "action":
             return "resend"

@@ -37,6 +37,7 @@ NOT_ORGANIZATION_SCOPED = {
     "guest/<str:token>/items/<int:item_id>/decide/": "the guest portal: the link's own items only",
     "guest/<str:token>/bulk/": "the guest portal: the link's own items only",
     "guest/<str:token>/sign-off/": "the guest portal: the link's own items only",
+    "guest/<str:token>/delegate/": "the guest portal: hands the link's own open items to a delegate",
     "api/v1/schema/": "the OpenAPI document",
     "api/v1/docs/": "the API documentation page",
     "api/v1/evidence/public-key": "the public key that verifies evidence packages is public",
