@@ -80,6 +80,14 @@ def delegations_of(*, member: Membership, today: dt.date | None = None) -> tuple
     return mine, to_me
 
 
+def _delegate_target(*, organization, email: str) -> Membership:
+    """``reassign_target``, its refusal naming the ``delegate`` field."""
+    try:
+        return reassign_target(organization=organization, email=email)
+    except ReassignError as exc:
+        raise ReassignError("delegate: " + exc.message.removeprefix("to: "), field="delegate") from exc
+
+
 @transaction.atomic
 def delegation_create(*, member: Membership, delegate: str, starts_on: dt.date, ends_on: dt.date | None,
                       move_open_items: bool, request=None) -> Delegation:
@@ -87,7 +95,7 @@ def delegation_create(*, member: Membership, delegate: str, starts_on: dt.date, 
     move to the end of the chain now (items about the delegate themselves stay)."""
     if ends_on is not None and ends_on < starts_on:
         raise ReassignError("ends_on: the delegation ends before it starts.", field="ends_on")
-    target = reassign_target(organization=member.organization, email=delegate)
+    target = _delegate_target(organization=member.organization, email=delegate)
     if target.pk == member.pk:
         raise ReassignError("delegate: you cannot delegate to yourself.", field="delegate")
     overlapping = Delegation.objects.filter(member=member).exclude(ends_on__lt=starts_on)
@@ -99,7 +107,7 @@ def delegation_create(*, member: Membership, delegate: str, starts_on: dt.date, 
     row = Delegation(organization_id=member.organization_id, member=member, delegate=target, starts_on=starts_on,
                      ends_on=ends_on, move_open_items=move_open_items)
     final = delegate_final(member=member, day=starts_on, extra=row)
-    reassign_target(organization=member.organization, email=final.user.email)  # the last person may review
+    _delegate_target(organization=member.organization, email=final.user.email)  # the last person may review
     row.save()
     moved = 0
     if move_open_items and row.covers(timezone.localdate()):

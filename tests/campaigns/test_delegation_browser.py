@@ -80,6 +80,7 @@ def test_reviewer_reassigns_rows_through_the_dialog(browser_page, live_server, m
     expect(reassign).to_be_visible()  # in view at 1366 px without scrolling sideways
     box = reassign.bounding_box()
     assert box and box["x"] + box["width"] <= 1366
+    screenshots(page, "review-screen-reassign")
 
     reassign.click()
     dialog = page.get_by_role("dialog", name="Reassign")
@@ -116,8 +117,9 @@ def test_reviewer_reassigns_rows_through_the_dialog(browser_page, live_server, m
     page.keyboard.press("Tab")
     page.keyboard.type("Sam covers GitHub")
     page.keyboard.press("Tab")
+    expect(dialog.get_by_role("button", name="Reassign", exact=True)).to_be_focused()
     page.keyboard.press("Enter")
-    expect(page.get_by_role("status").first).to_contain_text("1 item reassigned to sam@acme.test.")
+    expect(rows).to_have_count(2)
     assert fresh(second).reviewer_id == sam.pk
 
     # The checked rows, from the bulk bar.
@@ -129,6 +131,7 @@ def test_reviewer_reassigns_rows_through_the_dialog(browser_page, live_server, m
     dialog.get_by_label("Reason (required, kept in the item's history)").fill("Handing over GitHub")
     dialog.get_by_role("button", name="Reassign", exact=True).click()
     expect(page.get_by_role("status").first).to_contain_text("2 items reassigned to sam@acme.test.")
+    expect(rows).to_have_count(0)
     assert {fresh(third).reviewer_id, fresh(fourth).reviewer_id} == {sam.pk}
     assert_accessible(page)
 

@@ -56,8 +56,8 @@ def test_member_creates_lists_and_ends_a_delegation(inventory, launched, client_
 
 @pytest.mark.parametrize("form, words", [
     ({"delegate": "owner@acme.test"}, "you cannot delegate to yourself"),
-    ({"delegate": "viewer@acme.test"}, "may not review"),
-    ({"delegate": "nobody@acme.test"}, "is not a member of this organization"),
+    ({"delegate": "viewer@acme.test"}, "delegate: viewer@acme.test has the role Viewer, which may not review"),
+    ({"delegate": "nobody@acme.test"}, "delegate: nobody@acme.test is not a member of this organization"),
     ({"delegate": "mia@acme.test", "ends_on": today(-1)}, "ends before it starts"),
     ({"delegate": "not-an-email"}, "enter a valid e-mail address"),
     ({"delegate": "mia@acme.test", "starts_on": "yesterday"}, "enter the date as YYYY-MM-DD"),
@@ -69,6 +69,15 @@ def test_bad_delegations_are_refused_naming_the_problem(inventory, client_for, m
     assert words in response.content.decode()
     with scopes_disabled():
         assert not Delegation.objects.exists()
+
+
+def test_the_api_names_the_delegate_field_when_the_delegate_may_not_review(inventory, api_for, member):
+    member(Role.VIEWER, email="viewer@acme.test")
+    response = api_for(inventory.owner_member).post("/api/v1/orgs/acme/me/delegates/",
+                                                    {"delegate": "viewer@acme.test", "starts_on": today()},
+                                                    format="json")
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["delegate"]
 
 
 def test_a_loop_is_refused_on_the_page(inventory, client_for):
