@@ -151,3 +151,34 @@ def test_review_screen_with_reassign_fits_a_phone(browser_page, live_server, mem
     expect(page.get_by_role("dialog", name="Reassign")).to_be_visible()
     assert_fits_viewport(page)
     assert_accessible(page)
+
+
+def test_guest_delegates_from_the_portal(browser_page, live_server, member, org):
+    from campaigns.guests import guest_link_issue
+    from campaigns.models import GuestReviewer
+
+    page = browser_page
+    sam = member(Role.REVIEWER, email="sam@acme.test")
+    campaign = active_campaign(org, title="Q2 access review")
+    with scopes_disabled():
+        guest = GuestReviewer.objects.create(organization=org, campaign=campaign, email="gail@partner.test")
+    items = add_items(campaign, None, 2)
+    with scopes_disabled():
+        for item in items:
+            type(item).objects.filter(pk=item.pk).update(guest=guest, reviewer_email=guest.email)
+        link = guest_link_issue(guest=guest)
+    page.goto(live_server.url + "/" + link.split("/", 3)[3])
+    expect(page.get_by_role("heading", name="Ask someone else to review")).to_be_visible()
+    page.get_by_label("E-mail of your delegate").fill("gail@partner.test")
+    page.get_by_role("button", name="Delegate my open items").click()
+    expect(page.get_by_role("alert")).to_contain_text("you cannot delegate to yourself")
+    assert_accessible(page)
+    screenshots(page, "guest-delegate-refused")
+    page.get_by_label("E-mail of your delegate").fill("sam@acme.test")
+    page.get_by_label("Reason (optional)").fill("On leave")
+    page.get_by_role("button", name="Delegate my open items").click()
+    expect(page.get_by_role("status")).to_contain_text("Your open items now go to sam@acme.test")
+    assert {fresh(i).reviewer_id for i in items} == {sam.pk}
+    assert {fresh(i).delegated_from_email for i in items} == {"gail@partner.test"}
+    assert_accessible(page)
+    screenshots(page, "guest-delegated")
