@@ -127,3 +127,49 @@ def test_each_delegation_move_is_its_own_notice(org, pair, member, mailbox):
         "Delegated to you: 1 access item in Q1 access review",
         "Delegated to you: 2 access items in Q1 vendor review",
     ]
+
+
+@pytest.fixture
+def worker_mail(mailbox, monkeypatch, settings):
+    """The real SMTP server, for worker processes too (set before they start)."""
+    monkeypatch.setenv("EMAIL_URL", f"smtp://{settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
+    monkeypatch.setenv("SITE_URL", "http://thalian.test")
+    return mailbox
+
+
+@pytest.mark.celery_worker
+def test_a_guest_delegating_with_the_broker_down_gets_the_new_guest_told_by_a_real_worker(
+        org, member, worker_mail, broker_down, celery_worker_factory):
+    """The hand-off waits in the outbox; a real worker on Redis dispatches it and e-mails the new guest their own
+    link, built when the message is sent."""
+    import re
+    import time
+
+    from campaigns.delegation import guest_delegate
+    from campaigns.models import GuestReviewer
+
+    from ..conftest import wait_until
+
+    mailbox = worker_mail
+    with scopes_disabled():
+        campaign = CampaignFactory(organization=org, title="Q1 access review", status=CampaignStatus.ACTIVE,
+                                   due_date=timezone.localdate() + dt.timedelta(days=10))
+        gail = GuestReviewer.objects.create(organization=org, campaign=campaign, email="gail@partner.test")
+        for _ in range(2):
+            ReviewItemFactory(organization=org, campaign=campaign, reviewer=None, guest=gail,
+                              reviewer_email=gail.email)
+    with broker_down(), scope(org):
+        guest_delegate(guest=gail, to="pat@partner.test", reason="Pat runs the vendor side")
+    assert OutboxEvent.unscoped.get(name="campaigns.items_delegated").state == OutboxState.PENDING
+    celery_worker_factory()
+    outbox_sweep.delay().get(timeout=60)
+    wait_until(lambda: mailbox.to("pat@partner.test") or None, timeout=60)
+    outbox_sweep.delay().get(timeout=60)
+    time.sleep(1.5)
+    (mail,) = mailbox.to("pat@partner.test")
+    assert mail["subject"] == "Delegated to you: 2 access items in Q1 access review"
+    assert re.search(r"http://thalian\.test/guest/[^\s]+/", mail["text/plain"])
+    with scopes_disabled():
+        pat = GuestReviewer.objects.get(campaign=campaign, email="pat@partner.test")
+        assert pat.link_sent_at is not None and pat.token_hash
+        assert Notification.objects.get(recipient="pat@partner.test").action_url == "(personal review link)"
