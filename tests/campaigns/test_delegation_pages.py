@@ -98,8 +98,15 @@ def test_ending_someone_elses_delegation_is_404(inventory, client_for):
 
 
 def test_delegation_page_outsider_404_and_roles_without_review_403(inventory, client_for, outsider, member):
+    client_for(inventory.owner_member).post(PAGE, {"delegate": "mia@acme.test", "starts_on": today()})
+    with scopes_disabled():
+        row = Delegation.objects.get()
     assert client_for(outsider).get(PAGE).status_code == 404
     assert client_for(outsider).post(PAGE, {"delegate": "mia@acme.test", "starts_on": today()}).status_code == 404
+    assert client_for(outsider).post(f"{PAGE}{row.pk}/end/").status_code == 404
+    assert client_for(outsider).post(f"/o/globex/settings/my-delegation/{row.pk}/end/").status_code == 404
+    with scopes_disabled():
+        assert Delegation.objects.filter(pk=row.pk).exists()
     for role in (Role.VIEWER, Role.AUDITOR):
         who = client_for(member(role, email=f"{role}@acme.test"))
         assert who.get(PAGE).status_code == 403
