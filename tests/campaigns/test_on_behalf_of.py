@@ -161,3 +161,19 @@ def test_history_events_store_on_behalf_of(delegated, api_for):
     with scopes_disabled():
         event = DecisionEvent.objects.get(item=item)
     assert (event.actor_email, event.on_behalf_of_email) == ("dev@acme.test", "mara@acme.test")
+
+
+def test_sql_writers_that_do_not_name_the_new_columns_still_insert(delegated):
+    """The benchmark's raw INSERT ... SELECT and set-based snapshot statements name only the columns they set."""
+    from django.db import connection
+
+    campaign, item = delegated["campaign"], delegated["items"][0]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {DecisionEvent._meta.db_table} (organization_id, campaign_id, item_id, decision, reason, "
+            "comment, actor_email, actor_role, kind, created_at, prev_hash, hash) "
+            "VALUES (%s, %s, %s, 'approve', '', '', 'dev@acme.test', 'reviewer', 'bulk', now(), '', '')",
+            [campaign.organization_id, campaign.pk, item.pk],
+        )
+    with scopes_disabled():
+        assert DecisionEvent.objects.get(item=item).on_behalf_of_email == ""
