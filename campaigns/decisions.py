@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.core.exceptions import EmptyResultSet, PermissionDenied, ValidationError
 from django.db import connection, transaction
@@ -50,6 +50,7 @@ DECISION_HASH_FIELDS = (
     "created_at",
     "expires_on",  # exceptions only; hashed only when set (campaigns.hashchain.OPTIONAL_HASH_FIELDS)
     "stage",  # multi-stage campaigns only; hashed only when set
+    "on_behalf_of_email",  # a delegate's decisions only; hashed only when set
 )
 
 KIND_SINGLE = "single"
@@ -228,6 +229,9 @@ class _EventTemplate:
     bulk_id: uuid.UUID | None = None
     expires_on: dt.date | None = None
     stage: int | None = None  # multi-stage campaigns: the stage the decision is taken in
+    on_behalf_of_email: str = ""  # one item's (``behalf_sql`` gives each item of a bulk write its own)
+    assigned_column: str = ""  # "reviewer_id" or "guest_id": the actor's own items, for ``behalf_sql``
+    assigned_id: int | None = None
 
     @classmethod
     def by_member(
@@ -258,9 +262,11 @@ class _EventTemplate:
             bulk_id=bulk_id,
             expires_on=expires_on,
             stage=stage,
+            assigned_column="guest_id" if isinstance(actor, GuestReviewer) else "reviewer_id",
+            assigned_id=actor.pk,
         )
 
-    def fields(self, item_id: int) -> dict:
+    def fields(self, item_id: int, on_behalf_of_email: str | None = None) -> dict:
         return {
             "item_id": item_id,
             "decision": self.decision,
@@ -272,6 +278,7 @@ class _EventTemplate:
             "created_at": self.created_at,
             "expires_on": self.expires_on,
             "stage": self.stage,
+            "on_behalf_of_email": self.on_behalf_of_email if on_behalf_of_email is None else on_behalf_of_email,
         }
 
     def hasher(self):
@@ -317,60 +324,63 @@ def _copy_text(value) -> str:
 
 
 def _append_events(
-    *, campaign: Campaign, template: _EventTemplate, item_ids: Sequence[int], stage_of: dict[int, int] | None = None
+    *, campaign: Campaign, template: _EventTemplate, item_ids: Sequence[int], stage_of: dict[int, int] | None = None,
+    behalf: dict[int, str] | None = None,
 ) -> str:
     """Appends one event per item (in the given order) to the campaign's chain, moves chain_head, returns it.
-    ``stage_of`` (multi-stage campaigns) gives each item's stage when one write spans stages.
+    ``stage_of`` (multi-stage campaigns) gives each item's stage when one write spans stages; ``behalf`` names,
+    for the items a delegate decided, whose review it was (their events hash it too).
 
     The caller holds the campaign row lock. On PostgreSQL the rows go in with COPY; elsewhere bulk_create.
     """
-    templates: dict[int | None, _EventTemplate] = {template.stage: template}
-    digests: dict[int | None, object] = {}
+    behalf = behalf or {}
+    # Events of one write differ per item only in item id and hashes, and in a few variants (the stage, the
+    # member a delegate decided for): one template, hasher and COPY prefix per variant.
+    templates: dict[tuple, _EventTemplate] = {}
+    digests: dict[tuple, object] = {}
+    prefixes: dict[tuple, str] = {}
 
-    def template_of(item_id: int) -> _EventTemplate:
+    def variant(item_id: int) -> tuple:
         stage = stage_of.get(item_id, template.stage) if stage_of else template.stage
-        if stage not in templates:
-            templates[stage] = dataclasses.replace(template, stage=stage)
-        return templates[stage]
+        return stage, behalf.get(item_id, template.on_behalf_of_email)
 
-    def digest_by_stage(prev_hash: str, item_id: int) -> str:
-        t = template_of(item_id)
-        if t.stage not in digests:
-            digests[t.stage] = t.hasher()
-        return digests[t.stage](prev_hash, item_id)
+    def template_of(key: tuple) -> _EventTemplate:
+        if key not in templates:
+            templates[key] = dataclasses.replace(template, stage=key[0], on_behalf_of_email=key[1])
+        return templates[key]
 
-    # One write in one stage (every single-stage campaign): the hot loop stays one hash and one f-string per row.
-    digest = digest_by_stage if stage_of else template.hasher()
+    def digest(prev_hash: str, key: tuple, item_id: int) -> str:
+        if key not in digests:
+            digests[key] = template_of(key).hasher()
+        return digests[key](prev_hash, item_id)
 
     prev = campaign.chain_head or GENESIS_HASH
     if connection.vendor == "postgresql":
         # COPY in text format. Everything but the item id and the two hashes is the same for every row of one
-        # write (and stage), so that part of the line is escaped once; each row then costs one hash and one
-        # f-string.
-        prefixes: dict[int | None, str] = {}
-
-        def prefix_of(item_id: int) -> str:
-            t = template_of(item_id)
-            if t.stage not in prefixes:
+        # variant, so that part of the line is escaped once; each row then costs one hash and one f-string.
+        def prefix_of(key: tuple) -> str:
+            if key not in prefixes:
+                t = template_of(key)
                 shared = [
                     t.organization_id, t.campaign_id, t.decision, t.reason, t.comment, t.actor_id, t.actor_email,
                     t.actor_role, t.kind, t.bulk_id, t.created_at.isoformat(), t.expires_on, t.stage,
+                    t.on_behalf_of_email,
                 ]
-                prefixes[t.stage] = "\t".join(_copy_text(value) for value in shared)
-            return prefixes[t.stage]
-
-        prefix = None if stage_of else prefix_of(0)
+                prefixes[key] = "\t".join(_copy_text(value) for value in shared)
+            return prefixes[key]
 
         columns = (
             "organization_id, campaign_id, decision, reason, comment, actor_id, actor_email, actor_role, kind, "
-            "bulk_id, created_at, expires_on, stage, item_id, prev_hash, hash"
+            "bulk_id, created_at, expires_on, stage, on_behalf_of_email, item_id, prev_hash, hash"
         )
+        single = None if (stage_of or behalf) else variant(0)  # the common case: one variant for the whole write
         with connection.cursor() as cursor:
             with cursor.copy(f"COPY {DecisionEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
                 lines: list[str] = []
                 for item_id in item_ids:
-                    current = digest(prev, item_id)
-                    lines.append(f"{prefix or prefix_of(item_id)}\t{item_id}\t{prev}\t{current}\n")
+                    key = single or variant(item_id)
+                    current = digest(prev, key, item_id)
+                    lines.append(f"{prefix_of(key)}\t{item_id}\t{prev}\t{current}\n")
                     prev = current
                     if len(lines) >= EVENT_BATCH_SIZE:
                         copy.write("".join(lines))
@@ -380,10 +390,12 @@ def _append_events(
     else:
         batch: list[DecisionEvent] = []
         for item_id in item_ids:
-            current = digest(prev, item_id)
+            key = variant(item_id)
+            current = digest(prev, key, item_id)
             batch.append(
                 DecisionEvent(
-                    stage=template_of(item_id).stage,
+                    stage=key[0],
+                    on_behalf_of_email=key[1],
                     organization_id=template.organization_id,
                     campaign_id=template.campaign_id,
                     item_id=item_id,
@@ -423,6 +435,7 @@ def _item_update_values(template: _EventTemplate) -> dict:
         "decided_by_role": template.actor_role,
         "decided_at": template.created_at,
         "exception_expires_on": template.expires_on,
+        "decided_on_behalf_of_email": template.on_behalf_of_email,
     }
 
 
@@ -431,11 +444,18 @@ class _Updated:
     ids: list[int]  # every updated item, in id order (the order of their history rows in the chain)
     remediation_ids: list[int]  # those whose ticket or remediation state may have to follow the decision
     stage_of: dict[int, int] = dataclasses.field(default_factory=dict)  # each item's stage
+    behalf: dict[int, str] = dataclasses.field(default_factory=dict)  # items decided by a delegate: whose review
+
+
+# "On behalf of": a member deciding an item that reached them by delegation decides it for its delegator.
+def behalf_for(item: ReviewItem, actor: Reviewer) -> str:
+    return item.delegated_from_email if is_assigned(item, actor) else ""
 
 
 def _update_items(items: QuerySet, template: _EventTemplate) -> _Updated:
     """Applies the decision to every item of the queryset in one statement."""
     values = _item_update_values(template)
+    values.pop("decided_on_behalf_of_email")  # per item: the delegator of an item assigned to the actor
     revoke = template.decision == Decision.REVOKE
     if connection.vendor == "postgresql":
         # One UPDATE ... RETURNING instead of reading the ids first: the statement both locks and changes the
@@ -450,32 +470,44 @@ def _update_items(items: QuerySet, template: _EventTemplate) -> _Updated:
                 subquery, sub_params = items.values("id").query.sql_with_params()
                 where, where_params = f"id IN ({subquery})", sub_params
         except EmptyResultSet:
-            return _Updated(ids=[], remediation_ids=[])
+            return _Updated(ids=[], remediation_ids=[], behalf={})
         sets = ", ".join(f"{ReviewItem._meta.get_field(name).column} = %s" for name in values)
+        if template.assigned_column:
+            behalf_sql = f"CASE WHEN {template.assigned_column} = %s THEN delegated_from_email ELSE '' END"
+            behalf_params = [template.assigned_id]
+        else:
+            behalf_sql, behalf_params = "''", []
         sql = (
-            f"UPDATE {table} SET {sets}, version = version + 1 WHERE {where} "
-            "RETURNING id, remediation_status <> '' OR ticket_status <> '', stage"
+            f"UPDATE {table} SET {sets}, decided_on_behalf_of_email = {behalf_sql}, version = version + 1 "
+            f"WHERE {where} RETURNING id, remediation_status <> '' OR ticket_status <> '', stage, "
+            "decided_on_behalf_of_email"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*values.values(), *where_params])
+            cursor.execute(sql, [*values.values(), *behalf_params, *where_params])
             rows = cursor.fetchall()
     else:
-        rows = [
-            (pk, bool(remediation or ticket), stage)
-            for pk, remediation, ticket, stage in items.values_list("id", "remediation_status", "ticket_status",
-                                                                    "stage")
-        ]
-        ids = [pk for pk, _, _ in rows]
-        for start in range(0, len(ids), EVENT_BATCH_SIZE):
-            chunk = ids[start : start + EVENT_BATCH_SIZE]
-            ReviewItem.objects.filter(pk__in=chunk).update(**values, version=F("version") + 1)
+        rows = []
+        for pk, remediation, ticket, stage, reviewer_id, guest_id, delegated_from in items.values_list(
+            "id", "remediation_status", "ticket_status", "stage", "reviewer_id", "guest_id", "delegated_from_email"
+        ):
+            own = {"reviewer_id": reviewer_id, "guest_id": guest_id}.get(template.assigned_column)
+            rows.append((pk, bool(remediation or ticket), stage,
+                         delegated_from if own is not None and own == template.assigned_id else ""))
+        for behalf in {b for _, _, _, b in rows}:
+            ids = [pk for pk, _, _, b in rows if b == behalf]
+            for start in range(0, len(ids), EVENT_BATCH_SIZE):
+                chunk = ids[start : start + EVENT_BATCH_SIZE]
+                ReviewItem.objects.filter(pk__in=chunk).update(
+                    **values, decided_on_behalf_of_email=behalf, version=F("version") + 1
+                )
     rows.sort()
     return _Updated(
-        ids=[pk for pk, _, _ in rows],
+        ids=[pk for pk, *_ in rows],
         # A revoke may need a ticket for every item; any other decision only concerns items that already have
         # a ticket or a pending removal (to withdraw them).
-        remediation_ids=[pk for pk, relevant, _ in rows if revoke or relevant],
-        stage_of={pk: stage for pk, _, stage in rows},
+        remediation_ids=[pk for pk, relevant, *_ in rows if revoke or relevant],
+        stage_of={pk: stage for pk, _, stage, _ in rows},
+        behalf={pk: b for pk, _, _, b in rows if b},
     )
 
 
@@ -560,12 +592,14 @@ def review_item_decide(
             ),
             stage=locked.stage if campaign.is_multi_stage else None,
         )
+        template = replace(template, on_behalf_of_email=behalf_for(locked, actor))
         previous = locked.decision
         for field, value in _item_update_values(template).items():
             setattr(locked, field, value)
         locked.version += 1
         locked.save(update_fields=[*_item_update_values(template), "version"])
-        _append_events(campaign=campaign, template=template, item_ids=[locked.pk])
+        _append_events(campaign=campaign, template=template, item_ids=[locked.pk],
+                       behalf={locked.pk: template.on_behalf_of_email} if template.on_behalf_of_email else None)
         audit_record(
             action="campaign_decision",
             organization_id=campaign.organization_id,
@@ -579,6 +613,7 @@ def review_item_decide(
                 "reason": reason,
                 "previous_decision": previous,
                 **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
+                **({"on_behalf_of": template.on_behalf_of_email} if template.on_behalf_of_email else {}),
             },
         )
         if decision == Decision.REVOKE or locked.remediation_status or locked.ticket_status:
@@ -742,7 +777,7 @@ def decisions_bulk_apply(
         if not ids:
             return result
         _append_events(campaign=campaign, template=template, item_ids=ids,
-                       stage_of=updated.stage_of if campaign.is_multi_stage else None)
+                       stage_of=updated.stage_of if campaign.is_multi_stage else None, behalf=updated.behalf)
         audit_record(
             action="campaign_bulk_decision",
             organization_id=campaign.organization_id,
@@ -759,6 +794,7 @@ def decisions_bulk_apply(
                 "skipped": result.skipped,
                 "included_recommended_revoke": decision == Decision.APPROVE and include_recommended_revoke
                 and breakdown.recommended_revoke > 0,
+                **({"on_behalf_of": sorted(set(updated.behalf.values()))} if updated.behalf else {}),
                 **({"expires_on": template.expires_on.isoformat()} if template.expires_on else {}),
             },
         )

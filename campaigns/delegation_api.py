@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
-from .delegation import delegate_final, delegation_create, delegation_delete
+from .delegation import delegate_final, delegation_create, delegation_delete, delegations_of
 from .models import Delegation
 from .reassignment import ReassignError
 
@@ -40,9 +40,8 @@ class MyDelegatesAPI(OrgAPIView):
 
     @extend_schema(operation_id="me_delegates_list", responses=DelegationSerializer(many=True))
     def get(self, request, org_slug):
-        rows = Delegation.objects.filter(member=request.membership).select_related("delegate__user").order_by(
-            "starts_on", "id")
-        return Response([_row(d, self._final(request, d)) for d in rows])
+        mine, _ = delegations_of(member=request.membership)
+        return Response([_row(r.delegation, r.final_delegate) for r in mine])
 
     @staticmethod
     def _final(request, d: Delegation) -> str:

@@ -9,4 +9,5 @@ urlpatterns = [
     path("<str:token>/items/<int:item_id>/decide/", guest_views.guest_decide, name="guest_decide"),
     path("<str:token>/bulk/", guest_views.guest_bulk_decide, name="guest_bulk_decide"),
     path("<str:token>/sign-off/", guest_views.guest_sign_off, name="guest_sign_off"),
+    path("<str:token>/delegate/", guest_views.guest_delegate, name="guest_delegate"),
 ]

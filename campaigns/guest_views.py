@@ -13,8 +13,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from thalian.tenancy import scope
 
 from .decisions import decisions_bulk_apply, review_item_decide, review_sign_off, reviewer_progress
+from .delegation import guest_delegate as guest_delegate_items
 from .guests import GuestLinkError, guest_resolve
 from .models import Decision, ReviewItem
+from .reassignment import ReassignError
 from .review_selectors import stages_hiding_earlier_decisions
 
 
@@ -64,6 +66,7 @@ def _portal(request, guest, token, *, errors=None, notice="", status=200):
             "flt_decision": decision,
             "errors": errors or [],
             "notice": notice,
+            "delegate_to": request.POST.get("to", "") if request.method == "POST" else "",
         },
         status=status,
     )
@@ -73,7 +76,8 @@ def _portal(request, guest, token, *, errors=None, notice="", status=200):
 @_with_guest
 def guest_review(request, guest, token):
     done = request.GET.get("done", "")
-    notice = {"decided": "Decision saved.", "signed-off": "Signed off: your decisions are recorded. Thank you."}.get(
+    notice = {"decided": "Decision saved.", "signed-off": "Signed off: your decisions are recorded. Thank you.",
+              "delegated": f"Your open items now go to {guest.delegate_email}, who reviews them on your behalf."}.get(
         done, f"Decision applied to {done[5:]} items." if done.startswith("bulk-") and done[5:].isdigit() else "")
     return _portal(request, guest, token, notice=notice)
 
@@ -126,3 +130,15 @@ def guest_sign_off(request, guest, token):
     except ValidationError as exc:
         return _portal(request, guest, token, errors=_errors(exc), status=400)
     return _back(token, "signed-off")
+
+
+@require_POST
+@_with_guest
+def guest_delegate(request, guest, token):
+    """The guest names someone (a member, or another person by e-mail) to review their open items instead."""
+    try:
+        guest_delegate_items(guest=guest, to=request.POST.get("to", ""), reason=request.POST.get("reason", ""),
+                             request=request)
+    except ReassignError as exc:
+        return _portal(request, guest, token, errors=[exc.message], status=400)
+    return _back(token, "delegated")

@@ -20,6 +20,7 @@ from django.db.models import OuterRef, Subquery
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from thalian.audit import audit_record
 from thalian.models import Membership
@@ -85,15 +86,38 @@ def guests_create_for_snapshot(*, campaign: Campaign) -> int:
     return GuestReviewer.objects.filter(campaign=campaign).count()
 
 
+def _secret(guest: GuestReviewer) -> str:
+    return salted_hmac(SIGNING_SALT, f"{guest.pk}:{guest.link_nonce}", algorithm="sha256").hexdigest()
+
+
+def _link(secret: str) -> str:
+    token = signing.Signer(salt=SIGNING_SALT).sign(secret)
+    return settings.SITE_URL + reverse("guest_review", kwargs={"token": token})
+
+
 def guest_link_issue(*, guest: GuestReviewer) -> str:
     """A new link for the guest (the previous one stops working). Returns the absolute URL."""
-    secret = secrets.token_urlsafe(32)
+    guest.link_nonce = secrets.token_urlsafe(32)
+    secret = _secret(guest)
     guest.token_hash = _hash(secret)
     guest.expires_at = guest_link_expiry(guest.campaign)
     guest.link_sent_at = timezone.now()
-    guest.save(update_fields=["token_hash", "expires_at", "link_sent_at"])
-    token = signing.Signer(salt=SIGNING_SALT).sign(secret)
-    return settings.SITE_URL + reverse("guest_review", kwargs={"token": token})
+    guest.save(update_fields=["link_nonce", "token_hash", "expires_at", "link_sent_at"])
+    return _link(secret)
+
+
+def guest_link_current(*, guest: GuestReviewer) -> str:
+    """The guest's link as it works now, for a reminder: the same link again while it is valid, else (never
+    sent, or issued before links could be derived again) a new one. Never for a revoked guest."""
+    if guest.is_revoked:
+        raise GuestAdminError(f"The link of {guest.email} was revoked; reminders do not restore it.")
+    if guest.link_nonce and guest.token_hash == _hash(_secret(guest)):
+        expires_at = guest_link_expiry(guest.campaign)
+        if guest.expires_at != expires_at:  # the due date moved: the same link follows it
+            guest.expires_at = expires_at
+            guest.save(update_fields=["expires_at"])
+        return _link(_secret(guest))
+    return guest_link_issue(guest=guest)
 
 
 def guest_link_send(*, guest: GuestReviewer, actor=None, request=None) -> None:
@@ -161,7 +185,8 @@ def guest_revoke(*, guest: GuestReviewer, actor: Membership, request=None) -> Gu
     guest.revoked_at = timezone.now()
     guest.revoked_by = actor.user
     guest.token_hash = ""
-    guest.save(update_fields=["revoked_at", "revoked_by", "token_hash"])
+    guest.link_nonce = ""
+    guest.save(update_fields=["revoked_at", "revoked_by", "token_hash", "link_nonce"])
     audit_record(action="guest_link_revoked", organization_id=guest.organization_id, actor=actor.user,
                  request=request, target=guest.campaign, details={"guest": guest.email})
     return guest

@@ -72,8 +72,9 @@ def canonical_json(value: Any) -> bytes:
 GENESIS_HASH = "0" * 64
 
 # Fields covered by the hash only when they have a value (an exception's expiry date, the stage of a
-# multi-stage campaign), so events written before such a field existed keep the hashes they were chained with.
-OPTIONAL_HASH_FIELDS = frozenset({"expires_on", "stage"})
+# multi-stage campaign, the member a delegate decided for), so events written before such a field existed keep
+# the hashes they were chained with.
+OPTIONAL_HASH_FIELDS = frozenset({"expires_on", "stage", "on_behalf_of_email"})
 
 
 def decision_hash_payload(fields: dict[str, Any]) -> dict[str, str]:

@@ -271,6 +271,9 @@ class ReviewItem(FindingsMixin, TenantModel):
     stage_due_at = models.DateTimeField(null=True, blank=True)
     stage_decisions = models.JSONField(default=list, blank=True)
     stage_path = models.TextField(blank=True)
+    # Whose review the current reviewer does by standing delegation (the first delegator of a chain of
+    # delegation moves); cleared by any other kind of move.
+    delegated_from_email = models.CharField(max_length=254, blank=True, default="", db_default="")
     # Current decision (the history is in DecisionEvent).
     decision = models.CharField(max_length=20, choices=Decision.choices, blank=True, default="")
     decision_reason = models.TextField(blank=True)
@@ -280,6 +283,7 @@ class ReviewItem(FindingsMixin, TenantModel):
     )
     decided_by_email = models.CharField(max_length=254, blank=True)  # "system" for default outcomes
     decided_by_role = models.CharField(max_length=20, blank=True)
+    decided_on_behalf_of_email = models.CharField(max_length=254, blank=True, default="", db_default="")  # the delegator, for a delegate
     decided_at = models.DateTimeField(null=True, blank=True)
     signed_off_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=0)
@@ -356,12 +360,17 @@ class GuestReviewer(TenantModel):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="guests")
     email = models.CharField(max_length=254)  # lower-cased
     token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    # The link's secret is derived from this nonce and the server key, so a reminder can carry the same link
+    # again; a new nonce (a new link) makes the previous one stop working. Empty for links issued before.
+    link_nonce = models.CharField(max_length=64, blank=True, default="", db_default="")
     expires_at = models.DateTimeField(null=True, blank=True)
     link_sent_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    # Whom the guest handed their open items to through their link (a member's or another guest's e-mail).
+    delegate_email = models.CharField(max_length=254, blank=True, default="", db_default="")
 
     # What a decision service reads from its actor: a guest has no user account and its own role.
     role = GUEST_REVIEWER_ROLE
@@ -433,6 +442,8 @@ class DecisionEvent(TenantModel):
     actor = models.ForeignKey("thalian.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     actor_email = models.CharField(max_length=254)  # "system" for default outcomes
     actor_role = models.CharField(max_length=20, blank=True)
+    # A delegate's decision: the member (or guest) whose review it was. Hashed only when set.
+    on_behalf_of_email = models.CharField(max_length=254, blank=True, default="", db_default="")
     kind = models.CharField(max_length=20, default="single")  # single | bulk | system
     expires_on = models.DateField(null=True, blank=True)  # exception decisions only
     stage = models.PositiveSmallIntegerField(null=True, blank=True)  # multi-stage campaigns only

@@ -4,21 +4,24 @@ items whose identity is the new reviewer, records every hop in the item's histor
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from thalian.audit import audit_record
-from thalian.events import ItemsReassigned, publish
+from thalian.events import ItemsDelegated, ItemsReassigned, publish
 from thalian.models import Membership, User
 from thalian.permissions import Perm, has_perm
 from thalian.tenancy import assert_same_organization
 
 from .decisions import actor_email, assigned_q
-from .models import Campaign, CampaignStatus, ItemReassignment, ReassignKind, ReviewItem
+from .models import Campaign, CampaignStatus, GuestReviewer, ItemReassignment, ReassignKind, ReviewItem
 from .selectors import REVIEWER_ROLES, membership_by_email
 
 BATCH = 2000
@@ -43,23 +46,28 @@ def review_items_move(
     *,
     campaign: Campaign,
     items: QuerySet,
-    to_reviewer: Membership,
+    to_reviewer: Membership | GuestReviewer,
     by_email: str,
     by_user: User | None = None,
     reason: str = "",
     kind: str = ReassignKind.REASSIGN,
     request=None,
 ) -> MoveResult:
-    """Move ``items`` of the campaign that are not signed off to ``to_reviewer``, inside the caller's
-    transaction. Items whose identity is the new reviewer stay where they are."""
+    """Move ``items`` of the campaign that are not signed off to ``to_reviewer`` (a member, or a guest reviewer
+    of the campaign), inside the caller's transaction. Items whose identity is the new reviewer stay where
+    they are."""
     assert_same_organization(campaign, to_reviewer)
-    to_email = to_reviewer.user.email.lower()
+    to_guest = to_reviewer if isinstance(to_reviewer, GuestReviewer) else None
+    to_email = actor_email(to_reviewer).lower()
     open_items = items.filter(campaign_id=campaign.pk, signed_off_at__isnull=True)
     skipped = open_items.filter(identity_email__iexact=to_email).count()
-    movable = open_items.exclude(identity_email__iexact=to_email).exclude(reviewer_id=to_reviewer.pk)
+    movable = open_items.exclude(identity_email__iexact=to_email).exclude(assigned_q(to_reviewer))
     if campaign.is_multi_stage:  # nobody decides an item in two stages: never hand it back to an earlier decider
         movable = movable.exclude(stage_path__icontains=f" by {to_email} (")
-    rows = list(movable.values_list("pk", "reviewer_email"))
+    found = list(movable.values_list("pk", "reviewer_email", "delegated_from_email"))
+    rows = [(pk, from_email) for pk, from_email, _ in found]
+    # Whose review each item is after a delegation move: the first delegator of a chain, else its holder.
+    origins = Counter(delegated or from_email for _, from_email, delegated in found)
     if not rows:
         return MoveResult(moved=0, skipped_self_review=skipped)
     now = timezone.now()
@@ -70,9 +78,16 @@ def review_items_move(
     for from_email, ids in by_source.items():
         note = (f"{verb} from {from_email or 'unassigned'} to {to_email} by {by_email} on {now.date().isoformat()}"
                 + (f": {reason}" if reason else ""))
+        # A delegate reviews on behalf of the first delegator of a chain of delegation moves; any other move
+        # ends that.
+        delegated_from = (
+            Coalesce(NullIf(F("delegated_from_email"), Value("")), Value(from_email))
+            if kind == ReassignKind.DELEGATION else Value("")
+        )
         for start in range(0, len(ids), BATCH):
             ReviewItem.objects.filter(pk__in=ids[start:start + BATCH]).update(
-                reviewer=to_reviewer, reviewer_email=to_email, guest=None, assignment_note=note[:300]
+                reviewer=None if to_guest else to_reviewer, guest=to_guest, reviewer_email=to_email,
+                assignment_note=note[:300], delegated_from_email=delegated_from,
             )
     ItemReassignment.objects.bulk_create(
         [
@@ -83,7 +98,15 @@ def review_items_move(
         ],
         batch_size=BATCH,
     )
-    if kind != ReassignKind.ESCALATION:  # an escalation has its own notification
+    if kind == ReassignKind.DELEGATION:  # the delegate hears whose review they do
+        move_id = uuid.uuid4().hex
+        publish(*(
+            ItemsDelegated(organization_id=campaign.organization_id, campaign_id=str(campaign.pk),
+                           reviewer_id=0 if to_guest else to_reviewer.pk, guest_id=to_guest.pk if to_guest else 0,
+                           delegator_email=origin or "unassigned", count=n, move_id=f"{move_id}-{i}")
+            for i, (origin, n) in enumerate(sorted(origins.items()))
+        ))
+    elif kind != ReassignKind.ESCALATION:  # an escalation has its own notification
         publish(ItemsReassigned(organization_id=campaign.organization_id, campaign_id=str(campaign.pk),
                                 reviewer_id=to_reviewer.pk, count=len(rows)))
     sources = sorted({e or "unassigned" for _, e in rows})
@@ -94,6 +117,7 @@ def review_items_move(
         request=request,
         target=campaign,
         system=by_user is None and by_email == "system",
+        actor_email="" if by_user is not None or by_email == "system" else by_email,  # a guest handing over
         details={"from": sources[0] if len(sources) == 1 else sources, "to": to_email, "count": len(rows),
                  "skipped_self_review": skipped, "reason": reason, "kind": kind},
     )

@@ -85,6 +85,9 @@ class ReviewItemSerializer(serializers.Serializer):
     reason = serializers.CharField(source="decision_reason")
     comment = serializers.CharField(source="decision_comment")
     decided_by = serializers.SerializerMethodField(help_text="E-mail of who decided; \"system\" for default outcomes.")
+    decided_on_behalf_of = serializers.SerializerMethodField(
+        help_text="When a delegate decided: the member (or guest) whose review it was; null otherwise."
+    )
     decided_at = serializers.DateTimeField(allow_null=True)
     signed_off_at = serializers.DateTimeField(allow_null=True)
     ticket_url = serializers.CharField()
@@ -128,13 +131,16 @@ class ReviewItemSerializer(serializers.Serializer):
     def get_decided_by(self, item) -> str | None:
         return item.decided_by_email or None
 
+    def get_decided_on_behalf_of(self, item) -> str | None:
+        return item.decided_on_behalf_of_email or None
+
 
 class DecisionEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = DecisionEvent
         fields = [
-            "id", "decision", "reason", "comment", "expires_on", "actor_email", "actor_role", "kind", "created_at",
-            "stage", "hash",
+            "id", "decision", "reason", "comment", "expires_on", "actor_email", "actor_role", "on_behalf_of_email",
+            "kind", "created_at", "stage", "hash",
         ]
 
 

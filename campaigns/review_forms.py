@@ -49,3 +49,15 @@ class BulkDecisionForm(DecisionForm):
         if data.get("mode") == self.MODE_ALL and data.get("expected") is None:
             raise forms.ValidationError("Confirm the number of items first.")
         return data
+
+
+class DelegationForm(forms.Form):
+    """A standing delegation from My settings → Delegation (validated further by ``delegation_create``)."""
+
+    delegate = forms.EmailField(max_length=254, error_messages={
+        "required": "delegate: give the e-mail of the member who reviews in your place.",
+        "invalid": "delegate: enter a valid e-mail address."})
+    starts_on = forms.DateField(error_messages={"required": "starts_on: choose the first day.",
+                                                "invalid": "starts_on: enter the date as YYYY-MM-DD."})
+    ends_on = forms.DateField(required=False, error_messages={"invalid": "ends_on: enter the date as YYYY-MM-DD."})
+    move_open_items = forms.BooleanField(required=False)

@@ -33,7 +33,7 @@ from .decisions import (
 )
 from .models import CampaignStatus, Decision, ReviewItem
 from .review_forms import BulkDecisionForm, DecisionForm
-from .selectors import campaign_access
+from .selectors import campaign_access, reviewer_candidates
 from .stages import decision_path_text
 
 FINDING_LABELS = dict(Finding.choices)
@@ -92,6 +92,7 @@ ROW_FIELDS = (
     "identity_status", "application_name", "application_sanctioned", "role", "last_used", "recommendation",
     "recommendation_reason", "reviewer_id", "reviewer_email", "decision", "decision_reason", "decided_by_email",
     "signed_off_at", "exception_expires_on", "ticket_key", "ticket_url", "ticket_status", "stage", "stage_decisions",
+    "decided_on_behalf_of_email",
     *FINDING_FIELDS.values(),
 )
 ROWS_TEMPLATE = "campaigns/review_rows.html"
@@ -142,8 +143,12 @@ def _decorate(request, campaign, items) -> None:
     membership = request.membership
     # The page-wide conditions once; then per item: not signed off, not their own access, theirs unless they
     # may decide any item.
-    open_to_member = campaign.status == CampaignStatus.ACTIVE and has_perm(membership.role, Perm.DECIDE_ASSIGNED)
+    open_campaign = campaign.status == CampaignStatus.ACTIVE
+    decides = has_perm(membership.role, Perm.DECIDE_ASSIGNED)
+    open_to_member = open_campaign and decides
     decides_any = membership_can_decide_any(membership)
+    # Reassign: a reviewer's own open items; any open item for those who manage campaigns.
+    manages = has_perm(membership.role, Perm.MANAGE_CAMPAIGNS)
     multi_stage = campaign.is_multi_stage
     hidden = sel.stages_hiding_earlier_decisions(campaign=campaign, membership=membership) if multi_stage else ()
     for item in items:
@@ -157,6 +162,9 @@ def _decorate(request, campaign, items) -> None:
         item.can_decide = (
             open_to_member and item.signed_off_at is None and not item.own_access
             and (decides_any or item.reviewer_id == membership.pk)
+        )
+        item.can_reassign = open_campaign and item.signed_off_at is None and (
+            manages or (decides and item.reviewer_id == membership.pk)
         )
 
 
@@ -253,6 +261,8 @@ def item_list(request, campaign_id):
         "decisions": Decision.choices,
         "sees_all": sel.sees_all_items(request.membership),
         "stage_options": [str(n) for n in range(1, campaign.stage_count + 1)] if campaign.is_multi_stage else [],
+        "reassign_candidates": reviewer_candidates(organization=request.organization, exclude=request.membership)
+        if review_context["can_decide"] else [],
         "this_url": request.get_full_path(),
         "bar_url": reverse("review_progress", args=[request.organization.slug, campaign.pk])
         + "?"

@@ -39,6 +39,14 @@ STATUS_TABS = [
 ]
 
 
+def reviewer_candidates(*, organization: Organization, exclude: Membership | None = None, limit: int = 500) -> list[str]:
+    """E-mails of active members who may review (suggestions for reassigning and delegating)."""
+    members = Membership.objects.filter(organization=organization, role__in=REVIEWER_ROLES, user__is_active=True)
+    if exclude is not None:
+        members = members.exclude(pk=exclude.pk)
+    return list(members.order_by("user__email").values_list("user__email", flat=True)[:limit])
+
+
 # ---------------------------------------------------------------------------------------------
 # Access
 

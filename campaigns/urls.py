@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import exception_views, review_views, views
+from . import delegation_views, exception_views, reassign_views, review_views, views
 
 urlpatterns = [
     path("campaigns/", views.campaign_list, name="campaign_list"),
@@ -29,6 +29,9 @@ urlpatterns = [
         name="campaign_decision_quality",
     ),
     path("reviews/", review_views.my_reviews, name="my_reviews"),
+    path("settings/my-delegation/", delegation_views.my_delegation, name="my_delegation"),
+    path("settings/my-delegation/<int:delegation_id>/end/", delegation_views.my_delegation_end,
+         name="my_delegation_end"),
     path("exceptions/", exception_views.exception_list, name="exception_list"),
     path("campaigns/<uuid:campaign_id>/items/", review_views.item_list, name="review_items"),
     path("campaigns/<uuid:campaign_id>/items/<int:item_id>/", review_views.item_detail, name="review_item_detail"),
@@ -36,6 +39,7 @@ urlpatterns = [
         "campaigns/<uuid:campaign_id>/items/<int:item_id>/decide/", review_views.item_decide, name="review_item_decide"
     ),
     path("campaigns/<uuid:campaign_id>/items/bulk/", review_views.bulk_decide, name="review_bulk"),
+    path("campaigns/<uuid:campaign_id>/items/reassign/", reassign_views.review_reassign, name="review_reassign"),
     path("campaigns/<uuid:campaign_id>/items/bulk/confirm/", review_views.bulk_confirm, name="review_bulk_confirm"),
     path("campaigns/<uuid:campaign_id>/sign-off/", review_views.sign_off, name="review_sign_off"),
     path("campaigns/<uuid:campaign_id>/my-progress/", review_views.progress, name="review_progress"),

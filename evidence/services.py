@@ -78,6 +78,7 @@ ITEM_COLUMNS = (
     "exception_expires_on",
     "stage",
     "stage_decisions",
+    "on_behalf_of",
 )
 
 
@@ -223,6 +224,8 @@ def item_row_sql(campaign: Campaign, vendor: str) -> list[tuple[str, list[Any]]]
             f" || ') at ' || COALESCE({_timestamp_sql(col('decided_at'), vendor)}, '') || '; ' END, '; ')",
             [],
         ) if campaign.is_multi_stage else ("%s", [""]),
+        # The delegator a delegate decided for (empty otherwise).
+        "on_behalf_of": decided(text("decided_on_behalf_of_email")),
     }
     assert tuple(expressions) == ITEM_COLUMNS
     return list(expressions.values())

@@ -26,7 +26,7 @@ class RemindSerializer(serializers.Serializer):
         required=False,
         allow_blank=False,
         max_length=254,
-        help_text="The reviewer's e-mail address or membership id.",
+        help_text="The reviewer's e-mail address or membership id; a guest reviewer of the campaign by e-mail.",
     )
     application = serializers.CharField(
         required=False,
@@ -77,19 +77,10 @@ class CampaignRemindAPI(_ReminderAPI):
     @extend_schema(request=RemindSerializer, responses={202: ReminderResultSerializer})
     def post(self, request, org_slug: str, campaign_id):
         campaign, data = self.campaign_and_data(request, campaign_id, RemindSerializer)
-        reviewer = None
-        value = data.get("reviewer")
-        if value:
-            members = Membership.objects.select_related("user").filter(organization=request.organization)
-            reviewer = (
-                members.filter(user__email__iexact=value)
-                if "@" in value
-                else members.filter(pk=int(value))
-                if value.isdigit()
-                else members.none()
-            ).first()
-            if reviewer is None:
-                raise ValidationError({"reviewer": [f"No member {value!r} in this organization."]})
+        try:
+            reviewer = services.reminder_target(campaign=campaign, value=data.get("reviewer", ""))
+        except services.NotificationError as exc:
+            raise ValidationError({"reviewer": [str(exc)]}) from exc
         try:
             result = services.reminder_send(
                 campaign=campaign,

@@ -21,6 +21,7 @@ class Channel(models.TextChoices):
 
 class Event(models.TextChoices):
     REVIEW_ASSIGNED = "review_assigned", "Review assigned"
+    REVIEW_DELEGATED = "review_delegated", "Review delegated to you"
     REMINDER = "reminder", "Reminder"
     CAMPAIGN_REMINDER = "campaign_reminder", "Campaign reminder"
     OVERDUE = "overdue", "Review overdue"
@@ -131,6 +132,10 @@ class Notification(TenantModel):
     channel = models.CharField(max_length=10, choices=Channel.choices)
     recipient_membership = models.ForeignKey(
         "thalian.Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A guest reviewer (not a member) of the campaign: e-mail only, the message carries their personal link.
+    recipient_guest = models.ForeignKey(
+        "campaigns.GuestReviewer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # E-mail address of the person, or a description of the channel for campaign-wide notices.
     recipient = models.CharField(max_length=254)

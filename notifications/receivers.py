@@ -39,6 +39,14 @@ def items_reassigned(event: events.ItemsReassigned) -> None:
     services.notify_items_reassigned(campaign_id=event.campaign_id, reviewer_id=event.reviewer_id, count=event.count)
 
 
+def items_delegated(event: events.ItemsDelegated) -> None:
+    """The delegate hears whose review came to them (once per move: the move id is in the de-duplication key)."""
+    services.delegation_notice_send(
+        organization_id=event.organization_id, campaign_id=event.campaign_id, reviewer_id=event.reviewer_id,
+        guest_id=event.guest_id, delegator_email=event.delegator_email, count=event.count, move_id=event.move_id,
+    )
+
+
 def ticket_failed(event: events.TicketFailed) -> None:
     services.notify_ticket_failed(
         ticket_id=event.ticket_id,
@@ -88,6 +96,7 @@ def register() -> None:
     events.register(events.CampaignCompleted, "notifications.campaign_completed", campaign_completed)
     events.register(events.CampaignRemediating, "notifications.campaign_remediating", campaign_remediating)
     events.register(events.ItemsReassigned, "notifications.items_reassigned", items_reassigned)
+    events.register(events.ItemsDelegated, "notifications.items_delegated", items_delegated)
     events.register(events.TicketFailed, "notifications.ticket_failed", ticket_failed)
     events.register(events.RemediationOutcome, "notifications.remediation_outcome", remediation_outcome)
     events.register(events.AccessApprovalRequested, "notifications.access_approval_requested",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from django.db.models import Count, Q, QuerySet
 
-from campaigns.models import Campaign, ReviewItem
+from campaigns.models import Campaign, GuestReviewer, ReviewItem
 from entitlements.models import Identity
 from thalian.models import Membership
 from thalian.permissions import Role
@@ -26,9 +26,51 @@ def pending_items(*, campaign: Campaign) -> QuerySet[ReviewItem]:
     return ReviewItem.objects.filter(campaign=campaign, decision="", reviewer__isnull=False)
 
 
-def pending_counts_by_reviewer(*, campaign: Campaign) -> dict[int, int]:
-    rows = pending_items(campaign=campaign).values("reviewer_id").annotate(n=Count("id")).order_by()
+def _of_application(items: QuerySet[ReviewItem], application: str | None) -> QuerySet[ReviewItem]:
+    if application is None:
+        return items
+    condition = Q(application_name=application)
+    if application.isdigit():
+        condition |= Q(application_id=int(application))
+    return items.filter(condition)
+
+
+def pending_counts_by_reviewer(*, campaign: Campaign, application: str | None = None) -> dict[int, int]:
+    """Undecided items per member (membership id -> count), of one application (name or id) when given."""
+    rows = (
+        _of_application(pending_items(campaign=campaign), application)
+        .values("reviewer_id").annotate(n=Count("id")).order_by()
+    )
     return {row["reviewer_id"]: row["n"] for row in rows}
+
+
+def pending_guest_items(*, campaign: Campaign) -> QuerySet[ReviewItem]:
+    """Undecided items of the campaign's guest reviewers whose link is not revoked."""
+    return ReviewItem.objects.filter(campaign=campaign, decision="", guest__isnull=False,
+                                     guest__revoked_at__isnull=True)
+
+
+def pending_counts_by_guest(*, campaign: Campaign, application: str | None = None) -> dict[int, int]:
+    rows = (
+        _of_application(pending_guest_items(campaign=campaign), application)
+        .values("guest_id").annotate(n=Count("id")).order_by()
+    )
+    return {row["guest_id"]: row["n"] for row in rows}
+
+
+def pending_items_of(*, campaign: Campaign, reviewer: Membership | GuestReviewer) -> QuerySet[ReviewItem]:
+    if isinstance(reviewer, GuestReviewer):
+        return ReviewItem.objects.filter(campaign=campaign, decision="", guest=reviewer)
+    return pending_items(campaign=campaign).filter(reviewer=reviewer)
+
+
+def guests_by_id(*, campaign: Campaign, ids) -> dict[int, GuestReviewer]:
+    found = GuestReviewer.objects.filter(campaign=campaign, pk__in=list(ids), revoked_at__isnull=True).order_by("email")
+    guests = {}
+    for guest in found:
+        guest.campaign = campaign
+        guests[guest.pk] = guest
+    return guests
 
 
 def item_counts_by_reviewer(*, campaign: Campaign) -> dict[int, int]:
@@ -68,11 +110,12 @@ def membership_by_email(*, organization_id: int, email: str) -> Membership | Non
     )
 
 
-def manager_membership(*, organization_id: int, reviewer: Membership) -> Membership | None:
-    """The reviewer's manager as recorded in the identity inventory, if that person is a member."""
+def manager_membership(*, organization_id: int, email: str) -> Membership | None:
+    """The manager of the person with this e-mail (a reviewer, member or guest) as recorded in the identity
+    inventory, if that manager is a member."""
     identity = (
         Identity.objects.select_related("manager")
-        .filter(email__iexact=reviewer.user.email, manager__isnull=False)
+        .filter(email__iexact=email, manager__isnull=False)
         .first()
     )
     if identity is None:
@@ -133,20 +176,6 @@ def failed_notifications(*, organization_id: int, limit: int = 20) -> list[Notif
 def failed_notifications_all() -> QuerySet[Notification]:
     """Every undelivered notification of the active organization (the API pages through them)."""
     return Notification.objects.filter(status="failed").only(*NOTIFICATION_LOG_FIELDS, "campaign_id")
-
-
-def reviewers_with_pending_for_application(*, campaign: Campaign, application: str) -> list[int]:
-    condition = Q(application_name=application)
-    if application.isdigit():
-        condition |= Q(application_id=int(application))
-    return sorted(
-        set(
-            pending_items(campaign=campaign)
-            .filter(condition)
-            .values_list("reviewer_id", flat=True)
-            .distinct()
-        )
-    )
 
 
 def preference_of(*, membership) -> NotificationPreference:

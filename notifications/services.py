@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -15,7 +15,8 @@ from django.db.models import F, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignStatus, ReassignKind
+from campaigns.guests import GuestAdminError, guest_link_current
+from campaigns.models import Campaign, CampaignStatus, GuestReviewer, ReassignKind
 from campaigns.reassignment import review_items_move
 from campaigns.selectors import REVIEWER_ROLES
 from thalian import claims
@@ -109,6 +110,10 @@ def remediation_url(campaign: Campaign) -> str:
         return campaign_url(campaign)
 
 
+# What a guest's message stores instead of their link (filled in when it is sent).
+GUEST_LINK_URL = "(personal review link)"
+
+
 def dedupe_key(*, event: str, subject: str, recipient: str, channel: str, period: str) -> str:
     return f"{event}|{subject}|{recipient}|{channel}|{period}"[:300]
 
@@ -176,6 +181,16 @@ def build_content(
         return Content(
             f"Access review assigned: {title}",
             f"You have {_items(pending)} to review in {title}, due {_due(campaign)}.",
+            my_tasks_url(campaign),
+            "Start review",
+        )
+    if event == Event.REVIEW_DELEGATED:
+        delegator = details.get("delegator", "A reviewer")
+        return Content(
+            f"Delegated to you: {_items(pending)} in {title}",
+            f"{delegator} delegated their access review to you: you now review {_items(pending)} in {title} "
+            f"on their behalf, due {_due(campaign)}. Your decisions are recorded as made on behalf of "
+            f"{delegator}.",
             my_tasks_url(campaign),
             "Start review",
         )
@@ -281,9 +296,20 @@ def build_content(
 
 @dataclass
 class Recipient:
-    membership: Membership
+    """A member (by their channel choices) or a guest reviewer of the campaign (by e-mail, with their link)."""
+
+    membership: Membership | None = None
     pending: int = 0
     details: dict = field(default_factory=dict)
+    guest: GuestReviewer | None = None
+
+    @property
+    def email(self) -> str:
+        return self.guest.email if self.guest is not None else self.membership.user.email
+
+
+def reviewer_email(reviewer: Membership | GuestReviewer) -> str:
+    return reviewer.email if isinstance(reviewer, GuestReviewer) else reviewer.user.email
 
 
 def _member_channels(
@@ -326,11 +352,14 @@ def notifications_create(
     down at commit); the delivery claim makes a second message for it harmless. A fresher queued row counts as
     sent: it is on its way, and the retry sweep sends it after that time if its message was lost."""
     config = selectors.notification_settings_for(organization_id=organization_id)
-    preferences = selectors.preferences_for(membership_ids=[r.membership.pk for r in recipients])
+    preferences = selectors.preferences_for(membership_ids=[r.membership.pk for r in recipients if r.membership])
     subject = subject or (str(campaign.pk) if campaign else "")
     row = partial(_row, organization_id, event, campaign, subject=subject, period=period)
     rows: list[Notification] = []
     for recipient in recipients:
+        if recipient.guest is not None:
+            rows.append(_guest_row(row, event, campaign, recipient, details))
+            continue
         membership = recipient.membership
         if campaign is not None:
             assert_same_organization(campaign, membership)
@@ -387,6 +416,18 @@ def notifications_create(
     return FanOut(created=created, duplicates=duplicates)
 
 
+def _guest_row(row, event: str, campaign: Campaign, recipient: Recipient, details: dict | None) -> Notification:
+    """A guest has no channel choices: e-mail only. The personal link is not stored with the message; it is
+    put in at delivery (``notification_deliver``), so the log never holds a working link."""
+    guest = recipient.guest
+    assert_same_organization(campaign, guest)
+    content = build_content(
+        event=event, campaign=campaign, pending=recipient.pending, details={**(details or {}), **recipient.details}
+    )
+    content.action_url = GUEST_LINK_URL
+    return row(EMAIL, None, guest.email, content, f"g{guest.pk}", guest=guest)
+
+
 def _row(
     organization_id,
     event,
@@ -399,6 +440,7 @@ def _row(
     *,
     subject: str,
     period: str,
+    guest: GuestReviewer | None = None,
 ) -> Notification:
     return Notification(
         organization_id=organization_id,
@@ -406,6 +448,7 @@ def _row(
         event=event,
         channel=channel,
         recipient_membership=membership,
+        recipient_guest=guest,
         recipient=recipient[:254],
         dedupe_key=dedupe_key(
             event=event, subject=subject, recipient=recipient_key, channel=channel, period=period
@@ -464,17 +507,20 @@ def notification_deliver(*, notification_id: str) -> Notification | None:
         notification.provider_reference = new_message_id()
         Notification.objects.filter(pk=notification_id).update(provider_reference=notification.provider_reference)
     config = selectors.notification_settings_for(organization_id=notification.organization_id)
+    to_person = notification.recipient_membership_id or notification.recipient_guest_id
     message = Message(
         event=notification.event,
         title=notification.title,
         body=notification.body,
         action_url=notification.action_url,
         action_label=notification.action_label,
-        recipient_email=notification.recipient if notification.recipient_membership_id else "",
+        recipient_email=notification.recipient if to_person else "",
         message_id=notification.provider_reference if notification.channel == EMAIL else "",
     )
     update: dict = {}
     try:
+        if notification.recipient_guest_id:
+            message = replace(message, action_url=_guest_link(notification))
         reference = sender_for(channel=notification.channel, config=config).send(message)
     except ChannelTransientError as exc:
         if notification.attempts >= MAX_ATTEMPTS:
@@ -531,6 +577,18 @@ def _outcome_record(notification_id: str, *, claimed_at: dt.datetime, update: di
             logger.warning("recording the outcome of notification %s failed; trying again", notification_id)
             close_old_connections()
             time.sleep(attempt)
+
+
+def _guest_link(notification: Notification) -> str:
+    """The guest's personal link for a message to them, in the delivery's transaction."""
+    guest = GuestReviewer.objects.select_related("campaign__organization").filter(
+        pk=notification.recipient_guest_id).first()
+    if guest is None:
+        raise ChannelPermanentError("The guest reviewer no longer exists.")
+    try:
+        return guest_link_current(guest=guest)
+    except GuestAdminError as exc:
+        raise ChannelPermanentError(str(exc)) from exc
 
 
 def notifications_due_for_retry(*, now: dt.datetime | None = None) -> list[tuple[int, str]]:
@@ -676,6 +734,27 @@ def notify_items_reassigned(*, campaign_id, reviewer_id: int, count: int = 0, **
             membership_ids=[reviewer_id],
             period=f"reassigned-{timezone.localdate().isoformat()}",
         )
+
+
+def delegation_notice_send(
+    *, organization_id: int, campaign_id, reviewer_id: int, guest_id: int, delegator_email: str, count: int,
+    move_id: str,
+) -> FanOut:
+    """Tell a delegate (a member by their channels, a guest by e-mail with their link) that items came to them
+    because of a delegation. Once per move (its id is the notice's period)."""
+    campaign = Campaign.objects.select_related("organization").filter(pk=campaign_id).first()
+    if campaign is None or not count:
+        return FanOut(created=[], duplicates=[])
+    if guest_id:
+        recipients = [Recipient(guest=g, pending=count) for g in selectors.guests_by_id(
+            campaign=campaign, ids=[guest_id]).values()]
+    else:
+        recipients = [Recipient(m, pending=count) for m in selectors.memberships_by_id(
+            organization_id=organization_id, ids=[reviewer_id]).values()]
+    return notifications_create(
+        organization_id=organization_id, event=Event.REVIEW_DELEGATED, campaign=campaign, recipients=recipients,
+        period=f"move-{move_id}", details={"delegator": delegator_email},
+    )
 
 
 def notify_ticket_failed(
@@ -824,10 +903,9 @@ def campaign_cadence_run(*, campaign: Campaign, now: dt.datetime | None = None) 
     policy = effective_policy(campaign=campaign, config=config)
     today = timezone.localdate(now)
     pending = {pk: n for pk, n in selectors.pending_counts_by_reviewer(campaign=campaign).items() if n}
-    if not pending:
+    recipients = reviewer_recipients(campaign=campaign, pending=pending)
+    if not recipients:
         return sent
-    members = selectors.memberships_by_id(organization_id=campaign.organization_id, ids=pending)
-    recipients = [Recipient(m, pending=pending[m.pk]) for m in members.values()]
     org_id = campaign.organization_id
     if today <= campaign.due_date:
         period = None
@@ -858,7 +936,7 @@ def campaign_cadence_run(*, campaign: Campaign, now: dt.datetime | None = None) 
         organization_id=org_id, event=Event.CAMPAIGN_OVERDUE, campaign=campaign, pending_counts=pending
     )
     creators = selectors.memberships_by_id(organization_id=org_id, ids=creator)
-    total_pending = sum(pending.values())
+    total_pending = sum(r.pending for r in recipients)
     fan = notifications_create(
         organization_id=org_id,
         event=Event.CAMPAIGN_OVERDUE,
@@ -872,7 +950,7 @@ def campaign_cadence_run(*, campaign: Campaign, now: dt.datetime | None = None) 
         for recipient in recipients:
             if campaign_escalate_reviewer(
                 campaign=campaign,
-                reviewer=recipient.membership,
+                reviewer=recipient.guest or recipient.membership,
                 pending=recipient.pending,
                 policy=policy,
                 config=config,
@@ -881,22 +959,42 @@ def campaign_cadence_run(*, campaign: Campaign, now: dt.datetime | None = None) 
     return sent
 
 
+def reviewer_recipients(
+    *, campaign: Campaign, pending: dict[int, int], guests: bool = True, application: str | None = None
+) -> list[Recipient]:
+    """The members with ``pending`` items (membership id -> count) and, with ``guests``, every guest reviewer of
+    the campaign whose link is not revoked and who has undecided items (of ``application`` when given)."""
+    members = selectors.memberships_by_id(organization_id=campaign.organization_id, ids=pending)
+    recipients = [Recipient(m, pending=pending[m.pk]) for m in members.values()]
+    if guests:
+        guest_pending = selectors.pending_counts_by_guest(campaign=campaign, application=application)
+        recipients += [
+            Recipient(guest=g, pending=guest_pending[g.pk])
+            for g in selectors.guests_by_id(campaign=campaign, ids=guest_pending).values()
+        ]
+    return recipients
+
+
 def escalation_target(
-    *, campaign: Campaign, reviewer: Membership, config: NotificationSettings
+    *, campaign: Campaign, reviewer: Membership | GuestReviewer, config: NotificationSettings
 ) -> Membership | None:
+    """The reviewer's manager (from the inventory, if a member), else the campaign's fallback reviewer, else the
+    organization's. A guest's manager is found the same way, by the guest's e-mail."""
+    own_pk = None if isinstance(reviewer, GuestReviewer) else reviewer.pk
     candidates = [
-        selectors.manager_membership(organization_id=campaign.organization_id, reviewer=reviewer),
+        selectors.manager_membership(organization_id=campaign.organization_id, email=reviewer_email(reviewer)),
         campaign.fallback_reviewer if campaign.fallback_reviewer_id else None,
         config.fallback_reviewer if config.fallback_reviewer_id else None,
     ]
     for candidate in candidates:
-        if candidate is not None and candidate.pk != reviewer.pk and candidate.user.is_active:
+        if candidate is not None and candidate.pk != own_pk and candidate.user.is_active:
             return candidate
     return None
 
 
 def campaign_escalate_reviewer(
-    *, campaign: Campaign, reviewer: Membership, pending: int, policy: Policy, config: NotificationSettings
+    *, campaign: Campaign, reviewer: Membership | GuestReviewer, pending: int, policy: Policy,
+    config: NotificationSettings,
 ) -> bool:
     target = escalation_target(campaign=campaign, reviewer=reviewer, config=config)
     if target is None:
@@ -915,11 +1013,11 @@ def campaign_escalate_reviewer(
         campaign=campaign,
         recipients=[
             Recipient(
-                target, pending=pending, details={"reviewer": reviewer.user.email, "reassigned": reassigned}
+                target, pending=pending, details={"reviewer": reviewer_email(reviewer), "reassigned": reassigned}
             )
         ],
         # One escalation per overdue reviewer and campaign, whoever it goes to.
-        period=f"from-m{reviewer.pk}",
+        period=f"from-{'g' if isinstance(reviewer, GuestReviewer) else 'm'}{reviewer.pk}",
     )
     if fan.created:
         audit_record(
@@ -928,7 +1026,8 @@ def campaign_escalate_reviewer(
             target=campaign,
             system=True,
             details={
-                "reviewer": reviewer.user.email,
+                "reviewer": reviewer_email(reviewer),
+                **({"reviewer_kind": "guest"} if isinstance(reviewer, GuestReviewer) else {}),
                 "escalated_to": target.user.email,
                 "pending": pending,
                 "reassigned": reassigned,
@@ -938,14 +1037,14 @@ def campaign_escalate_reviewer(
 
 
 def pending_items_reassign_for_escalation(
-    *, campaign: Campaign, from_reviewer: Membership, to_reviewer: Membership
+    *, campaign: Campaign, from_reviewer: Membership | GuestReviewer, to_reviewer: Membership
 ) -> int:
-    """Move only the undecided items of an overdue reviewer (decided ones stay with who decided them).
-    Items about the new reviewer themself stay put: nobody reviews their own access."""
+    """Move only the undecided items of an overdue reviewer, member or guest (decided ones stay with who decided
+    them). Items about the new reviewer themself stay put: nobody reviews their own access."""
     assert_same_organization(campaign, from_reviewer, to_reviewer)
     return review_items_move(
         campaign=campaign,
-        items=selectors.pending_items(campaign=campaign).filter(reviewer=from_reviewer),
+        items=selectors.pending_items_of(campaign=campaign, reviewer=from_reviewer),
         to_reviewer=to_reviewer,
         by_email="system",
         reason="escalation after the due date",
@@ -969,21 +1068,49 @@ def manual_reminder_create(
         organization_id=campaign.organization_id, event=event, campaign=campaign, recipients=recipients,
         period=f"manual-{day}", resend_queued=True,
     )
-    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id})
+    reminded = sorted({n.recipient for n in fan.created if n.recipient_membership_id or n.recipient_guest_id})
     return reminded, sorted(set(fan.duplicates) - set(reminded))
+
+
+def reminder_target(*, campaign: Campaign, value: str) -> Membership | GuestReviewer | None:
+    """The reviewer a Send reminder button names: a member (e-mail or membership id) or a guest reviewer of the
+    campaign (e-mail, or ``guest:<id>``). None for an empty value; NotificationError for an unknown one."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.startswith("guest:") and value[6:].isdigit():
+        guest = GuestReviewer.objects.filter(campaign=campaign, pk=int(value[6:])).first()
+    else:
+        guest = GuestReviewer.objects.filter(campaign=campaign, email=value.lower()).first() if "@" in value else None
+    if guest is not None:
+        guest.campaign = campaign
+        return guest
+    found = member_by_reference(organization_id=campaign.organization_id, value=value)
+    if found is None:
+        raise NotificationError(f"No member {value!r} in this organization, nor a guest reviewer of this campaign.")
+    return found
+
+
+def member_by_reference(*, organization_id: int, value: str) -> Membership | None:
+    """The member a form names by e-mail or membership id."""
+    members = Membership.objects.select_related("user").filter(organization_id=organization_id)
+    if "@" in value:
+        return members.filter(user__email__iexact=value).first()
+    return members.filter(pk=int(value)).first() if value.isdigit() else None
 
 
 def reminder_send(
     *,
     campaign: Campaign,
     actor: Membership,
-    reviewer: Membership | None = None,
+    reviewer: Membership | GuestReviewer | None = None,
     application: str | None = None,
     now: dt.datetime | None = None,
     request=None,
 ) -> ReminderResult:
-    """Manual reminder from a progress table row: one reviewer, or every reviewer with pending items of one
-    application. At most one manual reminder per reviewer, campaign and day."""
+    """Manual reminder from a progress table row: one reviewer (a member or a guest, who gets their personal
+    link), or every reviewer with pending items of one application. At most one manual reminder per reviewer,
+    campaign and day."""
     assert_same_organization(campaign, actor, reviewer)
     if campaign.status != CampaignStatus.ACTIVE:
         raise NotificationError(
@@ -991,21 +1118,28 @@ def reminder_send(
         )
     if (reviewer is None) == (not application):
         raise NotificationError("Give either a reviewer or an application, not both and not neither.")
-    pending = selectors.pending_counts_by_reviewer(campaign=campaign)
-    if reviewer is not None:
+    if isinstance(reviewer, GuestReviewer):
+        if reviewer.is_revoked:
+            raise NotificationError(f"The link of {reviewer.email} is revoked; send a new link instead.")
+        pending = selectors.pending_counts_by_guest(campaign=campaign)
+        if not pending.get(reviewer.pk):
+            raise NotificationError(f"{reviewer.email} has no pending items in this campaign.")
+        recipients = [Recipient(guest=reviewer, pending=pending[reviewer.pk])]
+    elif reviewer is not None:
+        pending = selectors.pending_counts_by_reviewer(campaign=campaign)
         if not pending.get(reviewer.pk):
             raise NotificationError(f"{reviewer.user.email} has no pending items in this campaign.")
-        ids = [reviewer.pk]
+        recipients = reviewer_recipients(campaign=campaign, pending={reviewer.pk: pending[reviewer.pk]},
+                                         guests=False)
     else:
-        ids = selectors.reviewers_with_pending_for_application(campaign=campaign, application=application)
-        if not ids:
+        pending = selectors.pending_counts_by_reviewer(campaign=campaign, application=application)
+        recipients = reviewer_recipients(campaign=campaign, pending=pending, application=application)
+        if not recipients:
             raise NotificationError(
                 f"No reviewer has pending items for application {application!r} in this campaign."
             )
-    members = selectors.memberships_by_id(organization_id=campaign.organization_id, ids=ids)
     reminded, already = manual_reminder_create(
-        campaign=campaign, event=Event.REMINDER,
-        recipients=[Recipient(m, pending=pending[m.pk]) for m in members.values()], now=now,
+        campaign=campaign, event=Event.REMINDER, recipients=recipients, now=now,
     )
     audit_record(
         action="campaign.reminder_sent",

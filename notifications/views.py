@@ -32,12 +32,7 @@ def reviewer_for(request, value: str) -> Membership | None:
     value = (value or "").strip()
     if not value:
         return None
-    members = Membership.objects.select_related("user").filter(organization=request.organization)
-    found = (
-        members.filter(user__email__iexact=value).first()
-        if "@" in value
-        else (members.filter(pk=int(value)).first() if value.isdigit() else None)
-    )
+    found = services.member_by_reference(organization_id=request.organization.pk, value=value)
     if found is None:
         raise services.NotificationError(f"No member {value!r} in this organization.")
     return found
@@ -172,7 +167,7 @@ def campaign_remind(request, campaign_id):
     result = error = None
     if form.is_valid():
         try:
-            reviewer = reviewer_for(request, form.cleaned_data["reviewer"])
+            reviewer = services.reminder_target(campaign=campaign, value=form.cleaned_data["reviewer"])
             result = services.reminder_send(
                 campaign=campaign,
                 actor=request.membership,

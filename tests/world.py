@@ -83,6 +83,7 @@ class World:
             ("delegates", "delegation_id"): "delegation",
             ("access-requests", "request_id"): "access_request",
             ("request-tickets", "ticket_id"): "request_ticket",
+            ("my-delegation", "delegation_id"): "delegation",
         }
         if name == "action":
             return "resend"

@@ -117,6 +117,20 @@ class ItemsReassigned(Event):
     count: int
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ItemsDelegated(Event):
+    """Items moved to a delegate because of a standing delegation (at launch or on a move). The delegate is a
+    member (``reviewer_id``) or a guest reviewer of the campaign (``guest_id``); the other id is 0."""
+
+    name: ClassVar[str] = "campaigns.items_delegated"
+    campaign_id: str
+    reviewer_id: int
+    guest_id: int = 0
+    delegator_email: str
+    count: int
+    move_id: str  # one per move: the delegate hears once about each
+
+
 # Access requests --------------------------------------------------------------------------------------------
 
 

@@ -44,6 +44,7 @@
       });
     });
     wireReview(root);
+    wireReassign(root);
     // Filters fold away on narrow screens behind one button.
     root.querySelectorAll("[data-filter-toggle]").forEach(function (btn) {
       if (btn.dataset.wired) return; btn.dataset.wired = "1";
@@ -240,6 +241,70 @@
     });
   }
 
+  // Reassign (delegate): one row, the checked rows or everything in view, in a dialog asking for the new
+  // reviewer and the reason. The form posts with htmx; a refusal shows inside the dialog.
+  function openReassign(mode, subject, extra, returnFocus) {
+    var dialog = document.getElementById("reassign-dialog");
+    if (!dialog || !dialog.showModal) return;
+    var form = dialog.querySelector("form");
+    form.reset();
+    form.querySelectorAll("[data-reassign-extra]").forEach(function (el) { el.remove(); });
+    form.querySelector('[name="mode"]').value = mode;
+    form.querySelector('[name="next"]').value = window.location.pathname + window.location.search;
+    (extra || []).forEach(function (pair) {
+      var input = document.createElement("input");
+      input.type = "hidden"; input.name = pair[0]; input.value = pair[1];
+      input.setAttribute("data-reassign-extra", "");
+      form.appendChild(input);
+    });
+    dialog.querySelector("[data-reassign-subject]").textContent = subject;
+    document.getElementById("reassign-error").textContent = "";
+    review.returnFocus = returnFocus;
+    dialog.showModal();
+    form.querySelector('[name="to"]').focus();
+  }
+
+  function reassignRow(row) {
+    if (!row || !row.querySelector("button[data-reassign]")) return;
+    var id = row.querySelector("button[data-reassign]").dataset.reassign;
+    openReassign("item", row.dataset.label, [["item_id", id]], row);
+  }
+
+  function wireReassign(root) {
+    root.querySelectorAll("button[data-reassign]").forEach(function (btn) {
+      if (btn.dataset.wiredReassign) return; btn.dataset.wiredReassign = "1";
+      btn.addEventListener("click", function (ev) {
+        ev.preventDefault(); ev.stopPropagation();
+        var row = btn.closest("tr.item-row");
+        setCurrent(row, false);
+        openReassign("item", row.dataset.label, [["item_id", btn.dataset.reassign]], btn);
+      });
+    });
+    root.querySelectorAll("[data-reassign-selected]").forEach(function (btn) {
+      if (btn.dataset.wiredReassign) return; btn.dataset.wiredReassign = "1";
+      btn.addEventListener("click", function () {
+        var ids = Array.prototype.map.call(document.querySelectorAll('input[name="item_ids"]:checked'),
+          function (box) { return ["item_ids", box.value]; });
+        if (!ids.length) return;
+        openReassign("selected", ids.length + " selected item(s)", ids, btn);
+      });
+    });
+    root.querySelectorAll("[data-reassign-all]").forEach(function (btn) {
+      if (btn.dataset.wiredReassign) return; btn.dataset.wiredReassign = "1";
+      btn.addEventListener("click", function () {
+        var filters = Array.prototype.map.call(btn.form.querySelectorAll('input[type="hidden"]'),
+          function (input) { return ["filter_" + input.name, input.value]; });
+        openReassign("all", "All " + btn.dataset.reassignAll + " item(s) in view", filters, btn);
+      });
+    });
+    var dialog = root.querySelector && root.querySelector("#reassign-dialog");
+    if (dialog && !dialog.dataset.wired) {
+      dialog.dataset.wired = "1";
+      dialog.querySelector("[data-close-dialog]").addEventListener("click", function () { dialog.close(); });
+      dialog.addEventListener("close", function () { if (review.returnFocus) review.returnFocus.focus(); });
+    }
+  }
+
   function typing(target) {
     if (!target || !target.tagName) return false;
     var tag = target.tagName.toLowerCase();
@@ -261,6 +326,7 @@
         case "a": decide(row, "approve"); break;
         case "r": decide(row, "revoke"); break;
         case "e": decide(row, "exception"); break;
+        case "d": reassignRow(row); break;
         case "x": {
           var box = row && row.querySelector('input[name="item_ids"]');
           if (box) { box.checked = !box.checked; updateSelection(); }

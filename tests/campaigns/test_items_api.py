@@ -77,6 +77,7 @@ def test_item_shape_is_exactly_as_documented(org, campaign, reviewer, api_for):
         "reason": "Left the company",
         "comment": "",
         "decided_by": reviewer.user.email,
+        "decided_on_behalf_of": None,
         "signed_off_at": None,
         "ticket_url": "https://tickets.example.test/SEC-9",
         "ticket_key": "SEC-9",

@@ -34,7 +34,7 @@ EXPECTED_HEADER = [
     "identity_email", "application", "role", "last_used", "decision", "decision_reason", "reviewer", "decided_at",
     "ticket_url", "identity_name", "department", "manager_email", "identity_kind", "identity_status", "findings",
     "recommendation", "assigned_reviewer", "reviewer_role", "remediation_status", "campaign", "snapshot_at",
-    "exception_expires_on", "stage", "stage_decisions",
+    "exception_expires_on", "stage", "stage_decisions", "on_behalf_of",
 ]  # fmt: skip
 
 
@@ -154,7 +154,7 @@ def test_csv_values_for_approve_revoke_exception_and_undecided(world, client_for
         "identity_kind": "human", "identity_status": "active", "findings": "privileged",
         "recommendation": "approve", "assigned_reviewer": "rita@acme.test", "reviewer_role": "reviewer",
         "remediation_status": "", "campaign": "Q1 access review", "snapshot_at": "2026-03-02T09:00:00Z",
-        "exception_expires_on": "", "stage": "1", "stage_decisions": "",
+        "exception_expires_on": "", "stage": "1", "stage_decisions": "", "on_behalf_of": "",
     }  # fmt: skip
     decided_at = dt.datetime.fromisoformat(approve["decided_at"].replace("Z", "+00:00"))
     assert approve["decided_at"].endswith("Z") and abs(timezone.now() - decided_at) < dt.timedelta(minutes=5)

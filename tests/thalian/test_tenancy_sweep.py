@@ -39,6 +39,7 @@ NOT_ORGANIZATION_SCOPED = {
     "guest/<str:token>/sign-off/": "the guest portal: the link's own items only",
     "guest/access-requests/<str:token>/": "a guest approver's page, opened by their signed secret link (only its "
     "hash is stored): that one request only",
+    "guest/<str:token>/delegate/": "the guest portal: hands the link's own open items to a delegate",
     "api/v1/schema/": "the OpenAPI document",
     "api/v1/docs/": "the API documentation page",
     "api/v1/evidence/public-key": "the public key that verifies evidence packages is public",
