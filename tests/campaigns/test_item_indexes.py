@@ -227,6 +227,7 @@ def run_without_cache(run):
         from django.core.cache import cache
 
         cache.clear()
+        review_selectors._SNAPSHOT_OPTIONS.clear()  # the snapshot's options are also kept per process
         run()
 
     return again
