@@ -91,7 +91,7 @@ class DecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class ReassignSerializer(serializers.Serializer):
+class RequestReassignSerializer(serializers.Serializer):
     to = serializers.CharField()
     reason = serializers.CharField(allow_blank=True)
 
@@ -193,11 +193,11 @@ class AccessRequestCancelAPI(OrgAPIView):
 class AccessRequestReassignAPI(OrgAPIView):
     required_perms = {"POST": Perm.MANAGE_SETTINGS}
 
-    @extend_schema(request=ReassignSerializer, responses=AccessRequestDetailSerializer,
+    @extend_schema(request=RequestReassignSerializer, responses=AccessRequestDetailSerializer,
                    summary="Move the current stage to another member (admins)", tags=["access requests"])
     def post(self, request, org_slug, request_id):
         req = selectors.request_for_member(member=request.membership, request_id=request_id)
-        data = ReassignSerializer(data=request.data)
+        data = RequestReassignSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             services.approval_reassign(req=req, actor=request.membership, to=data.validated_data["to"],
@@ -211,7 +211,7 @@ class AccessRequestReassignAPI(OrgAPIView):
 # Approval policies ----------------------------------------------------------------------------------------
 
 
-class StageSerializer(serializers.Serializer):
+class ApprovalStageSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=StageKind.choices)
     members = serializers.ListField(child=serializers.CharField(), required=False)
 
@@ -219,7 +219,7 @@ class StageSerializer(serializers.Serializer):
 class PolicySerializer(serializers.ModelSerializer):
     application = serializers.CharField(source="application.name", default=None, allow_null=True)
     fallback = serializers.SerializerMethodField()
-    stages = StageSerializer(many=True)
+    stages = ApprovalStageSerializer(many=True)
 
     class Meta:
         model = ApprovalPolicy

@@ -371,6 +371,13 @@ SPECTACULAR_SETTINGS = {
         "ImportKindEnum": "entitlements.csv_import.KINDS",
         "NotificationStatusEnum": "notifications.models.Status.choices",
         "ItsmConnectionKindEnum": "itsm.models.ConnectionKind.choices",
+        "AccessRequestStatusEnum": "access_requests.models.RequestStatus.choices",
+        "AccessRequestTypeEnum": "access_requests.models.RequestType.choices",
+        "ApprovalStageKindEnum": "access_requests.models.StageKind.choices",
+        "ApprovalDecisionEnum": "access_requests.models.ApprovalDecision.choices",
+        "DecisionEnum": "campaigns.models.Decision.choices",
+        "DeadlineOutcomeEnum": "campaigns.models.DeadlineOutcome.choices",
+        "ReassignKindEnum": "campaigns.models.ReassignKind.choices",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "Thalian API token"}}
