@@ -565,6 +565,27 @@ def review_items_ticket_record(
 
 
 @dataclass(frozen=True)
+class ItemTicket:
+    """What one item's ticket is now, for ``review_items_tickets_record``."""
+
+    item_id: int
+    status: str
+    key: str = ""
+    url: str = ""
+    error: str = ""
+
+
+def review_items_tickets_record(*, tickets: Iterable[ItemTicket]) -> int:
+    """Record on each item what its own ticket is now, in one UPDATE for all of them (a worker finishing a
+    batch of tickets, each with its own key and URL)."""
+    items = [
+        ReviewItem(pk=t.item_id, ticket_status=t.status, ticket_key=t.key, ticket_url=t.url, ticket_error=t.error)
+        for t in tickets
+    ]
+    return ReviewItem.objects.bulk_update(items, ["ticket_status", "ticket_key", "ticket_url", "ticket_error"])
+
+
+@dataclass(frozen=True)
 class RemovalCheck:
     campaign_ids: list
     verified_removed: int

@@ -79,6 +79,70 @@ def csv_stream(
         yield buffer.getvalue().encode("utf-8")
 
 
+class RowSpool:
+    """Rows filed under keys while they stream past, read back per key in the order they were added.
+
+    Everything goes to one temporary file (any number of keys, one file descriptor): each key collects its
+    rows in a small buffer that is appended to the file as one segment when it reaches ``segment`` bytes, or
+    when all buffers together pass ``budget``, so memory stays bounded whatever the number of keys.
+    """
+
+    def __init__(self, *, directory: str | os.PathLike[str] | None = None, budget: int = 16 * 1024 * 1024,
+                 segment: int = 256 * 1024) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory)
+        self._budget, self._segment = budget, segment
+        self._buffers: dict[bytes, bytearray] = {}
+        self._segments: dict[bytes, list[tuple[int, int]]] = {}
+        self.rows: dict[bytes, int] = {}
+        self._buffered = 0
+        self._end = 0
+
+    def __enter__(self) -> RowSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+        self._buffers.clear()
+
+    def add(self, key: bytes, row: bytes) -> None:
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = bytearray()
+            self._segments[key] = []
+            self.rows[key] = 0
+        buffer += row
+        self.rows[key] += 1
+        self._buffered += len(row)
+        if len(buffer) >= self._segment:
+            self._flush(key, buffer)
+        elif self._buffered >= self._budget:
+            for other, pending in self._buffers.items():
+                if pending:
+                    self._flush(other, pending)
+
+    def _flush(self, key: bytes, buffer: bytearray) -> None:
+        self._file.write(buffer)
+        self._segments[key].append((self._end, len(buffer)))
+        self._end += len(buffer)
+        self._buffered -= len(buffer)
+        buffer.clear()
+
+    def keys(self) -> list[bytes]:
+        return list(self._buffers)
+
+    def read(self, key: bytes) -> Iterator[bytes]:
+        """The rows of ``key`` as byte chunks (one per segment)."""
+        self._file.flush()
+        for offset, length in self._segments.get(key, ()):
+            yield os.pread(self._file.fileno(), length, offset)
+        tail = self._buffers.get(key)
+        if tail:
+            yield bytes(tail)
+
+
 # --------------------------------------------------------------------------------------------------
 # Canonical JSON and signing
 # --------------------------------------------------------------------------------------------------

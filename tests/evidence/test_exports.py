@@ -906,3 +906,63 @@ def test_a_failed_package_of_the_same_state_is_not_reused(world, client_for, sig
     download(response)
     with scopes_disabled():
         assert EvidencePackage.objects.filter(status="ready").count() == 1
+
+
+# --------------------------------------------------------------------------------------------------- one pass
+
+
+def test_application_files_hold_exactly_the_rows_of_the_export_filtered_by_that_application(
+    world, client_for, tmp_path
+):
+    """The per-application files come from the same pass as items.csv: each is byte for byte the CSV export
+    filtered by its application, whatever the cells hold (quotes, commas, line breaks, formulas, any script)."""
+    org, campaign = world["org"], world["campaign"]
+    with scope(org):
+        ReviewItem.objects.filter(pk=world["items"]["approve"].pk).update(
+            identity_name='Quote " and, comma', identity_department="line\r\nbreak", decision_reason="a,\nb"
+        )
+        for n, name in enumerate(["Zürich, \"HR\"", "", "Ünïcode ✓", "line\nbreak app"]):
+            ReviewItemFactory(
+                organization=org, campaign=campaign, application_name=name, identity_email=f"p{n}@corp.test",
+                role="-admin" if n % 2 else "member",
+            )
+    admin = client_for(world["admin"])
+    with zipfile.ZipFile(fetch_zip(world, client_for, tmp_path)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist() if name.startswith("applications/")}
+        items = archive.read("items.csv")
+    with scope(org):
+        names = sorted(set(ReviewItem.objects.filter(campaign=campaign).values_list("application_name", flat=True)))
+    assert len(files) == len(names) == 6
+    exported = {
+        name: download(admin.get(csv_url(campaign), {"application": name})) for name in names if name
+    }
+    header = items.split(b"\n", 1)[0] + b"\n"
+    rows_in_files = sorted(tuple(row.items()) for data in files.values() for row in parse_csv(data))
+    assert rows_in_files == sorted(tuple(row.items()) for row in parse_csv(items))
+    for data in files.values():
+        assert data.startswith(header)
+        application = {row["application"] for row in parse_csv(data)}
+        assert len(application) == 1
+        [name] = application
+        if name:
+            assert data == exported[name]
+
+
+def test_state_digest_lines_match_the_documented_format(world):
+    """The digest the database computes is the one of the lines ``id|signed_off_at|ticket_key|ticket_status|
+    remediation_status`` (signed_off_at in ISO 8601 with microseconds when there are any)."""
+    from evidence.services import evidence_state_digest
+
+    org, campaign = world["org"], world["campaign"]
+    signed = dt.datetime(2026, 3, 3, 10, 15, 30, 123456, tzinfo=dt.UTC)
+    with scope(org):
+        ReviewItem.objects.filter(pk=world["items"]["approve"].pk).update(signed_off_at=signed)
+        ReviewItem.objects.filter(pk=world["items"]["exception"].pk).update(signed_off_at=signed.replace(microsecond=0))
+        campaign.refresh_from_db()
+        rows = ReviewItem.objects.filter(campaign=campaign).order_by("id").values_list(
+            "id", "signed_off_at", "ticket_key", "ticket_status", "remediation_status"
+        )
+        expected = hashlib.sha256(f"{campaign.status}|{campaign.chain_head}\n".encode())
+        for pk, at, key, status, remediation in rows:
+            expected.update(f"{pk}|{at.isoformat() if at else ''}|{key}|{status}|{remediation}\n".encode())
+        assert evidence_state_digest(campaign) == expected.hexdigest()
