@@ -7,13 +7,17 @@ Selectors build querysets inside the caller's organization scope; everything tha
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
+import functools
 import hashlib
 import json
 import random
 import secrets
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -715,21 +719,45 @@ def package_entries(
     recorded_head: str,
     on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[formats.Entry]:
-    """The files of the package, each produced lazily when the writer reaches it."""
+    """The files of the package, each produced lazily when the writer reaches it. On PostgreSQL outside a
+    transaction, the files after the items are prepared meanwhile on a second connection (their queries and
+    Python work overlap with compressing the item files, whose zlib work runs without the GIL)."""
     all_items = campaign_items_for_export(campaign=campaign)
-    if connections[all_items.db].vendor == "postgresql":
-        yield from _item_files_in_one_pass(all_items, campaign=campaign, on_rows=on_rows)
-    else:
-        yield "items.csv", items_csv_stream(all_items, campaign=campaign, on_rows=on_rows)
-        app_names = list(
-            ReviewItem.objects.filter(campaign=campaign)
-            .order_by("application_name")
-            .values_list("application_name", flat=True)
-            .distinct()
-        )
-        for app_name, file_name in _application_file_names(app_names).items():
-            queryset = campaign_items_for_export(campaign=campaign, filters={"application": app_name})
-            yield file_name, items_csv_stream(queryset, campaign=campaign, on_rows=on_rows)
+    database = connections[all_items.db]
+    others = functools.partial(_other_entries, campaign=campaign, state=state, recorded_head=recorded_head)
+    # A second connection sees only committed rows, so inside a transaction (tests) everything stays on this one.
+    prepared = database.vendor == "postgresql" and not database.in_atomic_block
+    later = None
+    try:
+        with ThreadPoolExecutor(max_workers=1) if prepared else contextlib.nullcontext() as pool:
+            later = pool.submit(contextvars.copy_context().run, _spooled_entries, others) if pool else None
+            if database.vendor == "postgresql":
+                yield from _item_files_in_one_pass(all_items, campaign=campaign, on_rows=on_rows)
+            else:
+                yield "items.csv", items_csv_stream(all_items, campaign=campaign, on_rows=on_rows)
+                app_names = list(
+                    ReviewItem.objects.filter(campaign=campaign)
+                    .order_by("application_name")
+                    .values_list("application_name", flat=True)
+                    .distinct()
+                )
+                for app_name, file_name in _application_file_names(app_names).items():
+                    queryset = campaign_items_for_export(campaign=campaign, filters={"application": app_name})
+                    yield file_name, items_csv_stream(queryset, campaign=campaign, on_rows=on_rows)
+            if later is None:
+                yield from others()
+                return
+            for name, handle in later.result():
+                yield name, _read_back(handle)
+    finally:
+        # The executor waited for the helper: its files (read or not, the package done or given up) go.
+        if later is not None and later.exception() is None:
+            for _name, handle in later.result():
+                handle.close()
+
+
+def _other_entries(*, campaign: Campaign, state: PackageState, recorded_head: str) -> Iterator[formats.Entry]:
+    """The package's files after the item files."""
     yield "decisions_log.csv", decisions_log(campaign=campaign, state=state, recorded_head=recorded_head)
     yield "campaign.json", iter([_json_bytes(campaign_document(campaign=campaign))])
     population = population_certificate(campaign=campaign)
@@ -746,6 +774,30 @@ def package_entries(
     ):
         if optional is not None:
             yield optional
+
+
+def _spooled_entries(entries: Callable[[], Iterable[formats.Entry]]) -> list[tuple[str, Any]]:
+    """Write every entry to a temporary file (in memory while small), on this thread's own connection."""
+    files: list[tuple[str, Any]] = []
+    try:
+        for name, chunks in entries():
+            handle = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, dir=settings.DATA_DIR)
+            files.append((name, handle))
+            for chunk in chunks:
+                handle.write(chunk)
+    except BaseException:
+        for _name, handle in files:
+            handle.close()
+        raise
+    finally:
+        connections.close_all()  # this thread's connections only
+    return files
+
+
+def _read_back(handle) -> Iterator[bytes]:
+    handle.seek(0)
+    while chunk := handle.read(formats.CSV_CHUNK_SIZE):
+        yield chunk
 
 
 def package_stream(

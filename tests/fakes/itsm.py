@@ -46,6 +46,8 @@ class RecordedRequest:
     query: str
     auth: tuple[str, str] | None
     body: Any
+    # The client's address and port: requests sent over one kept-alive connection share them.
+    peer: tuple[str, int] | None = None
 
 
 @dataclass
@@ -135,7 +137,10 @@ class FakeVendor:
         auth = basic_auth(request)
         with self.lock:
             self.requests.append(
-                RecordedRequest(request.method, request.path, request.query_string.decode(), auth, body)
+                RecordedRequest(
+                    request.method, request.path, request.query_string.decode(), auth, body,
+                    peer=(request.remote_addr, int(request.environ.get("REMOTE_PORT") or 0)),
+                )
             )
             failure = self._failures.popleft() if self._failures else None
         if failure is not None and failure.when != "after":
