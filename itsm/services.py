@@ -839,32 +839,35 @@ def _open_batch(organization_id: int, ticket_ids: list[int]) -> dict[int, tuple[
         "item__campaign", "item__decided_by", "item__organization", "connection"
     ).filter(pk__in=claimed)
     opened: list[tuple[Ticket, RemoteTicket, bool]] = []
-    for ticket in sorted(tickets, key=lambda t: claimed.index(t.pk)):
-        item = ticket.item
-        connection = ticket.connection or connection_for_application(
-            organization_id=organization_id, application_id=item.application_id
-        )
-        if connection is None:
-            outcomes[ticket.pk] = _fail(
-                ticket,
-                "No ticketing connection is configured for this application. Add one under "
-                "Settings → Ticketing and press Retry.",
-            ), None
-            continue
-        if ticket.connection_id != connection.pk:
-            ticket.connection = connection
-            ticket.save(update_fields=["connection"])
-        try:
-            remote, found = _create_or_find(connection.client(), ticket, ticket_content(item))
-        except ItsmTransientError as exc:
-            delay = _record_transient(ticket, exc)
-            outcomes[ticket.pk] = "retry", delay if ticket.attempts < TASK_ATTEMPTS else None
-        except ItsmPermanentError as exc:
-            outcomes[ticket.pk] = _fail(ticket, exc.message), None
-        else:
-            opened.append((ticket, remote, found))
-            outcomes[ticket.pk] = "opened", None
-    _opened(opened)
+    try:
+        for ticket in sorted(tickets, key=lambda t: claimed.index(t.pk)):
+            item = ticket.item
+            connection = ticket.connection or connection_for_application(
+                organization_id=organization_id, application_id=item.application_id
+            )
+            if connection is None:
+                outcomes[ticket.pk] = _fail(
+                    ticket,
+                    "No ticketing connection is configured for this application. Add one under "
+                    "Settings → Ticketing and press Retry.",
+                ), None
+                continue
+            if ticket.connection_id != connection.pk:
+                ticket.connection = connection
+                ticket.save(update_fields=["connection"])
+            try:
+                remote, found = _create_or_find(connection.client(), ticket, ticket_content(item))
+            except ItsmTransientError as exc:
+                delay = _record_transient(ticket, exc)
+                outcomes[ticket.pk] = "retry", delay if ticket.attempts < TASK_ATTEMPTS else None
+            except ItsmPermanentError as exc:
+                outcomes[ticket.pk] = _fail(ticket, exc.message), None
+            else:
+                opened.append((ticket, remote, found))
+                outcomes[ticket.pk] = "opened", None
+    finally:
+        # Even when something unexpected stops the batch, the tickets created so far are recorded now.
+        _opened(opened)
     return outcomes
 
 
