@@ -966,3 +966,32 @@ def test_state_digest_lines_match_the_documented_format(world):
         for pk, at, key, status, remediation in rows:
             expected.update(f"{pk}|{at.isoformat() if at else ''}|{key}|{status}|{remediation}\n".encode())
         assert evidence_state_digest(campaign) == expected.hexdigest()
+
+
+def test_decisions_log_written_by_copy_equals_the_python_log_and_stops_at_the_recorded_head(world):
+    from evidence.services import PackageState, decisions_log
+
+    org, campaign = world["org"], world["campaign"]
+    with scope(org):
+        review_item_decide(
+            item=world["items"]["undecided"], actor=world["reviewer"], decision="approve",
+            reason='Quote " and, comma\r\nline',
+        )
+        campaign.refresh_from_db()
+        head = campaign.chain_head
+        review_item_decide(item=world["items"]["approve"], actor=world["admin"], decision="revoke", reason="-2")
+        logs = {}
+        for use_copy in (True, False):
+            state = PackageState()
+            logs[use_copy] = (
+                b"".join(decisions_log(campaign=campaign, state=state, recorded_head=head, use_copy=use_copy)),
+                state.decision_count,
+                state.chain_head,
+            )
+    assert logs[True] == logs[False]
+    data, count, chain_head = logs[True]
+    assert count == 5 and chain_head == head  # the decision made after the head was recorded is left out
+    rows = parse_csv(data)
+    assert [r["sequence"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert rows[3]["reason"] == "'=cmd|' /C calc'!A0"
+    assert rows[4]["reason"] == 'Quote " and, comma\r\nline' and rows[4]["identity_email"].startswith("'=")
