@@ -38,8 +38,13 @@ def resume_due() -> int:
     """Periodic: re-send pending tickets and comments whose retry time has come (after outages, lost tasks
     or dead workers)."""
     tickets = services.tickets_due()
+    by_organization: dict[int, list[int]] = {}
     for organization_id, ticket_id in tickets:
-        open_ticket.delay(organization_id, ticket_id)
+        by_organization.setdefault(organization_id, []).append(ticket_id)
+    for organization_id, ticket_ids in by_organization.items():
+        # In the batches decisions hand over, so a backlog after an outage is claimed ten at a time too.
+        for start in range(0, len(ticket_ids), services.ENQUEUE_BATCH):
+            open_tickets.delay(organization_id, ticket_ids[start : start + services.ENQUEUE_BATCH])
     comments = services.comments_due()
     for organization_id, comment_id in comments:
         send_comment.delay(organization_id, comment_id)
