@@ -67,9 +67,9 @@ def rows_for(results: dict[str, Any], rows: int) -> list[Row]:
             share >= 0.10
 
     def snapshot():
-        ours = _first(results, "snapshot", "snapshot_seconds")
-        raw = _first(results, "snapshot", "raw_seconds")
-        lean = _first(results, "snapshot", "lean_seconds", "lean_s", "lean_limit_seconds")
+        ours = _first(results, "snapshot", "thalian_s", "snapshot_seconds")
+        raw = _first(results, "snapshot", "raw_s", "raw_seconds")
+        lean = _first(results, "snapshot", "lean_s", "lean_seconds")
         ratio = ours / lean
         return _seconds(ours), _seconds(raw), _seconds(lean), f"{ratio:.2f}x lean", ratio <= 4
 

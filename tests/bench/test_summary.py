@@ -5,7 +5,7 @@ from bench import summary
 
 RESULTS = {
     "inventory": {"import": {"rows": 100_000, "seconds": 2.0}, "copy": {"rows": 100_000, "seconds": 0.1}},
-    "snapshot": {"snapshot_seconds": 1.0, "raw_seconds": 0.9, "lean_seconds": 0.2},
+    "snapshot": {"thalian_s": 1.0, "raw_s": 0.9, "lean_s": 0.2},
     "review": {"bulk_s": 1.2, "bulk_raw_s": 1.0, "page_p95_ms": 80.0},
     "evidence": {"total": 1.4, "copy_s": 1.0, "lean_s": 0.5, "ttfb": 0.01, "zip_s": 5.0, "zip_ratio": 3.57,
                  "zip_rss_mb": 120.0, "zip_verified": True},
