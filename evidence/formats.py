@@ -364,6 +364,9 @@ CHECKSUMS_NAME = "SHA256SUMS"
 DECISIONS_LOG_NAME = "decisions_log.csv"
 MANIFEST_FORMAT = "thalian-evidence/1"
 ZIP_FLUSH_SIZE = 256 * 1024
+# Deflate level of every member: level 1 compresses CSV text about 2.5 times faster than the default 6, for
+# files a fifth larger; a package of a million items is mostly CSV, so its build time is mostly this.
+ZIP_COMPRESS_LEVEL = 1
 
 Entry = tuple[str, Iterable[bytes]]
 
@@ -482,7 +485,7 @@ def stream_package(
     result = result if result is not None else PackageResult()
     sink = _ChunkSink()
     seen: set[str] = set()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_COMPRESS_LEVEL) as archive:
         for name, chunks in entries:
             name = _checked_name(name, seen)
             if progress is not None:
