@@ -83,19 +83,21 @@ class RowSpool:
     """Rows filed under keys while they stream past, read back per key in the order they were added.
 
     Everything goes to one temporary file (any number of keys, one file descriptor): each key collects its
-    rows in a small buffer that is appended to the file as one segment when it reaches ``segment`` bytes, or
-    when all buffers together pass ``budget``, so memory stays bounded whatever the number of keys.
+    rows in a buffer appended to the file as one segment when it is full. Buffers are ``budget`` divided by the
+    number of keys (at least ``MIN_SEGMENT``), so memory stays bounded whatever the number of keys, and adding a
+    row is a dictionary look-up and an append (it runs once per item of a campaign).
     """
 
-    def __init__(self, *, directory: str | os.PathLike[str] | None = None, budget: int = 16 * 1024 * 1024,
-                 segment: int = 256 * 1024) -> None:
+    MIN_SEGMENT = 1024
+
+    def __init__(self, *, directory: str | os.PathLike[str] | None = None, budget: int = 16 * 1024 * 1024) -> None:
         self._file = tempfile.TemporaryFile(dir=directory)
-        self._budget, self._segment = budget, segment
+        self._budget = budget
+        self._segment = budget
         self._buffers: dict[bytes, bytearray] = {}
         self._segments: dict[bytes, list[tuple[int, int]]] = {}
-        self.rows: dict[bytes, int] = {}
-        self._buffered = 0
         self._end = 0
+        self.rows = 0  # rows added in all, counted by the caller
 
     def __enter__(self) -> RowSpool:
         return self
@@ -112,26 +114,23 @@ class RowSpool:
         if buffer is None:
             buffer = self._buffers[key] = bytearray()
             self._segments[key] = []
-            self.rows[key] = 0
+            self._segment = max(self.MIN_SEGMENT, self._budget // len(self._buffers))
         buffer += row
-        self.rows[key] += 1
-        self._buffered += len(row)
         if len(buffer) >= self._segment:
-            self._flush(key, buffer)
-        elif self._buffered >= self._budget:
-            for other, pending in self._buffers.items():
-                if pending:
-                    self._flush(other, pending)
-
-    def _flush(self, key: bytes, buffer: bytearray) -> None:
-        self._file.write(buffer)
-        self._segments[key].append((self._end, len(buffer)))
-        self._end += len(buffer)
-        self._buffered -= len(buffer)
-        buffer.clear()
+            self._file.write(buffer)
+            self._segments[key].append((self._end, len(buffer)))
+            self._end += len(buffer)
+            buffer.clear()
 
     def keys(self) -> list[bytes]:
         return list(self._buffers)
+
+    def size(self, key: bytes | None = None) -> int:
+        """Bytes filed under ``key`` (all keys without one)."""
+        keys = [key] if key is not None else list(self._buffers)
+        return sum(length for k in keys for _offset, length in self._segments.get(k, ())) + sum(
+            len(self._buffers.get(k, b"")) for k in keys
+        )
 
     def read(self, key: bytes) -> Iterator[bytes]:
         """The rows of ``key`` as byte chunks (one per segment)."""

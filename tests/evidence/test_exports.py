@@ -995,3 +995,27 @@ def test_decisions_log_written_by_copy_equals_the_python_log_and_stops_at_the_re
     assert [r["sequence"] for r in rows] == ["1", "2", "3", "4", "5"]
     assert rows[3]["reason"] == "'=cmd|' /C calc'!A0"
     assert rows[4]["reason"] == 'Quote " and, comma\r\nline' and rows[4]["identity_email"].startswith("'=")
+
+
+def test_removals_written_by_copy_equal_the_python_log(world, member):
+    from campaigns.models import CampaignRemediationOwner
+    from evidence.services import removals_log
+
+    org, campaign = world["org"], world["campaign"]
+    confirmed_at = dt.datetime(2026, 3, 5, 8, 0, 1, 250000, tzinfo=dt.UTC)
+    with scope(org):
+        CampaignRemediationOwner.objects.create(
+            organization=org, campaign=campaign, application_name="GitHub", owner_email="=ops@acme.test"
+        )
+        review_item_decide(item=world["items"]["undecided"], actor=world["admin"], decision="revoke", reason="x")
+        ReviewItem.objects.filter(pk=world["items"]["undecided"].pk).update(
+            remediation_status="confirmed_removed", removal_confirmed_by_email="owner@acme.test",
+            removal_confirmed_at=confirmed_at, removal_comment='Deleted, "really"\nby hand',
+        )  # fmt: skip
+        logs = {use_copy: b"".join(removals_log(campaign=campaign, use_copy=use_copy)) for use_copy in (True, False)}
+    assert logs[True] == logs[False]
+    rows = {r["identity_email"]: r for r in parse_csv(logs[True])}
+    assert rows["bob@corp.test"]["remediation_owner"] == "'=ops@acme.test"
+    assert rows["bob@corp.test"]["removal_status"] == "pending"
+    confirmed = rows["'=HYPERLINK(\"http://evil.test\")"]
+    assert (confirmed["proof"], confirmed["proven_at"]) == ("manually confirmed", "2026-03-05T08:00:01.250000Z")
