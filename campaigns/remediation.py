@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from entitlements.models import Application
 from thalian.audit import audit_record
+from thalian.bulk import rows_update
 from thalian.events import CampaignCompleted, CampaignRemediating, publish
 from thalian.models import Membership, Organization
 from thalian.permissions import Perm, has_perm
@@ -575,14 +576,15 @@ class ItemTicket:
     error: str = ""
 
 
-def review_items_tickets_record(*, tickets: Iterable[ItemTicket]) -> int:
+def review_items_tickets_record(*, organization_id: int, tickets: Iterable[ItemTicket]) -> int:
     """Record on each item what its own ticket is now, in one UPDATE for all of them (a worker finishing a
     batch of tickets, each with its own key and URL)."""
-    items = [
-        ReviewItem(pk=t.item_id, ticket_status=t.status, ticket_key=t.key, ticket_url=t.url, ticket_error=t.error)
-        for t in tickets
-    ]
-    return ReviewItem.objects.bulk_update(items, ["ticket_status", "ticket_key", "ticket_url", "ticket_error"])
+    return rows_update(
+        ReviewItem,
+        organization_id=organization_id,
+        rows=[(t.item_id, t.status, t.key, t.url, t.error) for t in tickets],
+        columns=["ticket_status", "ticket_key", "ticket_url", "ticket_error"],
+    )
 
 
 @dataclass(frozen=True)

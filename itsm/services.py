@@ -37,6 +37,7 @@ from entitlements.models import Application, Entitlement
 from thalian import claims
 from thalian.audit import audit_event, audit_record, audit_records
 from thalian.broker import send_quickly
+from thalian.bulk import rows_update
 from thalian.events import RemediationOutcome, TicketFailed, publish
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
 from thalian.tenancy import assert_same_organization, scope
@@ -913,11 +914,6 @@ def _fail(ticket: Ticket, message: str) -> str:
     return "failed"
 
 
-_OPENED_FIELDS = [
-    "state", "key", "url", "remote_id", "error", "opened_at", "claimed_at", "next_attempt_at", "lookup_before_create",
-]  # fmt: skip
-
-
 def _opened(opened: list[tuple[Ticket, RemoteTicket, bool]]) -> None:
     """Record the remote tickets of a batch: tickets, their items and audit events, one statement each."""
     if not opened:
@@ -938,8 +934,17 @@ def _opened(opened: list[tuple[Ticket, RemoteTicket, bool]]) -> None:
             ticket.next_attempt_at = None
             ticket.lookup_before_create = False
         tickets = [ticket for ticket, _remote, _found in opened]
-        Ticket.objects.bulk_update(tickets, _OPENED_FIELDS)
+        organization_id = tickets[0].organization_id
+        rows_update(
+            Ticket,
+            organization_id=organization_id,
+            rows=[(t.pk, t.state, t.key, t.url, t.remote_id) for t in tickets],
+            columns=["state", "key", "url", "remote_id"],
+            constants={"error": "", "opened_at": now, "claimed_at": None, "next_attempt_at": None,
+                       "lookup_before_create": False},
+        )  # fmt: skip
         review_items_tickets_record(
+            organization_id=organization_id,
             tickets=[
                 ItemTicket(
                     item_id=t.item_id, status=ITEM_TICKET_STATUS[TicketState(t.state)], key=t.key, url=t.url

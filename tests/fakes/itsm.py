@@ -46,8 +46,6 @@ class RecordedRequest:
     query: str
     auth: tuple[str, str] | None
     body: Any
-    # The client's address and port: requests sent over one kept-alive connection share them.
-    peer: tuple[str, int] | None = None
 
 
 @dataclass
@@ -137,10 +135,7 @@ class FakeVendor:
         auth = basic_auth(request)
         with self.lock:
             self.requests.append(
-                RecordedRequest(
-                    request.method, request.path, request.query_string.decode(), auth, body,
-                    peer=(request.remote_addr, int(request.environ.get("REMOTE_PORT") or 0)),
-                )
+                RecordedRequest(request.method, request.path, request.query_string.decode(), auth, body)
             )
             failure = self._failures.popleft() if self._failures else None
         if failure is not None and failure.when != "after":

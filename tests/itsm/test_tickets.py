@@ -421,10 +421,12 @@ def test_a_batch_of_tickets_is_claimed_read_and_recorded_in_as_many_queries_as_o
 ):
     """Opening ten tickets costs the database what opening one does (claim, read, record: one statement each),
     so workers spend their time on the ticketing system rather than on round trips."""
-    connect(jira)
+    connection = connect(jira)
     with scope(org):
         tickets = [
-            Ticket.objects.create(organization=org, item=item, campaign=item.campaign, state=TicketState.PENDING)
+            Ticket.objects.create(
+                organization=org, item=item, campaign=item.campaign, connection=connection, state=TicketState.PENDING
+            )
             for item in [revoked_item() for _ in range(11)]
         ]
     one, one_queries = _queries_to_open(org, tickets[:1])
@@ -442,19 +444,3 @@ def test_a_batch_of_tickets_is_claimed_read_and_recorded_in_as_many_queries_as_o
     again, _queries = _queries_to_open(org, tickets)
     assert {outcome for _pk, outcome, _retry in again} == {"skipped"}
 
-
-def test_tickets_of_one_connection_reuse_one_kept_alive_http_connection(
-    jira, connect, revoked_item, org, itsm_settings
-):
-    """A worker keeps one HTTP session per ITSM connection: consecutive tickets go over the same TCP
-    connection instead of a new handshake each."""
-    connect(jira)
-    with scope(org):
-        tickets = [
-            Ticket.objects.create(organization=org, item=item, campaign=item.campaign, state=TicketState.PENDING)
-            for item in [revoked_item() for _ in range(4)]
-        ]
-    for ticket in tickets:  # separate tasks, as separate messages would be
-        assert services.ticket_open(organization_id=org.pk, ticket_id=ticket.pk)[0] == "opened"
-    peers = {call.peer for call in jira.calls("POST", r"/rest/api/2/issue")}
-    assert len(jira.tickets) == 4 and len(peers) == 1
