@@ -364,7 +364,7 @@ DECISIONS_LOG_NAME = "decisions_log.csv"
 MANIFEST_FORMAT = "thalian-evidence/1"
 ZIP_FLUSH_SIZE = 256 * 1024
 # Deflate level of every member: level 1 compresses CSV text about 2.5 times faster than the default 6, for
-# files a fifth larger; a package of a million items is mostly CSV, so its build time is mostly this.
+# files about a quarter larger; a package of a million items is mostly CSV, so its build time is mostly this.
 ZIP_COMPRESS_LEVEL = 1
 
 Entry = tuple[str, Iterable[bytes]]
