@@ -20,7 +20,7 @@ class Row:
     lean: str
     ratio: str
     goal: str
-    met: bool | None  # None: not measured
+    met: bool | None  # None: not measured (or not the figure the goal needs)
 
 
 def _get(results: dict[str, Any], area: str, *path: str) -> Any:
@@ -49,7 +49,7 @@ def _rate(rows: int | None, seconds: float | None) -> float | None:
     return rows / seconds if rows and seconds else None
 
 
-def _row(work: str, goal: str, check: Callable[[], tuple[str, str, str, str, bool]]) -> Row:
+def _row(work: str, goal: str, check: Callable[[], tuple[str, str, str, str, bool | None]]) -> Row:
     try:
         thalian, raw, lean, ratio, met = check()
     except (TypeError, ZeroDivisionError):  # a figure the area did not measure
@@ -70,6 +70,8 @@ def rows_for(results: dict[str, Any], rows: int) -> list[Row]:
         ours = _first(results, "snapshot", "thalian_s", "snapshot_seconds")
         raw = _first(results, "snapshot", "raw_s", "raw_seconds")
         lean = _first(results, "snapshot", "lean_s", "lean_seconds")
+        if lean is None:  # a snapshot benchmark without the lean limit: its figures, no verdict
+            return _seconds(ours), _seconds(raw), DASH, f"{ours / raw:.2f}x raw", None
         ratio = ours / lean
         return _seconds(ours), _seconds(raw), _seconds(lean), f"{ratio:.2f}x lean", ratio <= 4
 

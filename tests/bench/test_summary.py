@@ -39,3 +39,9 @@ def test_areas_that_did_not_run_say_so_and_the_table_prints_every_row():
     text = summary.table({"review": RESULTS["review"]}, 100_000)
     assert text.count("not run") == 5 and text.count("| met ") == 2
     assert len(text.splitlines()) == 2 + 7
+
+
+def test_a_snapshot_without_its_lean_limit_shows_its_figures_without_a_verdict():
+    [snapshot] = [row for name, row in _rows({"snapshot": {"snapshot_seconds": 2.0, "raw_seconds": 1.0}}).items()
+                  if name == "snapshot"]
+    assert (snapshot.thalian, snapshot.raw, snapshot.ratio, snapshot.met) == ("2.00 s", "1.00 s", "2.00x raw", None)
