@@ -17,7 +17,7 @@ import random
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -423,6 +423,27 @@ class PackageState:
     files: dict[str, int] = field(default_factory=dict)
 
 
+def _copied_ranges(
+    queryset: models.QuerySet, sql: str, params: Callable[[IdRange, int], list[Any]]
+) -> Generator[bytes, None, int]:
+    """The CSV rows of ``sql`` (a ``COPY ... TO STDOUT`` taking ``params(range, rows so far)``) for each id
+    range of ``queryset``, in chunks of about 64 KiB; returns how many rows there were."""
+    buffer = bytearray()
+    written = 0
+    for window in _id_ranges(queryset):
+        with connections[queryset.db].cursor() as cursor, cursor.cursor.copy(sql, params(window, written)) as copy:
+            for block in copy:
+                buffer += block
+                window.rows += 1
+                if len(buffer) >= formats.CSV_CHUNK_SIZE:
+                    yield bytes(buffer)
+                    buffer.clear()
+        written += window.rows
+    if buffer:
+        yield bytes(buffer)
+    return written
+
+
 def _iso_utc_sql(column: str, zone: str) -> str:
     """PostgreSQL text of a timestamp as Python's ``isoformat()`` in UTC writes it (microseconds only when
     there are any), followed by ``zone`` (``Z`` or ``+00:00``); NULL stays NULL."""
@@ -472,21 +493,9 @@ def _decisions_log_copy(*, campaign: Campaign, state: PackageState, recorded_hea
         "AND e.id > %s AND e.id <= %s ORDER BY e.id) TO STDOUT WITH (FORMAT csv)"
     )
     yield from csv_stream([], header=formats.decisions_log_header(DECISION_LOG_COLUMNS))
-    buffer = bytearray()
-    written = 0
-    for window in _id_ranges(events):
-        with connections[events.db].cursor() as cursor:
-            params = [written, campaign.organization_id, campaign.pk, window.lower, window.upper]
-            with cursor.cursor.copy(sql, params) as copy:
-                for block in copy:
-                    buffer += block
-                    window.rows += 1
-                    if len(buffer) >= formats.CSV_CHUNK_SIZE:
-                        yield bytes(buffer)
-                        buffer.clear()
-        written += window.rows
-    if buffer:
-        yield bytes(buffer)
+    written = yield from _copied_ranges(
+        events, sql, lambda window, before: [before, campaign.organization_id, campaign.pk, window.lower, window.upper]
+    )
     if written:
         state.decision_count = written
         state.chain_head = events.order_by("-id").values_list("hash", flat=True).first()
@@ -760,19 +769,10 @@ def _removals_log_copy(*, campaign: Campaign) -> Iterator[bytes]:
         "ORDER BY i.id) TO STDOUT WITH (FORMAT csv)"
     )
     yield from csv_stream([], header=REMOVAL_COLUMNS)
-    buffer = bytearray()
-    for window in _id_ranges(items):
-        with connections[items.db].cursor() as cursor:
-            params = [campaign.organization_id, campaign.pk, Decision.REVOKE, window.lower, window.upper]
-            with cursor.cursor.copy(sql, params) as copy:
-                for block in copy:
-                    buffer += block
-                    window.rows += 1
-                    if len(buffer) >= formats.CSV_CHUNK_SIZE:
-                        yield bytes(buffer)
-                        buffer.clear()
-    if buffer:
-        yield bytes(buffer)
+    yield from _copied_ranges(
+        items, sql, lambda window, _before: [campaign.organization_id, campaign.pk, Decision.REVOKE, window.lower,
+                                             window.upper],
+    )  # fmt: skip
 
 
 def removals_log(*, campaign: Campaign, use_copy: bool | None = None) -> Iterator[bytes]:
