@@ -1,5 +1,6 @@
-"""ITSM benchmark: 10,000 revokes of one organization turned into tickets by 4 real Celery worker processes
-against a local fake Jira, next to the same number of raw HTTP calls from 4 processes to the same fake.
+"""ITSM benchmark: revokes of one organization (one per hundred ``--rows``: 10,000 for the default million)
+turned into tickets by 4 real Celery worker processes against a local fake Jira, next to the same number of raw
+HTTP calls from 4 processes to the same fake.
 
 Reports tickets per second, duplicates (remote tickets beyond one per item) and whether every item ends up
 carrying its ticket URL. Needs DATABASE_URL (PostgreSQL) and REDIS_URL. Creates an organization with the slug
