@@ -1,5 +1,6 @@
-"""ITSM benchmark: 10,000 revokes of one organization turned into tickets by 4 real Celery worker processes
-against a local fake Jira, next to the same number of raw HTTP calls from 4 processes to the same fake.
+"""ITSM benchmark: revokes of one organization (one per hundred ``--rows``: 10,000 for the default million)
+turned into tickets by 4 real Celery worker processes against a local fake Jira, next to the same number of raw
+HTTP calls from 4 processes to the same fake.
 
 Reports tickets per second, duplicates (remote tickets beyond one per item) and whether every item ends up
 carrying its ticket URL. Needs DATABASE_URL (PostgreSQL) and REDIS_URL. Creates an organization with the slug
@@ -108,76 +109,6 @@ def _connect(org, base_url: str):
         )
 
 
-def _start_workers(count: int, log_dir: Path) -> list[subprocess.Popen]:
-    from django.conf import settings
-    from django.db import connection
-
-    db = connection.settings_dict
-    env = dict(os.environ)
-    env["DATABASE_URL"] = (
-        f"postgres://{db.get('USER') or 'postgres'}:{db.get('PASSWORD') or ''}@{db.get('HOST') or '127.0.0.1'}"
-        f":{db.get('PORT') or 5432}/{db['NAME']}"
-    )
-    env["REDIS_URL"] = settings.REDIS_URL
-    env["SECRET_KEY"] = settings.SECRET_KEY
-    env["ENCRYPTION_KEY"] = settings.ENCRYPTION_KEY
-    env.setdefault("THALIAN_DATA_DIR", str(settings.DATA_DIR))
-    env["ALLOWED_INTERNAL_HOSTS"] = "127.0.0.1"  # the fake Jira listens on loopback
-    procs = []
-    for n in range(count):
-        log = open(log_dir / f"worker{n}.log", "w")  # noqa: SIM115 - closed with the process
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "thalian",
-                    "worker",
-                    "-n",
-                    f"bench-itsm-{n}-{uuid.uuid4().hex[:6]}@%h",
-                    "-c",
-                    "1",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "-l",
-                    "WARNING",
-                ],
-                cwd=Path(__file__).resolve().parent.parent,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    return procs
-
-
-def _wait_for_workers(procs, timeout: float = 60) -> None:
-    from thalian.celery import app
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=1.0) or []
-        names = {name for reply in replies for name in reply}
-        if sum(1 for name in names if name.startswith("bench-itsm-")) >= len(procs):
-            return
-        if any(p.poll() is not None for p in procs):
-            break
-    raise RuntimeError("benchmark workers did not start; see the worker logs")
-
-
-def _stop(procs) -> None:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def _delete_org(org) -> None:
     from django.db import transaction
 
@@ -189,19 +120,22 @@ def _delete_org(org) -> None:
         Organization.objects.filter(pk=org.pk).delete()
 
 
-def run(stdout: TextIO, items: int = ITEMS, workers: int = WORKERS) -> dict:
+def run(stdout: TextIO, rows: int = 1_000_000, items: int | None = None, workers: int = WORKERS) -> dict:
+    """``items`` revokes (default: one per hundred ``rows``, so 10,000 for a million-row run)."""
     import tempfile
 
     from django.conf import settings
     from django.db import connection
     from pytest_httpserver import HTTPServer
 
+    from bench.support import start_workers, stop_workers, worker_environment
     from campaigns.models import ReviewItem
     from itsm.services import tickets_on_decisions
     from tests.fakes.itsm import FakeJira
     from thalian.celery import app
     from thalian.tenancy import scope
 
+    items = items or max(100, rows // 100)
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         stdout.write("The ITSM benchmark needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).\n")
         return {}
@@ -225,8 +159,9 @@ def run(stdout: TextIO, items: int = ITEMS, workers: int = WORKERS) -> dict:
         org = _setup(items)
         _connect(org, fake.base_url)
         with tempfile.TemporaryDirectory(prefix="thalian-bench-itsm-") as logs:
-            procs = _start_workers(workers, Path(logs))
-            _wait_for_workers(procs)
+            env = worker_environment()
+            env["ALLOWED_INTERNAL_HOSTS"] = "127.0.0.1"  # the fake Jira listens on loopback
+            procs = start_workers(workers, Path(logs), prefix="bench-itsm", env=env)
             stdout.write(f"{workers} workers up. Deciding and opening tickets...\n")
             with scope(org):
                 item_ids = list(ReviewItem.objects.values_list("pk", flat=True))
@@ -241,7 +176,7 @@ def run(stdout: TextIO, items: int = ITEMS, workers: int = WORKERS) -> dict:
                         break
                     time.sleep(0.5)
             seconds = time.perf_counter() - started
-            _stop(procs)
+            stop_workers(procs)
             procs = []
         with scope(org):
             with_url = ReviewItem.objects.exclude(ticket_url="").count()
@@ -267,6 +202,7 @@ def run(stdout: TextIO, items: int = ITEMS, workers: int = WORKERS) -> dict:
             "distinct_urls": urls,
             "raw_seconds": raw_seconds,
             "raw_per_second": items / raw_seconds,
+            "ok": duplicates == 0 and with_url == items == urls,
         }
         lines = [
             f"{'':40}{'count':>10}{'seconds':>10}{'per second':>12}",
@@ -282,7 +218,7 @@ def run(stdout: TextIO, items: int = ITEMS, workers: int = WORKERS) -> dict:
         stdout.write("\n".join(lines) + "\n")
         return result
     finally:
-        _stop(procs)
+        stop_workers(procs)
         server.clear()
         server.stop()
         if org is not None:

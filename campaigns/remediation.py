@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from entitlements.models import Application
 from thalian.audit import audit_record
+from thalian.bulk import rows_update
 from thalian.events import CampaignCompleted, CampaignRemediating, publish
 from thalian.models import Membership, Organization
 from thalian.permissions import Perm, has_perm
@@ -577,6 +578,28 @@ def review_items_ticket_record(
     if only_without:
         items = items.filter(ticket_status="")
     return items.update(ticket_status=status, ticket_key=key, ticket_url=url, ticket_error=error)
+
+
+@dataclass(frozen=True)
+class ItemTicket:
+    """What one item's ticket is now, for ``review_items_tickets_record``."""
+
+    item_id: int
+    status: str
+    key: str = ""
+    url: str = ""
+    error: str = ""
+
+
+def review_items_tickets_record(*, organization_id: int, tickets: Iterable[ItemTicket]) -> int:
+    """Record on each item what its own ticket is now, in one UPDATE for all of them (a worker finishing a
+    batch of tickets, each with its own key and URL)."""
+    return rows_update(
+        ReviewItem,
+        organization_id=organization_id,
+        rows=[(t.item_id, t.status, t.key, t.url, t.error) for t in tickets],
+        columns=["ticket_status", "ticket_key", "ticket_url", "ticket_error"],
+    )
 
 
 @dataclass(frozen=True)

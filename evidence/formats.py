@@ -79,6 +79,69 @@ def csv_stream(
         yield buffer.getvalue().encode("utf-8")
 
 
+class RowSpool:
+    """Rows filed under keys while they stream past, read back per key in the order they were added.
+
+    Everything goes to one temporary file (any number of keys, one file descriptor): each key collects its
+    rows in a buffer appended to the file as one segment when it is full. Buffers are ``budget`` divided by the
+    number of keys (at least ``MIN_SEGMENT``), so memory stays bounded whatever the number of keys, and adding a
+    row is a dictionary look-up and an append (it runs once per item of a campaign).
+    """
+
+    MIN_SEGMENT = 1024
+
+    def __init__(self, *, directory: str | os.PathLike[str] | None = None, budget: int = 16 * 1024 * 1024) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory)
+        self._budget = budget
+        self._segment = budget
+        self._buffers: dict[bytes, bytearray] = {}
+        self._segments: dict[bytes, list[tuple[int, int]]] = {}
+        self._end = 0
+        self.rows = 0  # rows added in all, counted by the caller
+
+    def __enter__(self) -> RowSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+        self._buffers.clear()
+
+    def add(self, key: bytes, row: bytes) -> None:
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = bytearray()
+            self._segments[key] = []
+            self._segment = max(self.MIN_SEGMENT, self._budget // len(self._buffers))
+        buffer += row
+        if len(buffer) >= self._segment:
+            self._file.write(buffer)
+            self._segments[key].append((self._end, len(buffer)))
+            self._end += len(buffer)
+            buffer.clear()
+
+    def keys(self) -> list[bytes]:
+        return list(self._buffers)
+
+    def size(self, key: bytes | None = None) -> int:
+        """Bytes filed under ``key`` (all keys without one)."""
+        keys = [key] if key is not None else list(self._buffers)
+        return sum(length for k in keys for _offset, length in self._segments.get(k, ())) + sum(
+            len(self._buffers.get(k, b"")) for k in keys
+        )
+
+    def read(self, key: bytes) -> Iterator[bytes]:
+        """The rows of ``key`` as byte chunks (one per segment)."""
+        self._file.flush()
+        for offset, length in self._segments.get(key, ()):
+            yield os.pread(self._file.fileno(), length, offset)
+        tail = self._buffers.get(key)
+        if tail:
+            yield bytes(tail)
+
+
 # --------------------------------------------------------------------------------------------------
 # Canonical JSON and signing
 # --------------------------------------------------------------------------------------------------
@@ -300,6 +363,9 @@ CHECKSUMS_NAME = "SHA256SUMS"
 DECISIONS_LOG_NAME = "decisions_log.csv"
 MANIFEST_FORMAT = "thalian-evidence/1"
 ZIP_FLUSH_SIZE = 256 * 1024
+# Deflate level of every member: level 1 compresses CSV text about 2.5 times faster than the default 6, for
+# files about a quarter larger; a package of a million items is mostly CSV, so its build time is mostly this.
+ZIP_COMPRESS_LEVEL = 1
 
 Entry = tuple[str, Iterable[bytes]]
 
@@ -418,7 +484,7 @@ def stream_package(
     result = result if result is not None else PackageResult()
     sink = _ChunkSink()
     seen: set[str] = set()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_COMPRESS_LEVEL) as archive:
         for name, chunks in entries:
             name = _checked_name(name, seen)
             if progress is not None:

@@ -17,13 +17,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign, Decision, RemediationStatus, ReviewItem
 from campaigns.remediation import (
+    ItemTicket,
     campaign_remediation_complete_if_done,
     campaign_remediation_reopen,
     lock_campaigns,
@@ -31,11 +32,13 @@ from campaigns.remediation import (
     review_items_remediation_open,
     review_items_remediation_verify,
     review_items_ticket_record,
+    review_items_tickets_record,
 )
 from entitlements.models import Application, Entitlement
 from thalian import claims
-from thalian.audit import audit_record
+from thalian.audit import audit_event, audit_record, audit_records
 from thalian.broker import send_quickly
+from thalian.bulk import rows_update
 from thalian.events import RemediationOutcome, TicketFailed, publish
 from thalian.models import AuditEvent, Organization, TicketTrigger, User
 from thalian.tenancy import assert_same_organization, scope
@@ -800,43 +803,87 @@ def _time_limit_is_unknown_outcome() -> Iterator[None]:
 
 
 def ticket_open(*, organization_id: int, ticket_id: int) -> tuple[str, float | None]:
-    """Open the remote ticket for one pending Ticket, exactly once.
+    """Open the remote ticket for one pending Ticket, exactly once (see ``tickets_open``).
 
     Returns (outcome, retry_in): outcome is "opened", "failed", "retry" or "skipped" (another worker owns it or
     it is already done); retry_in is the delay before the next attempt for "retry"."""
-    now = timezone.now()
+    [(_ticket_id, outcome, retry_in)] = tickets_open(organization_id=organization_id, ticket_ids=[ticket_id])
+    return outcome, retry_in
+
+
+# Tickets a worker claims and records together: the claim, the read and the record of a batch are one
+# statement each, instead of a handful per ticket. Small enough that a batch is recorded soon after its
+# remote calls and that a worker dying mid-batch leaves few claims for the sweep (which looks them up by
+# their reference before creating, so none is created twice).
+CLAIM_BATCH = 10
+
+
+def tickets_open(*, organization_id: int, ticket_ids: list[int]) -> list[tuple[int, str, float | None]]:
+    """Open the remote tickets of pending Tickets, each exactly once, ``CLAIM_BATCH`` at a time.
+
+    Returns (ticket id, outcome, retry_in) for every id given, in order; see ``ticket_open``."""
+    outcomes: dict[int, tuple[str, float | None]] = {}
     with scope(organization_id=organization_id):
-        # The claim: only one caller can move this row from pending to opening.
-        claimed = Ticket.objects.filter(pk=ticket_id, state=TicketState.PENDING).update(
-            state=TicketState.OPENING, claimed_at=now, attempts=F("attempts") + 1
+        for start in range(0, len(ticket_ids), CLAIM_BATCH):
+            outcomes.update(_open_batch(organization_id, ticket_ids[start : start + CLAIM_BATCH]))
+    return [(pk, *outcomes.get(pk, ("skipped", None))) for pk in ticket_ids]
+
+
+def _claim(organization_id: int, ticket_ids: list[int], now: dt.datetime) -> list[int]:
+    """The claim: one conditional UPDATE moves the batch's pending tickets to opening and returns the ids it
+    moved, so of two workers racing for a ticket exactly one gets it."""
+    if not ticket_ids:
+        return []
+    db = connections[Ticket.objects.db]
+    table = db.ops.quote_name(Ticket._meta.db_table)
+    placeholders = ", ".join(["%s"] * len(ticket_ids))
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET state = %s, claimed_at = %s, attempts = attempts + 1 "
+            f"WHERE organization_id = %s AND state = %s AND id IN ({placeholders}) RETURNING id",
+            [TicketState.OPENING, db.ops.adapt_datetimefield_value(now), organization_id, TicketState.PENDING,
+             *ticket_ids],
         )
-        if claimed != 1:
-            return "skipped", None
-        ticket = Ticket.objects.select_related(
-            "item__campaign", "item__decided_by", "item__organization", "connection"
-        ).get(pk=ticket_id)
-        item = ticket.item
-        connection = ticket.connection or connection_for_application(
-            organization_id=organization_id, application_id=item.application_id
-        )
-        if connection is None:
-            return _fail(
-                ticket,
-                "No ticketing connection is configured for this application. Add one under "
-                "Settings → Ticketing and press Retry.",
-            ), None
-        if ticket.connection_id != connection.pk:
-            ticket.connection = connection
-            ticket.save(update_fields=["connection"])
-        try:
-            remote, found = _create_or_find(connection.client(), ticket, ticket_content(item))
-        except ItsmTransientError as exc:
-            delay = _record_transient(ticket, exc)
-            return "retry", delay if ticket.attempts < TASK_ATTEMPTS else None
-        except ItsmPermanentError as exc:
-            return _fail(ticket, exc.message), None
-        _opened(ticket, remote, found_by_reference=found)
-    return "opened", None
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+def _open_batch(organization_id: int, ticket_ids: list[int]) -> dict[int, tuple[str, float | None]]:
+    outcomes: dict[int, tuple[str, float | None]] = {}
+    claimed = _claim(organization_id, list(dict.fromkeys(ticket_ids)), timezone.now())
+    tickets = Ticket.objects.select_related(
+        "item__campaign", "item__decided_by", "item__organization", "connection"
+    ).filter(pk__in=claimed)
+    opened: list[tuple[Ticket, RemoteTicket, bool]] = []
+    try:
+        for ticket in sorted(tickets, key=lambda t: claimed.index(t.pk)):
+            item = ticket.item
+            connection = ticket.connection or connection_for_application(
+                organization_id=organization_id, application_id=item.application_id
+            )
+            if connection is None:
+                outcomes[ticket.pk] = _fail(
+                    ticket,
+                    "No ticketing connection is configured for this application. Add one under "
+                    "Settings → Ticketing and press Retry.",
+                ), None
+                continue
+            if ticket.connection_id != connection.pk:
+                ticket.connection = connection
+                ticket.save(update_fields=["connection"])
+            try:
+                remote, found = _create_or_find(connection.client(), ticket, ticket_content(item))
+            except ItsmTransientError as exc:
+                delay = _record_transient(ticket, exc)
+                outcomes[ticket.pk] = "retry", delay if ticket.attempts < TASK_ATTEMPTS else None
+            except ItsmPermanentError as exc:
+                outcomes[ticket.pk] = _fail(ticket, exc.message), None
+            else:
+                opened.append((ticket, remote, found))
+                outcomes[ticket.pk] = "opened", None
+    finally:
+        # Even when something unexpected stops the batch, the tickets created so far are recorded now.
+        _opened(opened)
+    return outcomes
 
 
 def _fail(ticket: Ticket, message: str) -> str:
@@ -881,56 +928,76 @@ def _fail(ticket: Ticket, message: str) -> str:
     return "failed"
 
 
-def _opened(ticket: Ticket, remote: RemoteTicket, *, found_by_reference: bool = False) -> None:
+def _opened(opened: list[tuple[Ticket, RemoteTicket, bool]]) -> None:
+    """Record the remote tickets of a batch: tickets, their items and audit events, one statement each."""
+    if not opened:
+        return
+    now = timezone.now()
     with transaction.atomic():
-        # Campaign first: a decision committed before this reads as it is below, and one committed after it
+        # Campaigns first: a decision committed before this reads as it is below, and one committed after it
         # is handled by its own event, whose receiver waits for this lock and then sees the withdrawal.
-        lock_campaigns([ticket.campaign_id])
-        ticket.state = remote.status if remote.status in REMOTE_STATES else TicketState.OPEN
-        ticket.key = remote.key
-        ticket.url = remote.url
-        ticket.remote_id = remote.remote_id
-        ticket.error = ""
-        ticket.opened_at = timezone.now()
-        ticket.claimed_at = None
-        ticket.next_attempt_at = None
-        ticket.lookup_before_create = False
-        ticket.save(
-            update_fields=[
-                "state",
-                "key",
-                "url",
-                "remote_id",
-                "error",
-                "opened_at",
-                "claimed_at",
-                "next_attempt_at",
-                "lookup_before_create",
+        lock_campaigns({ticket.campaign_id for ticket, _remote, _found in opened})
+        for ticket, remote, _found in opened:
+            ticket.state = remote.status if remote.status in REMOTE_STATES else TicketState.OPEN
+            ticket.key = remote.key
+            ticket.url = remote.url
+            ticket.remote_id = remote.remote_id
+            ticket.error = ""
+            ticket.opened_at = now
+            ticket.claimed_at = None
+            ticket.next_attempt_at = None
+            ticket.lookup_before_create = False
+        tickets = [ticket for ticket, _remote, _found in opened]
+        organization_id = tickets[0].organization_id
+        rows_update(
+            Ticket,
+            organization_id=organization_id,
+            rows=[(t.pk, t.state, t.key, t.url, t.remote_id) for t in tickets],
+            columns=["state", "key", "url", "remote_id"],
+            constants={"error": "", "opened_at": now, "claimed_at": None, "next_attempt_at": None,
+                       "lookup_before_create": False},
+        )  # fmt: skip
+        review_items_tickets_record(
+            organization_id=organization_id,
+            tickets=[
+                ItemTicket(
+                    item_id=t.item_id, status=ITEM_TICKET_STATUS[TicketState(t.state)], key=t.key, url=t.url
+                )
+                for t in tickets
             ]
         )
-        _set_item_ticket(ticket)
-        audit_record(
-            action="itsm.ticket_opened",
-            organization_id=ticket.organization_id,
-            target=ticket,
-            target_label=remote.key,
-            details={
-                "item": ticket.item_id,
-                "key": remote.key,
-                "url": remote.url,
-                "connection": ticket.connection_id,
-                "found_by_reference": found_by_reference,
-            },
-            system=True,
+        audit_records(
+            [
+                audit_event(
+                    action="itsm.ticket_opened",
+                    organization_id=ticket.organization_id,
+                    target=ticket,
+                    target_label=remote.key,
+                    details={
+                        "item": ticket.item_id,
+                        "key": remote.key,
+                        "url": remote.url,
+                        "connection": ticket.connection_id,
+                        "found_by_reference": found,
+                    },
+                    system=True,
+                )
+                for ticket, remote, found in opened
+            ]
         )
-        # The decision may have changed while the remote call was in flight.
-        item = ReviewItem.objects.select_related("decided_by", "organization").get(pk=ticket.item_id)
-        if item.decision != Decision.REVOKE:
-            Ticket.objects.filter(pk=ticket.pk).update(withdrawn_at=timezone.now())
-            comment = TicketComment.objects.create(
-                organization_id=ticket.organization_id, ticket=ticket, body=_withdrawal_text(item)
+        # The decision may have changed while the remote calls were in flight.
+        by_item = {ticket.item_id: ticket for ticket in tickets}
+        changed = ReviewItem.objects.filter(pk__in=list(by_item)).exclude(decision=Decision.REVOKE)
+        comments = [
+            TicketComment(
+                organization_id=by_item[item.pk].organization_id, ticket=by_item[item.pk], body=_withdrawal_text(item)
             )
-            _enqueue_comments(ticket.organization_id, [comment.pk])
+            for item in changed.select_related("decided_by", "organization")
+        ]
+        if comments:
+            Ticket.objects.filter(pk__in=[c.ticket_id for c in comments]).update(withdrawn_at=now)
+            created = TicketComment.objects.bulk_create(comments)
+            _enqueue_comments(tickets[0].organization_id, [c.pk for c in created])
 
 
 def ticket_retry(*, ticket: Ticket, actor: User | None, request=None) -> Ticket:

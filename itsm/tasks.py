@@ -12,20 +12,18 @@ from . import request_tickets, services
 
 @shared_task(name="itsm.open_ticket")
 def open_ticket(organization_id: int, ticket_id: int) -> str:
-    outcome, retry_in = services.ticket_open(organization_id=organization_id, ticket_id=ticket_id)
-    # The retry is a new message with a countdown; the ticket row (pending, next_attempt_at) is the truth,
-    # so a lost message is picked up by the periodic sweep.
-    if outcome == "retry" and retry_in is not None:
-        open_ticket.apply_async((organization_id, ticket_id), countdown=retry_in)
-    return outcome
+    return open_tickets(organization_id, [ticket_id]).popitem()[0]
 
 
 @shared_task(name="itsm.open_tickets")
 def open_tickets(organization_id: int, ticket_ids: list[int]) -> dict[str, int]:
-    """A batch of tickets from one decision; each is claimed and opened on its own."""
+    """A batch of tickets (from one decision, or a slice of a bulk one), claimed and recorded together."""
     outcomes: dict[str, int] = {}
-    for ticket_id in ticket_ids:
-        outcome = open_ticket(organization_id, ticket_id)
+    for ticket_id, outcome, retry_in in services.tickets_open(organization_id=organization_id, ticket_ids=ticket_ids):
+        # The retry is a new message with a countdown; the ticket row (pending, next_attempt_at) is the truth,
+        # so a lost message is picked up by the periodic sweep.
+        if outcome == "retry" and retry_in is not None:
+            open_ticket.apply_async((organization_id, ticket_id), countdown=retry_in)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 
@@ -53,8 +51,13 @@ def resume_due() -> int:
     """Periodic: re-send pending tickets and comments whose retry time has come (after outages, lost tasks
     or dead workers), after handing back claims their workers abandoned."""
     tickets = services.tickets_due()
+    by_organization: dict[int, list[int]] = {}
     for organization_id, ticket_id in tickets:
-        open_ticket.delay(organization_id, ticket_id)
+        by_organization.setdefault(organization_id, []).append(ticket_id)
+    for organization_id, ticket_ids in by_organization.items():
+        # In the batches decisions hand over, so a backlog after an outage is claimed ten at a time too.
+        for start in range(0, len(ticket_ids), services.ENQUEUE_BATCH):
+            open_tickets.delay(organization_id, ticket_ids[start : start + services.ENQUEUE_BATCH])
     comments = services.comments_due()
     for organization_id, comment_id in comments:
         send_comment.delay(organization_id, comment_id)

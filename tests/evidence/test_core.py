@@ -407,3 +407,24 @@ def test_unsafe_or_reserved_entry_names_are_refused(name):
     key = Ed25519PrivateKey.generate()
     with pytest.raises(ValueError, match="evidence file name"):
         formats.write_package(io.BytesIO(), [(name, iter([b"x"]))], manifest_fields={}, signing_key=key)
+
+
+def test_row_spool_gives_each_key_its_rows_in_order_within_its_memory_budget(tmp_path):
+    """Rows filed under many keys come back per key, in the order they were added, whether they were still
+    buffered or already written to the spool file, with buffered memory bounded by the budget."""
+    expected: dict[bytes, list[bytes]] = {}
+    budget = 64 * 1024
+    with formats.RowSpool(directory=tmp_path, budget=budget) as spool:
+        for n in range(20000):
+            key = f"app-{n % 37}".encode()
+            row = f"row {n},\"quoted, with\nline break\"\n".encode()
+            spool.add(key, row)
+            expected.setdefault(key, []).append(row)
+            assert sum(len(buffer) for buffer in spool._buffers.values()) <= budget + 37 * len(row)
+        assert sorted(spool.keys()) == sorted(expected)
+        for key, rows in expected.items():
+            assert b"".join(spool.read(key)) == b"".join(rows)
+            assert spool.size(key) == len(b"".join(rows))
+        assert spool.size() == sum(len(b"".join(rows)) for rows in expected.values())
+        assert list(spool.read(b"unknown")) == []
+    assert list(tmp_path.iterdir()) == []  # the spool file is gone

@@ -906,3 +906,116 @@ def test_a_failed_package_of_the_same_state_is_not_reused(world, client_for, sig
     download(response)
     with scopes_disabled():
         assert EvidencePackage.objects.filter(status="ready").count() == 1
+
+
+# --------------------------------------------------------------------------------------------------- one pass
+
+
+def test_application_files_hold_exactly_the_rows_of_the_export_filtered_by_that_application(
+    world, client_for, tmp_path
+):
+    """The per-application files come from the same pass as items.csv: each is byte for byte the CSV export
+    filtered by its application, whatever the cells hold (quotes, commas, line breaks, formulas, any script)."""
+    org, campaign = world["org"], world["campaign"]
+    with scope(org):
+        ReviewItem.objects.filter(pk=world["items"]["approve"].pk).update(
+            identity_name='Quote " and, comma', identity_department="line\r\nbreak", decision_reason="a,\nb"
+        )
+        for n, name in enumerate(["Zürich, \"HR\"", "", "Ünïcode ✓", "line\nbreak app"]):
+            ReviewItemFactory(
+                organization=org, campaign=campaign, application_name=name, identity_email=f"p{n}@corp.test",
+                role="-admin" if n % 2 else "member",
+            )
+    admin = client_for(world["admin"])
+    with zipfile.ZipFile(fetch_zip(world, client_for, tmp_path)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist() if name.startswith("applications/")}
+        items = archive.read("items.csv")
+    with scope(org):
+        names = sorted(set(ReviewItem.objects.filter(campaign=campaign).values_list("application_name", flat=True)))
+    assert len(files) == len(names) == 6
+    exported = {
+        name: download(admin.get(csv_url(campaign), {"application": name})) for name in names if name
+    }
+    header = items.split(b"\n", 1)[0] + b"\n"
+    rows_in_files = sorted(tuple(row.items()) for data in files.values() for row in parse_csv(data))
+    assert rows_in_files == sorted(tuple(row.items()) for row in parse_csv(items))
+    for data in files.values():
+        assert data.startswith(header)
+        application = {row["application"] for row in parse_csv(data)}
+        assert len(application) == 1
+        [name] = application
+        if name:
+            assert data == exported[name]
+
+
+def test_state_digest_lines_match_the_documented_format(world):
+    """The digest the database computes is the one of the lines ``id|signed_off_at|ticket_key|ticket_status|
+    remediation_status`` (signed_off_at in ISO 8601 with microseconds when there are any)."""
+    from evidence.services import evidence_state_digest
+
+    org, campaign = world["org"], world["campaign"]
+    signed = dt.datetime(2026, 3, 3, 10, 15, 30, 123456, tzinfo=dt.UTC)
+    with scope(org):
+        ReviewItem.objects.filter(pk=world["items"]["approve"].pk).update(signed_off_at=signed)
+        ReviewItem.objects.filter(pk=world["items"]["exception"].pk).update(signed_off_at=signed.replace(microsecond=0))
+        campaign.refresh_from_db()
+        rows = ReviewItem.objects.filter(campaign=campaign).order_by("id").values_list(
+            "id", "signed_off_at", "ticket_key", "ticket_status", "remediation_status"
+        )
+        expected = hashlib.sha256(f"{campaign.status}|{campaign.chain_head}\n".encode())
+        for pk, at, key, status, remediation in rows:
+            expected.update(f"{pk}|{at.isoformat() if at else ''}|{key}|{status}|{remediation}\n".encode())
+        assert evidence_state_digest(campaign) == expected.hexdigest()
+
+
+def test_decisions_log_written_by_copy_equals_the_python_log_and_stops_at_the_recorded_head(world):
+    from evidence.services import PackageState, decisions_log
+
+    org, campaign = world["org"], world["campaign"]
+    with scope(org):
+        review_item_decide(
+            item=world["items"]["undecided"], actor=world["reviewer"], decision="approve",
+            reason='Quote " and, comma\r\nline',
+        )
+        campaign.refresh_from_db()
+        head = campaign.chain_head
+        review_item_decide(item=world["items"]["approve"], actor=world["admin"], decision="revoke", reason="-2")
+        logs = {}
+        for use_copy in (True, False):
+            state = PackageState()
+            logs[use_copy] = (
+                b"".join(decisions_log(campaign=campaign, state=state, recorded_head=head, use_copy=use_copy)),
+                state.decision_count,
+                state.chain_head,
+            )
+    assert logs[True] == logs[False]
+    data, count, chain_head = logs[True]
+    assert count == 5 and chain_head == head  # the decision made after the head was recorded is left out
+    rows = parse_csv(data)
+    assert [r["sequence"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert rows[3]["reason"] == "'=cmd|' /C calc'!A0"
+    assert rows[4]["reason"] == 'Quote " and, comma\r\nline' and rows[4]["identity_email"].startswith("'=")
+
+
+def test_removals_written_by_copy_equal_the_python_log(world, member):
+    from campaigns.models import CampaignRemediationOwner
+    from evidence.services import removals_log
+
+    org, campaign = world["org"], world["campaign"]
+    confirmed_at = dt.datetime(2026, 3, 5, 8, 0, 1, 250000, tzinfo=dt.UTC)
+    with scope(org):
+        CampaignRemediationOwner.objects.create(
+            organization=org, campaign=campaign, application_name="GitHub", owner_email="=ops@acme.test"
+        )
+        review_item_decide(item=world["items"]["undecided"], actor=world["admin"], decision="revoke", reason="x")
+        ReviewItem.objects.filter(pk=world["items"]["undecided"].pk).update(
+            remediation_status="confirmed_removed", removal_confirmed_by_email="owner@acme.test",
+            removal_confirmed_at=confirmed_at, removal_comment='Deleted, "really"\nby hand',
+        )  # fmt: skip
+        logs = {use_copy: b"".join(removals_log(campaign=campaign, use_copy=use_copy)) for use_copy in (True, False)}
+    assert logs[True] == logs[False]
+    rows = {r["identity_email"]: r for r in parse_csv(logs[True])}
+    assert rows["bob@corp.test"]["remediation_owner"] == "'=ops@acme.test"
+    assert rows["bob@corp.test"]["removal_status"] == "pending"
+    confirmed = rows["'=HYPERLINK(\"http://evil.test\")"]
+    assert (confirmed["proof"], confirmed["proven_at"]) == ("manually confirmed", "2026-03-05T08:00:01.250000Z")

@@ -405,3 +405,42 @@ def test_decision_hook_rejects_nothing_from_another_organization(
 
     assert result["queued"] == 0
     assert not jira.tickets
+
+
+def _queries_to_open(org, tickets) -> tuple[list[tuple[int, str, float | None]], int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = services.tickets_open(organization_id=org.pk, ticket_ids=[t.pk for t in tickets])
+    return outcomes, len(queries)
+
+
+def test_a_batch_of_tickets_is_claimed_read_and_recorded_in_as_many_queries_as_one(
+    jira, connect, revoked_item, org, itsm_settings
+):
+    """Opening ten tickets costs the database what opening one does (claim, read, record: one statement each),
+    so workers spend their time on the ticketing system rather than on round trips."""
+    connection = connect(jira)
+    with scope(org):
+        tickets = [
+            Ticket.objects.create(
+                organization=org, item=item, campaign=item.campaign, connection=connection, state=TicketState.PENDING
+            )
+            for item in [revoked_item() for _ in range(11)]
+        ]
+    one, one_queries = _queries_to_open(org, tickets[:1])
+    ten, ten_queries = _queries_to_open(org, tickets[1:])
+
+    assert [outcome for _pk, outcome, _retry in one + ten] == ["opened"] * 11
+    assert ten_queries == one_queries <= 10
+    assert len(jira.calls("POST", r"/rest/api/2/issue")) == len(jira.tickets) == 11
+    with scope(org):
+        items = ReviewItem.objects.filter(pk__in=[t.item_id for t in tickets]).order_by("pk")
+        shown = {(i.ticket_status, i.ticket_key, i.ticket_url) for i in items}
+    assert shown == {("open", key, f"{jira.base_url}/browse/{key}") for key in jira.tickets}
+    assert len(_audit("itsm.ticket_opened")) == 11
+    # Claimed once: a second run over the same ids opens nothing.
+    again, _queries = _queries_to_open(org, tickets)
+    assert {outcome for _pk, outcome, _retry in again} == {"skipped"}
+
