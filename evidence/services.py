@@ -242,12 +242,12 @@ def item_row_sql(campaign: Campaign, vendor: str) -> list[tuple[str, list[Any]]]
         # Multi-stage campaigns: the stages passed (kept as text on the item) and the current decision, in the
         # same words ("stage 1: approve by a@x (reviewer) at 2026-03-02T09:00:00Z; stage 2: …").
         "stage_decisions": (
-            f"rtrim({col('stage_path')} || CASE WHEN {col('decision')} = '' THEN '' ELSE 'stage ' || "
+            f"NULLIF(rtrim({col('stage_path')} || CASE WHEN {col('decision')} = '' THEN '' ELSE 'stage ' || "
             f"CAST({col('stage')} AS TEXT) || ': ' || {col('decision')} || ' by ' || lower({col('decided_by_email')})"
             f" || ' (' || CASE WHEN {col('decided_by_role')} = '' THEN 'reviewer' ELSE {col('decided_by_role')} END"
-            f" || ') at ' || COALESCE({_timestamp_sql(col('decided_at'), vendor)}, '') || '; ' END, '; ')",
+            f" || ') at ' || COALESCE({_timestamp_sql(col('decided_at'), vendor)}, '') || '; ' END, '; '), '')",
             [],
-        ) if campaign.is_multi_stage else ("%s", [""]),
+        ) if campaign.is_multi_stage else ("NULL", []),  # empty cells are NULL, as COPY and csv write them alike
         # The delegator a delegate decided for (empty otherwise).
         "on_behalf_of": decided(text("decided_on_behalf_of_email")),
     }
@@ -496,6 +496,8 @@ def _decisions_log_copy(*, campaign: Campaign, state: PackageState, recorded_hea
         "kind": text("e.kind"),
         "created_at": _iso_utc_sql("e.created_at", "Z"),
         "expires_on": "to_char(e.expires_on, 'YYYY-MM-DD')",
+        "stage": "e.stage::text",
+        "on_behalf_of_email": text("e.on_behalf_of_email"),
     }
     assert tuple(fields) == DECISION_HASH_FIELDS
     cells = [
