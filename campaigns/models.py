@@ -221,22 +221,23 @@ class ReviewItem(FindingsMixin, TenantModel):
 
     A launch writes a million of these in one go, and each index is paid on every row: the table carries
     only the indexes a list, filter, sort or lookup uses (tests/campaigns/test_item_indexes.py proves each one
-    with EXPLAIN, docs/campaigns.md has the table). No foreign key has an index of its own: every query
-    filters the organization first, so the (organization, campaign, ...) composites serve them, and the
+    with EXPLAIN, docs/campaigns.md has the table). Queries filter the organization first, so the
+    (organization, campaign, ...) composites serve them, and the
     columns only decided items fill (guest, renewal, revoked items) have partial indexes that a launch
-    does not touch."""
+    does not touch. Four foreign keys keep an index for PostgreSQL's checks when a parent row is deleted."""
 
     organization = models.ForeignKey(
         "thalian.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items", db_index=False)
+    # PostgreSQL checks a deleted campaign, entitlement, application or member against its items by this
+    # column alone (an organization deleted, a member removed), so these four keep their own index: cheap
+    # ones for a launch (one value per campaign, few reviewers and applications, ascending entitlements).
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
     entitlement = models.ForeignKey(
-        "entitlements.Entitlement", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-        db_index=False,
+        "entitlements.Entitlement", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     application = models.ForeignKey(
-        "entitlements.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-        db_index=False,
+        "entitlements.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Frozen copy of what the reviewer sees.
     identity_email = models.CharField(max_length=254)
@@ -253,9 +254,7 @@ class ReviewItem(FindingsMixin, TenantModel):
     recommendation = models.CharField(max_length=20, choices=Decision.choices)
     recommendation_reason = models.CharField(max_length=300, blank=True)
     # Assignment.
-    reviewer = models.ForeignKey(
-        "thalian.Membership", null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
-    )
+    reviewer = models.ForeignKey("thalian.Membership", null=True, on_delete=models.SET_NULL, related_name="+")
     reviewer_email = models.CharField(max_length=254, blank=True)  # kept if the member is later removed
     # A reviewer who is not a member (a manager or application owner from the inventory) reviews through a link.
     guest = models.ForeignKey(
