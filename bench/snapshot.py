@@ -21,7 +21,7 @@ organization (slug `bench-snapshot`) is created from scratch and removed afterwa
 | key | meaning |
 |---|---|
 | `entitlements`, `items` | grants in the inventory, items one snapshot writes |
-| `thalian_s` | seconds of `campaigns.services.campaign_snapshot` (best round) |
+| `thalian_s` | seconds of `campaigns.launch.campaign_snapshot` (best round) |
 | `raw_s` | seconds of the raw statement into the review-item table (best round) |
 | `lean_s` | seconds of the same rows into the one-index table (best round) |
 | `lean_ratio`, `raw_ratio` | `thalian_s / lean_s`, `thalian_s / raw_s` |
@@ -270,9 +270,9 @@ def _lean_snapshot(campaign) -> int:
     from django.db import connection
     from django.utils import timezone
 
+    from campaigns.launch import snapshot_sql
     from campaigns.models import ReviewItem
     from campaigns.selectors import entitlement_id_bounds
-    from campaigns.services import snapshot_sql
 
     lo, hi = entitlement_id_bounds(organization=campaign.organization)
     sql = snapshot_sql(campaign=campaign, now=timezone.now(), lo=lo - 1, hi=hi)
@@ -295,11 +295,11 @@ def _vacuum_items() -> None:
 
 
 def _snapshot_via_service(campaign) -> int:
-    from campaigns import services
+    from campaigns import launch
     from campaigns.models import Campaign, CampaignStatus
 
     Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.LAUNCHING)
-    return services.campaign_snapshot(campaign_id=campaign.pk)
+    return launch.campaign_snapshot(campaign_id=campaign.pk)
 
 
 def run(stdout: TextIO, rows: int = ROWS) -> dict:

@@ -20,6 +20,7 @@ from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
 from . import decision_quality, guests, remediation, selectors, services, stages
+from .launch import campaign_launch, campaign_launch_progress
 from .models import (
     MAX_STAGES,
     Campaign,
@@ -217,7 +218,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         if instance.recurrence == "every_days":
             data["recurrence"] = {"every_days": instance.recurrence_every_days}
         if instance.status == "launching":
-            data["launch_progress"] = services.campaign_launch_progress(campaign=instance)
+            data["launch_progress"] = campaign_launch_progress(campaign=instance)
         return data
 
 
@@ -443,8 +444,8 @@ class CampaignListAPI(CampaignBaseAPI):
             campaign = services.campaign_create(organization=request.organization, actor=request.membership,
                                                 request=request, **data)
             if launch:
-                campaign = services.campaign_launch(campaign=campaign, actor=request.membership,
-                                                    freshness_override_reason=override, request=request)
+                campaign = campaign_launch(campaign=campaign, actor=request.membership,
+                                           freshness_override_reason=override, request=request)
         return self.campaign_response(campaign, status.HTTP_201_CREATED)
 
 
@@ -499,8 +500,8 @@ class CampaignLaunchAPI(CampaignBaseAPI):
     def post(self, request, org_slug, campaign_id):
         campaign = self.get_campaign(campaign_id, Perm.MANAGE_CAMPAIGNS)
         data = _validated(LaunchSerializer, request)
-        campaign = services.campaign_launch(campaign=campaign, actor=request.membership, request=request,
-                                            freshness_override_reason=data["freshness_override_reason"])
+        campaign = campaign_launch(campaign=campaign, actor=request.membership, request=request,
+                                   freshness_override_reason=data["freshness_override_reason"])
         return self.campaign_response(campaign, status.HTTP_202_ACCEPTED)
 
 

@@ -58,7 +58,7 @@ def guest_link_expiry(campaign: Campaign) -> dt.datetime:
 def guests_create_for_snapshot(*, campaign: Campaign) -> int:
     """After the snapshot: one guest per distinct non-member reviewer e-mail, linked to their items (two
     statements whatever the item count). The snapshot statement creates the guests and writes each item with
-    its guest already (services.snapshot_sql), so this finds nothing left to link there; it links items
+    its guest already (launch.snapshot_sql), so this finds nothing left to link there; it links items
     written any other way. Returns how many guests the campaign has."""
     emails = (
         ReviewItem.objects.filter(campaign=campaign, reviewer__isnull=True, guest__isnull=True)

@@ -1,6 +1,6 @@
 """Reviewer resolution for one identity's access to one application, for areas that ask one person at a time
 (access request approvals). The rules are those the campaign snapshot applies in SQL to every row
-(``services.snapshot_sql``): the strategy names a candidate (the application owner, the identity's manager
+(``launch.snapshot_sql``): the strategy names a candidate (the application owner, the identity's manager
 or a named member); a member who may review gets it, a candidate who is not a member reviews as a guest when
 the organization allows guest reviewers, and a missing candidate or self-review goes to the fallback. Standing
 delegations are followed to the end of the chain, as at launch."""

@@ -237,7 +237,8 @@ def _matches_nothing(campaign: Campaign) -> str:
 def campaign_occurrence_launch(*, campaign: Campaign, now: dt.datetime) -> str:
     """Launch one due scheduled campaign (or archive it when its filters match nothing) and schedule the
     next occurrence. The row lock plus the status check make a second tick or worker a no-op."""
-    from campaigns.services import CampaignError, campaign_launch
+    from campaigns.launch import campaign_launch
+    from campaigns.services import CampaignError
 
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().select_related("organization").get(pk=campaign.pk)

@@ -134,7 +134,7 @@ def scope_identity_kinds(scope: dict) -> list[str] | None:
 def entitlements_in_scope(
     *, organization: Organization, scope: dict, application_ids: list[int] | None = None
 ) -> QuerySet[Entitlement]:
-    """Present grants a scope selects. The snapshot SQL in services applies exactly these conditions."""
+    """Present grants a scope selects. The snapshot SQL in launch applies exactly these conditions."""
     qs = Entitlement.objects.filter(organization=organization, present=True)
     if application_ids is not None:
         qs = qs.filter(application_id__in=application_ids)
@@ -507,9 +507,9 @@ def campaign_reviewer_preview(
     *, organization: Organization, scope: dict, strategy: str, reviewers: dict, fallback: Membership
 ) -> ReviewerPreview:
     """How many items each reviewer would get if the campaign launched now, and how many fall back: the
-    snapshot's own SELECT (services.snapshot_sql, the same reviewer resolution) grouped by reviewer, without
+    snapshot's own SELECT (launch.snapshot_sql, the same reviewer resolution) grouped by reviewer, without
     writing anything."""
-    from .services import snapshot_sql
+    from .launch import snapshot_sql
 
     lo, hi = entitlement_id_bounds(organization=organization)
     if lo is None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from thalian import claims
 from thalian.tenancy import scope
 
-from . import scheduling, services, stages
+from . import launch, scheduling, services, stages
 from .models import Campaign
 
 log = logging.getLogger(__name__)
@@ -24,20 +24,20 @@ def campaign_snapshot_task(self, *, organization_id: int, campaign_id: str) -> i
     active and does nothing. Database hiccups are retried with exponential backoff; anything else, the last
     retry or the task's time limit, puts the campaign back to draft with the error shown on its page. The
     claim's lock tells the stale-claim sweep that this worker is alive."""
-    with scope(organization_id=organization_id), claims.claim_held(services.SNAPSHOT_CLAIM, campaign_id):
+    with scope(organization_id=organization_id), claims.claim_held(launch.SNAPSHOT_CLAIM, campaign_id):
         try:
-            return services.campaign_snapshot(campaign_id=campaign_id)
+            return launch.campaign_snapshot(campaign_id=campaign_id)
         except OperationalError as exc:
             if self.request.retries < self.max_retries and not self.request.is_eager:
                 raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
-            services.campaign_launch_failed(campaign_id=campaign_id, error=f"Database error: {exc}")
+            launch.campaign_launch_failed(campaign_id=campaign_id, error=f"Database error: {exc}")
             log.exception("snapshot of campaign %s failed", campaign_id)
             return 0
         except services.CampaignError as exc:
-            services.campaign_launch_failed(campaign_id=campaign_id, error=exc.message)
+            launch.campaign_launch_failed(campaign_id=campaign_id, error=exc.message)
             return 0
         except SoftTimeLimitExceeded:
-            services.campaign_launch_failed(
+            launch.campaign_launch_failed(
                 campaign_id=campaign_id,
                 error=f"The snapshot took longer than the time limit ({self.soft_time_limit or 'default'} s); "
                 "nothing was created. Narrow the scope or ask the operator to raise TASK_LONG_SOFT_TIME_LIMIT.",
@@ -45,7 +45,7 @@ def campaign_snapshot_task(self, *, organization_id: int, campaign_id: str) -> i
             log.warning("snapshot of campaign %s hit its soft time limit", campaign_id)
             return 0
         except Exception as exc:
-            services.campaign_launch_failed(campaign_id=campaign_id, error=f"{exc.__class__.__name__}: {exc}")
+            launch.campaign_launch_failed(campaign_id=campaign_id, error=f"{exc.__class__.__name__}: {exc}")
             raise
 
 
@@ -70,7 +70,7 @@ def launch_scheduled_campaign(organization_id: int, campaign_id: str) -> str:
 @shared_task(name="campaigns.sweep_stale_launches")
 def campaign_launches_sweep_task() -> dict[str, int]:
     """Periodic: re-send or fail launches whose snapshot was abandoned."""
-    return services.campaign_launches_sweep()
+    return launch.campaign_launches_sweep()
 
 
 @shared_task(name="campaigns.stage_deadlines")

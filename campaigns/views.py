@@ -16,7 +16,7 @@ from thalian.access import org_view
 from thalian.models import Membership
 from thalian.permissions import Perm, has_perm
 
-from . import decision_quality, guests, remediation, selectors, services, stages
+from . import decision_quality, guests, launch, remediation, selectors, services, stages
 from .forms import CampaignForm, CancelForm, ConfirmRemovedForm, LaunchForm, ReassignForm, ScopePreviewForm
 from .models import Campaign, CampaignStatus, ReviewerStrategy
 from .panels import campaign_panels
@@ -251,7 +251,7 @@ def campaign_launch_status(request, campaign_id):
 
 
 def _launch_context(campaign: Campaign) -> dict:
-    percent = services.campaign_launch_progress(campaign=campaign)
+    percent = launch.campaign_launch_progress(campaign=campaign)
     return {"launch_progress": percent, "launch_width": selectors.width_class(percent, 100)}
 
 
@@ -274,7 +274,7 @@ def _saved_message(campaign: Campaign) -> str:
 
 def _launch(request, campaign: Campaign, *, override: str):
     try:
-        services.campaign_launch(
+        launch.campaign_launch(
             campaign=campaign, actor=request.membership, request=request, freshness_override_reason=override,
         )
     except services.CampaignError as exc:

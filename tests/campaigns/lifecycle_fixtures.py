@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from django.utils import timezone
 
-from campaigns import services
+from campaigns import launch, services
 from thalian.permissions import Role
 from thalian.tenancy import scope
 
@@ -107,8 +107,8 @@ def launched(inventory, make_campaign, django_capture_on_commit_callbacks):
     def make(**overrides):
         campaign = make_campaign(**overrides)
         with scope(inventory.org), django_capture_on_commit_callbacks(execute=True):
-            services.campaign_launch(campaign=campaign, actor=inventory.admin,
-                                     freshness_override_reason="Slack is loaded by hand")
+            launch.campaign_launch(campaign=campaign, actor=inventory.admin,
+                                   freshness_override_reason="Slack is loaded by hand")
         with scope(inventory.org):
             campaign.refresh_from_db()
         return campaign

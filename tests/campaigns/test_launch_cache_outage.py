@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from campaigns import services
+from campaigns import launch
 from campaigns.models import CampaignStatus, ReviewItem
 from thalian.tenancy import scope
 
@@ -31,4 +31,4 @@ def test_a_launch_completes_while_the_cache_is_unreachable(cache_down, launched,
     assert campaign.status == CampaignStatus.ACTIVE
     with scope(inventory.org):
         assert ReviewItem.objects.filter(campaign=campaign).count() == campaign.item_count == 6
-        assert services.campaign_launch_progress(campaign=campaign) == 100
+        assert launch.campaign_launch_progress(campaign=campaign) == 100

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.db import connection
 
-from campaigns import selectors, services
+from campaigns import launch, selectors
 from campaigns.models import CampaignDecisionCount, ReviewItem
 from thalian.tenancy import scope, scopes_disabled
 
@@ -43,7 +43,7 @@ def _dangling_references() -> int:
 
 
 def test_the_migrated_schema_has_only_triggers_the_snapshot_replaces():
-    assert services.snapshot_skippable_triggers_only()
+    assert launch.snapshot_skippable_triggers_only()
 
 
 def test_launch_counts_every_item_as_pending_and_restores_row_triggers(inventory, launched):
@@ -81,7 +81,7 @@ def test_an_insert_trigger_the_snapshot_does_not_know_keeps_row_by_row_inserts(i
         )
         cursor.execute(f"CREATE TRIGGER item_seen AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION pg_temp.item_seen()")
 
-    assert not services.snapshot_skippable_triggers_only()
+    assert not launch.snapshot_skippable_triggers_only()
     campaign = launched()
 
     with connection.cursor() as cursor:

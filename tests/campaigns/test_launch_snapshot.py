@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from campaigns import services
+from campaigns import launch, services
 from campaigns.models import CampaignStatus, ReviewItem
 from thalian.models import AuditEvent
 from thalian.permissions import Role
@@ -29,7 +29,7 @@ def test_launch_is_blocked_by_stale_data_and_lists_the_applications(inventory, m
     campaign = make_campaign()
     with scope(inventory.org):
         with pytest.raises(services.FreshnessError) as err:
-            services.campaign_launch(campaign=campaign, actor=inventory.admin)
+            launch.campaign_launch(campaign=campaign, actor=inventory.admin)
         campaign.refresh_from_db()
         assert ReviewItem.objects.filter(campaign=campaign).count() == 0
     assert [s.name for s in err.value.stale] == ["Slack"]
@@ -43,14 +43,14 @@ def test_application_synced_longer_ago_than_the_limit_is_stale(inventory, make_c
         inventory.github.save()
     campaign = make_campaign(scope={"applications": ["GitHub"]})
     with scope(inventory.org), pytest.raises(services.FreshnessError) as err:
-        services.campaign_launch(campaign=campaign, actor=inventory.admin)
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin)
     assert [s.name for s in err.value.stale] == ["GitHub"]
 
 
 def test_security_analyst_cannot_override_freshness(inventory, make_campaign):
     campaign = make_campaign()
     with scope(inventory.org), pytest.raises(services.CampaignError, match="only an admin"):
-        services.campaign_launch(campaign=campaign, actor=inventory.mia_member, freshness_override_reason="trust me")
+        launch.campaign_launch(campaign=campaign, actor=inventory.mia_member, freshness_override_reason="trust me")
 
 
 def test_admin_override_is_recorded_and_audited(inventory, launched):
@@ -67,7 +67,7 @@ def test_admin_override_is_recorded_and_audited(inventory, launched):
 def test_fresh_scope_launches_without_override(inventory, make_campaign, django_capture_on_commit_callbacks):
     campaign = make_campaign(scope={"applications": ["github"]})
     with scope(inventory.org), django_capture_on_commit_callbacks(execute=True):
-        services.campaign_launch(campaign=campaign, actor=inventory.mia_member)
+        launch.campaign_launch(campaign=campaign, actor=inventory.mia_member)
     with scope(inventory.org):
         campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.ACTIVE
@@ -81,13 +81,13 @@ def test_fresh_scope_launches_without_override(inventory, make_campaign, django_
 def test_viewer_cannot_launch(inventory, make_campaign, member):
     campaign = make_campaign(scope={"applications": ["GitHub"]})
     with scope(inventory.org), pytest.raises(PermissionDenied):
-        services.campaign_launch(campaign=campaign, actor=member(Role.VIEWER))
+        launch.campaign_launch(campaign=campaign, actor=member(Role.VIEWER))
 
 
 def test_empty_scope_cannot_launch(inventory, make_campaign):
     campaign = make_campaign(scope={"departments": ["Legal"]})
     with scope(inventory.org), pytest.raises(services.CampaignError, match="no entitlements match"):
-        services.campaign_launch(campaign=campaign, actor=inventory.admin)
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin)
 
 
 def test_snapshot_freezes_what_the_reviewer_sees(inventory, launched):
@@ -243,11 +243,11 @@ def test_fallback_who_is_the_identity_leaves_the_item_unassigned(inventory, laun
 def test_snapshot_runs_once(inventory, launched):
     campaign = launched()
     with scope(inventory.org):
-        assert services.campaign_snapshot(campaign_id=campaign.pk) == 0
+        assert launch.campaign_snapshot(campaign_id=campaign.pk) == 0
         assert ReviewItem.objects.filter(campaign=campaign).count() == 8
 
 
 def test_launch_twice_is_refused(inventory, launched):
     campaign = launched()
     with scope(inventory.org), pytest.raises(services.CampaignError, match="only draft or scheduled"):
-        services.campaign_launch(campaign=campaign, actor=inventory.admin, freshness_override_reason="again")
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin, freshness_override_reason="again")

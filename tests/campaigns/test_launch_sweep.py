@@ -9,7 +9,7 @@ import time
 import pytest
 from django.utils import timezone
 
-from campaigns import services
+from campaigns import launch
 from campaigns.models import Campaign, CampaignStatus, ReviewItem
 from campaigns.tasks import campaign_snapshot_task
 from tests.claims_support import held_lock, wait_for_lock_waiter
@@ -25,7 +25,7 @@ def _launching(inventory, make_campaign, **changes) -> Campaign:
     """A campaign left `launching` by a launch whose snapshot task never ran (its message was lost)."""
     campaign = make_campaign(scope={"applications": ["GitHub", "Salesforce"]}, reviewer_strategy="manager")
     with scope(inventory.org):
-        services.campaign_launch(campaign=campaign, actor=inventory.admin)  # on_commit not run: task lost
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin)  # on_commit not run: task lost
         Campaign.objects.filter(pk=campaign.pk).update(**changes)
     return campaign
 
@@ -41,12 +41,12 @@ def test_a_launch_whose_snapshot_was_lost_is_sent_again_once_stale(
 ):
     settings.CLAIM_STALE_SECONDS = 60
     campaign = _launching(inventory, make_campaign)
-    assert services.campaign_launches_sweep() == {"resent": 0, "failed": 0}  # fresh: left alone
+    assert launch.campaign_launches_sweep() == {"resent": 0, "failed": 0}  # fresh: left alone
 
     with scope(inventory.org):
         Campaign.objects.filter(pk=campaign.pk).update(updated_at=timezone.now() - dt.timedelta(seconds=61))
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.campaign_launches_sweep() == {"resent": 1, "failed": 0}
+        assert launch.campaign_launches_sweep() == {"resent": 1, "failed": 0}
 
     campaign = _reload(campaign)
     assert campaign.status == CampaignStatus.ACTIVE and campaign.launch_attempts == 2
@@ -60,7 +60,7 @@ def test_after_the_last_attempt_the_launch_fails_visibly_and_can_be_launched_aga
     settings.CLAIM_MAX_ATTEMPTS = 2
     campaign = _launching(inventory, make_campaign, launch_attempts=2, updated_at=timezone.now() - dt.timedelta(hours=1))
 
-    assert services.campaign_launches_sweep() == {"resent": 0, "failed": 1}
+    assert launch.campaign_launches_sweep() == {"resent": 0, "failed": 1}
 
     campaign = _reload(campaign)
     assert campaign.status == CampaignStatus.DRAFT
@@ -68,7 +68,7 @@ def test_after_the_last_attempt_the_launch_fails_visibly_and_can_be_launched_aga
     page = client_for(inventory.admin).get(f"/o/acme/campaigns/{campaign.pk}/").content.decode()
     assert "The last launch failed: The snapshot did not finish after 2 attempt(s)" in page
     with scope(inventory.org), django_capture_on_commit_callbacks(execute=True):
-        services.campaign_launch(campaign=campaign, actor=inventory.admin, freshness_override_reason="known")
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin, freshness_override_reason="known")
     campaign = _reload(campaign)
     assert campaign.status == CampaignStatus.ACTIVE and campaign.launch_attempts == 1
 
@@ -91,7 +91,7 @@ def test_a_launching_campaign_can_be_cancelled_in_the_browser_and_the_late_snaps
     assert campaign.status == CampaignStatus.CANCELLED
     with scopes_disabled():
         assert not ReviewItem.objects.filter(campaign=campaign).exists()
-    assert services.campaign_launches_sweep() == {"resent": 0, "failed": 0}
+    assert launch.campaign_launches_sweep() == {"resent": 0, "failed": 0}
 
 
 @pytest.mark.django_db
@@ -116,17 +116,17 @@ def test_a_worker_killed_mid_snapshot_is_recovered_by_the_sweep(
     campaign = make_campaign(scope={"applications": ["GitHub", "Salesforce"]}, reviewer_strategy="manager")
     start = celery_worker_factory
     with scope(inventory.org):
-        services.campaign_launch(campaign=campaign, actor=inventory.admin)  # the message waits in Redis
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin)  # the message waits in Redis
     with held_lock("SELECT 1 FROM campaigns_campaign WHERE id = %s FOR UPDATE", (campaign.pk,)):
         start()
         wait_for_lock_waiter()  # the worker claimed the snapshot and waits for the campaign row
-        assert services.campaign_launches_sweep() == {"resent": 0, "failed": 0}  # alive: never taken over
+        assert launch.campaign_launches_sweep() == {"resent": 0, "failed": 0}  # alive: never taken over
         start.kill()
     assert _reload(campaign).status == CampaignStatus.LAUNCHING
     time.sleep(1.1)
 
     started = time.monotonic()
-    assert services.campaign_launches_sweep() == {"resent": 1, "failed": 0}
+    assert launch.campaign_launches_sweep() == {"resent": 1, "failed": 0}
     start()
     done = wait_until(lambda: (c := _reload(campaign)).status == CampaignStatus.ACTIVE and c, timeout=60)
     assert time.monotonic() - started < 60
@@ -144,13 +144,13 @@ def test_a_worker_killed_mid_snapshot_on_the_last_attempt_fails_the_launch_visib
     settings.CLAIM_MAX_ATTEMPTS = 1
     campaign = make_campaign(scope={"applications": ["GitHub"]}, reviewer_strategy="manager")
     with scope(inventory.org):
-        services.campaign_launch(campaign=campaign, actor=inventory.admin)
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin)
     with held_lock("SELECT 1 FROM campaigns_campaign WHERE id = %s FOR UPDATE", (campaign.pk,)):
         celery_worker_factory()
         wait_for_lock_waiter()
         celery_worker_factory.kill()
     time.sleep(1.1)
 
-    assert services.campaign_launches_sweep() == {"resent": 0, "failed": 1}
+    assert launch.campaign_launches_sweep() == {"resent": 0, "failed": 1}
     campaign = _reload(campaign)
     assert campaign.status == CampaignStatus.DRAFT and "did not finish after 1 attempt(s)" in campaign.launch_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns import services
+from campaigns import launch
 from campaigns.models import Campaign, CampaignStatus, ReviewItem
 from thalian.models import AuditEvent
 from thalian.tenancy import scope, scopes_disabled
@@ -20,7 +20,7 @@ def test_launch_snapshot_runs_in_a_real_worker(celery_worker_factory, inventory,
     celery_worker_factory()
     campaign = make_campaign(scope={"applications": ["GitHub", "Salesforce"]}, reviewer_strategy="manager")
     with scope(inventory.org):
-        services.campaign_launch(campaign=campaign, actor=inventory.admin)
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin)
 
     def active():
         with scopes_disabled():

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from campaigns import services as campaign_services
+from campaigns import launch as campaigns_launch
 from campaigns.delegation import delegation_create
 from campaigns.models import CampaignStatus, Delegation
 from notifications.models import Event, Notification, NotificationPreference
@@ -95,7 +95,7 @@ def test_a_launch_under_a_delegation_tells_the_delegate_once_even_when_dispatche
                                    fallback_reviewer=pair["admin"], reviewer_strategy="application_owner",
                                    due_date=timezone.localdate() + dt.timedelta(days=14))
     with scope(org):
-        campaign_services.campaign_snapshot(campaign_id=campaign.pk)
+        campaigns_launch.campaign_snapshot(campaign_id=campaign.pk)
     subjects = sorted(m["subject"] for m in mailbox.to("dev@acme.test"))
     assert subjects == ["Access review assigned: Q3 access review",
                         "Delegated to you: 2 access items in Q3 access review"]

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from campaigns import services as campaign_services
+from campaigns import launch as campaigns_launch
 from campaigns.models import Campaign, CampaignStatus
 from notifications.models import Event, Notification, Status
 from notifications.tasks import retry_due_notifications
@@ -60,7 +60,7 @@ def test_a_launch_committed_while_the_broker_is_down_tells_each_reviewer_once_it
     with broker_down(), scope(org):
         # The worker taking the snapshot loses the broker just as the snapshot commits.
         started = time.monotonic()
-        assert campaign_services.campaign_snapshot(campaign_id=campaign.pk) == 3
+        assert campaigns_launch.campaign_snapshot(campaign_id=campaign.pk) == 3
         assert time.monotonic() - started < 3
     assert OutboxEvent.unscoped.get(name="campaigns.launched").state == OutboxState.PENDING
     assert worker_mail.messages == []

@@ -226,7 +226,7 @@ def test_scheduled_launch_blocked_by_stale_data_goes_back_to_draft_with_reason(o
 
 @db_tx
 def test_campaign_launched_by_hand_with_recurrence_schedules_the_next(org, member, inventory, mailbox):
-    from campaigns import services as campaign_services
+    from campaigns import launch as campaigns_launch
 
     admin = member(Role.ADMIN)
     with time_machine.travel(dt.datetime(2026, 5, 3, 10, 0, tzinfo=dt.UTC), tick=False):
@@ -241,7 +241,7 @@ def test_campaign_launched_by_hand_with_recurrence_schedules_the_next(org, membe
             due_date=dt.date(2026, 5, 13),
         )
         with scope(org):
-            campaign_services.campaign_launch(campaign=campaign, actor=admin)
+            campaigns_launch.campaign_launch(campaign=campaign, actor=admin)
             following = Campaign.objects.get(series=campaign)
     assert following.launch_at == dt.datetime(2026, 6, 3, 10, 0, tzinfo=dt.UTC)
     assert following.status == CampaignStatus.SCHEDULED

@@ -12,8 +12,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from campaigns.launch import campaign_launches_sweep
 from campaigns.models import Campaign, CampaignStatus, ReviewItem
-from campaigns.services import campaign_launches_sweep
 from entitlements.models import SyncRun, SyncRunStatus
 from entitlements.services import sync_runs_sweep
 from evidence.models import EvidencePackage, EvidencePackageStatus

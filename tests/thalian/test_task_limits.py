@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from campaigns import services
+from campaigns import launch
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.tasks import campaign_snapshot_task
 from tests.campaigns.lifecycle_fixtures import inventory, make_campaign  # noqa: F401
@@ -55,7 +55,7 @@ def test_a_snapshot_past_its_soft_limit_puts_the_launch_back_to_draft_with_the_r
 ):
     campaign = make_campaign(scope={"applications": ["GitHub"]}, reviewer_strategy="manager")
     with scope(inventory.org):
-        services.campaign_launch(campaign=campaign, actor=inventory.admin)
+        launch.campaign_launch(campaign=campaign, actor=inventory.admin)
     # The snapshot waits for the campaign row longer than its soft limit.
     with held_lock("SELECT 1 FROM campaigns_campaign WHERE id = %s FOR UPDATE", (campaign.pk,)):
         celery_worker_factory()
