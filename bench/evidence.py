@@ -164,7 +164,7 @@ def _copy_seconds(sql: str) -> tuple[float, int]:
 def _lean_copy(campaign: Campaign) -> tuple[float, int]:
     """COPY of a table holding exactly the export's finished cells, in order: shipping the bytes and nothing
     else. The table is built from the export's own SELECT and dropped afterwards."""
-    from evidence.services import campaign_items_for_export, item_rows
+    from evidence.items_csv import campaign_items_for_export, item_rows
 
     sql, params = item_rows(campaign_items_for_export(campaign=campaign), campaign=campaign).query.sql_with_params()
     with connection.cursor() as cursor:
@@ -207,7 +207,7 @@ def _zip(campaign: Campaign, user: User, rows: int) -> dict:
     from bench.support import peak_rss_mb, start_workers, stop_workers, worker_environment
     from evidence import formats
     from evidence.models import EvidencePackage, EvidencePackageStatus
-    from evidence.services import evidence_package_request, needs_background_build
+    from evidence.packages import evidence_package_request, needs_background_build
     from thalian.celery import app
 
     threshold = min(settings.EVIDENCE_ASYNC_THRESHOLD_ITEMS, max(rows - 1, 0))

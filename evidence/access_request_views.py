@@ -18,7 +18,7 @@ from thalian.permissions import Perm
 
 from . import formats
 from .access_requests import access_requests_report_stream, period_clean, report_file_name, trail_csv
-from .services import ExportError, scoped_stream
+from .items_csv import ExportError, scoped_stream
 from .views import ERROR, ZIP_RESPONSE, _attachment
 
 

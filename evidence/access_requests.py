@@ -16,7 +16,8 @@ from thalian.audit import audit_record
 from thalian.models import Membership, Organization
 
 from . import formats
-from .services import ExportError, _json_bytes, _ts
+from .contents import _json_bytes
+from .items_csv import ExportError, _ts
 
 REQUEST_COLUMNS = ["request_id", "type", "status", "identity", "application", "role", "reason", "ends_at",
                    "requested_by", "created_at", "decided_at", "fulfilled_at", "access_ended_at", "revoked_at",

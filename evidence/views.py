@@ -31,25 +31,19 @@ from thalian.audit import audit_record
 from thalian.permissions import Perm
 
 from . import formats
+from .items_csv import DECISION_FILTERS, ExportError, items_csv_download, parse_item_filters
 from .models import EvidencePackage, EvidencePackageStatus
-from .services import (
-    DECISION_FILTERS,
-    MAX_SAMPLE,
-    ExportError,
-    campaign_summary,
+from .packages import (
     evidence_package_cancel,
     evidence_package_create,
     evidence_package_request,
     evidence_package_retry,
     evidence_package_reusable,
     evidence_package_stream,
-    evidence_packages_for,
-    evidence_sample_draw,
     evidence_state_digest,
-    items_csv_download,
     needs_background_build,
-    parse_item_filters,
 )
+from .services import MAX_SAMPLE, campaign_summary, evidence_packages_for, evidence_sample_draw
 
 PACKAGES_PER_PAGE = 50
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignStatus
 from entitlements.models import SyncRun
 from evidence.models import EvidencePackage
-from evidence.services import evidence_package_create
+from evidence.packages import evidence_package_create
 from tests.browser_support import assert_accessible, login
 from tests.factories import CampaignFactory, ReviewItemFactory
 from thalian.permissions import Role

@@ -22,7 +22,7 @@ from bench.support import review_items_insert
 from campaigns import exceptions, remediation, review_selectors, selectors
 from campaigns.models import Campaign, CampaignStatus, GuestReviewer, ReviewItem
 from entitlements.models import Entitlement
-from evidence.services import campaign_items_for_export
+from evidence.items_csv import campaign_items_for_export
 from itsm.selectors import remediation_queue
 from notifications.selectors import pending_counts_by_reviewer
 from thalian.permissions import Role

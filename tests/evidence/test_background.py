@@ -12,7 +12,7 @@ import pytest
 from campaigns.models import CampaignStatus, ReviewItem
 from evidence import formats as evidence
 from evidence.models import EvidencePackage
-from evidence.services import evidence_packages_sweep
+from evidence.packages import evidence_packages_sweep
 from tests.claims_support import held_lock, wait_for_lock_waiter
 from tests.conftest import wait_until
 from tests.factories import CampaignFactory

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from campaigns.models import CampaignStatus
 from evidence.models import EvidencePackage, EvidencePackageStatus
-from evidence.services import evidence_package_request, evidence_packages_sweep
+from evidence.packages import evidence_package_request, evidence_packages_sweep
 from tests.factories import CampaignFactory, ReviewItemFactory
 from thalian.permissions import Role
 from thalian.tenancy import scope, scopes_disabled
@@ -129,7 +129,7 @@ def test_a_slow_download_the_sweep_gave_up_on_is_recorded_once_its_last_byte_is_
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from evidence.services import evidence_package_create, evidence_package_stream
+    from evidence.packages import evidence_package_create, evidence_package_stream
 
     settings.EVIDENCE_SIGNING_KEY = base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode()
     settings.CLAIM_STALE_SECONDS = 60

@@ -22,8 +22,8 @@ from campaigns.decisions import decisions_apply_default_outcome, review_item_dec
 from campaigns.models import CampaignStatus, DecisionEvent, ReviewItem
 from entitlements.models import SyncRun, SyncRunApplication, SyncRunStatus
 from evidence import formats
+from evidence.items_csv import ITEM_COLUMNS
 from evidence.models import EvidencePackage
-from evidence.services import ITEM_COLUMNS
 from tests.factories import ApplicationFactory, CampaignFactory, ReviewItemFactory
 from thalian.models import AuditEvent
 from thalian.permissions import Role
@@ -211,7 +211,7 @@ def test_system_default_outcome_shows_system_as_reviewer(world, client_for):
 
 
 def test_copy_and_csv_module_paths_write_identical_bytes(world):
-    from evidence.services import campaign_items_for_export, items_csv_stream
+    from evidence.items_csv import campaign_items_for_export, items_csv_stream
 
     with scope(world["org"]):
         ReviewItem.objects.filter(pk=world["items"]["approve"].pk).update(
@@ -893,7 +893,7 @@ def test_the_same_campaign_state_gives_the_same_package(world, client_for, api_f
 
 
 def test_a_failed_package_of_the_same_state_is_not_reused(world, client_for, signing_key):
-    from evidence.services import evidence_state_digest
+    from evidence.packages import evidence_state_digest
 
     with scope(world["org"]):
         failed = EvidencePackage.objects.create(
@@ -951,7 +951,7 @@ def test_application_files_hold_exactly_the_rows_of_the_export_filtered_by_that_
 def test_state_digest_lines_match_the_documented_format(world):
     """The digest the database computes is the one of the lines ``id|signed_off_at|ticket_key|ticket_status|
     remediation_status`` (signed_off_at in ISO 8601 with microseconds when there are any)."""
-    from evidence.services import evidence_state_digest
+    from evidence.packages import evidence_state_digest
 
     org, campaign = world["org"], world["campaign"]
     signed = dt.datetime(2026, 3, 3, 10, 15, 30, 123456, tzinfo=dt.UTC)
@@ -969,7 +969,7 @@ def test_state_digest_lines_match_the_documented_format(world):
 
 
 def test_decisions_log_written_by_copy_equals_the_python_log_and_stops_at_the_recorded_head(world):
-    from evidence.services import PackageState, decisions_log
+    from evidence.contents import PackageState, decisions_log
 
     org, campaign = world["org"], world["campaign"]
     with scope(org):
@@ -999,7 +999,7 @@ def test_decisions_log_written_by_copy_equals_the_python_log_and_stops_at_the_re
 
 def test_removals_written_by_copy_equal_the_python_log(world, member):
     from campaigns.models import CampaignRemediationOwner
-    from evidence.services import removals_log
+    from evidence.contents import removals_log
 
     org, campaign = world["org"], world["campaign"]
     confirmed_at = dt.datetime(2026, 3, 5, 8, 0, 1, 250000, tzinfo=dt.UTC)

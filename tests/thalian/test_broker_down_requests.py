@@ -17,7 +17,7 @@ from campaigns.models import Campaign, CampaignStatus, ReviewItem
 from entitlements.models import SyncRun, SyncRunStatus
 from entitlements.services import sync_runs_sweep
 from evidence.models import EvidencePackage, EvidencePackageStatus
-from evidence.services import evidence_packages_sweep
+from evidence.packages import evidence_packages_sweep
 from thalian.permissions import Role
 from thalian.tenancy import scopes_disabled
 
