@@ -21,7 +21,7 @@ from campaigns.models import Campaign, RemediationStatus, TicketStatus
 from thalian.api import OrgAPIView
 from thalian.permissions import Perm
 
-from . import request_tickets, selectors, services
+from . import comments, itsm_connections, request_tickets, selectors, services
 from .models import CommentState, ConnectionKind, ItsmConnection, RequestTicket, Ticket, TicketState
 
 
@@ -188,7 +188,7 @@ class ConnectionListApi(OrgAPIView):
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["Send a JSON object."]})
         try:
-            connection = services.itsm_connection_create(
+            connection = itsm_connections.itsm_connection_create(
                 organization=request.organization,
                 actor=request.user,
                 data=dict(request.data),
@@ -216,7 +216,7 @@ class ConnectionDetailApi(OrgAPIView):
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["Send a JSON object."]})
         try:
-            services.itsm_connection_update(
+            itsm_connections.itsm_connection_update(
                 connection=connection, actor=request.user, data=dict(request.data), request=request
             )
         except DjangoValidationError as exc:
@@ -225,7 +225,7 @@ class ConnectionDetailApi(OrgAPIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, org_slug, public_id):
-        services.itsm_connection_delete(
+        itsm_connections.itsm_connection_delete(
             connection=_connection(public_id), actor=request.user, request=request
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -241,7 +241,7 @@ class ConnectionTestApi(OrgAPIView):
         ),
     )
     def post(self, request, org_slug, public_id):
-        ok, message = services.itsm_connection_test(
+        ok, message = itsm_connections.itsm_connection_test(
             connection=_connection(public_id), actor=request.user, request=request
         )
         return Response({"ok": ok, "message": message})
@@ -325,7 +325,7 @@ class TicketCommentsRetryApi(OrgAPIView):
     )
     def post(self, request, org_slug, item_id: int):
         try:
-            count = services.ticket_comments_retry(ticket=_ticket_of_item(item_id), actor=request.user, request=request)
+            count = comments.ticket_comments_retry(ticket=_ticket_of_item(item_id), actor=request.user, request=request)
         except DjangoValidationError as exc:
             raise ValidationError({"non_field_errors": exc.messages}) from exc
         return Response({"retried": count}, status=status.HTTP_202_ACCEPTED)

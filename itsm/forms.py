@@ -23,7 +23,8 @@ TEXT_FIELDS = (
 
 
 class ConnectionForm(forms.Form):
-    """Parses the connection page; validation of what each kind needs lives in services.connection_clean."""
+    """Parses the connection page; validation of what each kind needs lives in
+    itsm_connections.connection_clean."""
 
     kind = forms.ChoiceField(choices=ConnectionKind.choices)
     name = forms.CharField(max_length=100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from thalian import events
 
-from . import request_tickets, services
+from . import request_tickets, services, verification
 
 
 def tickets_for_decisions(event: events.DecisionsRecorded | events.ItemDecisionsWithdrawn) -> None:
@@ -21,7 +21,7 @@ def tickets_for_sign_off(event: events.ReviewerSignedOff) -> None:
 
 
 def verify_removals(event: events.InventoryChanged) -> None:
-    services.remediation_verify_for_applications(
+    verification.remediation_verify_for_applications(
         organization_id=event.organization_id, application_ids=event.application_ids
     )
 

@@ -24,14 +24,9 @@ from thalian.events import AccessRequestTicketFailed, publish
 from thalian.tenancy import scope
 
 from .clients import ItsmError, ItsmPermanentError, ItsmTransientError, RemoteTicket, TicketContent
+from .itsm_connections import connection_for_application
 from .models import REMOTE_STATES, RequestTicket, RequestTicketPurpose, TicketState
-from .services import (
-    TASK_ATTEMPTS,
-    _create_or_find,
-    _on_commit_send,
-    connection_for_application,
-    ticket_schedule_retry,
-)
+from .services import TASK_ATTEMPTS, _create_or_find, _on_commit_send, ticket_schedule_retry
 
 
 def request_page_url(req: AccessRequest) -> str:

@@ -7,7 +7,7 @@ from celery import shared_task
 from thalian import claims
 from thalian.tenancy import scope
 
-from . import request_tickets, services
+from . import comments, request_tickets, services, sweeps
 
 
 @shared_task(name="itsm.open_ticket")
@@ -39,8 +39,8 @@ def open_request_ticket(organization_id: int, ticket_id: int) -> str:
 @shared_task(name="itsm.send_comment")
 def send_comment(organization_id: int, comment_id: int) -> str:
     # The claim's lock tells the sweep this comment's worker is alive, however long the vendor takes.
-    with scope(organization_id=organization_id), claims.claim_held(services.COMMENT_CLAIM, comment_id):
-        outcome, retry_in = services.comment_send(organization_id=organization_id, comment_id=comment_id)
+    with scope(organization_id=organization_id), claims.claim_held(comments.COMMENT_CLAIM, comment_id):
+        outcome, retry_in = comments.comment_send(organization_id=organization_id, comment_id=comment_id)
     if outcome == "retry" and retry_in is not None:
         send_comment.apply_async((organization_id, comment_id), countdown=retry_in)
     return outcome
@@ -50,7 +50,7 @@ def send_comment(organization_id: int, comment_id: int) -> str:
 def resume_due() -> int:
     """Periodic: re-send pending tickets and comments whose retry time has come (after outages, lost tasks
     or dead workers), after handing back claims their workers abandoned."""
-    tickets = services.tickets_due()
+    tickets = sweeps.tickets_due()
     by_organization: dict[int, list[int]] = {}
     for organization_id, ticket_id in tickets:
         by_organization.setdefault(organization_id, []).append(ticket_id)
@@ -58,7 +58,7 @@ def resume_due() -> int:
         # In the batches decisions hand over, so a backlog after an outage is claimed ten at a time too.
         for start in range(0, len(ticket_ids), services.ENQUEUE_BATCH):
             open_tickets.delay(organization_id, ticket_ids[start : start + services.ENQUEUE_BATCH])
-    comments = services.comments_due()
+    comments = sweeps.comments_due()
     for organization_id, comment_id in comments:
         send_comment.delay(organization_id, comment_id)
     request_ticket_ids = request_tickets.request_tickets_due()
@@ -70,7 +70,7 @@ def resume_due() -> int:
 @shared_task(name="itsm.sync_statuses")
 def sync_statuses() -> int:
     """Periodic: one status-sync task per organization with open tickets."""
-    organization_ids = sorted(set(services.organizations_with_open_tickets())
+    organization_ids = sorted(set(sweeps.organizations_with_open_tickets())
                               | set(request_tickets.organizations_with_open_request_tickets()))
     for organization_id in organization_ids:
         sync_organization_statuses.delay(organization_id)
@@ -79,6 +79,6 @@ def sync_statuses() -> int:
 
 @shared_task(name="itsm.sync_organization_statuses")
 def sync_organization_statuses(organization_id: int) -> dict:
-    counts = services.tickets_sync_status(organization_id=organization_id)
+    counts = sweeps.tickets_sync_status(organization_id=organization_id)
     requests = request_tickets.request_tickets_sync_status(organization_id=organization_id)
     return {key: counts.get(key, 0) + requests.get(key, 0) for key in {**counts, **requests}}

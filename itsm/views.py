@@ -13,7 +13,7 @@ from thalian.access import org_view, require
 from thalian.models import Membership
 from thalian.permissions import Perm
 
-from . import request_tickets, selectors, services
+from . import comments, itsm_connections, request_tickets, selectors, services
 from .forms import ConnectionForm
 from .models import ItsmConnection, RequestTicket, Ticket, TicketState
 
@@ -51,7 +51,7 @@ def connections(request):
         form = ConnectionForm(request.POST)
         if form.is_valid():
             try:
-                connection = services.itsm_connection_create(
+                connection = itsm_connections.itsm_connection_create(
                     organization=request.organization,
                     actor=request.user,
                     data=form.service_data(),
@@ -79,7 +79,7 @@ def connection_edit(request, public_id):
         form = ConnectionForm(request.POST, connection=connection)
         if form.is_valid():
             try:
-                services.itsm_connection_update(
+                itsm_connections.itsm_connection_update(
                     connection=connection, actor=request.user, data=form.service_data(), request=request
                 )
             except ValidationError as exc:
@@ -101,7 +101,7 @@ def connection_edit(request, public_id):
 @org_view(Perm.MANAGE_SETTINGS)
 def connection_test(request, public_id):
     connection = _connection_for_member(request.membership, public_id)
-    ok, message = services.itsm_connection_test(connection=connection, actor=request.user, request=request)
+    ok, message = itsm_connections.itsm_connection_test(connection=connection, actor=request.user, request=request)
     context = {"connection": connection, "ok": ok, "message": message}
     if request.htmx:
         return render(request, "itsm/connection_edit.html#test-result", context)
@@ -114,7 +114,7 @@ def connection_test(request, public_id):
 def connection_delete(request, public_id):
     connection = _connection_for_member(request.membership, public_id)
     name = connection.name
-    services.itsm_connection_delete(connection=connection, actor=request.user, request=request)
+    itsm_connections.itsm_connection_delete(connection=connection, actor=request.user, request=request)
     messages.success(request, f"Connection {name} deleted.")
     return redirect("itsm_connections", request.organization.slug)
 
@@ -199,7 +199,7 @@ def ticket_retry(request, ticket_id: int):
 def ticket_comments_retry(request, ticket_id: int):
     ticket = _ticket_for_member(request.membership, ticket_id)
     try:
-        count = services.ticket_comments_retry(ticket=ticket, actor=request.user, request=request)
+        count = comments.ticket_comments_retry(ticket=ticket, actor=request.user, request=request)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:

@@ -112,7 +112,7 @@ def jira(fake_vendor):
 @pytest.fixture
 def connect(org, itsm_settings):
     """connect(fake, **overrides) -> ItsmConnection of acme pointing at the fake."""
-    from itsm.services import itsm_connection_create
+    from itsm.itsm_connections import itsm_connection_create
 
     def make(fake, organization=None, **extra):
         return itsm_connection_create(

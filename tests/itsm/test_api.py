@@ -204,7 +204,7 @@ def test_list_query_count_does_not_grow(admin_api, fake_vendor, connect, org, dj
 def test_ticket_retry_endpoint(
     jira, connect, revoked_item, decide, api_for, member, outsider, org, django_capture_on_commit_callbacks
 ):
-    from itsm import services
+    from itsm import itsm_connections
 
     connection = connect(jira, api_token="bad")
     item = revoked_item()
@@ -213,7 +213,7 @@ def test_ticket_retry_endpoint(
     assert api_for(outsider).post(url).status_code == 404
     assert api_for(member(Role.VIEWER)).post(url).status_code == 403
 
-    services.itsm_connection_update(connection=connection, actor=None, data={"api_token": jira.api_token})
+    itsm_connections.itsm_connection_update(connection=connection, actor=None, data={"api_token": jira.api_token})
     with django_capture_on_commit_callbacks(execute=True):
         response = api_for(member(Role.SECURITY_ANALYST)).post(url)
 

@@ -9,7 +9,8 @@ import time
 import pytest
 from django.utils import timezone
 
-from itsm import services
+from itsm import sweeps
+from itsm.comments import COMMENT_MAX_ATTEMPTS
 from itsm.models import CommentState, Ticket, TicketComment, TicketState
 from itsm.tasks import resume_due, send_comment
 from tests.claims_support import held_lock, wait_for_lock_waiter
@@ -119,20 +120,20 @@ def test_a_comment_waiting_out_its_backoff_is_not_sent_early(opened, jira):
     waiting = _comment(comment.pk)
     assert waiting.state == CommentState.PENDING and waiting.next_attempt_at > timezone.now()
 
-    assert (ticket.organization_id, comment.pk) not in services.comments_due()
+    assert (ticket.organization_id, comment.pk) not in sweeps.comments_due()
     assert jira.comments["OPS-1"] == []
 
 
 def test_after_the_last_attempt_the_comment_fails_visibly_and_retry_posts_it_once(
     opened, jira, member, client_for, api_for, django_capture_on_commit_callbacks
 ):
-    comment = _claimed_long_ago(opened, attempts=services.COMMENT_MAX_ATTEMPTS)
+    comment = _claimed_long_ago(opened, attempts=COMMENT_MAX_ATTEMPTS)
 
     resume_due.delay()
 
     failed = _comment(comment.pk)
     assert failed.state == CommentState.FAILED
-    assert f"did not finish after {services.COMMENT_MAX_ATTEMPTS} attempt(s)" in failed.error
+    assert f"did not finish after {COMMENT_MAX_ATTEMPTS} attempt(s)" in failed.error
     assert jira.comments["OPS-1"] == []
     assert AuditEvent.objects.filter(action="itsm.comment_failed").count() == 1
     admin = member(Role.ADMIN)
@@ -163,7 +164,7 @@ def test_after_the_last_attempt_the_comment_fails_visibly_and_retry_posts_it_onc
 
 
 def test_retry_through_the_api(opened, jira, member, api_for, django_capture_on_commit_callbacks):
-    comment = _claimed_long_ago(opened, attempts=services.COMMENT_MAX_ATTEMPTS)
+    comment = _claimed_long_ago(opened, attempts=COMMENT_MAX_ATTEMPTS)
     resume_due.delay()
     api = api_for(member(Role.ADMIN))
 
@@ -177,7 +178,7 @@ def test_retry_through_the_api(opened, jira, member, api_for, django_capture_on_
 
 
 def test_outsiders_get_404_and_roles_without_the_permission_403(opened, member, outsider, api_for, client_for):
-    _claimed_long_ago(opened, attempts=services.COMMENT_MAX_ATTEMPTS)
+    _claimed_long_ago(opened, attempts=COMMENT_MAX_ATTEMPTS)
     resume_due.delay()
     ticket = _ticket(opened)
     comments = f"/api/v1/orgs/acme/itsm-tickets/{opened.pk}/comments/"
@@ -226,7 +227,7 @@ def test_a_worker_killed_after_claiming_a_comment_is_finished_by_the_sweep_exact
         assert _comment(comment.pk).state == CommentState.SENDING
         settings.CLAIM_STALE_SECONDS = 1
         time.sleep(1.1)
-        assert services.comments_due() == []  # stale by the clock, but its worker is alive: never taken over
+        assert sweeps.comments_due() == []  # stale by the clock, but its worker is alive: never taken over
         assert _comment(comment.pk).state == CommentState.SENDING
         celery_worker_factory.kill()
     time.sleep(1)
@@ -271,7 +272,7 @@ def test_a_worker_killed_on_the_last_attempt_fails_the_comment_visibly(
 ):
     comment = _pending_comment(opened)
     with scopes_disabled():
-        TicketComment.objects.filter(pk=comment.pk).update(attempts=services.COMMENT_MAX_ATTEMPTS - 1)
+        TicketComment.objects.filter(pk=comment.pk).update(attempts=COMMENT_MAX_ATTEMPTS - 1)
     with held_lock("LOCK TABLE itsm_itsmconnection IN ACCESS EXCLUSIVE MODE"):
         celery_worker_factory()
         send_comment.delay(org.pk, comment.pk)

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from itsm import services
+from itsm import comments
 from itsm.models import CommentState, Ticket, TicketComment
 from itsm.tasks import resume_due
 from tests.browser_support import assert_accessible, assert_fits_viewport, login, screenshots
@@ -29,7 +29,7 @@ def test_admin_sees_the_undelivered_comment_and_retries_it(
         comment = TicketComment.objects.create(
             organization_id=ticket.organization_id, ticket=ticket, state=CommentState.SENDING,
             body="The revoke decision was withdrawn: grace@acme.test changed it to approve.",
-            attempts=services.COMMENT_MAX_ATTEMPTS, claimed_at=timezone.now() - dt.timedelta(hours=1),
+            attempts=comments.COMMENT_MAX_ATTEMPTS, claimed_at=timezone.now() - dt.timedelta(hours=1),
         )
     resume_due.delay()
     admin = member(Role.ADMIN)

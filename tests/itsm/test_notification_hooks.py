@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from entitlements.services import inventory_import
-from itsm import services
+from itsm import services, verification
 from itsm.models import Ticket
 from notifications.models import Event, Notification, Status
 from thalian.models import AuditEvent
@@ -108,7 +108,7 @@ def test_replace_import_removing_every_revoked_access_announces_all_verified_onc
     with django_capture_on_commit_callbacks(execute=True):
         _import_entitlements(org, [(application.name, "someone@acme.test", "member")])
     with django_capture_on_commit_callbacks(execute=True):
-        services.remediation_verify_for_applications(organization_id=org.pk, application_ids=[application.pk])
+        verification.remediation_verify_for_applications(organization_id=org.pk, application_ids=[application.pk])
 
     [row] = _log(Event.REMEDIATION_OUTCOME)
     assert (row.recipient, row.status, row.campaign_id) == (ADMIN, Status.SENT, first.campaign_id)
@@ -135,7 +135,7 @@ def test_partial_removal_is_announced_once_however_often_verification_runs(
     with django_capture_on_commit_callbacks(execute=True):
         _import_entitlements(org, rows)
     with django_capture_on_commit_callbacks(execute=True):
-        services.remediation_verify_for_applications(organization_id=org.pk, application_ids=[application.pk])
+        verification.remediation_verify_for_applications(organization_id=org.pk, application_ids=[application.pk])
 
     [row] = _log(Event.REMEDIATION_OUTCOME)
     assert row.title == "Remediation of Q1 access review: partially removed"

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import ReviewItem
-from itsm import services
+from itsm import services, sweeps
 from itsm.clients import ItsmTransientError, build_client
 from itsm.models import Ticket, TicketState
 from tests.conftest import wait_until
@@ -141,7 +141,7 @@ def test_a_stale_opening_claim_finds_the_ticket_its_dead_worker_created(
         content = services.ticket_content(ReviewItem.objects.select_related("campaign", "organization").get(pk=item.pk))
         created = connection.client().create_ticket(content)
 
-    assert (org.pk, ticket.pk) in services.tickets_due()
+    assert (org.pk, ticket.pk) in sweeps.tickets_due()
     outcome, _ = services.ticket_open(organization_id=org.pk, ticket_id=ticket.pk)
 
     assert outcome == "opened"
@@ -159,7 +159,7 @@ def test_a_fresh_opening_claim_is_left_alone(jira, connect, revoked_item, org, s
             organization=org, item=item, campaign=item.campaign, state=TicketState.OPENING, claimed_at=timezone.now()
         )
 
-    assert (org.pk, ticket.pk) not in services.tickets_due()
+    assert (org.pk, ticket.pk) not in sweeps.tickets_due()
     ticket.refresh_from_db()
     assert ticket.state == TicketState.OPENING and not ticket.lookup_before_create
 
@@ -221,7 +221,7 @@ def test_a_worker_killed_while_jira_creates_the_issue_ends_with_one_issue(
     time.sleep(1.1)
     celery_worker_factory()
     # The periodic sweep (itsm.resume_due), run here so that it sees the one-second threshold.
-    assert (org.pk, ticket.pk) in services.tickets_due()
+    assert (org.pk, ticket.pk) in sweeps.tickets_due()
     open_ticket.delay(org.pk, ticket.pk)
 
     wait_until(lambda: _ticket(item).state == TicketState.OPEN, timeout=60)

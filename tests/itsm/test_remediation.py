@@ -7,7 +7,7 @@ import pytest
 from campaigns.decisions import review_item_decide, review_sign_off
 from campaigns.models import ReviewItem
 from entitlements.services import inventory_import
-from itsm import services
+from itsm import verification
 from thalian.models import AuditEvent, TicketTrigger
 from thalian.tenancy import scope
 
@@ -107,7 +107,7 @@ def test_verification_leaves_other_applications_and_undecided_items_alone(revoke
     decide([item, other])
     decide(other, "approve", reason="fine", by=member("admin"))
 
-    result = services.remediation_verify_for_applications(
+    result = verification.remediation_verify_for_applications(
         organization_id=org.pk, application_ids=[other.application_id]
     )
 

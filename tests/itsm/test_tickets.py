@@ -5,7 +5,7 @@ import time_machine
 from django.utils import timezone
 
 from campaigns.models import ReviewItem
-from itsm import services
+from itsm import itsm_connections, services, sweeps
 from itsm.models import CommentState, Ticket, TicketComment, TicketState
 from itsm.tasks import open_ticket, resume_due
 from thalian.models import AuditEvent, TicketTrigger
@@ -143,9 +143,9 @@ def test_rate_limit_waits_for_retry_after(jira, connect, revoked_item, org, itsm
     assert 110 <= (ticket.next_attempt_at - timezone.now()).total_seconds() <= 120
     with scope(org):
         assert ReviewItem.objects.get(pk=item.pk).ticket_status == "pending"
-    assert (org.pk, ticket.pk) not in services.tickets_due()
+    assert (org.pk, ticket.pk) not in sweeps.tickets_due()
     with time_machine.travel(timezone.now() + dt.timedelta(seconds=125)):
-        assert (org.pk, ticket.pk) in services.tickets_due()
+        assert (org.pk, ticket.pk) in sweeps.tickets_due()
 
 
 def test_backoff_grows_exponentially_and_is_capped():
@@ -192,9 +192,9 @@ def test_worker_dying_mid_call_releases_the_claim(jira, connect, revoked_item, o
             claimed_at=timezone.now(),
         )
 
-    assert (org.pk, ticket.pk) not in services.tickets_due()
+    assert (org.pk, ticket.pk) not in sweeps.tickets_due()
     with time_machine.travel(timezone.now() + dt.timedelta(minutes=20)):
-        assert (org.pk, ticket.pk) in services.tickets_due()
+        assert (org.pk, ticket.pk) in sweeps.tickets_due()
     ticket.refresh_from_db()
     assert ticket.state == TicketState.PENDING
 
@@ -213,7 +213,7 @@ def test_wrong_credentials_fail_with_the_vendor_message_and_retry_works_after_fi
     [failed] = _audit("itsm.ticket_failed")
     assert "You are not authenticated" in failed.details["error"]
 
-    services.itsm_connection_update(connection=connection, actor=None, data={"api_token": jira.api_token})
+    itsm_connections.itsm_connection_update(connection=connection, actor=None, data={"api_token": jira.api_token})
     with django_capture_on_commit_callbacks(execute=True):
         services.ticket_retry(ticket=_ticket(item), actor=None)
 
@@ -362,15 +362,15 @@ def test_status_sync_follows_the_ticket(kind, fake_vendor, connect, revoked_item
     }[kind]
 
     progress()
-    services.tickets_sync_status(organization_id=org.pk)
+    sweeps.tickets_sync_status(organization_id=org.pk)
     with scope(org):
         assert ReviewItem.objects.get(pk=item.pk).ticket_status == "in_progress"
     done()
-    counts = services.tickets_sync_status(organization_id=org.pk)
+    counts = sweeps.tickets_sync_status(organization_id=org.pk)
     with scope(org):
         assert ReviewItem.objects.get(pk=item.pk).ticket_status == "resolved"
     assert counts == {"checked": 1, "changed": 1, "errors": 0}
-    assert services.tickets_sync_status(organization_id=org.pk)["checked"] == 0
+    assert sweeps.tickets_sync_status(organization_id=org.pk)["checked"] == 0
     assert [e.details["to"] for e in _audit("itsm.ticket_status_changed")] == ["in_progress", "resolved"]
 
 

@@ -3,7 +3,7 @@ from django.db import connection as db_connection
 from django.urls import reverse
 
 from campaigns.models import ReviewItem
-from itsm import services
+from itsm import itsm_connections, verification
 from itsm.models import ItsmConnection, Ticket
 from itsm.selectors import campaign_remediation_summary
 from tests.factories import ApplicationFactory
@@ -61,7 +61,7 @@ def test_test_connection_shows_the_result(admin, client_for, jira, connect):
     client = client_for(admin)
 
     ok = client.post(_url("itsm_connection_test", connection.public_id), HTTP_HX_REQUEST="true")
-    services.itsm_connection_update(connection=connection, actor=None, data={"api_token": "revoked"})
+    itsm_connections.itsm_connection_update(connection=connection, actor=None, data={"api_token": "revoked"})
     failed = client.post(_url("itsm_connection_test", connection.public_id), HTTP_HX_REQUEST="true")
 
     assert "Connection works: Connected as Thalian Bot; project OPS (Operations)." in ok.content.decode()
@@ -161,7 +161,7 @@ def test_default_connection_moves_and_applications_can_be_routed(
     with scope(org):
         second = ItsmConnection.objects.get(name="Support")
         assert (
-            services.connection_for_application(organization_id=org.pk, application_id=payroll.pk) == second
+            itsm_connections.connection_for_application(organization_id=org.pk, application_id=payroll.pk) == second
         )
     assert (first.is_default, second.is_default) == (False, True)
     assert second.config["tags"] == ["access-review", "urgent"]
@@ -261,7 +261,7 @@ def test_remediation_owner_sees_own_applications_with_action_required_first(
         revoked_item(application=theirs),
     )
     decide([pending, flagged, other])
-    services.remediation_verify_for_applications(organization_id=org.pk, application_ids=[])
+    verification.remediation_verify_for_applications(organization_id=org.pk, application_ids=[])
     with scope(org):
         ReviewItem.objects.filter(pk=flagged.pk).update(remediation_status="action_required")
     owner = member(Role.VIEWER, email="it@acme.test")
@@ -322,7 +322,7 @@ def test_campaign_page_counts_and_retry_after_fixing_credentials(
     assert "Tickets failed" in page and "You are not authenticated" in page
     assert page.count(">Retry</button>") == 2
 
-    services.itsm_connection_update(connection=connection, actor=None, data={"api_token": jira.api_token})
+    itsm_connections.itsm_connection_update(connection=connection, actor=None, data={"api_token": jira.api_token})
     with scope(org):
         ticket = Ticket.objects.get(item=items[0])
     with django_capture_on_commit_callbacks(execute=True):
