@@ -12,7 +12,7 @@ from thalian.api import ANY_MEMBER, OrgAPIView
 from thalian.models import Membership
 from thalian.permissions import Perm
 
-from . import selectors, services
+from . import configuration, delivery, reminders, selectors, services
 from .forms import validate_slack_channel, validate_slack_token, validate_webhook_url
 from .models import MANDATORY_EMAIL_EVENTS, CampaignNotificationPolicy, Notification
 
@@ -51,7 +51,7 @@ class ReminderResultSerializer(serializers.Serializer):
     )
 
 
-def _reminder_result(result: services.ReminderResult) -> Response:
+def _reminder_result(result: reminders.ReminderResult) -> Response:
     return Response(
         {"reminded": result.reminded, "already_reminded_today": result.already_reminded},
         status=status.HTTP_202_ACCEPTED,
@@ -78,11 +78,11 @@ class CampaignRemindAPI(_ReminderAPI):
     def post(self, request, org_slug: str, campaign_id):
         campaign, data = self.campaign_and_data(request, campaign_id, RemindSerializer)
         try:
-            reviewer = services.reminder_target(campaign=campaign, value=data.get("reviewer", ""))
+            reviewer = reminders.reminder_target(campaign=campaign, value=data.get("reviewer", ""))
         except services.NotificationError as exc:
             raise ValidationError({"reviewer": [str(exc)]}) from exc
         try:
-            result = services.reminder_send(
+            result = reminders.reminder_send(
                 campaign=campaign,
                 actor=request.membership,
                 reviewer=reviewer,
@@ -185,7 +185,7 @@ class NotificationSettingsAPI(OrgAPIView):
                     raise ValidationError(
                         {"fallback_reviewer": [f"No member {email!r} in this organization."]}
                     )
-        config = services.notification_settings_update(
+        config = configuration.notification_settings_update(
             organization=request.organization, actor=request.membership, data=data, request=request
         )
         return Response(NotificationSettingsSerializer(config).data)
@@ -223,10 +223,10 @@ class CampaignPolicyStateSerializer(serializers.Serializer):
 
 def _policy_response(campaign: Campaign) -> dict:
     policy = CampaignNotificationPolicy.objects.filter(campaign=campaign).first()
-    effective = services.effective_policy(campaign=campaign)
+    effective = reminders.effective_policy(campaign=campaign)
     return {
-        "overrides": {name: getattr(policy, name, None) for name in services.POLICY_FIELDS},
-        "effective": {name: getattr(effective, name) for name in services.POLICY_FIELDS},
+        "overrides": {name: getattr(policy, name, None) for name in configuration.POLICY_FIELDS},
+        "effective": {name: getattr(effective, name) for name in configuration.POLICY_FIELDS},
     }
 
 
@@ -246,7 +246,7 @@ class CampaignPolicyAPI(OrgAPIView):
         serializer = CampaignPolicySerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
-            services.campaign_policy_update(
+            configuration.campaign_policy_update(
                 campaign=campaign,
                 actor=request.membership,
                 values=dict(serializer.validated_data),
@@ -344,7 +344,7 @@ class NotificationRetryAPI(OrgAPIView):
         serializer.is_valid(raise_exception=True)
         ids = serializer.validated_data.get("notification_ids")
         try:
-            count = services.notifications_retry(
+            count = delivery.notifications_retry(
                 organization=request.organization,
                 actor=request.membership,
                 notification_ids=[str(i) for i in ids] if ids is not None else None,
@@ -404,4 +404,4 @@ class MyNotificationPreferencesAPI(OrgAPIView):
         data.is_valid(raise_exception=True)
         current = selectors.preference_of(membership=request.membership)
         choices = {name: data.validated_data.get(name, getattr(current, name)) for name in ("email", "slack", "teams")}
-        return self._answer(services.notification_preference_update(membership=request.membership, **choices))
+        return self._answer(configuration.notification_preference_update(membership=request.membership, **choices))

@@ -7,48 +7,48 @@ from __future__ import annotations
 
 from thalian import events
 
-from . import access_requests, services
+from . import access_requests, hooks
 from .models import Event
 
 
 def reviewers_assigned(event: events.CampaignLaunched) -> None:
-    services.notify_event(
+    hooks.notify_event(
         organization_id=event.organization_id, event=Event.REVIEW_ASSIGNED, campaign_id=event.campaign_id
     )
 
 
 def campaign_cancelled(event: events.CampaignCancelled) -> None:
-    services.notify_event(
+    hooks.notify_event(
         organization_id=event.organization_id, event=Event.CAMPAIGN_CANCELLED, campaign_id=event.campaign_id
     )
 
 
 def campaign_completed(event: events.CampaignCompleted) -> None:
-    services.notify_event(
+    hooks.notify_event(
         organization_id=event.organization_id, event=Event.CAMPAIGN_COMPLETED, campaign_id=event.campaign_id
     )
-    services.notify_review_ended(organization_id=event.organization_id, campaign_id=event.campaign_id)
+    hooks.notify_review_ended(organization_id=event.organization_id, campaign_id=event.campaign_id)
 
 
 def campaign_remediating(event: events.CampaignRemediating) -> None:
     """Remediation owners hear what to remove; the creator hears about flagged reviewers."""
-    services.notify_review_ended(organization_id=event.organization_id, campaign_id=event.campaign_id)
+    hooks.notify_review_ended(organization_id=event.organization_id, campaign_id=event.campaign_id)
 
 
 def items_reassigned(event: events.ItemsReassigned) -> None:
-    services.notify_items_reassigned(campaign_id=event.campaign_id, reviewer_id=event.reviewer_id, count=event.count)
+    hooks.notify_items_reassigned(campaign_id=event.campaign_id, reviewer_id=event.reviewer_id, count=event.count)
 
 
 def items_delegated(event: events.ItemsDelegated) -> None:
     """The delegate hears whose review came to them (once per move: the move id is in the de-duplication key)."""
-    services.delegation_notice_send(
+    hooks.delegation_notice_send(
         organization_id=event.organization_id, campaign_id=event.campaign_id, reviewer_id=event.reviewer_id,
         guest_id=event.guest_id, delegator_email=event.delegator_email, count=event.count, move_id=event.move_id,
     )
 
 
 def ticket_failed(event: events.TicketFailed) -> None:
-    services.notify_ticket_failed(
+    hooks.notify_ticket_failed(
         ticket_id=event.ticket_id,
         organization_id=event.organization_id,
         campaign_id=event.campaign_id,
@@ -61,7 +61,7 @@ def ticket_failed(event: events.TicketFailed) -> None:
 
 
 def remediation_outcome(event: events.RemediationOutcome) -> None:
-    services.notify_remediation_outcome(
+    hooks.notify_remediation_outcome(
         campaign_id=event.campaign_id, outcome=event.outcome, counts={label: n for label, n in event.counts}
     )
 

@@ -15,16 +15,10 @@ from thalian.audit import audit_record
 from thalian.models import Membership
 
 from . import selectors
+from .hooks import _default_recipients
 from .models import Event, Notification
-from .services import (
-    NotificationError,
-    Recipient,
-    ReminderResult,
-    _default_recipients,
-    effective_policy,
-    manual_reminder_create,
-    notifications_create,
-)
+from .reminders import ReminderResult, effective_policy, manual_reminder_create
+from .services import NotificationError, Recipient, notifications_create
 
 # Revoked access is expected to be gone this many days after the review ended; escalation counts from then.
 REMOVAL_DUE_DAYS = 14

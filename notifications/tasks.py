@@ -13,7 +13,7 @@ from thalian import claims
 from thalian.models import Plan
 from thalian.tenancy import scope, scopes_disabled
 
-from . import remediation, services
+from . import delivery, hooks, remediation, reminders, services
 from .models import Status
 
 
@@ -21,7 +21,7 @@ from .models import Status
 def deliver_notification(organization_id: int, notification_id: str) -> str:
     # The claim's lock tells the sweep this delivery's worker is alive, however long the channel takes.
     with scope(organization_id=organization_id), claims.claim_held(services.DELIVERY_CLAIM, notification_id):
-        notification = services.notification_deliver(notification_id=notification_id)
+        notification = delivery.notification_deliver(notification_id=notification_id)
     if notification is None:
         return "skipped"
     if notification.status == Status.RETRYING:
@@ -34,8 +34,8 @@ def deliver_notification(organization_id: int, notification_id: str) -> str:
 @shared_task(name="notifications.retry_due")
 def retry_due_notifications() -> int:
     """Periodic: hand back deliveries abandoned mid-send, then send every row whose next attempt is due."""
-    services.notifications_resume_interrupted()
-    due = services.notifications_due_for_retry()
+    delivery.notifications_resume_interrupted()
+    due = delivery.notifications_due_for_retry()
     for organization_id, notification_id in due:
         deliver_notification.delay(organization_id, notification_id)
     return len(due)
@@ -54,7 +54,7 @@ def send_event(
         campaign = (
             Campaign.objects.select_related("organization").get(pk=campaign_id) if campaign_id else None
         )
-        fan = services.event_send(
+        fan = hooks.event_send(
             organization_id=organization_id,
             event=event,
             campaign=campaign,
@@ -95,7 +95,7 @@ def campaign_cadence(organization_id: int, campaign_id: str) -> dict:
         if campaign is None:
             return {}
         now = timezone.now()
-        sent = services.campaign_cadence_run(campaign=campaign, now=now)
+        sent = reminders.campaign_cadence_run(campaign=campaign, now=now)
         sent.update(remediation.removal_cadence_run(campaign=campaign, now=now))
         if campaign.status == CampaignStatus.ACTIVE:
             sent["decision_quality_flagged"] = remediation.decision_quality_flags_notify(campaign=campaign)

@@ -17,7 +17,7 @@ from thalian.access import org_view
 from thalian.models import Membership
 from thalian.permissions import Perm
 
-from . import selectors, services
+from . import configuration, delivery, reminders, selectors, services
 from .channels import CHANNELS, ChannelError
 from .forms import CampaignPolicyForm, NotificationSettingsForm, PreferenceForm, RemindForm
 from .models import MANDATORY_EMAIL_EVENTS, CampaignNotificationPolicy, Channel
@@ -32,7 +32,7 @@ def reviewer_for(request, value: str) -> Membership | None:
     value = (value or "").strip()
     if not value:
         return None
-    found = services.member_by_reference(organization_id=request.organization.pk, value=value)
+    found = reminders.member_by_reference(organization_id=request.organization.pk, value=value)
     if found is None:
         raise services.NotificationError(f"No member {value!r} in this organization.")
     return found
@@ -49,11 +49,11 @@ def _campaign_page(campaign: Campaign) -> str:
 @require_http_methods(["GET", "POST"])
 def notification_settings(request):
     config = selectors.notification_settings_for(organization_id=request.organization.pk)
-    initial = {name: getattr(config, name) for name in services.SETTINGS_FIELDS}
+    initial = {name: getattr(config, name) for name in configuration.SETTINGS_FIELDS}
     if request.method == "POST":
         form = NotificationSettingsForm(request.POST, organization=request.organization, initial=initial)
         if form.is_valid():
-            services.notification_settings_update(
+            configuration.notification_settings_update(
                 organization=request.organization,
                 actor=request.membership,
                 data=form.cleaned_data,
@@ -88,7 +88,7 @@ def notification_retry(request):
             messages.error(request, f"notification: {raw!r} is not a notification id.")
             return redirect("notification_settings", request.organization.slug)
     try:
-        count = services.notifications_retry(
+        count = delivery.notifications_retry(
             organization=request.organization, actor=request.membership, notification_ids=ids, request=request
         )
     except services.NotificationError as exc:
@@ -105,7 +105,7 @@ def notification_test(request, channel: str):
         raise Http404("No such channel")
     label = Channel(channel).label
     try:
-        services.notification_test_send(
+        configuration.notification_test_send(
             organization=request.organization, actor=request.membership, channel=channel, request=request
         )
     except ChannelError as exc:
@@ -122,7 +122,7 @@ def notification_preferences(request):
     if request.method == "POST":
         form = PreferenceForm(request.POST)
         if form.is_valid():
-            services.notification_preference_update(membership=request.membership, **form.cleaned_data)
+            configuration.notification_preference_update(membership=request.membership, **form.cleaned_data)
             messages.success(request, "Your notification choices are saved.")
             return redirect("notification_preferences", request.organization.slug)
     else:
@@ -167,8 +167,8 @@ def campaign_remind(request, campaign_id):
     result = error = None
     if form.is_valid():
         try:
-            reviewer = services.reminder_target(campaign=campaign, value=form.cleaned_data["reviewer"])
-            result = services.reminder_send(
+            reviewer = reminders.reminder_target(campaign=campaign, value=form.cleaned_data["reviewer"])
+            result = reminders.reminder_send(
                 campaign=campaign,
                 actor=request.membership,
                 reviewer=reviewer,
@@ -225,7 +225,7 @@ def campaign_notifications(request, campaign_id):
     campaign = campaign_for(request, campaign_id, Perm.VIEW_ALL_CAMPAIGNS)
     can_manage = request.membership.can(Perm.MANAGE_CAMPAIGNS)
     policy = CampaignNotificationPolicy.objects.filter(campaign=campaign).first()
-    initial = {name: getattr(policy, name, None) for name in services.POLICY_FIELDS}
+    initial = {name: getattr(policy, name, None) for name in configuration.POLICY_FIELDS}
     form = CampaignPolicyForm(initial=initial)
     if request.method == "POST":
         if not can_manage:
@@ -233,7 +233,7 @@ def campaign_notifications(request, campaign_id):
         form = CampaignPolicyForm(request.POST, initial=initial)
         if form.is_valid():
             try:
-                services.campaign_policy_update(
+                configuration.campaign_policy_update(
                     campaign=campaign, actor=request.membership, values=form.cleaned_data, request=request
                 )
             except services.NotificationError as exc:
@@ -241,7 +241,7 @@ def campaign_notifications(request, campaign_id):
             else:
                 messages.success(request, "Reminder settings for this campaign saved.")
                 return redirect("campaign_notifications", request.organization.slug, campaign.pk)
-    effective = services.effective_policy(campaign=campaign)
+    effective = reminders.effective_policy(campaign=campaign)
     page = Paginator(selectors.notifications_for_campaign(campaign=campaign), 100).get_page(
         request.GET.get("page")
     )

@@ -214,7 +214,7 @@ def test_a_reminder_whose_enqueue_was_lost_is_sent_by_the_next_press_and_by_the_
 
     from django.utils import timezone
 
-    from notifications.services import notifications_due_for_retry
+    from notifications.delivery import notifications_due_for_retry
 
     api = api_for(people["admin"])
     with django_capture_on_commit_callbacks(execute=False):  # the enqueue after commit never happens

@@ -4,7 +4,7 @@ import pytest
 
 from campaigns.models import CampaignStatus
 from campaigns.scheduling import NO_APPLICATIONS_MATCHED
-from notifications import services
+from notifications import hooks
 from thalian.tenancy import scopes_disabled
 
 from ..factories import CampaignFactory
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_campaign_page_has_send_reminder_on_progress_rows_and_the_log(
     org, campaign, people, client_for, mailbox
 ):
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
     page = client_for(people["admin"]).get(f"/o/acme/campaigns/{campaign.pk}/").content.decode()
     remind = f"/o/acme/campaigns/{campaign.pk}/remind/"
     assert page.count(f'action="{remind}"') == 4  # rita, sam; GitHub, Salesforce (done@ has nothing pending)

@@ -3,7 +3,7 @@
 import pytest
 from django.template import Context, Template
 
-from notifications import services
+from notifications import reminders, services
 from notifications.models import CampaignNotificationPolicy, Event, Notification
 from thalian.permissions import Role
 from thalian.tenancy import ScopeError, scope, scopes_disabled
@@ -151,7 +151,7 @@ def test_log_include_query_count_does_not_grow(org, campaign, people, django_ass
 
 def test_linking_a_member_of_another_organization_is_refused(org, campaign, people, outsider):
     with scope(org), pytest.raises(ScopeError):
-        services.reminder_send(campaign=campaign, actor=people["admin"], reviewer=outsider)
+        reminders.reminder_send(campaign=campaign, actor=people["admin"], reviewer=outsider)
     with scope(org), pytest.raises(ScopeError):
         services.notifications_create(
             organization_id=org.pk,

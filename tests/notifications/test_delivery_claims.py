@@ -10,7 +10,7 @@ import time
 import pytest
 from django.utils import timezone
 
-from notifications import services
+from notifications import delivery, services
 from notifications.models import Notification, NotificationSettings, Status
 from notifications.tasks import deliver_notification, retry_due_notifications
 from tests.claims_support import held_lock, wait_for_lock_waiter
@@ -75,11 +75,11 @@ def test_an_interrupted_delivery_waits_out_its_backoff_counted_from_the_attempt(
         last_attempt_at=timezone.now() - dt.timedelta(seconds=90),
     )
 
-    assert services.notifications_resume_interrupted() == {"resent": 1, "failed": 0}
+    assert delivery.notifications_resume_interrupted() == {"resent": 1, "failed": 0}
 
     waiting = _reload(notification)
     assert waiting.status == Status.RETRYING
-    assert waiting.next_attempt_at == notification.last_attempt_at + services.retry_delay(3)  # 4 min after it
+    assert waiting.next_attempt_at == notification.last_attempt_at + delivery.retry_delay(3)  # 4 min after it
     assert "interrupted" in waiting.error
     assert retry_due_notifications() == 0 and mailbox.messages == []
 
@@ -223,7 +223,7 @@ def _killed_after_claiming(start_worker, notification, settings) -> Notification
         settings.CLAIM_STALE_SECONDS = 1
         time.sleep(1.1)
         # Stale by the clock, but its worker holds the claim: never taken over.
-        assert services.notifications_resume_interrupted() == {"resent": 0, "failed": 0}
+        assert delivery.notifications_resume_interrupted() == {"resent": 0, "failed": 0}
         start_worker.kill()
     time.sleep(1)
     _age_claim(notification)

@@ -4,7 +4,7 @@ import pytest
 import time_machine
 from django.db import transaction
 
-from notifications import services
+from notifications import hooks, reminders, services
 from notifications.models import Event, Notification, NotificationPreference, NotificationSettings, Status
 from notifications.tasks import retry_due_notifications
 from thalian.tenancy import scope, scopes_disabled
@@ -20,7 +20,7 @@ def _log(org, **filters):
 def test_review_assigned_reaches_each_reviewer_by_email_and_slack_dm(
     org, campaign, people, mailbox, slack, channels_configured
 ):
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
 
     rita = mailbox.to("rita@acme.test")
     assert len(rita) == 1
@@ -46,8 +46,8 @@ def test_review_assigned_reaches_each_reviewer_by_email_and_slack_dm(
 
 
 def test_assignment_hook_called_twice_sends_once(org, campaign, mailbox):
-    services.notify_reviewers_assigned(campaign=campaign)
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
     assert len(mailbox.to("rita@acme.test")) == 1
     assert len(_log(org, event=Event.REVIEW_ASSIGNED, recipient="rita@acme.test")) == 1
 
@@ -55,7 +55,7 @@ def test_assignment_hook_called_twice_sends_once(org, campaign, mailbox):
 def test_failing_slack_does_not_stop_email(org, campaign, mailbox, slack, channels_configured):
     slack.failure = (200, {"ok": False, "error": "invalid_auth"}, {})
 
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
 
     assert len(mailbox.to("rita@acme.test")) == 1
     slack_rows = _log(org, channel="slack")
@@ -69,7 +69,7 @@ def test_rate_limited_slack_retries_with_backoff_then_sends(
 ):
     slack.failure = (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "120"})
     with time_machine.travel(dt.datetime(2026, 3, 3, 9, 0, tzinfo=dt.UTC), tick=False):
-        services.notify_reviewers_assigned(campaign=campaign)
+        hooks.notify_reviewers_assigned(campaign=campaign)
         (row,) = _log(org, channel="slack", recipient="rita@acme.test")
         assert row.status == Status.RETRYING
         assert row.attempts == 1
@@ -92,7 +92,7 @@ def test_transient_failures_give_up_after_max_attempts_and_show_the_error(
     slack.failure = (503, {"ok": False, "error": "service_unavailable"}, {})
     start = dt.datetime(2026, 3, 3, 9, 0, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as traveller:
-        services.notify_reviewers_assigned(campaign=campaign)
+        hooks.notify_reviewers_assigned(campaign=campaign)
         for _ in range(services.MAX_ATTEMPTS):
             traveller.shift(dt.timedelta(hours=2))
             retry_due_notifications()
@@ -107,11 +107,11 @@ def test_member_without_email_choice_still_gets_mandatory_assignment_email(org, 
         NotificationPreference.objects.create(
             organization=org, membership=people["rita"], email=False, slack=False
         )
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
     assert len(mailbox.to("rita@acme.test")) == 1
 
     with scope(org):
-        services.reminder_send(campaign=campaign, actor=people["admin"], reviewer=people["rita"])
+        reminders.reminder_send(campaign=campaign, actor=people["admin"], reviewer=people["rita"])
     assert len(mailbox.to("rita@acme.test")) == 1  # reminders respect the choice
     assert _log(org, event=Event.REMINDER, recipient="rita@acme.test") == []
 
@@ -122,7 +122,7 @@ def test_teams_only_member_gets_adaptive_card(org, campaign, people, mailbox, te
             organization=org, membership=people["sam"], email=False, slack=False, teams=True
         )
     with scope(org):
-        services.reminder_send(campaign=campaign, actor=people["admin"], reviewer=people["sam"])
+        reminders.reminder_send(campaign=campaign, actor=people["admin"], reviewer=people["sam"])
     assert mailbox.to("sam@acme.test") == []
     (card,) = teams.cards
     content = card["attachments"][0]["content"]
@@ -134,7 +134,7 @@ def test_teams_only_member_gets_adaptive_card(org, campaign, people, mailbox, te
 def test_campaign_completed_goes_to_creator_slack_channel_and_teams(
     org, campaign, people, mailbox, slack, teams, channels_configured
 ):
-    services.notify_event(organization_id=org.pk, event=Event.CAMPAIGN_COMPLETED, campaign_id=campaign.pk)
+    hooks.notify_event(organization_id=org.pk, event=Event.CAMPAIGN_COMPLETED, campaign_id=campaign.pk)
 
     (mail,) = mailbox.messages
     assert mail["to"] == ["admin@acme.test"]
@@ -152,7 +152,7 @@ def test_campaign_cancelled_tells_reviewers_with_pending_items(org, campaign, pe
     with scopes_disabled():
         campaign.cancel_reason = "scope was wrong"
         campaign.save()
-    services.notify_event(organization_id=org.pk, event=Event.CAMPAIGN_CANCELLED, campaign_id=campaign.pk)
+    hooks.notify_event(organization_id=org.pk, event=Event.CAMPAIGN_CANCELLED, campaign_id=campaign.pk)
     assert sorted(m["to"][0] for m in mailbox.messages) == [
         "admin@acme.test",
         "rita@acme.test",
@@ -169,10 +169,10 @@ def test_ticket_failed_goes_to_admins(org, campaign, people, member, mailbox):
         "identity": "pat@corp.test",
         "error": "Jira answered 400",
     }
-    services.notify_event(
+    hooks.notify_event(
         organization_id=org.pk, event=Event.TICKET_FAILED, campaign_id=campaign.pk, details=details
     )
-    services.notify_event(
+    hooks.notify_event(
         organization_id=org.pk, event=Event.TICKET_FAILED, campaign_id=campaign.pk, details=details
     )
     recipients = sorted(m["to"][0] for m in mailbox.messages)
@@ -182,7 +182,7 @@ def test_ticket_failed_goes_to_admins(org, campaign, people, member, mailbox):
 
 
 def test_remediation_outcome_partial(org, campaign, people, mailbox):
-    services.notify_event(
+    hooks.notify_event(
         organization_id=org.pk,
         event=Event.REMEDIATION_OUTCOME,
         campaign_id=campaign.pk,
@@ -195,12 +195,12 @@ def test_remediation_outcome_partial(org, campaign, people, mailbox):
 
 def test_unknown_event_is_refused(org, campaign):
     with pytest.raises(services.NotificationError, match="unknown notification event"):
-        services.notify_event(organization_id=org.pk, event="party", campaign_id=campaign.pk)
+        hooks.notify_event(organization_id=org.pk, event="party", campaign_id=campaign.pk)
 
 
 def test_hook_via_on_commit_sends_only_after_commit(org, campaign, mailbox):
     with transaction.atomic():
-        transaction.on_commit(lambda: services.notify_reviewers_assigned(campaign=campaign))
+        transaction.on_commit(lambda: hooks.notify_reviewers_assigned(campaign=campaign))
         assert mailbox.messages == []
     assert len(mailbox.messages) == 3
 
@@ -250,14 +250,14 @@ def test_reassignment_through_the_campaign_service_tells_the_new_reviewer(
 
 
 def test_ticket_failed_hook_once_per_ticket_and_attempt(org, campaign, people, mailbox):
-    services.notify_ticket_failed(
+    hooks.notify_ticket_failed(
         ticket_id=7,
         campaign_id=campaign.pk,
         application="GitHub",
         identity="pat@corp.test",
         error="401 Unauthorized",
     )
-    services.notify_ticket_failed(
+    hooks.notify_ticket_failed(
         ticket_id=7,
         campaign_id=campaign.pk,
         application="GitHub",
@@ -265,7 +265,7 @@ def test_ticket_failed_hook_once_per_ticket_and_attempt(org, campaign, people, m
         error="401 Unauthorized",
     )
     assert len(mailbox.to("admin@acme.test")) == 1
-    services.notify_ticket_failed(
+    hooks.notify_ticket_failed(
         ticket_id=7,
         campaign_id=campaign.pk,
         application="GitHub",
@@ -278,7 +278,7 @@ def test_ticket_failed_hook_once_per_ticket_and_attempt(org, campaign, people, m
 
 def test_remediation_outcome_hook_rejects_unknown_outcome(org, campaign):
     with pytest.raises(services.NotificationError, match="remediation outcome must be one of"):
-        services.notify_remediation_outcome(campaign_id=campaign.pk, outcome="mostly")
+        hooks.notify_remediation_outcome(campaign_id=campaign.pk, outcome="mostly")
 
 
 def test_row_left_sending_by_a_dead_worker_is_sent_again_once_its_claim_is_stale(org, campaign, people, mailbox):
@@ -322,7 +322,7 @@ def test_unreachable_mail_server_retries_and_slack_still_goes_out(
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
     email_rows = _log(org, channel="email")
     assert email_rows and all(r.status == Status.RETRYING for r in email_rows)
     assert "Mail server unavailable" in email_rows[0].error

@@ -2,7 +2,7 @@ import pytest
 from django.template import Context, Template
 from django.urls import reverse
 
-from notifications import services
+from notifications import hooks
 from notifications.models import Notification, NotificationPreference, NotificationSettings
 from thalian.models import AuditEvent
 from thalian.permissions import Role
@@ -156,7 +156,7 @@ def test_failed_notifications_are_listed_for_admins(
     org, campaign, member, client_for, mailbox, slack, channels_configured
 ):
     slack.failure = (200, {"ok": False, "error": "users_not_found"}, {})
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
     page = client_for(member(Role.ADMIN)).get(SETTINGS_URL).content.decode()
     assert "users_not_found" in page
     assert "rita@acme.test" in page
@@ -167,7 +167,7 @@ def test_failed_notifications_of_a_campaign_are_flagged_on_its_page_for_the_admi
     org, campaign, member, client_for, mailbox, slack, channels_configured
 ):
     slack.failure = (200, {"ok": False, "error": "users_not_found"}, {})
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
     page = client_for(member(Role.ADMIN)).get(f"/o/acme/campaigns/{campaign.pk}/").content.decode()
     assert "of this campaign could not be delivered" in page
     assert f'href="{SETTINGS_URL}"' in page and "users_not_found" in page
@@ -251,7 +251,7 @@ def test_send_reminder_is_404_for_outsider_and_foreign_campaign(
 
 @delivered
 def test_campaign_notification_log_include(org, campaign, people, mailbox):
-    services.notify_reviewers_assigned(campaign=campaign)
+    hooks.notify_reviewers_assigned(campaign=campaign)
     with scope(org):
         html = Template("{% load notifications_tags %}{% notification_log campaign %}").render(
             Context({"campaign": campaign})
