@@ -264,10 +264,16 @@
     form.querySelector('[name="to"]').focus();
   }
 
+  // The item a row's Reassign button names ("Reassign <item>", the item part visually hidden).
+  function reassignLabel(btn) {
+    var hidden = btn.querySelector(".visually-hidden");
+    return hidden ? hidden.textContent.trim() : "";
+  }
+
   function reassignRow(row) {
     if (!row || !row.querySelector("button[data-reassign]")) return;
     var id = row.querySelector("button[data-reassign]").dataset.reassign;
-    openReassign("item", row.dataset.label, [["item_id", id]], row);
+    openReassign("item", reassignLabel(row.querySelector("button[data-reassign]")), [["item_id", id]], row);
   }
 
   function wireReassign(root) {
@@ -277,7 +283,7 @@
         ev.preventDefault(); ev.stopPropagation();
         var row = btn.closest("tr.item-row");
         setCurrent(row, false);
-        openReassign("item", row.dataset.label, [["item_id", btn.dataset.reassign]], btn);
+        openReassign("item", reassignLabel(btn), [["item_id", btn.dataset.reassign]], btn);
       });
     });
     root.querySelectorAll("[data-reassign-selected]").forEach(function (btn) {
