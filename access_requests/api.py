@@ -156,6 +156,20 @@ class AccessRequestDetailAPI(OrgAPIView):
         return Response(AccessRequestDetailSerializer(req).data)
 
 
+def _act_on_stage(request, request_id, serializer_class, service) -> Response:
+    """A request the member can see, the body checked by ``serializer_class``, then ``service`` called with the
+    validated fields; answers the request as it is afterwards."""
+    req = selectors.request_for_member(member=request.membership, request_id=request_id)
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        service(req=req, actor=request.membership, request=request, **data.validated_data)
+    except services.AccessRequestError as exc:
+        _raise(exc)
+    req = selectors.request_for_member(member=request.membership, request_id=request_id)
+    return Response(AccessRequestDetailSerializer(req).data)
+
+
 class AccessRequestDecisionAPI(OrgAPIView):
     """The current approver (or their delegate) approves or denies; anyone else gets 403."""
 
@@ -164,16 +178,7 @@ class AccessRequestDecisionAPI(OrgAPIView):
     @extend_schema(request=DecisionSerializer, responses=AccessRequestDetailSerializer, summary="Decide a stage",
                    tags=["access requests"])
     def post(self, request, org_slug, request_id):
-        req = selectors.request_for_member(member=request.membership, request_id=request_id)
-        data = DecisionSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        try:
-            services.access_request_decide(req=req, actor=request.membership, decision=data.validated_data["decision"],
-                                           reason=data.validated_data["reason"], request=request)
-        except services.AccessRequestError as exc:
-            _raise(exc)
-        req = selectors.request_for_member(member=request.membership, request_id=request_id)
-        return Response(AccessRequestDetailSerializer(req).data)
+        return _act_on_stage(request, request_id, DecisionSerializer, services.access_request_decide)
 
 
 class AccessRequestCancelAPI(OrgAPIView):
@@ -196,16 +201,7 @@ class AccessRequestReassignAPI(OrgAPIView):
     @extend_schema(request=RequestReassignSerializer, responses=AccessRequestDetailSerializer,
                    summary="Move the current stage to another member (admins)", tags=["access requests"])
     def post(self, request, org_slug, request_id):
-        req = selectors.request_for_member(member=request.membership, request_id=request_id)
-        data = RequestReassignSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        try:
-            services.approval_reassign(req=req, actor=request.membership, to=data.validated_data["to"],
-                                       reason=data.validated_data["reason"], request=request)
-        except services.AccessRequestError as exc:
-            _raise(exc)
-        req = selectors.request_for_member(member=request.membership, request_id=request_id)
-        return Response(AccessRequestDetailSerializer(req).data)
+        return _act_on_stage(request, request_id, RequestReassignSerializer, services.approval_reassign)
 
 
 # Approval policies ----------------------------------------------------------------------------------------

@@ -131,15 +131,10 @@ ITEM_TICKET_STATUS = {
 REMOTE_STATES = (TicketState.OPEN, TicketState.IN_PROGRESS, TicketState.RESOLVED)
 
 
-class Ticket(TenantModel):
-    """The remediation ticket of one revoked review item. The one-to-one column makes a second ticket for the
-    same item impossible; workers claim a pending ticket with a conditional update before calling out."""
+class RemoteTicket(TenantModel):
+    """What every ticket Thalian opens in an ITSM keeps: its remote identity and state, and the claim, attempt
+    count and backoff of the worker that opens it."""
 
-    item = models.OneToOneField("campaigns.ReviewItem", on_delete=models.CASCADE, related_name="itsm_ticket")
-    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
-    connection = models.ForeignKey(
-        ItsmConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
-    )
     state = models.CharField(max_length=20, choices=TicketState.choices, default=TicketState.PENDING)
     key = models.CharField(max_length=100, blank=True)
     url = models.CharField(max_length=500, blank=True)
@@ -149,11 +144,25 @@ class Ticket(TenantModel):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     # An earlier create may have reached the vendor (it timed out after sending, the connection dropped, or
-    # the worker died holding the claim): the next attempt looks the item's reference up before creating.
+    # the worker died holding the claim): the next attempt looks the ticket's reference up before creating.
     lookup_before_create = models.BooleanField(default=False)
-    withdrawn_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Ticket(RemoteTicket):
+    """The remediation ticket of one revoked review item. The one-to-one column makes a second ticket for the
+    same item impossible; workers claim a pending ticket with a conditional update before calling out."""
+
+    item = models.OneToOneField("campaigns.ReviewItem", on_delete=models.CASCADE, related_name="itsm_ticket")
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey(
+        ItsmConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
     status_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -209,7 +218,7 @@ class RequestTicketPurpose(models.TextChoices):
     EXPIRY = "expiry", "Remove temporary access at its end"
 
 
-class RequestTicket(TenantModel):
+class RequestTicket(RemoteTicket):
     """The ticket of one approved access request: the requested grant or revoke (``fulfil``) and, for a
     temporary grant, its removal at the end (``expiry``). One per request and purpose (unique); opened,
     retried and looked up by reference exactly like remediation tickets."""
@@ -220,17 +229,6 @@ class RequestTicket(TenantModel):
     connection = models.ForeignKey(
         ItsmConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="request_tickets"
     )
-    state = models.CharField(max_length=20, choices=TicketState.choices, default=TicketState.PENDING)
-    key = models.CharField(max_length=100, blank=True)
-    url = models.CharField(max_length=500, blank=True)
-    remote_id = models.CharField(max_length=100, blank=True)
-    error = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    lookup_before_create = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now)
-    opened_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
