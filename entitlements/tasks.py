@@ -48,6 +48,9 @@ def scim_sync_task(organization_id: int, sync_run_id: int) -> None:
 def import_uploads_sweep_task() -> int:
     """Hourly: uploads of imports that ended (or never started) do not stay on disk."""
     return services.import_uploads_sweep()
+
+
+@shared_task
 def sync_runs_sweep_task() -> dict[str, int]:
     """Periodic: re-send or fail imports and syncs nobody works on any more."""
     return services.sync_runs_sweep()

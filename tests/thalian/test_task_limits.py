@@ -27,6 +27,14 @@ def test_every_task_has_a_soft_limit_below_its_hard_limit():
         assert soft and hard and soft < hard, f"{name}: soft {soft}, hard {hard}"
 
 
+def test_every_periodic_task_names_a_registered_task(settings):
+    """A beat entry whose task no worker knows is never run (the worker drops it as unregistered)."""
+    app.loader.import_default_modules()
+    assert settings.CELERY_BEAT_SCHEDULE
+    for entry, spec in settings.CELERY_BEAT_SCHEDULE.items():
+        assert spec["task"] in app.tasks, f"beat entry {entry}: no task named {spec['task']}"
+
+
 def test_long_work_gets_the_long_limits(settings):
     app.loader.import_default_modules()
     for name in ("campaigns.snapshot", "campaigns.build_evidence_package", "entitlements.tasks.inventory_import_task"):
